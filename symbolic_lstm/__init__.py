@@ -1,0 +1,25 @@
+"""symbolic_lstm: derivations you can read, kernels you can trust.
+
+A recurrent cell written as functional stages (:mod:`symbolic_lstm.cell`) → the graph of one step with
+its forks (:mod:`symbolic_lstm.graph`) → the chain rule over that graph (:mod:`symbolic_lstm.derivation`)
+→ emitters: LaTeX (:mod:`symbolic_lstm.emit_latex`) and vectorised NumPy kernels
+(:mod:`symbolic_lstm.emit_numpy`, ``templates/``) → ``generated/``, which :func:`load` imports.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .cell import Cell, CellBuilder, CellError  # noqa: E402
+from .cells import get_cell  # noqa: E402
+from .derivation import derive  # noqa: E402
+from .functions import sigmoid, softsign  # noqa: E402
+
+__all__ = ["Cell", "CellBuilder", "CellError", "derive", "get_cell", "load", "sigmoid", "softsign", "__version__"]
+
+
+def load(name: str = "lstm", directory: str | None = None):  # type: ignore[no-untyped-def]
+    """Import the generated kernel module ``name`` (default: the committed ``generated/`` folder)."""
+    from .loader import load as _load
+
+    return _load(name, directory)

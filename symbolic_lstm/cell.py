@@ -1,0 +1,250 @@
+"""Stage 1 of the pipeline: a recurrent cell written as the article's *functional stages*.
+
+A cell is a list of stages, each producing one named vector per time step:
+
+* a **linear** stage ``sum = W [u, v, …] + b`` over the concatenation of earlier nodes
+  (``W`` has shape ``(n_a, Σ sizes)``, columns in the order the inputs are listed; ``b`` has shape ``(n_a,)``);
+* an **elementwise** stage: any SymPy expression in the symbols of earlier nodes, applied unit by unit
+  (``Γ_f = σ(sum_f)``, ``c = c_prev·Γ_f + Γ_u·c̃`` …).
+
+Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  Every node but the
+per-step inputs has n_a units; inputs have n_x.  Nothing here knows any derivative: the chain rule lives
+in :mod:`symbolic_lstm.derivation`, which differentiates these expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+import sympy as sp
+
+
+class CellError(ValueError):
+    """A cell definition is inconsistent; the message names the stage at fault."""
+
+
+@dataclass(frozen=True)
+class Linear:
+    """``name = weight [inputs…] + bias``: one matrix product over the concatenated inputs."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: str
+    bias: str
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return self.inputs
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """``name = expr``, evaluated unit by unit; ``expr`` is written in the symbols of earlier nodes."""
+
+    name: str
+    expr: sp.Expr
+    reads: tuple[str, ...]
+
+
+Stage = Union[Linear, Elementwise]
+
+
+def prev(state: str) -> str:
+    """Name of the node that carries ``state`` from step t−1 into step t (``a`` → ``a_prev``)."""
+    return f"{state}_prev"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A validated recurrent cell: per-step inputs, recurrent states and stages in forward order.
+
+    Attributes:
+        name: identifier, used for the generated module's file name.
+        inputs: per-step external inputs (size n_x each), e.g. ``("x",)``.
+        states: recurrent states (size n_a), e.g. ``("a", "c")``; each is a stage output.
+        stages: the functional stages in forward order.
+        output: the node the loss scores (the article's a<t>).
+        latex: LaTeX base names of nodes (``"Gamma_f"`` → ``r"\\Gamma_f"``).
+        description: one line for docs and generated headers.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    states: tuple[str, ...]
+    stages: tuple[Stage, ...]
+    output: str
+    latex: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def prev_states(self) -> tuple[str, ...]:
+        return tuple(prev(s) for s in self.states)
+
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        """Nodes that enter a step from outside it: previous states, then inputs."""
+        return self.prev_states + self.inputs
+
+    def stage(self, name: str) -> Stage:
+        for st in self.stages:
+            if st.name == name:
+                return st
+        raise KeyError(name)
+
+    @property
+    def linear_stages(self) -> tuple[Linear, ...]:
+        return tuple(st for st in self.stages if isinstance(st, Linear))
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Parameter names in the order of the stages: W_f, b_f, W_u, b_u, …"""
+        out: list[str] = []
+        for st in self.linear_stages:
+            out += [st.weight, st.bias]
+        return tuple(out)
+
+    def state_of_prev(self, node: str) -> str | None:
+        """``"a_prev"`` → ``"a"``; None for any other node."""
+        for s in self.states:
+            if prev(s) == node:
+                return s
+        return None
+
+    def latex_name(self, node: str) -> str:
+        """LaTeX base name of a node (previous states print as the state itself, one step earlier)."""
+        state = self.state_of_prev(node)
+        if state is not None:
+            node = state
+        return self.latex.get(node) or sp.latex(sp.Symbol(node))
+
+
+class CellBuilder:
+    """Write a cell stage by stage; :meth:`build` validates it.
+
+    Example::
+
+        cell = CellBuilder("lstm", inputs=("x",), states=("a", "c"), output="a")
+        a_prev, c_prev, x = cell.prev("a"), cell.prev("c"), cell.input("x")
+        s = cell.linear("sum_f", [a_prev, x], weight="W_f", bias="b_f")
+        G = cell.stage("Gamma_f", sigmoid(s), latex=r"\\Gamma_f")
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Sequence[str] = ("x",),
+        states: Sequence[str] = ("a", "c"),
+        output: str = "a",
+        description: str = "",
+    ) -> None:
+        if not name.isidentifier():
+            raise CellError(f"cell name {name!r} must be a Python identifier")
+        self.name = name
+        self._inputs = tuple(inputs)
+        self._states = tuple(states)
+        self._output = output
+        self._description = description
+        self._stages: list[Stage] = []
+        self._latex: dict[str, str] = {}
+        self._known: list[str] = [prev(s) for s in self._states] + list(self._inputs)
+        self._params: set[str] = set()
+        for n in self._known:
+            self._check_identifier(n, "node")
+
+    # -- nodes ---------------------------------------------------------------------------------
+    def prev(self, state: str) -> sp.Symbol:
+        """Symbol of ``state`` at the previous step (``a<t-1>``)."""
+        if state not in self._states:
+            raise CellError(f"{state!r} is not a state of cell {self.name!r}; states: {', '.join(self._states)}")
+        return sp.Symbol(prev(state))
+
+    def input(self, name: str) -> sp.Symbol:
+        """Symbol of a per-step input (``x<t>``)."""
+        if name not in self._inputs:
+            raise CellError(f"{name!r} is not an input of cell {self.name!r}; inputs: {', '.join(self._inputs)}")
+        return sp.Symbol(name)
+
+    def linear(
+        self,
+        name: str,
+        inputs: Sequence[sp.Symbol | str],
+        *,
+        weight: str,
+        bias: str,
+        latex: str | None = None,
+    ) -> sp.Symbol:
+        """Add ``name = weight [inputs…] + bias`` and return its symbol."""
+        names = tuple(str(i) for i in inputs)
+        if not names:
+            raise CellError(f"stage {name!r}: a linear stage needs at least one input")
+        for i in names:
+            self._require_known(name, i)
+        for p in (weight, bias):
+            self._check_identifier(p, f"parameter of stage {name!r}")
+            if p in self._params or p in self._known:
+                raise CellError(f"stage {name!r}: the name {p!r} is already used")
+            self._params.add(p)
+        return self._add(Linear(name, names, weight, bias), latex)
+
+    def stage(self, name: str, expr: sp.Expr, *, latex: str | None = None) -> sp.Symbol:
+        """Add the elementwise stage ``name = expr`` and return its symbol."""
+        expr = sp.sympify(expr)
+        if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixBase):
+            raise CellError(f"stage {name!r}: expected a scalar SymPy expression, got {type(expr).__name__}")
+        free = sorted(str(s) for s in expr.free_symbols)
+        for i in free:
+            self._require_known(name, i)
+        if not free:
+            raise CellError(f"stage {name!r}: the expression {expr} reads no node")
+        order = {n: k for k, n in enumerate(self._known)}
+        reads = tuple(sorted(free, key=order.__getitem__))
+        return self._add(Elementwise(name, expr, reads), latex)
+
+    def build(self) -> Cell:
+        made = {st.name for st in self._stages}
+        for s in self._states:
+            if s not in made:
+                raise CellError(f"cell {self.name!r}: state {s!r} is never produced by a stage")
+        if self._output not in made:
+            raise CellError(f"cell {self.name!r}: output {self._output!r} is never produced by a stage")
+        used = {r for st in self._stages for r in st.reads} | set(self._states) | {self._output}
+        for n in self._known:
+            if n not in used:
+                raise CellError(f"cell {self.name!r}: node {n!r} is computed but never used")
+        return Cell(
+            name=self.name,
+            inputs=self._inputs,
+            states=self._states,
+            stages=tuple(self._stages),
+            output=self._output,
+            latex=dict(self._latex),
+            description=self._description,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _add(self, st: Stage, latex: str | None) -> sp.Symbol:
+        self._check_identifier(st.name, "stage")
+        if st.name in self._known or st.name in self._params:
+            raise CellError(f"stage {st.name!r} is defined twice")
+        self._stages.append(st)
+        self._known.append(st.name)
+        if latex is not None:
+            self._latex[st.name] = latex
+        return sp.Symbol(st.name)
+
+    def _require_known(self, stage: str, node: str) -> None:
+        if node in self._known:
+            return
+        later = "" if node != stage else " (a stage cannot read itself: that is a cycle inside one step)"
+        raise CellError(
+            f"stage {stage!r} reads {node!r}, which is not an input, a previous state or an earlier stage{later}; "
+            f"known so far: {', '.join(self._known)}"
+        )
+
+    @staticmethod
+    def _check_identifier(name: str, what: str) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise CellError(f"{what} name {name!r} must be a Python identifier")

@@ -1,0 +1,133 @@
+"""The ``symbolic-lstm`` command: derive (LaTeX), prove (symbolic), generate (kernels), check (numeric).
+
+Usage errors (unknown target, cell, option value) exit with code 2 and list the valid choices; a failed
+proof or gradient check exits with 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .cell import Cell
+from .cells import BUILTIN, get_cell
+from .derivation import LOSS_MODES
+from .files import write_atomic
+
+
+class CellParam(click.ParamType):
+    """A built-in cell name."""
+
+    name = "cell"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Cell:
+        if isinstance(value, Cell):
+            return value
+        try:
+            return get_cell(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+CELL = click.option(
+    "--cell",
+    type=CellParam(),
+    default="lstm",
+    show_default=True,
+    help=f"Cell to work on; built-in: {', '.join(sorted(BUILTIN))}.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="symbolic-lstm")
+def main() -> None:
+    """Backpropagation through an LSTM, derived by the chain rule over its functional stages.
+
+    \b
+    derive    print the LaTeX derivation of dError/d(target), stage by stage
+    prove     check the chain-rule engine against direct differentiation of an unrolled net
+    generate  write the vectorised NumPy kernels derived from the cell
+    check     check the generated kernels against central differences
+    """
+
+
+@main.command()
+@click.argument("targets", nargs=-1, metavar="[TARGET]...")
+@CELL
+@click.option("--unroll", "-T", type=click.IntRange(min=1), default=None, help="Also print one row per step, t = T…1.")
+@click.option("--loss", type=click.Choice(LOSS_MODES), default="many-to-many", show_default=True)
+@click.option("--standalone", is_flag=True, help="A complete LaTeX document (compiles with pdflatex).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+    help="Write to this file (atomically) instead of standard output.",
+)
+def derive(targets: tuple[str, ...], cell: Cell, unroll: int | None, loss: str, standalone: bool, output: Path | None) -> None:
+    """Print the LaTeX derivation of dError/dTARGET (all default targets when none is given).
+
+    TARGET is a weight or bias (W_f, b_f, …), a<t-1> (a_prev), c<t-1> (c_prev), x<t> (x), a<0> (a0),
+    c<0> (c0), or any node of the cell (sum_f, Gamma_f, c, a …).
+    """
+    from .emit_latex import DerivationDocument, target_aliases, targets as all_targets
+
+    known = all_targets(cell)
+    aliases = target_aliases(cell)
+    keys = []
+    for t in targets:
+        key = aliases.get(t, t)
+        if key not in known:
+            raise click.BadParameter(
+                f"{t!r} is not a target of cell {cell.name!r}. Choose from: {', '.join(known)} "
+                f"(also written {', '.join(aliases)})",
+                param_hint="TARGET",
+            )
+        keys.append(key)
+    doc = DerivationDocument(cell, mode=loss, unroll=unroll)  # type: ignore[arg-type]
+    text = doc.standalone(keys) if standalone else doc.body(keys)
+    _emit(text, output)
+
+
+@main.command()
+@CELL
+@click.option("--n-a", type=click.IntRange(min=1, max=4), default=None, help="Hidden size (default: 1 and 2).")
+@click.option("--n-x", type=click.IntRange(min=1, max=4), default=None, help="Input size (default: = n_a).")
+@click.option("--unroll", "-T", type=click.IntRange(min=1, max=5), default=3, show_default=True)
+@click.option("--loss", type=click.Choice([*LOSS_MODES, "both"]), default="both", show_default=True)
+@click.option("--points", type=click.IntRange(min=1, max=50), default=3, show_default=True,
+              help="Random rational points to compare at.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--exact", is_flag=True, help="Also expand every difference to 0 (slow: minutes).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPUs).")
+def prove(
+    cell: Cell, n_a: int | None, n_x: int | None, unroll: int, loss: str, points: int, seed: int, exact: bool,
+    jobs: int | None,
+) -> None:
+    """Differentiate the unrolled Error directly and compare with the chain-rule engine.
+
+    Prints one line per gradient (✓/✗); exits 1 on any mismatch.
+    """
+    from .proof import prove_all
+
+    if n_a is None and n_x is None:
+        sizes = [(1, 1), (2, 2)]
+    else:
+        sizes = [(n_a or n_x, n_x or n_a)]  # type: ignore[list-item]
+    modes = LOSS_MODES if loss == "both" else (loss,)
+    failed = 0
+    for line in prove_all(cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, workers=jobs):
+        click.echo(str(line))
+        failed += not line.ok
+    if failed:
+        click.echo(f"{failed} gradient(s) differ from direct differentiation", err=True)
+        sys.exit(1)
+    click.echo("all gradients equal direct differentiation of the unrolled Error")
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)

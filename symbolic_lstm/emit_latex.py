@@ -1,0 +1,349 @@
+"""Stage 4a: the derivation, printed as LaTeX in the article's notation.
+
+For each target (a weight, a bias, a<t-1>, c<t-1>, x<t>, a<0>, c<0>, or any node of the cell) it prints
+(a) the chain of partials stage by stage, forks shown as sums; (b) each factor evaluated; (c) the closed
+form; (d) with an unroll length T, one row per time step t = T … 1 with the boundary conditions applied
+(nothing flows back from step T+1; many-to-one: ∂Error<t>/∂a<t> = 0 for t < T).
+
+A :class:`Timeline` turns the engine's step-local symbols into time-indexed ones (``c_prev`` at step t →
+c<t-1>) and writes the gradient arriving from the next step as the article does: δc<t+1>·∂c<t+1>/∂c<t>
+where the state has one consumer, ∂Error<t+1>/∂a<t> where it forks (its own derivation is a<t-1>'s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sympy as sp
+
+from .cell import Cell, Elementwise
+from .derivation import LOSS_MODES, LossMode, StepDerivation, concat_symbol, derive
+from .notation import ERROR, Partial, future, node
+from .printer_latex import ArticleLatexPrinter
+
+TargetKind = Literal["param", "leaf", "initial", "node"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something to differentiate the Error with respect to.
+
+    ``key`` is the CLI name (``W_f``, ``a_prev``, ``a0``, ``c`` …); ``node`` the step-local node or
+    parameter it refers to (``a0`` → ``a_prev`` at t = 1).
+    """
+
+    key: str
+    kind: TargetKind
+    node: str
+
+
+def targets(cell: Cell) -> dict[str, Target]:
+    """All targets of ``cell``, the default ones (the issue's list) first, then every other node."""
+    out: dict[str, Target] = {}
+    for st in cell.linear_stages:
+        out[st.weight] = Target(st.weight, "param", st.weight)
+    for st in cell.linear_stages:
+        out[st.bias] = Target(st.bias, "param", st.bias)
+    for leaf in cell.leaves:
+        out[leaf] = Target(leaf, "leaf", leaf)
+    for s in cell.states:
+        out[f"{s}0"] = Target(f"{s}0", "initial", f"{s}_prev")
+    for st in cell.stages:
+        out.setdefault(st.name, Target(st.name, "node", st.name))
+    return out
+
+
+def default_targets(cell: Cell) -> list[str]:
+    return [k for k, t in targets(cell).items() if t.kind != "node"]
+
+
+def target_aliases(cell: Cell) -> dict[str, str]:
+    """Other spellings users type: ``a<t-1>``, ``a^{<t-1>}``, ``x<t>``, ``a<0>`` …"""
+    alias: dict[str, str] = {}
+    for s in cell.states:
+        for form in (f"{s}<t-1>", f"{s}^{{<t-1>}}", f"{s}^<t-1>"):
+            alias[form] = f"{s}_prev"
+        for form in (f"{s}<0>", f"{s}^{{<0>}}", f"{s}^<0>", f"{s}_0"):
+            alias[form] = f"{s}0"
+    for i in cell.inputs:
+        for form in (f"{i}<t>", f"{i}^{{<t>}}", f"{i}^<t>"):
+            alias[form] = i
+    return alias
+
+
+class Timeline:
+    """Translate step-local expressions to the time-indexed notation of step ``t`` (None: symbolic t).
+
+    With a concrete ``t`` and the unroll length ``T`` the boundary conditions apply.  Values of every
+    partial met on the way are collected in :attr:`values`, ready for ``xreplace``.
+    """
+
+    def __init__(
+        self,
+        d: StepDerivation,
+        t: int | None = None,
+        T: int | None = None,
+        mode: LossMode = "many-to-many",
+        values: dict[sp.Expr, sp.Expr] | None = None,
+        shift: int = 0,
+    ) -> None:
+        self.d, self.t, self.T, self.mode, self.shift = d, t, T, mode, shift
+        self.values: dict[sp.Expr, sp.Expr] = {} if values is None else values
+        self._symbols: dict[sp.Symbol, sp.Expr] = {}
+
+    def label(self, off: int = 0) -> str:
+        k = self.shift + off
+        if self.t is not None:
+            return str(self.t + k)
+        return "t" if k == 0 else f"t{k:+d}"
+
+    @property
+    def is_last(self) -> bool:
+        return self.t is not None and self.T is not None and self.t + self.shift >= self.T
+
+    @property
+    def is_scored(self) -> bool:
+        """Many-to-one scores only the last step; a symbolic step is shown scored."""
+        if self.mode == "many-to-many" or self.t is None or self.T is None:
+            return True
+        return self.t + self.shift >= self.T
+
+    def next(self) -> Timeline:
+        """The same timeline, one step later (where the gradient arriving from t+1 is written)."""
+        return Timeline(self.d, self.t, self.T, self.mode, self.values, self.shift + 1)
+
+    # -- translation ----------------------------------------------------------------------------
+    def symbol(self, s: sp.Symbol) -> sp.Expr:
+        if s not in self._symbols:
+            self._symbols[s] = self._symbol(s)
+        return self._symbols[s]
+
+    def _symbol(self, s: sp.Symbol) -> sp.Expr:
+        cell, name = self.d.cell, s.name
+        if s == ERROR:
+            return sp.Symbol(f"Error<{self.label()}>")
+        if name.startswith("delta_"):
+            return sp.Symbol(f"delta_{name[6:]}<{self.label()}>")
+        state = cell.state_of_prev(name)
+        if state is not None:
+            return sp.Symbol(f"{state}<{self.label(-1)}>")
+        if name in self.d.graph.nodes or name.endswith("_hat"):
+            return sp.Symbol(f"{name}<{self.label()}>")
+        for st in cell.linear_stages:
+            if s == concat_symbol(st):
+                return sp.Symbol(f"{name}<{self.label()}>", commutative=False)
+        return s  # parameters and weight blocks carry no time
+
+    def value(self, expr: sp.Expr) -> sp.Expr:
+        """Translate an evaluated expression (SymPy may reorder it)."""
+        return expr.xreplace({s: self.symbol(s) for s in expr.free_symbols})
+
+    def chain(self, expr: sp.Expr) -> sp.Expr:
+        """Translate a chain of partials, keeping its written order and the boundary zeros visible."""
+        if isinstance(expr, Partial):
+            return self._partial(expr)
+        if expr.is_Symbol:
+            for s in self.d.cell.states:
+                if expr == future(s):
+                    return self._future(s)
+            return self.symbol(expr)
+        if expr.is_Add:
+            return sp.Add(*(self.chain(a) for a in expr.args), evaluate=False)
+        if expr.is_Mul:
+            return sp.Mul(*(self.chain(a) for a in expr.args), evaluate=False)
+        return self.value(expr)
+
+    def _partial(self, p: Partial) -> sp.Expr:
+        if p.num == ERROR and not self.is_scored:
+            return sp.S.Zero
+        shown = Partial(self.chain(p.num), self.chain(p.den))
+        if p in self.d.partials:
+            self.values[shown] = self.value(self.d.partials[p])
+        return shown
+
+    def _future(self, state: str) -> sp.Expr:
+        if self.is_last:
+            return sp.S.Zero
+        uses = self.d.graph.uses(f"{state}_prev")
+        if len(uses) == 1 and isinstance(self.d.graph.stage(uses[0].consumer), Elementwise):
+            return self.next().chain(self.d.chain[f"{state}_prev"])
+        return Partial(sp.Symbol(f"Error<{self.label(1)}>"), sp.Symbol(f"{state}<{self.label()}>"))
+
+
+class DerivationDocument:
+    """LaTeX derivations of targets of one cell, for one loss mode and optional unroll length."""
+
+    def __init__(self, cell: Cell, mode: LossMode = "many-to-many", unroll: int | None = None) -> None:
+        if mode not in LOSS_MODES:
+            raise ValueError(f"loss mode must be one of {', '.join(LOSS_MODES)}, got {mode!r}")
+        if unroll is not None and unroll < 1:
+            raise ValueError(f"unroll length must be a positive integer, got {unroll}")
+        self.cell, self.mode, self.unroll = cell, mode, unroll
+        self.d = derive(cell)
+        self.printer = ArticleLatexPrinter(cell)
+        self._targets = targets(cell)
+
+    def tex(self, e: sp.Expr) -> str:
+        return self.printer.doprint(e)
+
+    # -- per-target pieces ----------------------------------------------------------------------
+    def step_chain(self, target: Target) -> sp.Expr:
+        """The target's gradient at one step, as the full chain (step-local)."""
+        if target.kind == "param":
+            return self.d.param_chain(target.node, full=True)
+        return self.d.full[target.node]
+
+    def lhs(self, target: Target, t: str = "t") -> str:
+        err = r"\partial \mathrm{Error}"
+        if target.kind == "param":
+            return r"\frac{%s}{\partial %s}" % (err, self.tex(sp.Symbol(target.node)))
+        if target.kind == "initial":
+            return r"\frac{%s}{\partial %s^{<0>}}" % (err, self.cell.latex_name(target.node))
+        shown = Timeline(self.d, None if t == "t" else int(t)).symbol(node(target.node))
+        return r"\frac{%s}{\partial %s}" % (err, self.tex(shown))
+
+    def section(self, key: str) -> str:
+        target = self._targets[key]
+        step = self.step_chain(target)
+        tl = Timeline(self.d, 1 if target.kind == "initial" else None, self.unroll, self.mode)
+        chain = tl.chain(step)
+        closed = chain.xreplace(tl.values).doit()
+        summed = target.kind == "param"
+        total = r"\sum_{t=1}^{T} " if summed else ""
+        where = {
+            "param": "summed over the steps that share it",
+            "leaf": "at step t",
+            "initial": "the a^{<t-1>} gradient at t = 1".replace("a", self.cell.states[0]),
+            "node": "at step t, all branches of its fork added",
+        }[target.kind]
+        lines = [
+            r"\subsection*{$%s$}" % self.lhs(target).replace(r"\frac{", "{", 1).replace("}{", "}/{", 1),
+            r"% " + f"target {key} ({where}); cell {self.cell.name}; loss {self.mode}",
+            r"\paragraph{(a) Chain rule through the stages} Forks appear as sums of their branches.",
+            r"\begin{align*}",
+            self._equation(self.lhs(target), total, chain, summed),
+            r"\end{align*}",
+            r"\paragraph{(b) Each factor evaluated}",
+            r"\begin{align*}",
+            " \\\\\n".join(r"%s &= %s" % (self.tex(p), self.tex(v)) for p, v in self._factors(chain, tl.values)),
+            r"\end{align*}",
+            r"\paragraph{(c) Closed form}",
+            r"\begin{align*}",
+            self._equation(self.lhs(target), total, closed, summed),
+            r"\end{align*}",
+        ]
+        lines += self._notes(target)
+        if self.unroll is not None:
+            lines += self._rows(target, step)
+        return "\n".join(lines)
+
+    def _equation(self, lhs: str, total: str, expr: sp.Expr, summed: bool) -> str:
+        """``lhs &= expr``, a sum of several branches one branch per line (they are long)."""
+        if summed or not expr.is_Add:
+            return r"%s &= %s%s" % (lhs, total, _bracket(self.tex(expr), summed))
+        terms = [self.tex(t) for t in expr.args]
+        return r"%s &= %s" % (lhs, " \\\\\n&\\quad + ".join(terms))
+
+    def _factors(self, chain: sp.Expr, values: dict[sp.Expr, sp.Expr]) -> list[tuple[sp.Expr, sp.Expr]]:
+        seen: list[sp.Expr] = []
+        for e in sp.preorder_traversal(chain):
+            if isinstance(e, Partial) and e in values and e not in seen:
+                seen.append(e)
+        return [(p, values[p]) for p in seen]
+
+    def _notes(self, target: Target) -> list[str]:
+        notes = []
+        for st in self.cell.linear_stages:
+            ops = ", ".join(f"${self.tex(Timeline(self.d).symbol(node(k)))}$" for k in st.inputs)
+            if target.kind == "param" and target.node == st.weight:
+                notes.append(
+                    r"Here $\left[\dots\right]$ is the concatenation of %s: with a batch of rows, "
+                    r"the product is $\left(\delta %s\right)^{\mathsf{T}} \left[\dots\right]$ (an outer product per row)."
+                    % (ops, self.tex(Timeline(self.d).symbol(node(st.name))))
+                )
+            if target.kind in ("leaf", "initial") and target.node in st.inputs:
+                notes.append(
+                    r"$%s$ denotes the columns of $%s$ that multiply $%s$; the product is $\delta %s\, %s$."
+                    % (
+                        self.tex(sp.Symbol(f"{st.weight}|{target.node}", commutative=False)),
+                        self.tex(sp.Symbol(st.weight)),
+                        self.tex(Timeline(self.d).symbol(node(target.node))),
+                        self.tex(Timeline(self.d).symbol(node(st.name))),
+                        self.tex(sp.Symbol(f"{st.weight}|{target.node}", commutative=False)),
+                    )
+                )
+        if self.mode == "many-to-one":
+            notes.append(r"Many-to-one: only $a^{<T>}$ is scored, so $\frac{\partial \mathrm{Error}^{<t>}}"
+                         r"{\partial a^{<t>}} = 0$ for $t < T$.".replace("a^", self.cell.latex_name(self.cell.output) + "^"))
+        return [r"\noindent " + n + "\n" for n in dict.fromkeys(notes)]
+
+    def _rows(self, target: Target, step: sp.Expr) -> list[str]:
+        T = self.unroll
+        assert T is not None
+        steps = [1] if target.kind == "initial" else list(range(T, 0, -1))
+        chains, closed, bc = [], [], []
+        for t in steps:
+            tl = Timeline(self.d, t, T, self.mode)
+            c = tl.chain(step)
+            chains.append(c)
+            closed.append(c.xreplace(tl.values).doit())
+        summed = target.kind == "param"
+        if summed:
+            head = r"%s = {} & " % self.lhs(target)
+            body = ["\\\\\n& + ".join(_bracket(self.tex(r), True) for r in chains)]
+            body_closed = ["\\\\\n& + ".join(_bracket(self.tex(r), True) for r in closed)]
+        else:
+            head = ""
+            body = ["\\\\\n".join(self._equation(self.lhs(target, str(t)), "", r, False) for t, r in zip(steps, chains))]
+            body_closed = ["\\\\\n".join(self._equation(self.lhs(target, str(t)), "", r, False) for t, r in zip(steps, closed))]
+        for s in self.cell.states:
+            # what the next step would send back, shown at t = T: its δ (or ∂Error/∂state) is zero
+            shown = Timeline(self.d, T).chain(future(s))
+            bc.append(r"$%s = 0$" % self.tex(shown.args[0] if shown.is_Mul else shown))
+        return [
+            r"\paragraph{(d) Unrolled over $T = %d$ steps} One row per step, $t = %s$; boundary conditions: %s%s."
+            % (T, ", ".join(map(str, steps)), ", ".join(bc),
+               "; many-to-one: the Error of steps $t < T$ is 0" if self.mode == "many-to-one" else ""),
+            r"\begin{align*}",
+            head + body[0],
+            r"\end{align*}",
+            r"and evaluated:",
+            r"\begin{align*}",
+            head + body_closed[0],
+            r"\end{align*}",
+        ]
+
+    # -- whole documents -----------------------------------------------------------------------
+    def body(self, keys: Sequence[str] | None = None) -> str:
+        keys = list(keys) if keys else default_targets(self.cell)
+        intro = [
+            r"% Derivations generated by symbolic-lstm from the cell definition; do not edit by hand.",
+            r"% cell: " + self.cell.name + f" ({self.cell.description})" if self.cell.description else "",
+            r"% loss: " + self.mode + r", Error^{<t>} = 1/2 (a_hat^{<t>} - a^{<t>})^2",
+        ]
+        return "\n".join([line for line in intro if line] + ["", *[self.section(k) + "\n" for k in keys]])
+
+    def standalone(self, keys: Sequence[str] | None = None) -> str:
+        title = f"Backpropagation through the {self.cell.name} cell ({self.mode})"
+        return "\n".join(
+            [
+                r"\documentclass[10pt]{article}",
+                r"\usepackage[landscape,margin=1.5cm]{geometry}",
+                r"\usepackage{amsmath,amssymb}",
+                r"\allowdisplaybreaks",
+                r"\setlength{\parindent}{0pt}",
+                r"\title{%s}" % title,
+                r"\date{}",
+                r"\begin{document}",
+                r"\maketitle",
+                self.body(keys),
+                r"\end{document}",
+                "",
+            ]
+        )
+
+
+def _bracket(tex: str, summed: bool) -> str:
+    return r"\left[%s\right]" % tex if summed else tex

@@ -1,0 +1,71 @@
+"""Elementwise activations SymPy lacks, written so their derivatives stay in terms of themselves.
+
+SymPy has no sigmoid: ``diff(1/(1 + exp(-x)))`` gives ``exp(-x)/(1 + exp(-x))**2`` and simplification
+turns it into ``1/(4*cosh(x/2)**2)``.  A ``Function`` subclass whose ``fdiff`` returns ``σ(x)(1 − σ(x))``
+keeps every derivative expressible through the stored gate activation Γ = σ(sum), which is what the
+article (and any fast kernel) uses.  Printing lives in the printers (``printer_latex``, ``printer_numpy``).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class sigmoid(sp.Function):  # noqa: N801  (SymPy's convention: functions are lower-case classes)
+    """The logistic function σ(x) = 1 / (1 + e^{−x}); σ'(x) = σ(x)(1 − σ(x))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return sp.S.Half
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
+class softsign(sp.Function):  # noqa: N801
+    """softsign(x) = x / (1 + |x|); its derivative 1 / (1 + |x|)² needs the pre-activation x."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return sp.S.Zero
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return 1 / (1 + sp.Abs(self.args[0])) ** 2
+
+    def _eval_rewrite_as_Abs(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return x / (1 + sp.Abs(x))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.Abs)._eval_evalf(prec)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
+#: Activations a cell definition may use, by name (for user-facing messages and cell files).
+ACTIVATIONS: dict[str, type[sp.Function]] = {
+    "sigmoid": sigmoid,
+    "tanh": sp.tanh,
+    "softsign": softsign,
+}

@@ -1,0 +1,60 @@
+"""The symbols the derivation is written in.
+
+Inside one step the engine uses *step-local* symbols named like the code variables they become:
+``Gamma_f`` (a node's value at step t), ``c_prev`` (state c at t−1), ``delta_c`` (δc<t>, the total
+derivative of the Error with respect to c<t> where c forks), ``a_next`` … and :class:`Partial`, an
+unevaluated local partial ∂num/∂den.  :mod:`symbolic_lstm.emit_latex` translates them to the article's
+time-indexed notation; :mod:`symbolic_lstm.emit_numpy` prints them as NumPy.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+#: The Error of one step (the article's Error<t> = ½(â<t> − a<t>)²).
+ERROR = sp.Symbol("Error")
+
+
+class Partial(sp.Expr):
+    """∂num/∂den kept unevaluated: one local partial of the chain rule.
+
+    Non-commutative, so a product of partials keeps the order of the chain it was written in
+    (∂c/∂Γ_f · ∂Γ_f/∂sum_f · ∂sum_f/∂W_f) instead of SymPy's canonical order.
+    """
+
+    is_commutative = False
+
+    def __new__(cls, num: sp.Expr, den: sp.Expr) -> Partial:
+        return sp.Expr.__new__(cls, sp.sympify(num), sp.sympify(den))
+
+    @property
+    def num(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def den(self) -> sp.Expr:
+        return self.args[1]
+
+
+def node(name: str) -> sp.Symbol:
+    """Value of a node at the current step."""
+    return sp.Symbol(name)
+
+
+def delta(name: str) -> sp.Symbol:
+    """δname: dError/dname at the current step, all branches of its fork added."""
+    return sp.Symbol(f"delta_{name}")
+
+
+def future(state: str) -> sp.Symbol:
+    """∂E<t+1…>/∂state<t>: the gradient reaching ``state`` from the next step (0 after the last step)."""
+    return sp.Symbol(f"d{state}_next")
+
+
+def target(output: str) -> sp.Symbol:
+    """The target value the loss compares ``output`` with (the article's â)."""
+    return sp.Symbol(f"{output}_hat")
+
+
+def is_partial(e: sp.Basic) -> bool:
+    return isinstance(e, Partial)

@@ -1,0 +1,324 @@
+"""A symbolic proof that the chain-rule engine is right, for a tiny unrolled net.
+
+For n_a, n_x and T given, every weight, bias, input, initial state and target becomes a SymPy symbol.
+The forward pass is unrolled into one Error expression, which ``sympy.diff`` differentiates *directly*
+with respect to every symbol.  Independently, the engine's per-step equations (δ at every fork, the
+linear stages' matrix-calculus rules, the boundary conditions, sums over time) run backward over the
+same unrolled values.  The two must be identical.
+
+Identity is checked exactly, with no floating point: every application of an activation (σ(…), tanh(…),
+|…|) is replaced by an independent random rational, as is every remaining symbol.  Both sides are
+polynomials (rational functions, for softsign) in those values, so agreement at several random points
+proves the identity with overwhelming probability (Schwartz–Zippel) — and it is stronger than the
+statement about the functions, which are special values of the indeterminates.  With ``exact=True`` the
+difference is also expanded to 0 as a polynomial.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .cell import Cell, Elementwise, Linear
+from .derivation import LOSS_MODES, LossMode, StepDerivation, derive, linear_rules
+from .notation import ERROR, Partial, future, node, target
+
+
+@dataclass(frozen=True)
+class ProofLine:
+    """The verdict for one gradient: ``entries`` scalar partial derivatives compared."""
+
+    gradient: str
+    shape: tuple[int, ...]
+    entries: int
+    ok: bool
+    n_a: int
+    n_x: int
+    T: int
+    mode: LossMode
+    method: str
+
+    def __str__(self) -> str:
+        mark = "✓" if self.ok else "✗"
+        shape = "×".join(map(str, self.shape))
+        return (
+            f"{mark} dError/d{self.gradient:<4} ({shape}, {self.entries} entries)  "
+            f"n_a={self.n_a} n_x={self.n_x} T={self.T} {self.mode}: {self.method}"
+        )
+
+
+class UnrolledNet:
+    """A cell unrolled over T steps with every number a symbol (column vectors as sp.Matrix)."""
+
+    def __init__(self, cell: Cell, n_a: int, n_x: int, T: int) -> None:
+        if min(n_a, n_x, T) < 1:
+            raise ValueError(f"n_a, n_x and T must be positive, got n_a={n_a}, n_x={n_x}, T={T}")
+        self.cell, self.n_a, self.n_x, self.T = cell, n_a, n_x, T
+        self.size = {**{i: n_x for i in cell.inputs}}
+        self.params: dict[str, sp.Matrix] = {}
+        for st in cell.linear_stages:
+            cols = sum(self.size_of(k) for k in st.inputs)
+            self.params[st.weight] = sp.Matrix(n_a, cols, lambda i, j: sp.Symbol(f"{st.weight}[{i},{j}]"))
+            self.params[st.bias] = sp.Matrix(n_a, 1, lambda i, _: sp.Symbol(f"{st.bias}[{i}]"))
+        self.inputs = {i: [_vec(f"{i}<{t}>", n_x) for t in range(1, T + 1)] for i in cell.inputs}
+        self.initial = {s: _vec(f"{s}<0>", n_a) for s in cell.states}
+        self.hat = [_vec(f"{cell.output}_hat<{t}>", n_a) for t in range(1, T + 1)]
+        self.steps = self._forward()
+        #: Error<t> = Σ_i ½(â<t>_i − a<t>_i)², for t = 1 … T
+        self.step_errors = [self._error(t) for t in range(T)]
+
+    def size_of(self, name: str) -> int:
+        return self.size.get(name, self.n_a)
+
+    def scored(self, t: int, mode: LossMode) -> bool:
+        """Is the output of step t (1-based) scored by the loss?"""
+        return mode == "many-to-many" or t == self.T
+
+    def error(self, mode: LossMode) -> sp.Expr:
+        """The whole Error: every step's (many-to-many) or the last step's (many-to-one)."""
+        return sp.Add(*(e for t, e in enumerate(self.step_errors, 1) if self.scored(t, mode)))
+
+    def _forward(self) -> list[dict[str, sp.Matrix]]:
+        steps: list[dict[str, sp.Matrix]] = []
+        state = dict(self.initial)
+        for t in range(self.T):
+            v: dict[str, sp.Matrix] = {f"{s}_prev": state[s] for s in self.cell.states}
+            v.update({i: self.inputs[i][t] for i in self.cell.inputs})
+            for st in self.cell.stages:
+                if isinstance(st, Linear):
+                    z = sp.Matrix.vstack(*(v[k] for k in st.inputs))
+                    v[st.name] = self.params[st.weight] * z + self.params[st.bias]
+                else:
+                    v[st.name] = sp.Matrix(
+                        [st.expr.xreplace({node(r): v[r][i] for r in st.reads}) for i in range(self.n_a)]
+                    )
+            steps.append(v)
+            state = {s: v[s] for s in self.cell.states}
+        return steps
+
+    def _error(self, t: int) -> sp.Expr:
+        out = self.steps[t][self.cell.output]
+        return sp.Add(*(sp.Rational(1, 2) * (self.hat[t][i] - out[i]) ** 2 for i in range(self.n_a)))
+
+    def wrt(self) -> Iterator[tuple[str, sp.Matrix]]:
+        """Every gradient the proof checks: parameters, inputs (stacked over t), initial states."""
+        yield from self.params.items()
+        for i in self.cell.inputs:
+            yield i, sp.Matrix.hstack(*self.inputs[i]).T
+        for s in self.cell.states:
+            yield f"{s}0", self.initial[s].T
+
+
+def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dict[str, sp.Matrix]:
+    """Backpropagation through time driven only by the engine's per-step results.
+
+    Rows are batch rows (B = 1): δ's are 1×n matrices, as in the kernels.
+    """
+    cell, T = net.cell, net.T
+    rules = {
+        st.name: linear_rules(st, rows=1, n=net.n_a, sizes={k: net.size_of(k) for k in st.inputs})
+        for st in cell.linear_stages
+    }
+    grads: dict[str, sp.Matrix] = {p: sp.zeros(*m.shape) for p, m in net.params.items()}
+    incoming = {s: sp.zeros(1, net.n_a) for s in cell.states}  # boundary: nothing after step T
+    per_input: dict[str, list[sp.Matrix]] = {i: [] for i in cell.inputs}
+    loss_partials = [p for p in d.partials if isinstance(p, Partial) and p.num == ERROR]
+    for t in range(T, 0, -1):
+        values = net.steps[t - 1]
+        env: dict[sp.Symbol, list[sp.Expr]] = {node(k): list(m) for k, m in values.items()}
+        env[target(cell.output)] = list(net.hat[t - 1])
+        env.update({future(s): list(incoming[s]) for s in cell.states})
+        deltas: dict[str, sp.Matrix] = {}
+        for v in d.materialised:
+            expr = d.elementwise_part(v)
+            if not net.scored(t, mode):
+                expr = expr.xreplace({p: 0 for p in loss_partials})
+            expr = d.evaluate(expr)
+            row = sp.Matrix(1, net.size_of(v), lambda _, i: expr.xreplace({s: env[s][i] for s in expr.free_symbols}))
+            for st in d.graph.linear_consumers(v):
+                r = rules[st.name]
+                w = _columns(net, st, v)
+                row += explicit(r.operand[v], {r.D: deltas[st.name], r.W[v]: w})
+            deltas[v] = row
+            env[sp.Symbol(f"delta_{v}")] = list(row)
+        for st in cell.linear_stages:
+            r = rules[st.name]
+            blocks = [explicit(r.weight[k], {r.D: deltas[st.name], r.Z[k]: values[k].T}) for k in st.inputs]
+            grads[st.weight] += sp.Matrix.hstack(*blocks)
+            grads[st.bias] += explicit(r.bias, {r.D: deltas[st.name]}).T
+        for i in cell.inputs:
+            per_input[i].insert(0, deltas[i])
+        incoming = {s: deltas[f"{s}_prev"] for s in cell.states}
+    for i in cell.inputs:
+        grads[i] = sp.Matrix.vstack(*per_input[i])
+    for s in cell.states:
+        grads[f"{s}0"] = incoming[s]
+    return grads
+
+
+def explicit(rule: sp.MatrixExpr, bind: dict[sp.MatrixSymbol, sp.Matrix]) -> sp.Matrix:
+    """Evaluate a matrix-calculus rule (products, transposes, sums, ones) on explicit matrices.
+
+    Done by hand rather than with ``doit()``, which would walk every entry's expression tree.
+    """
+    if isinstance(rule, sp.MatrixSymbol):
+        return bind[rule]
+    if isinstance(rule, sp.OneMatrix):
+        return sp.ones(*rule.shape)
+    if isinstance(rule, sp.Transpose):
+        return explicit(rule.arg, bind).T
+    if isinstance(rule, sp.MatMul):
+        out: sp.Matrix | sp.Expr = sp.S.One
+        for f in rule.args:
+            out = out * (explicit(f, bind) if isinstance(f, sp.MatrixExpr) else f)
+        return out
+    if isinstance(rule, sp.MatAdd):
+        terms = [explicit(a, bind) for a in rule.args]
+        return sum(terms[1:], terms[0])
+    raise TypeError(f"cannot evaluate the matrix rule {rule}")
+
+
+def _columns(net: UnrolledNet, st: Linear, operand: str) -> sp.Matrix:
+    start = 0
+    for k in st.inputs:
+        if k == operand:
+            return net.params[st.weight][:, start : start + net.size_of(k)]
+        start += net.size_of(k)
+    raise KeyError(operand)
+
+
+def _vec(name: str, n: int) -> sp.Matrix:
+    return sp.Matrix(n, 1, lambda i, _: sp.Symbol(f"{name}[{i}]"))
+
+
+def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
+    """Every function application and symbol in ``exprs``, each shared subtree visited once.
+
+    (``Basic.atoms`` walks the expressions as trees; unrolled nets share subtrees exponentially often.)
+    """
+    seen: set[sp.Basic] = set()
+    found: dict[sp.Expr, None] = {}
+    stack: list[sp.Basic] = list(exprs)
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        if isinstance(e, (sp.Function, sp.Symbol)):
+            found[e] = None
+        stack.extend(e.args)
+    return list(found)
+
+
+def random_point(atoms: list[sp.Expr], rng: random.Random) -> dict[sp.Expr, sp.Rational]:
+    """An independent random rational for every indeterminate."""
+    return {a: sp.Rational(rng.randint(-97, 97), rng.randint(1, 89)) for a in atoms}
+
+
+def prove(
+    cell: Cell,
+    n_a: int = 1,
+    n_x: int = 1,
+    T: int = 3,
+    modes: tuple[LossMode, ...] = LOSS_MODES,
+    points: int = 3,
+    seed: int = 0,
+    exact: bool = False,
+    workers: int | None = None,
+) -> list[ProofLine]:
+    """Compare direct differentiation of the unrolled Error with the engine, gradient by gradient.
+
+    Each step's Error is differentiated once per symbol and shared by both loss modes (many-to-one
+    scores only the last step).  The differentiations are independent, so they run in ``workers``
+    forked processes (default: one per CPU) that send back only verdicts.
+    """
+    for mode in modes:
+        if mode not in LOSS_MODES:
+            raise ValueError(f"loss mode must be one of {', '.join(LOSS_MODES)}, got {mode!r}")
+    if points < 1:
+        raise ValueError(f"points must be at least 1, got {points}")
+    net = UnrolledNet(cell, n_a, n_x, T)
+    d = derive(cell)
+    ours = {mode: engine_gradients(net, d, mode) for mode in modes}
+    wrt = list(net.wrt())
+    jobs = [(name, k, sym) for name, syms in wrt for k, sym in enumerate(syms)]
+    atoms = indeterminates(net.step_errors + [e for g in ours.values() for m in g.values() for e in m])
+    rng = random.Random(seed)
+    global _JOB
+    _JOB = _Job(net, ours, [random_point(atoms, rng) for _ in range(points)], exact)
+    try:
+        verdicts = _run(len(jobs), workers, jobs)
+    finally:
+        _JOB = None
+    method = f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
+    lines = []
+    for mode in modes:
+        for name, syms in wrt:
+            ok = all(verdicts[(name, k)][mode] for k in range(len(syms)))
+            lines.append(ProofLine(name, tuple(syms.shape), len(syms), ok, n_a, n_x, T, mode, method))
+    return lines
+
+
+@dataclass
+class _Job:
+    net: UnrolledNet
+    engine: dict[LossMode, dict[str, sp.Matrix]]
+    points: list[dict[sp.Expr, sp.Rational]]
+    exact: bool
+
+
+_JOB: _Job | None = None
+
+
+def _check(job: tuple[str, int, sp.Symbol]) -> tuple[tuple[str, int], dict[LossMode, bool]]:
+    """Differentiate every step's Error by one symbol and compare with the engine in each mode."""
+    name, k, sym = job
+    assert _JOB is not None
+    net = _JOB.net
+    per_step = [sp.diff(e, sym) for e in net.step_errors]
+    verdict = {}
+    for mode, grads in _JOB.engine.items():
+        direct = sp.Add(*(g for t, g in enumerate(per_step, 1) if net.scored(t, mode)))
+        ours = grads[name][k]
+        ok = True
+        for point in _JOB.points:
+            va, vb = direct.xreplace(point), ours.xreplace(point)
+            ok = ok and va.is_Rational is True and vb.is_Rational is True and va == vb
+        if ok and _JOB.exact:
+            ok = _polynomial_zero(direct - ours)
+        verdict[mode] = bool(ok)
+    return (name, k), verdict
+
+
+def _run(n: int, workers: int | None, jobs: list[tuple[str, int, sp.Symbol]]) -> dict:
+    workers = min(workers or os.cpu_count() or 1, n)
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return dict(pool.imap_unordered(_check, jobs))
+    return dict(map(_check, jobs))
+
+
+def _polynomial_zero(expr: sp.Expr) -> bool:
+    """Is ``expr`` 0 as a polynomial in its function applications and symbols?
+
+    ``xreplace`` matches outermost applications first, so each becomes one independent indeterminate.
+    """
+    names = {f: sp.Dummy() for f in indeterminates([expr]) if isinstance(f, sp.Function)}
+    return sp.expand(expr.xreplace(names)) == 0
+
+
+def prove_all(
+    cell: Cell,
+    sizes: list[tuple[int, int]],
+    T: int = 3,
+    modes: tuple[LossMode, ...] = LOSS_MODES,
+    **kw: object,
+) -> Iterator[ProofLine]:
+    """Run :func:`prove` for every size (both loss modes at once)."""
+    for n_a, n_x in sizes:
+        yield from prove(cell, n_a, n_x, T, modes, **kw)  # type: ignore[arg-type]
