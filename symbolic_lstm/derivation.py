@@ -139,9 +139,9 @@ class StepDerivation:
                     upstream = delta(k) if self.graph.materialised(k) else self.chain[k]
                     short_terms.append(upstream * p)
                     full_terms.append(sp.Mul(self.full[k], p, evaluate=False))
-            self.chain[v] = sp.Add(*short_terms)
             # kept unevaluated so the branches print in the order of the fork (stage, Error, next step)
-            self.full[v] = full_terms[0] if len(full_terms) == 1 else sp.Add(*full_terms, evaluate=False)
+            self.chain[v] = _fork(short_terms)
+            self.full[v] = _fork(full_terms)
 
     # -- local partials ---------------------------------------------------------------------------
     def _partial(self, num: sp.Expr, den: str, of: sp.Expr) -> Partial:
@@ -192,6 +192,11 @@ class StepDerivation:
     def materialised(self) -> tuple[str, ...]:
         """Nodes whose δ is named, in backward order."""
         return tuple(v for v in self.graph.reverse_order() if self.graph.materialised(v))
+
+
+def _fork(branches: list[sp.Expr]) -> sp.Expr:
+    """The sum of a fork's branches, unevaluated so they keep their order."""
+    return branches[0] if len(branches) == 1 else sp.Add(*branches, evaluate=False)
 
 
 def _reads_linear(term: sp.Expr, v: str, linear: set[str]) -> bool:

@@ -1,0 +1,493 @@
+"""Stage 4b: vectorised NumPy kernels, printed from the derivation into a Jinja2 template.
+
+What comes from the engine, printed by :class:`~symbolic_lstm.printer_numpy.KernelPrinter`: every
+forward stage, every δ of the backward pass (forks, seeds, the gradient from the next step), the
+reverse rules of the linear stages (matrix calculus), the loss and its derivative.  What the template
+adds is structure only: loops over time, buffers, shapes, docstrings.  The plan also makes the kernel
+fast without changing any math:
+
+* all linear stages over the same inputs become one fused block ``S = [a<t-1>, x<t>] Wᵀ + b`` whose
+  columns are ordered by activation (the sigmoid gates first), so each activation is one ufunc call
+  over one slice, applied in place — the pre-activations are not kept unless backward reads them;
+* the input half of the block product is hoisted out of the time loop (one product for all steps);
+  the t = 0 recurrent product is skipped when the initial state is zero;
+* weight gradients are one product over all steps after the loop; so is ∂E/∂x;
+* the forward cache holds exactly what backward reads (the engine says which), plus function
+  values backward needs again, such as tanh(c<t>), computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import sympy as sp
+
+from . import __version__
+from .cell import Cell, Elementwise, Linear
+from .derivation import StepDerivation, derive
+from .emit_latex import Timeline
+from .notation import ERROR, Partial, future, node, target
+from .paths import templates_dir
+from .printer_numpy import KernelPrinter
+
+TEMPLATE = "numpy/cell_module.py.j2"
+RESERVED = {"np", "x", "p", "t", "T", "B", "n_a", "n_x", "S", "dS", "W", "b", "cache", "gates", "dgates", "grads"}
+
+
+class CodegenError(ValueError):
+    """The cell uses a structure the NumPy kernel template does not support (message says which)."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One linear stage of the fused block, and the activation applied to it in place (if any)."""
+
+    stage: Linear
+    act: Elementwise | None
+    index: int
+
+    @property
+    def value(self) -> str:
+        """The node that lives in this block column after activation."""
+        return self.act.name if self.act is not None else self.stage.name
+
+    @property
+    def slice(self) -> str:
+        w = self.stage.weight
+        return (w[2:] if w.startswith("W_") else self.stage.name) + "_"
+
+    @property
+    def function(self) -> str:
+        return type(self.act.expr).__name__ if self.act is not None else "identity"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Consecutive block columns sharing one activation, applied as one ufunc call."""
+
+    function: str
+    start: int
+    stop: int
+    code: str
+    comment: str
+
+    @property
+    def slice(self) -> str:
+        return f"{self.function}_"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One generated statement, the derivation step it implements, and an optional ``if`` guard."""
+
+    code: str
+    comment: str = ""
+    guard: str = ""
+
+
+@dataclass
+class KernelPlan:
+    """Everything the template needs, derived from ``cell``."""
+
+    cell: Cell
+    d: StepDerivation = field(init=False)
+
+    def __post_init__(self) -> None:
+        cell = self.cell
+        self.d = derive(cell, scored=(cell.output, *[s for s in cell.states if s != cell.output]))
+        self.printer = KernelPrinter()
+        linear = cell.linear_stages
+        if not linear:
+            raise CodegenError(f"cell {cell.name!r}: the NumPy template needs at least one linear stage")
+        operands = {st.inputs for st in linear}
+        if len(operands) != 1:
+            raise CodegenError(f"cell {cell.name!r}: every linear stage must read the same inputs to be fused")
+        self.operands: tuple[str, ...] = linear[0].inputs
+        for k in self.operands:
+            if k not in cell.leaves:
+                raise CodegenError(
+                    f"cell {cell.name!r}: linear stages over inner nodes ({k!r}) are not supported by the "
+                    "NumPy template yet; linear stages must read previous states and inputs"
+                )
+        for name in self.d.graph.nodes:
+            if name in cell.inputs:
+                continue
+            if name in RESERVED or name.endswith("_seq"):
+                raise CodegenError(f"cell {cell.name!r}: node name {name!r} clashes with a kernel variable")
+        self.gates = self._gates()
+        self.aux = self._auxiliaries()
+        self.backward_reads = self._backward_reads()
+        self.keep_pre = any(g.act is not None and node(g.stage.name) in self.backward_reads for g in self.gates)
+
+    # -- structure --------------------------------------------------------------------------------
+    @property
+    def width(self) -> str:
+        """Columns of each W_g, as code: ``n_a + n_x``."""
+        return " + ".join("n_x" if k in self.cell.inputs else "n_a" for k in self.operands)
+
+    @property
+    def slice_code(self) -> str:
+        """Slices of the fused block: one per gate, one per activation group."""
+        names = ", ".join(g.slice for g in self.gates)
+        parts = [f"{names} = (slice(k * n_a, (k + 1) * n_a) for k in range({len(self.gates)}))"]
+        groups = self.groups()
+        if groups:
+            gnames = ", ".join(grp.slice for grp in groups)
+            gslices = ", ".join(f"slice({grp.start} * n_a, {grp.stop} * n_a)" for grp in groups)
+            parts.append(f"{gnames}{',' if len(groups) == 1 else ''} = {gslices}{',' if len(groups) == 1 else ''}")
+        return "\n    ".join(parts)
+
+    @property
+    def read_names(self) -> set[str]:
+        """Names of the values backward reads at a step (after the auxiliaries replaced their functions)."""
+        return {s.name for s in self.backward_reads}
+
+    @property
+    def forward_prev_states(self) -> list[str]:
+        """States whose previous value an elementwise stage reads (needs a ``s_prev`` alias in forward)."""
+        return [
+            s for s in self.cell.states
+            if any(isinstance(st, Elementwise) and f"{s}_prev" in st.reads for st in self.cell.stages)
+        ]
+
+    @property
+    def cache_doc(self) -> str:
+        """Size of the forward cache per step and batch row, in words for the docstring."""
+        n_x = len(self.cell.inputs)
+        n_a = len(self.gates) * (2 if self.keep_pre else 1) + len(self.aux) + len(self.stored_stages)
+        n_a += len(self.cell.states)
+        return f"about ({n_x if n_x > 1 else ''}n_x + {n_a}·n_a)·T·B"
+
+    def stage_text(self, st: Elementwise) -> str:
+        return _uni_expr(st.expr)
+
+    @property
+    def params_doc(self) -> str:
+        return "; ".join(f"{st.weight} (n_a, {self.width}), {st.bias} (n_a,)" for st in self.cell.linear_stages)
+
+    def gate_of(self, stage: str) -> Gate:
+        return self._gate_of(stage)
+
+    def _gates(self) -> list[Gate]:
+        graph = self.d.graph
+        found = []
+        for st in self.cell.linear_stages:
+            act = None
+            uses = graph.uses(st.name)
+            if len(uses) == 1 and uses[0].kind == "stage":
+                cand = graph.stage(uses[0].consumer)
+                if isinstance(cand, Elementwise) and len(cand.expr.args) == 1 and cand.expr.args[0] == node(st.name):
+                    if isinstance(cand.expr, sp.Function) and cand.name not in self.cell.states:
+                        act = cand
+            found.append((st, act))
+        # sigmoid gates first, then the other activations in order of appearance, identity last
+        names = [type(a.expr).__name__ if a is not None else "identity" for _, a in found]
+        order = sorted(dict.fromkeys(names), key=lambda f: (f != "sigmoid", f == "identity", names.index(f)))
+        ranked = sorted(range(len(found)), key=lambda i: (order.index(names[i]), i))
+        return [Gate(found[i][0], found[i][1], k) for k, i in enumerate(ranked)]
+
+    def groups(self) -> list[Group]:
+        out = []
+        for fname in dict.fromkeys(g.function for g in self.gates):
+            members = [g for g in self.gates if g.function == fname]
+            if fname == "identity":
+                continue
+            placeholder = sp.Symbol(f"S[:, {fname}_]")
+            expr = type(members[0].act.expr)(placeholder)  # type: ignore[union-attr]
+            comment = ", ".join(_uni(g.value) for g in members) + f" = {fname}(" + ", ".join(
+                _uni(g.stage.name) for g in members) + ")"
+            out.append(Group(fname, members[0].index, members[-1].index + 1, self.printer.doprint(expr), comment))
+        return out
+
+    def _backward_reads(self) -> set[sp.Symbol]:
+        reads: set[sp.Symbol] = set()
+        for v in self.d.materialised:
+            expr = self.d.evaluate(self.d.elementwise_part(v), keep=_is_seed).xreplace(self._aux_names())
+            reads |= expr.xreplace({p: sp.S.One for p in expr.atoms(Partial)}).free_symbols
+        return reads
+
+    def _auxiliaries(self) -> dict[sp.Expr, str]:
+        """Function applications backward needs again (tanh(c) …): computed once in forward, stored."""
+        aux: dict[sp.Expr, str] = {}
+        forward_apps = {f for st in self.cell.stages if isinstance(st, Elementwise) for f in st.expr.atoms(sp.Function)}
+        for v in self.d.materialised:
+            for f in self.d.evaluate(self.d.elementwise_part(v), keep=_is_seed).atoms(sp.Function):
+                if f in forward_apps and all(a.is_Symbol for a in f.args):
+                    aux[f] = f"{type(f).__name__}_{'_'.join(str(a) for a in f.args)}"
+        return aux
+
+    # -- forward ------------------------------------------------------------------------------------
+    def forward_lines(self) -> list[Line]:
+        """Elementwise stages not fused into the block, in order, writing into their buffers."""
+        in_block = {g.act.name for g in self.gates if g.act is not None}
+        lines: list[Line] = []
+        written_aux: set[sp.Expr] = set()
+        for st in self.cell.stages:
+            if isinstance(st, Linear) or st.name in in_block:
+                continue
+            expr = st.expr
+            for f, name in self.aux.items():
+                if f in expr.atoms(sp.Function) and f not in written_aux:
+                    lines.append(Line(f"{name} = {name}_seq[t]"))
+                    lines.append(Line(f"{name}[...] = {self.printer.doprint(f)}", f"{_uni_expr(f)}, stored for backward"))
+                    written_aux.add(f)
+            expr = expr.xreplace({f: sp.Symbol(n) for f, n in self.aux.items()})
+            code = self.printer.doprint(expr)
+            comment = f"{_uni(st.name)}<t> = {_uni_expr(st.expr)}"
+            if st.name in self.cell.states:
+                lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
+                lines.append(Line(f"{st.name}[...] = {code}", comment))
+            elif node(st.name) in self.backward_reads:
+                lines.append(Line(f"{st.name} = {st.name}_seq[t]"))
+                lines.append(Line(f"{st.name}[...] = {code}", comment))
+            else:
+                lines.append(Line(f"{st.name} = {code}", comment))
+            # an auxiliary of this stage's output (tanh(c) after c) is computed right after it
+            for f, name in self.aux.items():
+                if f not in written_aux and set(map(str, f.args)) <= self._defined_after(st.name):
+                    lines.append(Line(f"{name} = {name}_seq[t]"))
+                    lines.append(Line(f"{name}[...] = {self.printer.doprint(f)}", f"{_uni_expr(f)}, stored for backward"))
+                    written_aux.add(f)
+        return lines
+
+    def _defined_after(self, name: str) -> set[str]:
+        names = set(self.cell.leaves)
+        for st in self.cell.stages:
+            names.add(st.name)
+            if st.name == name:
+                break
+        return names
+
+    @property
+    def stored_stages(self) -> list[str]:
+        """Stage outputs backward reads that are neither states nor block columns: their own buffers."""
+        in_block = {g.value for g in self.gates}
+        return [
+            st.name for st in self.cell.stages
+            if node(st.name) in self.backward_reads and st.name not in self.cell.states and st.name not in in_block
+            and not isinstance(st, Linear)
+        ]
+
+    # -- backward -----------------------------------------------------------------------------------
+    def _code_names(self) -> dict[sp.Symbol, sp.Symbol]:
+        names: dict[sp.Symbol, sp.Symbol] = {}
+        out = self.cell.output
+        names[_seed(out)] = sp.Symbol(f"d{out}[t]")
+        for g in self.gates:
+            names[sp.Symbol(f"delta_{g.stage.name}")] = sp.Symbol(f"dS[:, {g.slice}]")
+        return names
+
+    def backward_lines(self) -> list[Line]:
+        d, lines = self.d, []
+        rename = self._code_names()
+        rules = d.rules[self.gates[0].stage.name]
+        for v in d.materialised:
+            if v in self.cell.inputs:
+                continue  # ∂E/∂x<t> for all steps after the loop
+            optional = [s for s in self.cell.states if s != self.cell.output and s == v]
+            expr = d.elementwise_part(v)
+            if optional:
+                expr = expr.xreplace({_seed(v): 0})
+            code = self.printer.doprint(d.evaluate(expr, keep=_is_seed).xreplace(rename).xreplace(self._aux_names()))
+            comment = self.comment(v)
+            linear = d.graph.linear_consumers(v)
+            prev_state = self.cell.state_of_prev(v)
+            if prev_state is not None:
+                target_var = str(future(prev_state))
+            elif d.graph.is_linear(v):
+                target_var = f"dS[:, {self._gate_of(v).slice}]"
+            else:
+                target_var = f"delta_{v}"
+            if linear:
+                off = self.offset(v)
+                mat = self.printer.doprint(
+                    rules.operand[v].xreplace({rules.D: _ms("dS"), rules.W[v]: _ms(f"W[:, {off}]")})
+                )
+                code = mat if code == "0" else f"{code} + {mat}"
+            lines.append(Line(f"{target_var} = {code}", comment))
+            if optional:
+                lines.append(Line(f"{target_var} += d{v}[t]", f"+ ∂E<t>/∂{_uni(v)}<t> given by the caller",
+                                  guard=f"d{v} is not None"))
+        return lines
+
+    def _aux_names(self) -> dict[sp.Expr, sp.Symbol]:
+        return {f: sp.Symbol(n) for f, n in self.aux.items()}
+
+    def _gate_of(self, stage: str) -> Gate:
+        return next(g for g in self.gates if g.stage.name == stage)
+
+    def offset(self, operand: str) -> str:
+        """Column slice of ``operand`` inside W, as code (``:n_a``, ``n_a:`` …)."""
+        sizes = ["n_x" if k in self.cell.inputs else "n_a" for k in self.operands]
+        i = self.operands.index(operand)
+        start = " + ".join(sizes[:i]) or "0"
+        stop = " + ".join(sizes[: i + 1])
+        if i == 0:
+            return f":{stop}"
+        if i == len(self.operands) - 1:
+            return f"{start}:"
+        return f"{start}:{stop}"
+
+    def after_loop(self) -> list[Line]:
+        """Weight, bias and input gradients: one product over all steps each."""
+        rules = self.d.rules[self.gates[0].stage.name]
+        lines = []
+        for k in self.operands:
+            state = self.cell.state_of_prev(k)
+            stacked = f"{state}_seq[:-1].reshape(T * B, n_a)" if state else f"{k}.reshape(T * B, n_x)"
+            code = self.printer.doprint(rules.weight[k].xreplace({rules.D: _ms("dS2"), rules.Z[k]: _ms(stacked)}))
+            lines.append(Line(f"dW[:, {self.offset(k)}] = {code}", f"∂E/∂W_g^({_uni(state or k)}) = Σ_t δsum_g<t>ᵀ {_uni_time(k)}"))
+        code = self.printer.doprint(rules.bias.xreplace({rules.D: _ms("dS2")}))
+        lines.append(Line(f"db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
+        for k in self.cell.inputs:
+            code = self.printer.doprint(rules.operand[k].xreplace({rules.D: _ms("dS2"), rules.W[k]: _ms(f"W[:, {self.offset(k)}]")}))
+            lines.append(Line(f"d{k} = ({code}).reshape(T, B, n_x)", f"∂E/∂{k}<t> = Σ_g δsum_g<t>·∂sum_g<t>/∂{k}<t>, every t at once"))
+        return lines
+
+    # -- comments -----------------------------------------------------------------------------------
+    def comment(self, v: str) -> str:
+        """The derivation step a backward line implements, in the article's notation."""
+        tl = Timeline(self.d)
+        chain = tl.chain(self.d.chain[v])
+        lhs = f"∂E/∂{_uni_time(v)}" if (v in self.cell.leaves or self.d.graph.is_linear(v)) else f"δ{_uni(v)}<t>"
+        terms = sp.Add.make_args(chain) if chain.is_Add else [chain]
+        shown = [_CommentPrinter().doprint(t) for t in terms]
+        if len(shown) > 2 and all(len(sp.Mul.make_args(t)) == len(sp.Mul.make_args(terms[0])) for t in terms):
+            text = f"{shown[0]} + … ({len(shown)} gates, fused)"
+        else:
+            text = " + ".join(shown)
+        fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
+        return f"{lhs} = {text}{fork}"
+
+    # -- loss ---------------------------------------------------------------------------------------
+    def loss(self, output: str, hat: str) -> tuple[str, str]:
+        """The Error and its derivative (from the engine), printed with the given variable names."""
+        out = self.cell.output
+        e = self.d.loss(node(out), target(out))
+        de = self.d.partials[Partial(ERROR, node(out))]
+        names = {node(out): sp.Symbol(output), target(out): sp.Symbol(hat)}
+        return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
+
+
+def _seed(v: str) -> Partial:
+    return Partial(ERROR, node(v))
+
+
+def _is_seed(p: Partial) -> bool:
+    return p.num == ERROR
+
+
+def _ms(name: str) -> sp.MatrixSymbol:
+    return sp.MatrixSymbol(name, sp.Symbol("r"), sp.Symbol("k"))
+
+
+_GREEK = {"Gamma": "Γ", "delta": "δ", "sigma": "σ"}
+
+
+def _uni(name: str) -> str:
+    """Unicode form of a node name for comments: Gamma_f → Γ_f, c_tilde → c~, a_prev → a<t-1>."""
+    if name.endswith("_prev"):
+        return name[: -len("_prev")]
+    if name.endswith("_tilde"):
+        return name[: -len("_tilde")] + "~"
+    head, _, tail = name.partition("_")
+    return _GREEK.get(head, head) + (f"_{tail}" if tail else "")
+
+
+def _uni_time(name: str) -> str:
+    return f"{_uni(name)}<t-1>" if name.endswith("_prev") else f"{_uni(name)}<t>"
+
+
+def _uni_expr(expr: sp.Expr) -> str:
+    return _CommentPrinter().doprint(
+        expr.xreplace({s: sp.Symbol(_uni_time(s.name)) for s in expr.free_symbols})
+    )
+
+
+class _CommentPrinter(sp.printing.str.StrPrinter):
+    """Compact text for comments: ∂c<t>/∂Γ_f<t>, δc<t+1>, σ(…), products with '·'; chain order kept."""
+
+    def __init__(self) -> None:
+        super().__init__({"order": "none"})
+
+    def _print_Partial(self, expr: Partial) -> str:
+        num, den = self._print(expr.num), self._print(expr.den)
+        return f"∂{num}/∂{den}"
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        name = expr.name
+        delta = name.startswith("delta_")
+        base = name[6:] if delta else name
+        stem, lt, time = base.partition("<")
+        text = ("E" if stem == "Error" else _uni(stem)) + (lt + time if lt else "")
+        return ("δ" if delta else "") + text
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        return re.sub(r"(?<!\*)\*(?!\*)", "·", super()._print_Mul(expr))
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp == 2:
+            return self.parenthesize(expr.base, 60, strict=True) + "²"
+        return super()._print_Pow(expr, rational)
+
+    def _print_sigmoid(self, expr: sp.Expr) -> str:
+        return f"σ({self._print(expr.args[0])})"
+
+
+def render(cell: Cell) -> str:
+    """The generated module for ``cell``, as text (byte-stable)."""
+    plan = KernelPlan(cell)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["uni"] = _uni
+    env.filters["uni_time"] = _uni_time
+    template = env.get_template(TEMPLATE)
+    if len(cell.inputs) != 1:
+        raise CodegenError(f"cell {cell.name!r}: the NumPy template supports exactly one input, got {cell.inputs}")
+    context = {
+        "version": __version__,
+        "template": TEMPLATE,
+        "cell": cell,
+        "source_hash": source_hash(cell),
+        "plan": plan,
+        "gates": plan.gates,
+        "groups": plan.groups(),
+        "forward_lines": plan.forward_lines(),
+        "backward_lines": plan.backward_lines(),
+        "after_loop": plan.after_loop(),
+        "loss_text": _CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
+        "uni": _uni,
+        "uni_time": _uni_time,
+    }
+    return template.render(**context)
+
+
+def source_hash(cell: Cell) -> str:
+    """SHA-256 (first 16 hex digits) of the cell definition and the templates that produce its module."""
+    h = hashlib.sha256()
+    h.update(repr(cell.name).encode())
+    for st in cell.stages:
+        h.update(repr(st if isinstance(st, Linear) else (st.name, sp.srepr(st.expr), st.reads)).encode())
+    h.update(repr((cell.inputs, cell.states, cell.output)).encode())
+    for path in sorted(templates_dir().glob("numpy/*.j2")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def generate(cells: Sequence[Cell], out_dir: str | Path) -> list[Path]:
+    """Write ``<out_dir>/<cell>.py`` for every cell, atomically; return the paths written."""
+    from .files import write_atomic
+
+    out = Path(out_dir)
+    return [write_atomic(out / f"{cell.name}.py", render(cell)) for cell in cells]

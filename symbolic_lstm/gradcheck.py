@@ -1,0 +1,125 @@
+"""Numeric check of generated kernels: every gradient against central differences, in float64.
+
+The loss exercises every output at once: Error = mse_loss(a, y, mode) + Σ v·c (random v, passed to
+``backward`` as ``dc``; every other problem passes ``dc=None`` to check that path too).  Problems vary T
+(1 included), B (1 included), sizes and both loss modes, with non-zero initial states and weights large
+enough that gates are not all near ½.
+
+Central differences use the fourth-order stencil (f(−2h) − 8f(−h) + 8f(h) − f(2h)) / 12h with h = 1e-3,
+whose truncation and round-off errors are both near 1e-12 here.  The relative error of an entry is
+|g − n| / max(|g| + |n|, floor), with floor = 1e-6 · (largest |n| of that gradient), so entries that
+are (near) zero are compared on the gradient's own scale instead of dividing 0 by 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+#: (T, B, n_x, n_a, loss mode, pass dc)
+Problem = tuple[int, int, int, int, str, bool]
+
+DEFAULT_PROBLEMS: tuple[Problem, ...] = (
+    (1, 1, 2, 3, "many-to-many", True),
+    (1, 3, 3, 2, "many-to-one", False),
+    (4, 1, 2, 3, "many-to-one", True),
+    (3, 2, 3, 4, "many-to-many", False),
+    (5, 3, 2, 2, "many-to-many", True),
+    (6, 2, 4, 3, "many-to-one", False),
+)
+
+H = 1e-3
+FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """Worst relative error of one gradient over all problems."""
+
+    key: str
+    shape: str
+    max_rel_error: float
+    tol: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.max_rel_error <= self.tol)
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """max |a − n| / max(|a| + |n|, FLOOR · max|n|), elementwise (0 for empty arrays)."""
+    if analytic.size == 0:
+        return 0.0
+    floor = max(FLOOR * float(np.max(np.abs(numeric))), np.finfo(np.float64).tiny)
+    denom = np.maximum(np.abs(analytic) + np.abs(numeric), floor)
+    return float(np.max(np.abs(analytic - numeric) / denom))
+
+
+def numeric_gradient(f: Callable[[], float], arr: np.ndarray, h: float = H) -> np.ndarray:
+    """dF/darr by the fourth-order central stencil, perturbing ``arr`` in place (restored after)."""
+    out = np.zeros_like(arr)
+    flat, grad = arr.reshape(-1), out.reshape(-1)
+    for i in range(flat.size):
+        x0 = flat[i]
+        vals = []
+        for step in (-2 * h, -h, h, 2 * h):
+            flat[i] = x0 + step
+            vals.append(f())
+        flat[i] = x0
+        grad[i] = (vals[0] - 8 * vals[1] + 8 * vals[2] - vals[3]) / (12 * h)
+    return out
+
+
+def check_module(
+    k: ModuleType, seed: int = 0, tol: float = 1e-7, problems: Sequence[Problem] = DEFAULT_PROBLEMS
+) -> list[CheckRow]:
+    """Check every gradient ``k.backward`` returns against central differences of ``k.forward``."""
+    rng = np.random.default_rng(seed)
+    worst: dict[str, float] = {}
+    shapes: dict[str, set[str]] = {}
+    for T, B, n_x, n_a, mode, with_dc in problems:
+        p = {name: 2.0 * v for name, v in k.init_params(n_x, n_a, seed=int(rng.integers(1 << 30))).items()}
+        x = rng.normal(size=(T, B, n_x))
+        init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
+        y = rng.normal(size=(T, B, n_a) if mode == "many-to-many" else (B, n_a))
+        extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in k.STATES[1:]} if with_dc else {}
+
+        def loss(x=x, p=p, init=init, y=y, mode=mode, extra=extra) -> float:
+            out = k.forward(x, p, **init)
+            E = k.mse_loss(out[0], y, mode)[0]
+            return E + sum(float(np.sum(v * out[1 + j])) for j, v in enumerate(extra.values()))
+
+        out = k.forward(x, p, **init)
+        _, da = k.mse_loss(out[0], y, mode)
+        grads = k.backward(da, out[-1], **extra)
+        arrays = {**p, "x": x, **init}
+        if set(grads) != set(arrays):
+            raise AssertionError(f"backward returned keys {sorted(grads)}, expected {sorted(arrays)}")
+        for key, arr in arrays.items():
+            numeric = numeric_gradient(loss, arr)
+            if grads[key].shape != arr.shape:
+                raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
+            worst[key] = max(worst.get(key, 0.0), relative_error(grads[key], numeric))
+            shapes.setdefault(key, set()).add(_shape_name(key, k))
+    return [CheckRow(key, " | ".join(sorted(shapes[key])), worst[key], tol) for key in arrays]
+
+
+def _shape_name(key: str, k: ModuleType) -> str:
+    if key == "x":
+        return "(T, B, n_x)"
+    if key.endswith("0") and key[:-1] in k.STATES:
+        return "(B, n_a)"
+    if key in getattr(k, "WEIGHTS", ()):
+        return "(n_a, n_a + n_x)"
+    return "(n_a,)"
+
+
+def format_table(rows: Sequence[CheckRow]) -> str:
+    """The check as a text table: gradient, shape, max relative error, verdict."""
+    lines = [f"{'gradient':<10} {'shape':<18} {'max rel. error':>15}  ", "-" * 50]
+    for r in rows:
+        lines.append(f"{r.key:<10} {r.shape:<18} {r.max_rel_error:>15.3e}  {'✓' if r.ok else '✗ > %.0e' % r.tol}")
+    return "\n".join(lines)

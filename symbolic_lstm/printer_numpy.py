@@ -1,0 +1,84 @@
+"""SymPy's NumPy printer, taught the few things kernels need.
+
+* ``np.`` instead of ``numpy.`` (the generated module does ``import numpy as np``);
+* σ(x) as ``0.5*np.tanh(0.5*x) + 0.5`` — one ufunc, no overflow for any |x| (``1/(1 + exp(−x))`` overflows
+  in float32 for x < −89); softsign as ``x/(1 + np.abs(x))``;
+* exact small rationals as decimals (``0.5*x``, which keeps float32 arrays float32) and negative integer
+  powers as divisions (SymPy prints ``x**(-2.0)``);
+* matrix-calculus rules: ``A*B`` → ``A @ B``, ``Aᵀ`` → ``A.T``, ``1ᵀ D`` (a row of ones times D) →
+  ``D.sum(axis=0)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+
+class KernelPrinter(NumPyPrinter):
+    """NumPy printer for generated kernels (see module docstring)."""
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__({"fully_qualified_modules": True, **(settings or {})})
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        out = super()._module_format(fqn, register)
+        return "np." + out[len("numpy.") :] if out.startswith("numpy.") else out
+
+    # -- scalars ---------------------------------------------------------------------------------
+    def _print_sigmoid(self, expr: sp.Expr) -> str:
+        arg = self._print(sp.Rational(1, 2) * expr.args[0])
+        return f"(0.5*{self._module_format('numpy.tanh')}({arg}) + 0.5)"
+
+    def _print_softsign(self, expr: sp.Expr) -> str:
+        arg = self.parenthesize(expr.args[0], sp.printing.precedence.PRECEDENCE["Mul"])
+        return f"({arg}/(1 + {self._module_format('numpy.abs')}({self._print(expr.args[0])})))"
+
+    def _print_Abs(self, expr: sp.Expr) -> str:
+        return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        q = int(expr.q)
+        if q & (q - 1) == 0 and q <= 1024:  # a power of two: exact as a decimal
+            return repr(float(expr))
+        return f"{expr.p}/{expr.q}"
+
+    def _print_Half(self, expr: sp.Expr) -> str:
+        return "0.5"
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff.is_Rational and not coeff.is_Integer and rest != 1:
+            return f"{self._print_Rational(coeff)}*{self.parenthesize(rest, 50, strict=True)}"
+        return super()._print_Mul(expr)
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Integer and expr.exp.is_negative:
+            denom = self._print(sp.Pow(expr.base, -expr.exp, evaluate=False))
+            return f"1/({denom})" if -expr.exp != 1 else f"1/{self.parenthesize(expr.base, 60)}"
+        if expr.exp.is_Integer and expr.exp == 2 and expr.base.is_Symbol:
+            return f"{self._print(expr.base)}*{self._print(expr.base)}"
+        return super()._print_Pow(expr, rational=rational)
+
+    # -- matrix rules ----------------------------------------------------------------------------
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        if isinstance(args[0], sp.Transpose) and isinstance(args[0].arg, sp.OneMatrix) or (
+            isinstance(args[0], sp.OneMatrix) and args[0].shape[0] == 1
+        ):
+            rest = sp.MatMul(*args[1:]) if len(args) > 2 else args[1]
+            return f"{self.parenthesize(rest, 60)}.sum(axis=0)"
+        return " @ ".join(self.parenthesize(a, 60) for a in args)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        return f"{self.parenthesize(expr.arg, 100)}.T"
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        return str(expr.name)
+
+
+def pycode(expr: sp.Basic) -> str:
+    """Print ``expr`` as NumPy code."""
+    return KernelPrinter().doprint(expr)
