@@ -10,12 +10,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .cell import Cell, CellBuilder, CellError  # noqa: E402
-from .cells import get_cell  # noqa: E402
-from .derivation import derive  # noqa: E402
-from .functions import sigmoid, softsign  # noqa: E402
+from .cell import Cell, CellBuilder, CellError
+from .cells import get_cell
+from .derivation import derive
+from .functions import sigmoid, softsign
 
-__all__ = ["Cell", "CellBuilder", "CellError", "derive", "get_cell", "load", "sigmoid", "softsign", "__version__"]
+__all__ = ["Cell", "CellBuilder", "CellError", "__version__", "derive", "get_cell", "load", "sigmoid", "softsign"]
 
 
 def load(name: str = "lstm", directory: str | None = None):  # type: ignore[no-untyped-def]

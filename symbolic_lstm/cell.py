@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 import sympy as sp
 
@@ -48,7 +47,7 @@ class Elementwise:
     reads: tuple[str, ...]
 
 
-Stage = Union[Linear, Elementwise]
+Stage = Linear | Elementwise
 
 
 def prev(state: str) -> str:

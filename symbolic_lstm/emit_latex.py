@@ -259,8 +259,8 @@ class DerivationDocument:
             ops = ", ".join(f"${self.tex(Timeline(self.d).symbol(node(k)))}$" for k in st.inputs)
             if target.kind == "param" and target.node == st.weight:
                 notes.append(
-                    r"Here $\left[\dots\right]$ is the concatenation of %s: with a batch of rows, "
-                    r"the product is $\left(\delta %s\right)^{\mathsf{T}} \left[\dots\right]$ (an outer product per row)."
+                    r"Here $\left[\dots\right]$ is the concatenation of %s: with a batch of rows, the product is "
+                    r"$\left(\delta %s\right)^{\mathsf{T}} \left[\dots\right]$ (an outer product per row)."
                     % (ops, self.tex(Timeline(self.d).symbol(node(st.name))))
                 )
             if target.kind in ("leaf", "initial") and target.node in st.inputs:
@@ -275,8 +275,11 @@ class DerivationDocument:
                     )
                 )
         if self.mode == "many-to-one":
-            notes.append(r"Many-to-one: only $a^{<T>}$ is scored, so $\frac{\partial \mathrm{Error}^{<t>}}"
-                         r"{\partial a^{<t>}} = 0$ for $t < T$.".replace("a^", self.cell.latex_name(self.cell.output) + "^"))
+            out = self.cell.latex_name(self.cell.output)
+            notes.append(
+                r"Many-to-one: only $%s^{<T>}$ is scored, so "
+                r"$\frac{\partial \mathrm{Error}^{<t>}}{\partial %s^{<t>}} = 0$ for $t < T$." % (out, out)
+            )
         return [r"\noindent " + n + "\n" for n in dict.fromkeys(notes)]
 
     def _rows(self, target: Target, step: sp.Expr) -> list[str]:
@@ -292,26 +295,35 @@ class DerivationDocument:
         summed = target.kind == "param"
         if summed:
             head = r"%s = {} & " % self.lhs(target)
-            body = ["\\\\\n& + ".join(_bracket(self.tex(r), True) for r in chains)]
-            body_closed = ["\\\\\n& + ".join(_bracket(self.tex(r), True) for r in closed)]
+            body, body_closed = (
+                "\\\\\n& + ".join(_bracket(self.tex(r), True) for r in rows) for rows in (chains, closed)
+            )
         else:
             head = ""
-            body = ["\\\\\n".join(self._equation(self.lhs(target, str(t)), "", r, False) for t, r in zip(steps, chains))]
-            body_closed = ["\\\\\n".join(self._equation(self.lhs(target, str(t)), "", r, False) for t, r in zip(steps, closed))]
+            body, body_closed = (
+                "\\\\\n".join(
+                    self._equation(self.lhs(target, str(t)), "", r, False) for t, r in zip(steps, rows, strict=True)
+                )
+                for rows in (chains, closed)
+            )
         for s in self.cell.states:
             # what the next step would send back, shown at t = T: its δ (or ∂Error/∂state) is zero
             shown = Timeline(self.d, T).chain(future(s))
             bc.append(r"$%s = 0$" % self.tex(shown.args[0] if shown.is_Mul else shown))
         return [
             r"\paragraph{(d) Unrolled over $T = %d$ steps} One row per step, $t = %s$; boundary conditions: %s%s."
-            % (T, ", ".join(map(str, steps)), ", ".join(bc),
-               "; many-to-one: the Error of steps $t < T$ is 0" if self.mode == "many-to-one" else ""),
+            % (
+                T,
+                ", ".join(map(str, steps)),
+                ", ".join(bc),
+                "; many-to-one: the Error of steps $t < T$ is 0" if self.mode == "many-to-one" else "",
+            ),
             r"\begin{align*}",
-            head + body[0],
+            head + body,
             r"\end{align*}",
             r"and evaluated:",
             r"\begin{align*}",
-            head + body_closed[0],
+            head + body_closed,
             r"\end{align*}",
         ]
 

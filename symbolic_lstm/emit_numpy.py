@@ -151,7 +151,8 @@ class KernelPlan:
     def forward_prev_states(self) -> list[str]:
         """States whose previous value an elementwise stage reads (needs a ``s_prev`` alias in forward)."""
         return [
-            s for s in self.cell.states
+            s
+            for s in self.cell.states
             if any(isinstance(st, Elementwise) and f"{s}_prev" in st.reads for st in self.cell.stages)
         ]
 
@@ -199,8 +200,12 @@ class KernelPlan:
                 continue
             placeholder = sp.Symbol(f"S[:, {fname}_]")
             expr = type(members[0].act.expr)(placeholder)  # type: ignore[union-attr]
-            comment = ", ".join(_uni(g.value) for g in members) + f" = {fname}(" + ", ".join(
-                _uni(g.stage.name) for g in members) + ")"
+            comment = (
+                ", ".join(_uni(g.value) for g in members)
+                + f" = {fname}("
+                + ", ".join(_uni(g.stage.name) for g in members)
+                + ")"
+            )
             out.append(Group(fname, members[0].index, members[-1].index + 1, self.printer.doprint(expr), comment))
         return out
 
@@ -233,8 +238,7 @@ class KernelPlan:
             expr = st.expr
             for f, name in self.aux.items():
                 if f in expr.atoms(sp.Function) and f not in written_aux:
-                    lines.append(Line(f"{name} = {name}_seq[t]"))
-                    lines.append(Line(f"{name}[...] = {self.printer.doprint(f)}", f"{_uni_expr(f)}, stored for backward"))
+                    lines += self._aux_lines(f, name)
                     written_aux.add(f)
             expr = expr.xreplace({f: sp.Symbol(n) for f, n in self.aux.items()})
             code = self.printer.doprint(expr)
@@ -250,10 +254,16 @@ class KernelPlan:
             # an auxiliary of this stage's output (tanh(c) after c) is computed right after it
             for f, name in self.aux.items():
                 if f not in written_aux and set(map(str, f.args)) <= self._defined_after(st.name):
-                    lines.append(Line(f"{name} = {name}_seq[t]"))
-                    lines.append(Line(f"{name}[...] = {self.printer.doprint(f)}", f"{_uni_expr(f)}, stored for backward"))
+                    lines += self._aux_lines(f, name)
                     written_aux.add(f)
         return lines
+
+    def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
+        """Compute an auxiliary (tanh(c<t>) …) into its buffer."""
+        return [
+            Line(f"{name} = {name}_seq[t]"),
+            Line(f"{name}[...] = {self.printer.doprint(f)}", f"{_uni_expr(f)}, stored for backward"),
+        ]
 
     def _defined_after(self, name: str) -> set[str]:
         names = set(self.cell.leaves)
@@ -268,8 +278,11 @@ class KernelPlan:
         """Stage outputs backward reads that are neither states nor block columns: their own buffers."""
         in_block = {g.value for g in self.gates}
         return [
-            st.name for st in self.cell.stages
-            if node(st.name) in self.backward_reads and st.name not in self.cell.states and st.name not in in_block
+            st.name
+            for st in self.cell.stages
+            if node(st.name) in self.backward_reads
+            and st.name not in self.cell.states
+            and st.name not in in_block
             and not isinstance(st, Linear)
         ]
 
@@ -311,8 +324,13 @@ class KernelPlan:
                 code = mat if code == "0" else f"{code} + {mat}"
             lines.append(Line(f"{target_var} = {code}", comment))
             if optional:
-                lines.append(Line(f"{target_var} += d{v}[t]", f"+ ∂E<t>/∂{_uni(v)}<t> given by the caller",
-                                  guard=f"d{v} is not None"))
+                lines.append(
+                    Line(
+                        f"{target_var} += d{v}[t]",
+                        f"+ ∂E<t>/∂{_uni(v)}<t> given by the caller",
+                        guard=f"d{v} is not None",
+                    )
+                )
         return lines
 
     def _aux_names(self) -> dict[sp.Expr, sp.Symbol]:
@@ -341,12 +359,15 @@ class KernelPlan:
             state = self.cell.state_of_prev(k)
             stacked = f"{state}_seq[:-1].reshape(T * B, n_a)" if state else f"{k}.reshape(T * B, n_x)"
             code = self.printer.doprint(rules.weight[k].xreplace({rules.D: _ms("dS2"), rules.Z[k]: _ms(stacked)}))
-            lines.append(Line(f"dW[:, {self.offset(k)}] = {code}", f"∂E/∂W_g^({_uni(state or k)}) = Σ_t δsum_g<t>ᵀ {_uni_time(k)}"))
+            comment = f"∂E/∂W_g^({_uni(state or k)}) = Σ_t δsum_g<t>ᵀ {_uni_time(k)}"
+            lines.append(Line(f"dW[:, {self.offset(k)}] = {code}", comment))
         code = self.printer.doprint(rules.bias.xreplace({rules.D: _ms("dS2")}))
         lines.append(Line(f"db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
         for k in self.cell.inputs:
-            code = self.printer.doprint(rules.operand[k].xreplace({rules.D: _ms("dS2"), rules.W[k]: _ms(f"W[:, {self.offset(k)}]")}))
-            lines.append(Line(f"d{k} = ({code}).reshape(T, B, n_x)", f"∂E/∂{k}<t> = Σ_g δsum_g<t>·∂sum_g<t>/∂{k}<t>, every t at once"))
+            bind = {rules.D: _ms("dS2"), rules.W[k]: _ms(f"W[:, {self.offset(k)}]")}
+            code = self.printer.doprint(rules.operand[k].xreplace(bind))
+            comment = f"∂E/∂{k}<t> = Σ_g δsum_g<t>·∂sum_g<t>/∂{k}<t>, every t at once"
+            lines.append(Line(f"d{k} = ({code}).reshape(T, B, n_x)", comment))
         return lines
 
     # -- comments -----------------------------------------------------------------------------------
@@ -404,9 +425,7 @@ def _uni_time(name: str) -> str:
 
 
 def _uni_expr(expr: sp.Expr) -> str:
-    return _CommentPrinter().doprint(
-        expr.xreplace({s: sp.Symbol(_uni_time(s.name)) for s in expr.free_symbols})
-    )
+    return _CommentPrinter().doprint(expr.xreplace({s: sp.Symbol(_uni_time(s.name)) for s in expr.free_symbols}))
 
 
 class _CommentPrinter(sp.printing.str.StrPrinter):

@@ -65,7 +65,7 @@ class KernelPrinter(NumPyPrinter):
     # -- matrix rules ----------------------------------------------------------------------------
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         args = list(expr.args)
-        if isinstance(args[0], sp.Transpose) and isinstance(args[0].arg, sp.OneMatrix) or (
+        if (isinstance(args[0], sp.Transpose) and isinstance(args[0].arg, sp.OneMatrix)) or (
             isinstance(args[0], sp.OneMatrix) and args[0].shape[0] == 1
         ):
             rest = sp.MatMul(*args[1:]) if len(args) > 2 else args[1]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .cell import Cell, Elementwise, Linear
+from .cell import Cell, Linear
 from .derivation import LOSS_MODES, LossMode, StepDerivation, derive, linear_rules
 from .notation import ERROR, Partial, future, node, target
 
@@ -63,8 +63,9 @@ class UnrolledNet:
         self.params: dict[str, sp.Matrix] = {}
         for st in cell.linear_stages:
             cols = sum(self.size_of(k) for k in st.inputs)
-            self.params[st.weight] = sp.Matrix(n_a, cols, lambda i, j: sp.Symbol(f"{st.weight}[{i},{j}]"))
-            self.params[st.bias] = sp.Matrix(n_a, 1, lambda i, _: sp.Symbol(f"{st.bias}[{i}]"))
+            rows = [[sp.Symbol(f"{st.weight}[{i},{j}]") for j in range(cols)] for i in range(n_a)]
+            self.params[st.weight] = sp.Matrix(rows)
+            self.params[st.bias] = _vec(st.bias, n_a)
         self.inputs = {i: [_vec(f"{i}<{t}>", n_x) for t in range(1, T + 1)] for i in cell.inputs}
         self.initial = {s: _vec(f"{s}<0>", n_a) for s in cell.states}
         self.hat = [_vec(f"{cell.output}_hat<{t}>", n_a) for t in range(1, T + 1)]
@@ -139,7 +140,8 @@ def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dic
             if not net.scored(t, mode):
                 expr = expr.xreplace({p: 0 for p in loss_partials})
             expr = d.evaluate(expr)
-            row = sp.Matrix(1, net.size_of(v), lambda _, i: expr.xreplace({s: env[s][i] for s in expr.free_symbols}))
+            free = expr.free_symbols
+            row = sp.Matrix([[expr.xreplace({s: env[s][i] for s in free}) for i in range(net.size_of(v))]])
             for st in d.graph.linear_consumers(v):
                 r = rules[st.name]
                 w = _columns(net, st, v)
@@ -193,7 +195,7 @@ def _columns(net: UnrolledNet, st: Linear, operand: str) -> sp.Matrix:
 
 
 def _vec(name: str, n: int) -> sp.Matrix:
-    return sp.Matrix(n, 1, lambda i, _: sp.Symbol(f"{name}[{i}]"))
+    return sp.Matrix([sp.Symbol(f"{name}[{i}]") for i in range(n)])
 
 
 def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:

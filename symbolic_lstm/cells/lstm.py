@@ -1,9 +1,9 @@
 """The article's LSTM block, stage by stage (Kang & Seo, "Understanding Backpropagation as Applied to LSTM").
 
-    sum_g = W_g [a<t-1>, x<t>] + b_g            for g in f, u, c, o
-    Γ_f = σ(sum_f)   Γ_u = σ(sum_u)   c̃ = tanh(sum_c)   Γ_o = σ(sum_o)
-    c<t> = c<t-1>·Γ_f + Γ_u·c̃
-    a<t> = tanh(c<t>)·Γ_o
+sum_g = W_g [a<t-1>, x<t>] + b_g            for g in f, u, c, o
+Γ_f = σ(sum_f)   Γ_u = σ(sum_u)   c̃ = tanh(sum_c)   Γ_o = σ(sum_o)
+c<t> = c<t-1>·Γ_f + Γ_u·c̃
+a<t> = tanh(c<t>)·Γ_o
 """
 
 from __future__ import annotations
