@@ -204,12 +204,30 @@ class DerivationDocument:
         shown = Timeline(self.d, None if t == "t" else int(t)).symbol(node(target.node))
         return r"\frac{%s}{\partial %s}" % (err, self.tex(shown))
 
+    def forms(self, key: str) -> tuple[sp.Expr, sp.Expr, dict[sp.Expr, sp.Expr]]:
+        """(chain of partials, closed form, each partial's value) of one step's term, in display symbols."""
+        target = self._targets[key]
+        tl = Timeline(self.d, 1 if target.kind == "initial" else None, self.unroll, self.mode)
+        chain = tl.chain(self.step_chain(target))
+        return chain, chain.xreplace(tl.values).doit(), tl.values
+
+    def rows(self, key: str) -> list[tuple[int, sp.Expr, sp.Expr]]:
+        """(t, chain, closed form) for t = T … 1 with the boundary conditions applied (needs ``unroll``)."""
+        if self.unroll is None:
+            raise ValueError("rows need an unroll length")
+        target = self._targets[key]
+        steps = [1] if target.kind == "initial" else list(range(self.unroll, 0, -1))
+        out = []
+        for t in steps:
+            tl = Timeline(self.d, t, self.unroll, self.mode)
+            c = tl.chain(self.step_chain(target))
+            out.append((t, c, c.xreplace(tl.values).doit()))
+        return out
+
     def section(self, key: str) -> str:
         target = self._targets[key]
-        step = self.step_chain(target)
-        tl = Timeline(self.d, 1 if target.kind == "initial" else None, self.unroll, self.mode)
-        chain = tl.chain(step)
-        closed = chain.xreplace(tl.values).doit()
+        chain, closed, values = self.forms(key)
+        tl = Timeline(self.d, values=values)
         summed = target.kind == "param"
         total = r"\sum_{t=1}^{T} " if summed else ""
         where = {
@@ -236,7 +254,7 @@ class DerivationDocument:
         ]
         lines += self._notes(target)
         if self.unroll is not None:
-            lines += self._rows(target, step)
+            lines += self._rows(target)
         return "\n".join(lines)
 
     def _equation(self, lhs: str, total: str, expr: sp.Expr, summed: bool) -> str:
@@ -282,16 +300,12 @@ class DerivationDocument:
             )
         return [r"\noindent " + n + "\n" for n in dict.fromkeys(notes)]
 
-    def _rows(self, target: Target, step: sp.Expr) -> list[str]:
+    def _rows(self, target: Target) -> list[str]:
         T = self.unroll
         assert T is not None
-        steps = [1] if target.kind == "initial" else list(range(T, 0, -1))
-        chains, closed, bc = [], [], []
-        for t in steps:
-            tl = Timeline(self.d, t, T, self.mode)
-            c = tl.chain(step)
-            chains.append(c)
-            closed.append(c.xreplace(tl.values).doit())
+        rows = self.rows(target.key)
+        steps = [t for t, _, _ in rows]
+        chains, closed, bc = [c for _, c, _ in rows], [e for _, _, e in rows], []
         summed = target.kind == "param"
         if summed:
             head = r"%s = {} & " % self.lhs(target)
