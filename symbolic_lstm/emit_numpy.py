@@ -505,8 +505,9 @@ def source_hash(cell: Cell) -> str:
 
 
 def generate(cells: Sequence[Cell], out_dir: str | Path) -> list[Path]:
-    """Write ``<out_dir>/<cell>.py`` for every cell, atomically; return the paths written."""
+    """Write ``<out_dir>/<cell>.py`` for every cell, atomically (creating ``out_dir``); return the paths written."""
     from .files import write_atomic
 
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     return [write_atomic(out / f"{cell.name}.py", render(cell)) for cell in cells]

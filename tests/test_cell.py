@@ -1,0 +1,96 @@
+"""Stage 1: cell definitions. Bad definitions give a CellError naming the stage at fault."""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from symbolic_lstm import CellBuilder, CellError, get_cell, sigmoid
+from symbolic_lstm.cell import Elementwise, Linear
+
+
+def test_lstm_has_the_article_stages(lstm):
+    names = [st.name for st in lstm.stages]
+    assert names == ["sum_f", "sum_u", "sum_c", "sum_o", "Gamma_f", "Gamma_u", "c_tilde", "Gamma_o", "c", "a"]
+    for g in "fuco":
+        st = lstm.stage(f"sum_{g}")
+        assert isinstance(st, Linear)
+        # concatenation order of the article: a<t-1> first, then x<t>
+        assert st.inputs == ("a_prev", "x") and st.weight == f"W_{g}" and st.bias == f"b_{g}"
+    assert lstm.params == ("W_f", "b_f", "W_u", "b_u", "W_c", "b_c", "W_o", "b_o")
+    c = lstm.stage("c")
+    assert isinstance(c, Elementwise)
+    s = sp.symbols("c_prev Gamma_f Gamma_u c_tilde")
+    assert sp.expand(c.expr - (s[0] * s[1] + s[2] * s[3])) == 0
+    assert lstm.states == ("a", "c") and lstm.output == "a"
+
+
+def test_unknown_builtin_cell_lists_choices():
+    with pytest.raises(ValueError, match="lstm"):
+        get_cell("nope")
+
+
+def _builder():
+    return CellBuilder("t", inputs=("x",), states=("a",), output="a")
+
+
+def test_unknown_input_names_the_stage():
+    b = _builder()
+    with pytest.raises(CellError, match=r"stage 's' reads 'y'"):
+        b.stage("s", sp.Symbol("y") + 1)
+
+
+def test_cycle_inside_one_step_is_named():
+    b = _builder()
+    with pytest.raises(CellError, match="cycle"):
+        b.stage("s", sp.tanh(sp.Symbol("s")))
+
+
+def test_duplicate_stage():
+    b = _builder()
+    x = b.input("x")
+    b.stage("s", sp.tanh(x))
+    with pytest.raises(CellError, match="defined twice"):
+        b.stage("s", sp.tanh(x))
+
+
+def test_parameter_name_reused():
+    b = _builder()
+    a, x = b.prev("a"), b.input("x")
+    b.linear("s1", [a, x], weight="W", bias="b")
+    with pytest.raises(CellError, match="already used"):
+        b.linear("s2", [a, x], weight="W", bias="b2")
+
+
+def test_state_never_produced():
+    b = _builder()
+    b.stage("h", sp.tanh(b.input("x") + b.prev("a")))
+    with pytest.raises(CellError, match="state 'a' is never produced"):
+        b.build()
+
+
+def test_unused_node():
+    b = _builder()
+    a, x = b.prev("a"), b.input("x")
+    b.stage("unused", sigmoid(x))
+    b.stage("a", sp.tanh(a + x))
+    with pytest.raises(CellError, match="'unused' is computed but never used"):
+        b.build()
+
+
+def test_unknown_state_and_input():
+    b = _builder()
+    with pytest.raises(CellError, match="not a state"):
+        b.prev("c")
+    with pytest.raises(CellError, match="not an input"):
+        b.input("u")
+
+
+def test_bad_names_and_constant_stage():
+    with pytest.raises(CellError, match="identifier"):
+        CellBuilder("not a name")
+    b = _builder()
+    with pytest.raises(CellError, match="reads no node"):
+        b.stage("k", sp.Integer(3))
+    with pytest.raises(CellError, match="at least one input"):
+        b.linear("s", [], weight="W", bias="b")

@@ -1,0 +1,151 @@
+"""The ``symbolic-lstm`` command, through click's runner and once as a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from symbolic_lstm.cli import main
+from symbolic_lstm.paths import generated_dir
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def test_derive_W_f_three_rows(run):
+    r = run("derive", "W_f", "--unroll", "3")
+    assert r.exit_code == 0
+    assert r"\frac{\partial \mathrm{Error}}{\partial W_{f}}" in r.output
+    assert "Unrolled over $T = 3$" in r.output
+    for t in (1, 2, 3):
+        assert rf"\Gamma_f^{{<{t}>}}" in r.output
+    assert r"\tanh^{2}{\left(c^{<t>} \right)}" in r.output
+
+
+def test_derive_all_targets_and_aliases(run):
+    r = run("derive")
+    assert r.exit_code == 0
+    assert r.output.count(r"\subsection*") == 13
+    r = run("derive", "a<t-1>", "c0", "--loss", "many-to-one")
+    assert r.exit_code == 0 and r.output.count(r"\subsection*") == 2
+
+
+def test_derive_standalone_is_a_document(run, tmp_path):
+    out = tmp_path / "d.tex"
+    r = run("derive", "b_o", "--standalone", "-o", str(out))
+    assert r.exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith(r"\documentclass") and text.rstrip().endswith(r"\end{document}")
+
+
+def test_unknown_target_is_a_usage_error(run):
+    r = run("derive", "W_z")
+    assert r.exit_code == 2
+    assert "'W_z' is not a target" in r.output and "W_f" in r.output and "c_prev" in r.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["derive", "--loss", "sideways"],
+        ["derive", "--unroll", "0"],
+        ["derive", "--cell", "nope"],
+        ["prove", "--n-a", "0"],
+        ["prove", "--unroll", "-1"],
+        ["check", "--tol", "0"],
+        ["check", "--cell", "nope"],
+        ["generate", "--cell", "nope"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_options_exit_2(run, args):
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert "Error" in r.output or "Usage" in r.output
+
+
+def test_unknown_cell_lists_choices(run):
+    r = run("derive", "--cell", "nope")
+    assert "lstm" in r.output
+
+
+def test_prove_small(run):
+    r = run("prove", "--n-a", "1", "--unroll", "2", "--jobs", "2")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith(("✓", "✗"))]
+    assert len(lines) == 22 and all(ln.startswith("✓") for ln in lines)
+    assert "dError/dW_f" in r.output and "many-to-one" in r.output
+
+
+def test_prove_failure_exits_1(run, monkeypatch):
+    from symbolic_lstm import proof
+
+    real = proof.derive
+
+    def wrong(cell):
+        d = real(cell)
+        d.chain["a"] = d.chain["a"].args[0]  # drop a fork branch
+        return d
+
+    monkeypatch.setattr(proof, "derive", wrong)
+    r = CliRunner().invoke(main, ["prove", "--n-a", "1", "--unroll", "2", "--jobs", "1", "--loss", "many-to-many"])
+    assert r.exit_code == 1
+    assert "✗" in r.output
+
+
+def test_generate_writes_and_refuses_foreign_files(run, tmp_path):
+    r = run("generate", "--out", str(tmp_path))
+    assert r.exit_code == 0 and "wrote" in r.output
+    assert (tmp_path / "lstm.py").read_bytes() == (generated_dir() / "lstm.py").read_bytes()
+    assert run("generate", "--out", str(tmp_path)).exit_code == 0  # ours: overwritten quietly
+    (tmp_path / "lstm.py").write_text("my own code\n")
+    r = run("generate", "--out", str(tmp_path))
+    assert r.exit_code == 2 and "--force" in r.output
+    assert (tmp_path / "lstm.py").read_text() == "my own code\n"
+    assert run("generate", "--out", str(tmp_path), "--force").exit_code == 0
+    assert not [p for p in tmp_path.iterdir() if p.name != "lstm.py"], "temporary files left behind"
+
+
+def test_generate_into_a_file_path_is_a_usage_error(run, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    r = run("generate", "--out", str(f))
+    assert r.exit_code == 2
+
+
+def test_check_passes_and_prints_table(run):
+    r = run("check")
+    assert r.exit_code == 0, r.output
+    for key in ("W_f", "b_o", "x", "a0", "c0"):
+        assert f"\n{key} " in r.output
+    assert "✗" not in r.output
+
+
+def test_check_fails_on_a_broken_module(run, tmp_path):
+    src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
+    (tmp_path / "lstm.py").write_text(src.replace("db = dS2.sum(axis=0)", "db = 2 * dS2.sum(axis=0)"))
+    r = CliRunner().invoke(main, ["check", "--dir", str(tmp_path)])
+    assert r.exit_code == 1
+    assert "FAILED" in r.output and "b_f" in r.output.split("FAILED", 1)[1]
+
+
+def test_check_without_module_is_a_usage_error(run, tmp_path):
+    r = run("check", "--dir", str(tmp_path))
+    assert r.exit_code == 2 and "symbolic-lstm generate" in r.output
+
+
+def test_python_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "symbolic_lstm", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "symbolic-lstm" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "symbolic_lstm", "derive", "nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr

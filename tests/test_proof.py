@@ -1,0 +1,102 @@
+"""The symbolic proof: the engine's chain rule equals direct differentiation of the unrolled Error.
+
+Also shows the proof can fail: a derivation with one wrong local partial, or with a fork's branch
+dropped, is caught.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from symbolic_lstm import derive, proof
+from symbolic_lstm.cells import lstm as lstm_cell
+from symbolic_lstm.functions import softsign
+from symbolic_lstm.notation import Partial
+
+GRADIENTS = {"W_f", "b_f", "W_u", "b_u", "W_c", "b_c", "W_o", "b_o", "x", "a0", "c0"}
+
+
+def test_proof_n1_both_modes(lstm):
+    lines = proof.prove(lstm, n_a=1, n_x=1, T=3, workers=2)
+    assert {ln.gradient for ln in lines} == GRADIENTS
+    assert {ln.mode for ln in lines} == {"many-to-many", "many-to-one"}
+    assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+@pytest.mark.slow
+def test_proof_n2_both_modes(lstm):
+    lines = proof.prove(lstm, n_a=2, n_x=2, T=3, points=2)
+    assert len(lines) == 2 * len(GRADIENTS)
+    assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def test_proof_unequal_sizes_exact(lstm):
+    """n_a ≠ n_x (catches a transposed block), and the difference expands to exactly 0."""
+    lines = proof.prove(lstm, n_a=1, n_x=2, T=2, modes=("many-to-many",), exact=True, workers=2)
+    assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lstm_cell.build(candidate=softsign, name="lstm_softsign"),
+        lstm_cell.build(output_activation=lambda e: e, name="lstm_linear_out"),
+    ],
+    ids=["softsign-candidate", "no-output-tanh"],
+)
+def test_proof_of_variant_cells(variant):
+    lines = proof.prove(variant, n_a=1, n_x=1, T=3, workers=2)
+    assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def _tampered(monkeypatch, tamper):
+    real = proof.derive
+
+    def derive_and_tamper(cell):
+        d = real(cell)
+        tamper(d)
+        return d
+
+    monkeypatch.setattr(proof, "derive", derive_and_tamper)
+
+
+def test_proof_catches_a_wrong_local_partial(monkeypatch, lstm):
+    def tamper(d):
+        p = Partial(sp.Symbol("c"), sp.Symbol("c_prev"))
+        assert p in d.partials
+        d.partials[p] = 2 * d.partials[p]  # ∂c<t>/∂c<t-1> = 2Γ_f: wrong
+
+    _tampered(monkeypatch, tamper)
+    lines = proof.prove(lstm, n_a=1, n_x=1, T=2, modes=("many-to-many",), workers=1)
+    bad = {ln.gradient for ln in lines if not ln.ok}
+    assert "c0" in bad  # only reachable through c<t-1>
+    assert "W_f" in bad  # δsum_f<1> reads δc<1>, which carries the wrong branch from step 2
+    # at T = 2, δsum_o<t> reads only δa<t>, which never passes through ∂c<t+1>/∂c<t>: the check is specific
+    assert "b_o" not in bad
+
+
+def test_proof_catches_a_dropped_fork_branch(monkeypatch, lstm):
+    def tamper(d):
+        # δa<t> without ∂E<t+1>/∂a<t>: the classic bug of forgetting the recurrent branch
+        d.chain["a"] = Partial(sp.Symbol("Error"), sp.Symbol("a"))
+
+    _tampered(monkeypatch, tamper)
+    lines = proof.prove(lstm, n_a=1, n_x=1, T=2, modes=("many-to-many",), workers=1)
+    assert not all(ln.ok for ln in lines)
+    assert {"W_o", "a0"} <= {ln.gradient for ln in lines if not ln.ok}
+
+
+def test_prove_rejects_bad_arguments(lstm):
+    with pytest.raises(ValueError, match="loss mode"):
+        proof.prove(lstm, modes=("sideways",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive"):
+        proof.UnrolledNet(lstm, 0, 1, 3)
+
+
+def test_engine_alone_is_what_is_checked(lstm):
+    """The engine side uses only the derivation's per-step results, never sympy.diff of the unrolled net."""
+    net = proof.UnrolledNet(lstm, 1, 1, 2)
+    g = proof.engine_gradients(net, derive(lstm), "many-to-one")
+    assert set(g) == GRADIENTS
+    assert g["W_f"].shape == (1, 2) and g["x"].shape == (2, 1) and g["a0"].shape == (1, 1)
