@@ -33,9 +33,12 @@ from .derivation import StepDerivation, derive
 from .emit_latex import Timeline
 from .notation import ERROR, Partial, future, node, target
 from .paths import templates_dir
+from .printer_inplace import inplace, scratch_needed
 from .printer_numpy import KernelPrinter
 
 TEMPLATE = "numpy/cell_module.py.j2"
+#: Names of the (B, n_a) scratch buffers in-place statements may use.
+SCRATCH = [f"tmp{i}" for i in range(8)]
 RESERVED = {"np", "x", "p", "t", "T", "B", "n_a", "n_x", "S", "dS", "W", "b", "cache", "gates", "dgates", "grads"}
 
 
@@ -73,12 +76,17 @@ class Group:
     function: str
     start: int
     stop: int
-    code: str
+    lines: tuple[str, ...]
     comment: str
 
     @property
     def slice(self) -> str:
         return f"{self.function}_"
+
+    @property
+    def view(self) -> str:
+        """Local name of the block columns this group activates in place."""
+        return f"S_{self.function}"
 
 
 @dataclass(frozen=True)
@@ -198,15 +206,16 @@ class KernelPlan:
             members = [g for g in self.gates if g.function == fname]
             if fname == "identity":
                 continue
-            placeholder = sp.Symbol(f"S[:, {fname}_]")
-            expr = type(members[0].act.expr)(placeholder)  # type: ignore[union-attr]
+            view = f"S_{fname}"
+            expr = type(members[0].act.expr)(sp.Symbol(view))  # type: ignore[union-attr]
             comment = (
                 ", ".join(_uni(g.value) for g in members)
                 + f" = {fname}("
                 + ", ".join(_uni(g.stage.name) for g in members)
                 + ")"
             )
-            out.append(Group(fname, members[0].index, members[-1].index + 1, self.printer.doprint(expr), comment))
+            code = tuple(inplace(expr, view, SCRATCH, self.printer))
+            out.append(Group(fname, members[0].index, members[-1].index + 1, code, comment))
         return out
 
     def _backward_reads(self) -> set[sp.Symbol]:
@@ -245,10 +254,10 @@ class KernelPlan:
             comment = f"{_uni(st.name)}<t> = {_uni_expr(st.expr)}"
             if st.name in self.cell.states:
                 lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
-                lines.append(Line(f"{st.name}[...] = {code}", comment))
+                lines += self._inplace(expr, st.name, comment)
             elif node(st.name) in self.backward_reads:
                 lines.append(Line(f"{st.name} = {st.name}_seq[t]"))
-                lines.append(Line(f"{st.name}[...] = {code}", comment))
+                lines += self._inplace(expr, st.name, comment)
             else:
                 lines.append(Line(f"{st.name} = {code}", comment))
             # an auxiliary of this stage's output (tanh(c) after c) is computed right after it
@@ -260,10 +269,21 @@ class KernelPlan:
 
     def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
         """Compute an auxiliary (tanh(c<t>) …) into its buffer."""
-        return [
-            Line(f"{name} = {name}_seq[t]"),
-            Line(f"{name}[...] = {self.printer.doprint(f)}", f"{_uni_expr(f)}, stored for backward"),
-        ]
+        return [Line(f"{name} = {name}_seq[t]"), *self._inplace(f, name, f"{_uni_expr(f)}, stored for backward")]
+
+    def _inplace(self, expr: sp.Expr, dest: str, comment: str) -> list[Line]:
+        """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: tmp0, tmp1 …); comment on the first."""
+        code = inplace(expr, dest, SCRATCH, self.printer)
+        self._scratch = max(getattr(self, "_scratch", 0), scratch_needed(expr))
+        return [Line(c, comment if i == 0 else "") for i, c in enumerate(code)]
+
+    @property
+    def scratch(self) -> list[str]:
+        """Scratch buffers the in-place statements use (computed after the lines are built)."""
+        self.forward_lines()
+        self.backward_lines()
+        self.groups()
+        return SCRATCH[: getattr(self, "_scratch", 0)]
 
     def _defined_after(self, name: str) -> set[str]:
         names = set(self.cell.leaves)
@@ -291,9 +311,17 @@ class KernelPlan:
         names: dict[sp.Symbol, sp.Symbol] = {}
         out = self.cell.output
         names[_seed(out)] = sp.Symbol(f"d{out}[t]")
-        for g in self.gates:
-            names[sp.Symbol(f"delta_{g.stage.name}")] = sp.Symbol(f"dS[:, {g.slice}]")
         return names
+
+    @property
+    def delta_buffers(self) -> list[str]:
+        """δ's of non-linear, non-state nodes: one (B, n_a) buffer each, allocated once per call."""
+        d = self.d
+        return [
+            f"delta_{v}"
+            for v in d.materialised
+            if v not in self.cell.inputs and self.cell.state_of_prev(v) is None and not d.graph.is_linear(v)
+        ]
 
     def backward_lines(self) -> list[Line]:
         d, lines = self.d, []
@@ -306,23 +334,26 @@ class KernelPlan:
             expr = d.elementwise_part(v)
             if optional:
                 expr = expr.xreplace({_seed(v): 0})
-            code = self.printer.doprint(d.evaluate(expr, keep=_is_seed).xreplace(rename).xreplace(self._aux_names()))
+            value = d.evaluate(expr, keep=_is_seed).xreplace(rename).xreplace(self._aux_names())
             comment = self.comment(v)
             linear = d.graph.linear_consumers(v)
             prev_state = self.cell.state_of_prev(v)
             if prev_state is not None:
                 target_var = str(future(prev_state))
-            elif d.graph.is_linear(v):
-                target_var = f"dS[:, {self._gate_of(v).slice}]"
             else:
                 target_var = f"delta_{v}"
             if linear:
-                off = self.offset(v)
-                mat = self.printer.doprint(
-                    rules.operand[v].xreplace({rules.D: _ms("dS"), rules.W[v]: _ms(f"W[:, {off}]")})
-                )
-                code = mat if code == "0" else f"{code} + {mat}"
-            lines.append(Line(f"{target_var} = {code}", comment))
+                rule = rules.operand[v].xreplace({rules.D: _ms("dS"), rules.W[v]: _ms(f"W_{v}")})
+                if not isinstance(rule, sp.MatMul) or len(rule.args) != 2:
+                    raise CodegenError(f"cell {self.cell.name!r}: unexpected reverse rule {rule} for {v!r}")
+                lhs, rhs = (self.printer.doprint(a) for a in rule.args)
+                if value == 0:
+                    lines.append(Line(f"np.matmul({lhs}, {rhs}, out={target_var})", comment))
+                else:
+                    lines += self._inplace(value, target_var, comment)
+                    lines.append(Line(f"{target_var} += {lhs} @ {rhs}"))
+            else:
+                lines += self._inplace(value, target_var, comment)
             if optional:
                 lines.append(
                     Line(
@@ -471,6 +502,7 @@ def render(cell: Cell) -> str:
     )
     env.filters["uni"] = _uni
     env.filters["uni_time"] = _uni_time
+    env.filters["add_prefix"] = lambda s, prefix: prefix + s
     template = env.get_template(TEMPLATE)
     if len(cell.inputs) != 1:
         raise CodegenError(f"cell {cell.name!r}: the NumPy template supports exactly one input, got {cell.inputs}")
@@ -485,6 +517,7 @@ def render(cell: Cell) -> str:
         "forward_lines": plan.forward_lines(),
         "backward_lines": plan.backward_lines(),
         "after_loop": plan.after_loop(),
+        "scratch": plan.scratch,
         "loss_text": _CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
         "uni": _uni,
         "uni_time": _uni_time,

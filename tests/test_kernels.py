@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
 
 import numpy as np
 import pytest
@@ -56,7 +55,7 @@ def test_check_problems_cover_edges():
 def test_gradient_check_is_not_vacuous(k, tmp_path):
     """A module with one sign flipped in backward fails the same check."""
     src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
-    broken = src.replace("dc_next = Gamma_f*delta_c", "dc_next = -Gamma_f*delta_c", 1)
+    broken = src.replace("np.multiply(Gamma_f, delta_c, out=dc_next)", "np.multiply(Gamma_f, -delta_c, out=dc_next)", 1)
     assert broken != src
     (tmp_path / "lstm.py").write_text(broken, encoding="utf-8")
     rows = check_module(load("lstm", tmp_path), seed=0)
@@ -124,6 +123,18 @@ def test_split_backward_chains_through_initial_state(k):
     np.testing.assert_allclose(np.concatenate([g1["x"], g2["x"]]), whole["x"], rtol=1e-12, atol=1e-14)
 
 
+def test_backward_consumes_the_cache_unless_asked_not_to(k):
+    p, x, a0, c0, y = _problem(k)
+    a, _, cache = k.forward(x, p, a0, c0)
+    _, da = k.mse_loss(a, y)
+    kept = k.backward(da, cache, keep_cache=True)
+    again = k.backward(da, cache)  # the cache was kept: same answer
+    for key in kept:
+        np.testing.assert_array_equal(kept[key], again[key])
+    with pytest.raises(ValueError, match="already used by backward"):
+        k.backward(da, cache)
+
+
 def test_T1_and_B1(k):
     p, x, a0, c0, y = _problem(k, T=1, B=1)
     a, c, cache = k.forward(x, p, a0, c0)
@@ -174,16 +185,18 @@ def test_generated_module_imports_only_numpy():
 
 
 def test_every_gradient_line_names_its_derivation_step():
+    """The first statement computing each δ (and each weight gradient) carries the derivation step."""
     src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
-    body = src[src.index("def backward") : src.index("def mse_loss")]
-    math = [ln for ln in body.splitlines() if re.match(r"\s+(dS\[|delta_|da_next =|dc_next =|dW\[|db =|dx =)", ln)]
-    assert len(math) >= 10
-    for ln in math:
-        if "np.zeros" in ln:
-            continue
-        assert "# " in ln, ln
-        comment = ln.split("# ", 1)[1]
-        assert "∂" in comment or "δ" in comment, ln
+    body = src[src.index("    for t in range(T - 1, -1, -1):") : src.index("def mse_loss")]
+    targets = ["delta_a", "delta_c", "delta_sum_f", "delta_sum_u", "delta_sum_c", "delta_sum_o", "da_next", "dc_next"]
+    for name in targets:
+        first = next(ln for ln in body.splitlines() if f"out={name})" in ln)
+        assert "# " in first, first
+        comment = first.split("# ", 1)[1]
+        assert "∂" in comment or "δ" in comment, first
+    for name in ("dW[:, :n_a]", "dW[:, n_a:]", "db =", "dx ="):
+        line = next(ln for ln in body.splitlines() if ln.strip().startswith(name))
+        assert "# ∂E/∂" in line, line
 
 
 def test_generated_file_header():
