@@ -212,11 +212,15 @@ class _Lowering:
             self.emit(f"{dest} *= 0.5")
             self.emit(f"{dest} += 0.5")
             return True
-        if isinstance(e, softsign) and _is_leaf(arg):
-            # softsign(x) = x / (1 + |x|)
-            self.emit(f"np.abs({src}, out={dest})")
-            self.emit(f"{dest} += 1")
-            self.emit(f"np.divide({src}, {dest}, out={dest})")
+        if isinstance(e, softsign):
+            # softsign(x) = x / (1 + |x|): x is read twice, so 1 + |x| goes to scratch (x may live in dest)
+            if not _is_leaf(arg):
+                self.into(arg, dest)
+            s = self.take()
+            self.emit(f"np.abs({src}, out={s})")
+            self.emit(f"{s} += 1")
+            self.emit(f"np.divide({src}, {s}, out={dest})")
+            self.give_back()
             return True
         ufuncs = {sp.tanh: "tanh", sp.exp: "exp", sp.Abs: "abs", sp.log: "log", sp.sin: "sin", sp.cos: "cos"}
         name = ufuncs.get(type(e))

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from symbolic_lstm import load
+from symbolic_lstm.cells import lstm as lstm_cell
+from symbolic_lstm.emit_numpy import generate
+from symbolic_lstm.functions import softsign
 from symbolic_lstm.gradcheck import DEFAULT_PROBLEMS, check_module, numeric_gradient, relative_error
 from symbolic_lstm.paths import generated_dir
 
@@ -43,6 +46,33 @@ def test_every_gradient_matches_central_differences(k):
     rows = check_module(k, seed=0, tol=1e-7)
     assert {r.key for r in rows} == {*KEYS, "x", "a0", "c0"}
     assert all(r.ok for r in rows), [(r.key, r.max_rel_error) for r in rows if not r.ok]
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lstm_cell.build(candidate=softsign, name="lstm_softsign"),
+        lstm_cell.build(output_activation=lambda e: e, name="lstm_linear_out"),
+    ],
+    ids=["softsign-candidate", "no-output-tanh"],
+)
+def test_variant_cell_kernels_match_central_differences(variant, tmp_path):
+    """Change a stage; the generated forward and backward change with it and stay exact."""
+    generate([variant], tmp_path)
+    kv = load(variant.name, tmp_path)
+    rows = check_module(kv, seed=1, tol=1e-7)
+    assert all(r.ok for r in rows), [(r.key, r.max_rel_error) for r in rows if not r.ok]
+    # the forward is the variant's own: compare one step with the cell's formula, evaluated independently
+    p = kv.init_params(2, 3, seed=0)
+    x = np.random.default_rng(0).normal(size=(1, 2, 2))
+    a, c, _ = kv.forward(x, p)
+    z = {g: x[0] @ p[f"W_{g}"][:, 3:].T + p[f"b_{g}"] for g in "fuco"}
+    sig = {g: 1 / (1 + np.exp(-z[g])) for g in "fuo"}
+    cand = z["c"] / (1 + np.abs(z["c"])) if variant.name == "lstm_softsign" else np.tanh(z["c"])
+    c1 = sig["u"] * cand
+    out = np.tanh(c1) if variant.name == "lstm_softsign" else c1
+    np.testing.assert_allclose(c[0], c1, rtol=1e-12)
+    np.testing.assert_allclose(a[0], sig["o"] * out, rtol=1e-12)
 
 
 def test_check_problems_cover_edges():

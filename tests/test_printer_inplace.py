@@ -65,6 +65,15 @@ def test_in_place_activation_of_its_own_buffer():
     np.testing.assert_allclose(S, expected, atol=1e-7)
 
 
+@pytest.mark.parametrize("f", [sigmoid, sp.tanh, softsign, sp.Abs])
+def test_activation_in_place_reads_its_argument_before_overwriting(f):
+    """``S = f(S)`` (how the kernels activate a block of gate columns) equals f of the old S."""
+    x = np.array([-3.0, -0.4, 0.0, 0.7, 2.5])
+    S = x.copy()
+    exec("\n".join(inplace(f(sp.Symbol("S")), "S", ["tmp0"])), {"np": np, "S": S, "tmp0": np.empty_like(S)})
+    np.testing.assert_allclose(S, _reference(f(a))(*[x if s == a else 0 for s in SYMS]), rtol=1e-12)
+
+
 def test_reading_the_destination_is_refused():
     with pytest.raises(InplaceError, match="reads its destination"):
         inplace(a * y + a, "a", ["tmp0"])
