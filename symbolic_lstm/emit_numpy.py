@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import jinja2
@@ -33,13 +34,13 @@ from .derivation import StepDerivation, derive
 from .emit_latex import Timeline
 from .notation import ERROR, Partial, future, node, target
 from .paths import templates_dir
-from .printer_inplace import inplace, scratch_needed
+from .printer_inplace import inplace
 from .printer_numpy import KernelPrinter
 
 TEMPLATE = "numpy/cell_module.py.j2"
 #: Names of the (B, n_a) scratch buffers in-place statements may use.
 SCRATCH = [f"tmp{i}" for i in range(8)]
-RESERVED = {"np", "x", "p", "t", "T", "B", "n_a", "n_x", "S", "dS", "W", "b", "cache", "gates", "dgates", "grads"}
+RESERVED = {"np", "x", "p", "t", "T", "B", "n_a", "n_x", "S", "SW", "dS", "W", "b", "cache", "gates", "dgates", "grads"}
 
 
 class CodegenError(ValueError):
@@ -125,7 +126,7 @@ class KernelPlan:
         for name in self.d.graph.nodes:
             if name in cell.inputs:
                 continue
-            if name in RESERVED or name.endswith("_seq"):
+            if name in RESERVED or name in SCRATCH or name.endswith("_seq"):
                 raise CodegenError(f"cell {cell.name!r}: node name {name!r} clashes with a kernel variable")
         self.gates = self._gates()
         self.aux = self._auxiliaries()
@@ -140,15 +141,20 @@ class KernelPlan:
 
     @property
     def slice_code(self) -> str:
-        """Slices of the fused block: one per gate, one per activation group."""
+        """Slices of the fused block, one per gate."""
         names = ", ".join(g.slice for g in self.gates)
-        parts = [f"{names} = (slice(k * n_a, (k + 1) * n_a) for k in range({len(self.gates)}))"]
-        groups = self.groups()
-        if groups:
-            gnames = ", ".join(grp.slice for grp in groups)
-            gslices = ", ".join(f"slice({grp.start} * n_a, {grp.stop} * n_a)" for grp in groups)
-            parts.append(f"{gnames}{',' if len(groups) == 1 else ''} = {gslices}{',' if len(groups) == 1 else ''}")
-        return "\n    ".join(parts)
+        return f"{names} = (slice(k * n_a, (k + 1) * n_a) for k in range({len(self.gates)}))"
+
+    @property
+    def group_slice_code(self) -> str:
+        """Slices of the fused block, one per activation group (forward applies each in place); "" if none."""
+        groups = self.groups
+        if not groups:
+            return ""
+        comma = "," if len(groups) == 1 else ""
+        names = ", ".join(grp.slice for grp in groups)
+        slices = ", ".join(f"slice({grp.start} * n_a, {grp.stop} * n_a)" for grp in groups)
+        return f"{names}{comma} = {slices}{comma}"
 
     @property
     def read_names(self) -> set[str]:
@@ -180,7 +186,8 @@ class KernelPlan:
         return "; ".join(f"{st.weight} (n_a, {self.width}), {st.bias} (n_a,)" for st in self.cell.linear_stages)
 
     def gate_of(self, stage: str) -> Gate:
-        return self._gate_of(stage)
+        """The fused-block gate of the linear stage ``stage``."""
+        return next(g for g in self.gates if g.stage.name == stage)
 
     def _gates(self) -> list[Gate]:
         graph = self.d.graph
@@ -200,7 +207,9 @@ class KernelPlan:
         ranked = sorted(range(len(found)), key=lambda i: (order.index(names[i]), i))
         return [Gate(found[i][0], found[i][1], k) for k, i in enumerate(ranked)]
 
+    @cached_property
     def groups(self) -> list[Group]:
+        """Activation groups of the fused block, each with its in-place statements."""
         out = []
         for fname in dict.fromkeys(g.function for g in self.gates):
             members = [g for g in self.gates if g.function == fname]
@@ -250,7 +259,6 @@ class KernelPlan:
                     lines += self._aux_lines(f, name)
                     written_aux.add(f)
             expr = expr.xreplace({f: sp.Symbol(n) for f, n in self.aux.items()})
-            code = self.printer.doprint(expr)
             comment = f"{_uni(st.name)}<t> = {_uni_expr(st.expr)}"
             if st.name in self.cell.states:
                 lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
@@ -259,7 +267,7 @@ class KernelPlan:
                 lines.append(Line(f"{st.name} = {st.name}_seq[t]"))
                 lines += self._inplace(expr, st.name, comment)
             else:
-                lines.append(Line(f"{st.name} = {code}", comment))
+                lines.append(Line(f"{st.name} = {self.printer.doprint(expr)}", comment))
             # an auxiliary of this stage's output (tanh(c) after c) is computed right after it
             for f, name in self.aux.items():
                 if f not in written_aux and set(map(str, f.args)) <= self._defined_after(st.name):
@@ -274,16 +282,7 @@ class KernelPlan:
     def _inplace(self, expr: sp.Expr, dest: str, comment: str) -> list[Line]:
         """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: tmp0, tmp1 …); comment on the first."""
         code = inplace(expr, dest, SCRATCH, self.printer)
-        self._scratch = max(getattr(self, "_scratch", 0), scratch_needed(expr))
         return [Line(c, comment if i == 0 else "") for i, c in enumerate(code)]
-
-    @property
-    def scratch(self) -> list[str]:
-        """Scratch buffers the in-place statements use (computed after the lines are built)."""
-        self.forward_lines()
-        self.backward_lines()
-        self.groups()
-        return SCRATCH[: getattr(self, "_scratch", 0)]
 
     def _defined_after(self, name: str) -> set[str]:
         names = set(self.cell.leaves)
@@ -307,12 +306,6 @@ class KernelPlan:
         ]
 
     # -- backward -----------------------------------------------------------------------------------
-    def _code_names(self) -> dict[sp.Symbol, sp.Symbol]:
-        names: dict[sp.Symbol, sp.Symbol] = {}
-        out = self.cell.output
-        names[_seed(out)] = sp.Symbol(f"d{out}[t]")
-        return names
-
     @property
     def delta_buffers(self) -> list[str]:
         """δ's of non-linear, non-state nodes: one (B, n_a) buffer each, allocated once per call."""
@@ -325,7 +318,7 @@ class KernelPlan:
 
     def backward_lines(self) -> list[Line]:
         d, lines = self.d, []
-        rename = self._code_names()
+        rename = {_seed(self.cell.output): sp.Symbol(f"d{self.cell.output}[t]")}  # ∂E<t>/∂a<t>: the caller's da[t]
         rules = d.rules[self.gates[0].stage.name]
         for v in d.materialised:
             if v in self.cell.inputs:
@@ -366,9 +359,6 @@ class KernelPlan:
 
     def _aux_names(self) -> dict[sp.Expr, sp.Symbol]:
         return {f: sp.Symbol(n) for f, n in self.aux.items()}
-
-    def _gate_of(self, stage: str) -> Gate:
-        return next(g for g in self.gates if g.stage.name == stage)
 
     def offset(self, operand: str) -> str:
         """Column slice of ``operand`` inside W, as code (``:n_a``, ``n_a:`` …)."""
@@ -506,6 +496,8 @@ def render(cell: Cell) -> str:
     template = env.get_template(TEMPLATE)
     if len(cell.inputs) != 1:
         raise CodegenError(f"cell {cell.name!r}: the NumPy template supports exactly one input, got {cell.inputs}")
+    forward_lines, backward_lines = plan.forward_lines(), plan.backward_lines()
+    forward_code = [*(c for g in plan.groups for c in g.lines), *(ln.code for ln in forward_lines)]
     context = {
         "version": __version__,
         "template": TEMPLATE,
@@ -513,16 +505,23 @@ def render(cell: Cell) -> str:
         "source_hash": source_hash(cell),
         "plan": plan,
         "gates": plan.gates,
-        "groups": plan.groups(),
-        "forward_lines": plan.forward_lines(),
-        "backward_lines": plan.backward_lines(),
+        "groups": plan.groups,
+        "forward_lines": forward_lines,
+        "backward_lines": backward_lines,
         "after_loop": plan.after_loop(),
-        "scratch": plan.scratch,
+        "forward_scratch": _scratch_in(forward_code),
+        "backward_scratch": _scratch_in([ln.code for ln in backward_lines]),
         "loss_text": _CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
         "uni": _uni,
         "uni_time": _uni_time,
     }
     return template.render(**context)
+
+
+def _scratch_in(code: list[str]) -> list[str]:
+    """The scratch buffers (tmp0, tmp1 …) these statements name; they are taken in order, so a prefix."""
+    used = [s for s in SCRATCH if any(re.search(rf"\b{s}\b", c) for c in code)]
+    return SCRATCH[: len(used)]
 
 
 def source_hash(cell: Cell) -> str:
