@@ -33,7 +33,7 @@ from .cell import Cell, Elementwise, Linear
 from .derivation import StepDerivation, derive
 from .emit_latex import Timeline
 from .notation import ERROR, Partial, future, node, target
-from .paths import templates_dir
+from .paths import PACKAGE_DIR, templates_dir
 from .printer_inplace import inplace
 from .printer_numpy import KernelPrinter
 
@@ -138,6 +138,12 @@ class KernelPlan:
     def width(self) -> str:
         """Columns of each W_g, as code: ``n_a + n_x``."""
         return " + ".join("n_x" if k in self.cell.inputs else "n_a" for k in self.operands)
+
+    @property
+    def width_states(self) -> str:
+        """The state columns of each W_g, as code: ``n_a`` (``2 * n_a`` for two state operands)."""
+        k = sum(1 for op in self.operands if op not in self.cell.inputs)
+        return "n_a" if k == 1 else f"{k} * n_a"
 
     @property
     def slice_code(self) -> str:
@@ -524,15 +530,36 @@ def _scratch_in(code: list[str]) -> list[str]:
     return SCRATCH[: len(used)]
 
 
+#: The modules whose code decides what a generated file holds (with the templates and the cell).
+CODEGEN_MODULES = (
+    "cell",
+    "graph",
+    "derivation",
+    "functions",
+    "notation",
+    "printer_latex",
+    "printer_numpy",
+    "printer_inplace",
+    "emit_latex",
+    "emit_numpy",
+)
+
+
 def source_hash(cell: Cell) -> str:
-    """SHA-256 (first 16 hex digits) of the cell definition and the templates that produce its module."""
+    """SHA-256 (first 16 hex digits) of what produces the cell's module: its definition, the code generator, templates.
+
+    A generated file whose ``SOURCE_HASH`` differs from this is stale: regenerating it may change it.
+    """
     h = hashlib.sha256()
     h.update(repr(cell.name).encode())
     for st in cell.stages:
         h.update(repr(st if isinstance(st, Linear) else (st.name, sp.srepr(st.expr), st.reads)).encode())
     h.update(repr((cell.inputs, cell.states, cell.output)).encode())
+    h.update(__version__.encode())
+    for name in CODEGEN_MODULES:
+        h.update((PACKAGE_DIR / f"{name}.py").read_bytes().replace(b"\r\n", b"\n"))
     for path in sorted(templates_dir().glob("numpy/*.j2")):
-        h.update(path.read_bytes())
+        h.update(path.read_bytes().replace(b"\r\n", b"\n"))
     return h.hexdigest()[:16]
 
 
