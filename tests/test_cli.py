@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -60,9 +61,16 @@ def test_unknown_target_is_a_usage_error(run):
         ["derive", "--loss", "sideways"],
         ["derive", "--unroll", "0"],
         ["derive", "--cell", "nope"],
+        ["derive", "--unroll", "-3"],
+        ["derive", "-o", "/nonexistent-folder/x.tex"],
         ["prove", "--n-a", "0"],
+        ["prove", "--n-x", "-2"],
         ["prove", "--unroll", "-1"],
+        ["prove", "--points", "0"],
+        ["prove", "--jobs", "0"],
         ["check", "--tol", "0"],
+        ["check", "--tol", "-1e-7"],
+        ["check", "--dir", "/nonexistent-folder"],
         ["check", "--cell", "nope"],
         ["generate", "--cell", "nope"],
         ["frobnicate"],
@@ -149,3 +157,95 @@ def test_python_m_entry_point():
     assert r.returncode == 0 and "symbolic-lstm" in r.stdout
     r = subprocess.run([sys.executable, "-m", "symbolic_lstm", "derive", "nope"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+# -- user cell files and what goes wrong with them ------------------------------------------------
+
+USER_CELL = """
+import sympy as sp
+from symbolic_lstm import CellBuilder, sigmoid
+
+
+def build():
+    cell = CellBuilder("mgu_like", inputs=("x",), states=("a",), output="a", description="a one-gate test cell")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    s = cell.linear("sum_f", [a_prev, x], weight="W_f", bias="b_f")
+    h = cell.linear("sum_h", [a_prev, x], weight="W_h", bias="b_h")
+    f = cell.stage("Gamma_f", sigmoid(s))
+    cand = cell.stage("h_tilde", sp.tanh(h))
+    cell.stage("a", (1 - f) * a_prev + f * cand)
+    return cell.build()
+
+
+NOT_A_CELL = 42
+"""
+
+
+def test_user_cell_file_derive_generate_check(run, tmp_path):
+    f = tmp_path / "mycell.py"
+    f.write_text(USER_CELL)
+    spec = f"{f}:build"
+    r = run("derive", "W_f", "--cell", spec)
+    assert r.exit_code == 0, r.output
+    assert r"\frac{\partial \mathrm{Error}}{\partial W_{f}}" in r.output
+    out = tmp_path / "gen"
+    r = run("generate", "--cell", spec, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert (out / "mgu_like.py").is_file()
+    r = run("check", "--cell", spec, "--dir", str(out))
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{dir}/missing.py:build", "does not exist"),
+        ("{dir}/mycell.py:nothing", "defines no 'nothing'"),
+        ("{dir}/mycell.py:NOT_A_CELL", "is a int; expected a Cell"),
+        ("{dir}/mycell.py:", "must be a Python identifier"),
+        ("{dir}/mycell.txt:build", "path/to/file.py:NAME"),
+        ("{dir}/broken.py:build", "importing cell file .*broken.py failed \\(line 2\\): NameError"),
+        ("{dir}/badcell.py:build", "badcell.py:build: .*'nowhere'"),
+    ],
+)
+def test_bad_cell_file_is_a_usage_error(run, tmp_path, spec, message):
+    (tmp_path / "mycell.py").write_text(USER_CELL)
+    (tmp_path / "broken.py").write_text("x = 1\ny = undefined_name\n")
+    (tmp_path / "badcell.py").write_text(
+        "from symbolic_lstm import CellBuilder\n"
+        "def build():\n"
+        "    cell = CellBuilder('bad', inputs=('x',), states=('a',), output='a')\n"
+        "    cell.linear('s', [cell.prev('a'), 'nowhere'], weight='W', bias='b')\n"
+        "    return cell.build()\n"
+    )
+    r = run("derive", "--cell", spec.format(dir=tmp_path))
+    assert r.exit_code == 2, r.output
+    assert re.search(message, r.output), r.output
+    assert "Traceback" not in r.output
+
+
+# -- unwritable output, stale modules ----------------------------------------------------------
+
+
+def test_generate_onto_a_folder_or_under_a_file_is_a_usage_error(run, tmp_path):
+    (tmp_path / "lstm.py").mkdir()
+    r = run("generate", "--out", str(tmp_path))
+    assert r.exit_code == 2 and "is a folder" in r.output
+    (tmp_path / "plain").write_text("")
+    r = run("generate", "--out", str(tmp_path / "plain" / "sub"))
+    assert r.exit_code == 2 and "cannot create folder" in r.output
+
+
+def test_check_stale_reports_up_to_date_and_stale_modules(run, tmp_path):
+    r = run("check", "--stale")
+    assert r.exit_code == 0 and "up to date" in r.output, r.output
+    src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
+    old = re.search(r'SOURCE_HASH = "([0-9a-f]+)"', src).group(1)
+    (tmp_path / "lstm.py").write_text(src.replace(old, "0123456789abcdef"))
+    (tmp_path / "helper.py").write_text("print('not generated')\n")  # not ours: ignored, never run
+    r = run("check", "--stale", "--dir", str(tmp_path))
+    assert r.exit_code == 1, r.output
+    assert "stale" in r.output and "symbolic-lstm generate --cell lstm" in r.output
+    assert "helper" not in r.output
+    r = run("check", "--stale", "--dir", str(tmp_path / ".."))
+    assert r.exit_code == 2 and "no generated modules" in r.output

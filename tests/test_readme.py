@@ -22,3 +22,26 @@ def test_readme_example_runs(code, capsys):
     exec(compile(code, str(README), "exec"), namespace)
     if "mse_loss" in code:
         assert namespace["E"] < 0.25  # the worked example's loss really falls
+
+
+def test_readme_user_cell_works_end_to_end(tmp_path):
+    """The README's own-cell example: derive, prove, generate, check and load, as the README says."""
+    from click.testing import CliRunner
+
+    from symbolic_lstm import load
+    from symbolic_lstm.cli import main
+
+    (block,) = [b for b in BLOCKS if 'CellBuilder("mgu"' in b]
+    (tmp_path / "mgu.py").write_text(block, encoding="utf-8")
+    spec, out = f"{tmp_path / 'mgu.py'}:build", str(tmp_path / "mykernels")
+    runner = CliRunner()
+    for args in (
+        ["derive", "W_f", "--cell", spec, "--unroll", "2"],
+        ["prove", "--cell", spec, "--n-a", "2", "--unroll", "2", "--jobs", "1"],
+        ["generate", "--cell", spec, "--out", out],
+        ["check", "--cell", spec, "--dir", out],
+    ):
+        r = runner.invoke(main, args, catch_exceptions=False)
+        assert r.exit_code == 0, (args, r.output)
+    k = load("mgu", out)
+    assert k.STATES == ("a",) and set(k.PARAMS) == {"W_f", "b_f", "W_h", "b_h"}

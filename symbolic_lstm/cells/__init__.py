@@ -1,19 +1,81 @@
-"""Built-in cells, by name."""
+"""Built-in cells, by name, and user cells from a Python file (``path/to/mycell.py:NAME``)."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
-from ..cell import Cell
+from ..cell import Cell, CellError
 from . import lstm
 
 BUILTIN: dict[str, Callable[[], Cell]] = {"lstm": lstm.build}
 
 
-def get_cell(name: str) -> Cell:
-    """The built-in cell called ``name``; ValueError listing the choices otherwise."""
+def get_cell(spec: str) -> Cell:
+    """The cell ``spec`` names: a built-in name (``"lstm"``) or ``"path/to/file.py:NAME"``.
+
+    In a file, ``NAME`` is a :class:`~symbolic_lstm.cell.Cell` or a function of no arguments returning one.
+
+    Raises:
+        ValueError: unknown built-in name, missing file or attribute, a file that fails to import, an
+            attribute that is not a cell, or a cell definition the engine rejects (CellError, naming the stage).
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"a cell is named by a str such as 'lstm' or 'mycell.py:NAME', got {type(spec).__name__}")
+    if ":" in spec or spec.endswith(".py"):
+        path, sep, name = spec.rpartition(":")
+        if not sep or not path.endswith(".py"):
+            raise ValueError(f"a cell file is given as path/to/file.py:NAME, got {spec!r}")
+        return load_cell_file(path, name)
     try:
-        factory = BUILTIN[name]
+        factory = BUILTIN[spec]
     except KeyError:
-        raise ValueError(f"unknown cell {name!r}; built-in cells: {', '.join(sorted(BUILTIN))}") from None
+        raise ValueError(
+            f"unknown cell {spec!r}; built-in cells: {', '.join(sorted(BUILTIN))} (or a file: path/to/file.py:NAME)"
+        ) from None
     return factory()
+
+
+def load_cell_file(path: str | Path, name: str) -> Cell:
+    """Run the Python file at ``path`` and return its cell ``name`` (a Cell, or a function returning one)."""
+    file = Path(path)
+    if not name.isidentifier():
+        raise ValueError(f"cell name after ':' must be a Python identifier, got {name!r} in {path}:{name}")
+    if not file.is_file():
+        raise ValueError(f"cell file {file} does not exist")
+    module_name = f"_symbolic_lstm_user_cell_{abs(hash(str(file.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import {file} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up
+    try:
+        spec.loader.exec_module(module)
+    except CellError as e:
+        raise CellError(f"{file}: {e}") from None
+    except Exception as e:  # the user's code: report where it failed, not our stack
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == file.resolve()]
+        where = f" (line {frames[-1].lineno})" if frames else ""
+        raise ValueError(f"importing cell file {file} failed{where}: {type(e).__name__}: {e}") from None
+    finally:
+        sys.modules.pop(module_name, None)
+    if not hasattr(module, name):
+        found = [k for k, v in vars(module).items() if isinstance(v, Cell) or (callable(v) and k.startswith("build"))]
+        raise ValueError(f"{file} defines no {name!r}" + (f"; it defines: {', '.join(found)}" if found else ""))
+    obj = getattr(module, name)
+    if callable(obj) and not isinstance(obj, Cell):
+        try:
+            obj = obj()
+        except CellError as e:
+            raise CellError(f"{file}:{name}: {e}") from None
+        except Exception as e:
+            raise ValueError(f"{file}:{name}() failed: {type(e).__name__}: {e}") from None
+    if not isinstance(obj, Cell):
+        raise ValueError(
+            f"{file}:{name} is a {type(obj).__name__}; expected a Cell (CellBuilder(...).build()) "
+            "or a function of no arguments returning one"
+        )
+    return obj

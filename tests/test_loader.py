@@ -1,0 +1,73 @@
+"""load(): imports only generated modules, from the package or a folder the user names; warns when stale."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+
+from symbolic_lstm import load
+from symbolic_lstm.emit_numpy import source_hash
+from symbolic_lstm.paths import generated_dir
+from symbolic_lstm.stale import StaleModuleWarning, freshness, is_generated
+
+
+def _copy(tmp_path, edit=lambda s: s):
+    src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
+    (tmp_path / "lstm.py").write_text(edit(src), encoding="utf-8")
+    return tmp_path / "lstm.py"
+
+
+def test_committed_module_is_fresh_and_loads_without_warning(lstm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        k = load("lstm")
+    assert k.SOURCE_HASH == source_hash(lstm)
+    assert not freshness(generated_dir() / "lstm.py").stale
+
+
+def test_stale_module_loads_with_a_warning(tmp_path):
+    _copy(tmp_path, lambda s: re.sub(r'SOURCE_HASH = "[0-9a-f]+"', 'SOURCE_HASH = "0000000000000000"', s))
+    with pytest.warns(StaleModuleWarning, match="stale .* run: symbolic-lstm generate --cell lstm"):
+        k = load("lstm", tmp_path)
+    assert k.CELL == "lstm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load("lstm", tmp_path, warn_stale=False)
+
+
+def test_hash_covers_cell_definition_and_code_generator(lstm):
+    from symbolic_lstm.cells import lstm as lstm_cell
+    from symbolic_lstm.functions import softsign
+
+    assert source_hash(lstm_cell.build(candidate=softsign)) != source_hash(lstm)
+    assert source_hash(lstm_cell.build(name="other")) != source_hash(lstm)
+
+
+def test_foreign_file_is_refused_before_it_runs(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "lstm.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(ValueError, match="not written by symbolic-lstm generate"):
+        load("lstm", tmp_path)
+    assert not marker.exists()
+    assert not is_generated(tmp_path / "lstm.py")
+
+
+@pytest.mark.parametrize(
+    ("name", "exc", "message"),
+    [
+        ("../lstm", ValueError, "must be a Python identifier"),
+        ("os.path", ValueError, "must be a Python identifier"),
+        ("nope", ValueError, r"no generated module 'nope' .*found: lstm"),
+        (3, TypeError, "must be a str"),
+    ],
+)
+def test_bad_names_are_refused(name, exc, message):
+    with pytest.raises(exc, match=message):
+        load(name)
+
+
+def test_directory_must_be_a_path():
+    with pytest.raises(TypeError, match="directory must be a str or Path"):
+        load("lstm", 3)
