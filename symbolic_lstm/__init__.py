@@ -14,16 +14,6 @@ from .cell import Cell, CellBuilder, CellError
 from .cells import get_cell
 from .derivation import derive
 from .functions import sigmoid, softsign
+from .loader import load
 
 __all__ = ["Cell", "CellBuilder", "CellError", "__version__", "derive", "get_cell", "load", "sigmoid", "softsign"]
-
-
-def load(name: str = "lstm", directory: str | None = None, *, warn_stale: bool = True):  # type: ignore[no-untyped-def]
-    """Import the generated kernel module ``name`` (default: the committed ``generated/`` folder).
-
-    See :func:`symbolic_lstm.loader.load`: only files written by ``symbolic-lstm generate`` are imported, and a
-    module made from other sources than the current ones is imported with a ``StaleModuleWarning``.
-    """
-    from .loader import load as _load
-
-    return _load(name, directory, warn_stale=warn_stale)

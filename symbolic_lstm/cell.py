@@ -67,6 +67,7 @@ class Cell:
         output: the node the loss scores (the article's a<t>).
         latex: LaTeX base names of nodes (``"Gamma_f"`` → ``r"\\Gamma_f"``).
         description: one line for docs and generated headers.
+        origin: how ``--cell`` names it: the built-in name, or ``/abs/path/file.py:NAME`` for a user cell.
     """
 
     name: str
@@ -76,6 +77,12 @@ class Cell:
     output: str
     latex: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    origin: str = ""
+
+    @property
+    def spec(self) -> str:
+        """What to pass to ``--cell`` to get this cell again."""
+        return self.origin or self.name
 
     @property
     def prev_states(self) -> tuple[str, ...]:

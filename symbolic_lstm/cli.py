@@ -221,7 +221,7 @@ def generate(cell: Cell, out_dir: Path | None, force: bool) -> None:
     "--stale",
     is_flag=True,
     help="Instead: report every generated module in the folder made from other sources than the current "
-    "cell, code generator and templates; exit 1 if any.",
+    "cell, code generator and templates (runs the cell files named in user-cell modules); exit 1 if any.",
 )
 def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: Path | None, stale: bool) -> None:
     """Check the generated kernels against central differences (float64); exit 1 if any error > TOL."""
@@ -235,7 +235,7 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
         names = available(folder)
         if not names:
             raise click.BadParameter(f"no generated modules in {folder}", param_hint="--dir")
-        reports = [freshness(folder / f"{name}.py") for name in names]
+        reports = [freshness(folder / f"{name}.py", run_cell_files=True) for name in names]
         for r in reports:
             click.echo(r.describe())
         if any(r.stale for r in reports):

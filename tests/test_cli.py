@@ -249,3 +249,18 @@ def test_check_stale_reports_up_to_date_and_stale_modules(run, tmp_path):
     assert "helper" not in r.output
     r = run("check", "--stale", "--dir", str(tmp_path / ".."))
     assert r.exit_code == 2 and "no generated modules" in r.output
+
+
+def test_check_stale_follows_a_user_cell_file(run, tmp_path):
+    f = tmp_path / "mycell.py"
+    f.write_text(USER_CELL)
+    out = tmp_path / "gen"
+    assert run("generate", "--cell", f"{f}:build", "--out", str(out)).exit_code == 0
+    r = run("check", "--stale", "--dir", str(out))
+    assert r.exit_code == 0 and "up to date" in r.output, r.output
+    f.write_text(USER_CELL.replace("(1 - f) * a_prev + f * cand", "(1 - f) * a_prev + f * cand * cand"))
+    r = run("check", "--stale", "--dir", str(out))
+    assert r.exit_code == 1 and f"--cell {f.resolve()}:build --out {out}" in r.output, r.output
+    f.unlink()
+    r = run("check", "--stale", "--dir", str(out))
+    assert r.exit_code == 0 and "cannot find the definition" in r.output, r.output

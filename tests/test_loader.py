@@ -71,3 +71,16 @@ def test_bad_names_are_refused(name, exc, message):
 def test_directory_must_be_a_path():
     with pytest.raises(TypeError, match="directory must be a str or Path"):
         load("lstm", 3)
+
+
+def test_load_never_runs_the_cell_file_a_module_names(tmp_path):
+    """A user-cell module records its cell file; load() must not run it (check --stale may, when asked)."""
+    marker = tmp_path / "ran"
+    src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path / "lstm.py").write_text(src.replace('CELL_SPEC = "lstm"', f'CELL_SPEC = "{evil}:build"'))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load("lstm", tmp_path)
+    assert not marker.exists()

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..cell import Cell, CellError
@@ -78,4 +79,4 @@ def load_cell_file(path: str | Path, name: str) -> Cell:
             f"{file}:{name} is a {type(obj).__name__}; expected a Cell (CellBuilder(...).build()) "
             "or a function of no arguments returning one"
         )
-    return obj
+    return replace(obj, origin=f"{file.resolve()}:{name}")
