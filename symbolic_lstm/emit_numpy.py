@@ -148,6 +148,8 @@ class KernelPlan:
     @property
     def slice_code(self) -> str:
         """Slices of the fused block, one per gate."""
+        if len(self.gates) == 1:
+            return f"{self.gates[0].slice} = slice(0, n_a)"
         names = ", ".join(g.slice for g in self.gates)
         return f"{names} = (slice(k * n_a, (k + 1) * n_a) for k in range({len(self.gates)}))"
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cell import Cell, CellError
-from . import lstm
+from . import cifg, lstm, rnn
 
-BUILTIN: dict[str, Callable[[], Cell]] = {"lstm": lstm.build}
+BUILTIN: dict[str, Callable[[], Cell]] = {"lstm": lstm.build, "cifg": cifg.build, "rnn": rnn.build}
 
 
 def get_cell(spec: str) -> Cell:

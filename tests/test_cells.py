@@ -1,0 +1,122 @@
+"""Every built-in cell: derivation, proof, committed kernels checked against central differences, and
+one forward step compared with an independent NumPy formula (or torch, where it has the cell)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symbolic_lstm import load, proof
+from symbolic_lstm.cells import BUILTIN, get_cell
+from symbolic_lstm.emit_latex import DerivationDocument, default_targets
+from symbolic_lstm.gradcheck import check_module
+
+CELLS = sorted(BUILTIN)
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _step_lstm(p, a, c, x):
+    z = np.concatenate([a, x], axis=1)
+    f, u, o = (sigmoid(z @ p[f"W_{g}"].T + p[f"b_{g}"]) for g in "fuo")
+    c = f * c + u * np.tanh(z @ p["W_c"].T + p["b_c"])
+    return o * np.tanh(c), c
+
+
+def _step_cifg(p, a, c, x):
+    z = np.concatenate([a, x], axis=1)
+    f, o = (sigmoid(z @ p[f"W_{g}"].T + p[f"b_{g}"]) for g in "fo")
+    c = f * c + (1 - f) * np.tanh(z @ p["W_c"].T + p["b_c"])
+    return o * np.tanh(c), c
+
+
+def _step_rnn(p, a, x):
+    return (np.tanh(np.concatenate([a, x], axis=1) @ p["W_a"].T + p["b_a"]),)
+
+
+REFERENCE = {"lstm": _step_lstm, "cifg": _step_cifg, "rnn": _step_rnn}
+
+
+def test_every_builtin_has_a_reference_step():
+    assert set(REFERENCE) == set(CELLS)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_committed_kernels_match_central_differences(name):
+    k = load(name)
+    rows = check_module(k, seed=1)
+    assert {r.key for r in rows} == {*k.PARAMS, "x", *(f"{s}0" for s in k.STATES)}
+    assert all(r.ok for r in rows), [(r.key, r.max_rel_error) for r in rows if not r.ok]
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_forward_matches_an_independent_formula(name):
+    k, step = load(name), REFERENCE[name]
+    rng = np.random.default_rng(0)
+    T, B, n_x, n_a = 4, 3, 2, 5
+    p = k.init_params(n_x, n_a, seed=2)
+    x = rng.normal(size=(T, B, n_x))
+    init = [rng.normal(size=(B, n_a)) for _ in k.STATES]
+    out = k.forward(x, p, *init)
+    states = init
+    for t in range(T):
+        states = list(step(p, *states, x[t]))
+        for j in range(len(k.STATES)):
+            np.testing.assert_allclose(out[j][t], states[j], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_module_contract(name):
+    cell, k = get_cell(name), load(name)
+    assert k.CELL == name and k.STATES == cell.states and k.PARAMS == cell.params
+    p = k.init_params(3, 4)
+    out = k.forward(np.zeros((2, 5, 3)), p)
+    assert len(out) == len(cell.states) + 1
+    g = k.backward(k.mse_loss(out[0], np.ones((2, 5, 4)))[1], out[-1])
+    assert set(g) == {*cell.params, "x", *(f"{s}0" for s in cell.states)}
+    assert all(g[n].shape == p[n].shape for n in cell.params)
+
+
+@pytest.mark.parametrize("name", [c for c in CELLS if c != "lstm"])
+def test_proof_small(name):
+    lines = proof.prove(get_cell(name), n_a=1, n_x=1, T=2, modes=("many-to-one",), workers=2)
+    assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_derivation_of_every_default_target(name):
+    cell = get_cell(name)
+    doc = DerivationDocument(cell, unroll=2)
+    targets = default_targets(cell)
+    assert {*cell.params} <= set(targets)
+    body = doc.body(targets)
+    assert body.count(r"\subsection*") == len(targets)
+
+
+def test_rnn_agrees_with_torch():
+    torch = pytest.importorskip("torch")
+    k = load("rnn")
+    rng = np.random.default_rng(3)
+    T, B, n_x, n_a = 5, 2, 3, 4
+    p = k.init_params(n_x, n_a, seed=4)
+    x, a0, y = rng.normal(size=(T, B, n_x)), rng.normal(size=(B, n_a)), rng.normal(size=(T, B, n_a))
+    a, cache = k.forward(x, p, a0)
+    g = k.backward(k.mse_loss(a, y)[1], cache)
+    rnn = torch.nn.RNN(n_x, n_a, nonlinearity="tanh", dtype=torch.float64)
+    with torch.no_grad():
+        rnn.weight_hh_l0.copy_(torch.from_numpy(p["W_a"][:, :n_a]))
+        rnn.weight_ih_l0.copy_(torch.from_numpy(p["W_a"][:, n_a:]))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(p["b_a"]))
+        rnn.bias_hh_l0.zero_()
+    xt = torch.from_numpy(x).requires_grad_()
+    h0 = torch.from_numpy(a0[None]).requires_grad_()
+    out, _ = rnn(xt, h0)
+    (0.5 * ((out - torch.from_numpy(y)) ** 2).sum()).backward()
+    np.testing.assert_allclose(a, out.detach().numpy(), rtol=1e-12)
+    dW = np.concatenate([rnn.weight_hh_l0.grad.numpy(), rnn.weight_ih_l0.grad.numpy()], axis=1)
+    np.testing.assert_allclose(g["W_a"], dW, rtol=1e-10)
+    np.testing.assert_allclose(g["b_a"], rnn.bias_ih_l0.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(g["x"], xt.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(g["a0"], h0.grad.numpy()[0], rtol=1e-10)
