@@ -5,7 +5,8 @@ A cell is a list of stages, each producing one named vector per time step:
 * a **linear** stage ``sum = W [u, v, …] + b`` over the concatenation of earlier nodes
   (``W`` has shape ``(n_a, Σ sizes)``, columns in the order the inputs are listed; ``b`` has shape ``(n_a,)``);
 * an **elementwise** stage: any SymPy expression in the symbols of earlier nodes, applied unit by unit
-  (``Γ_f = σ(sum_f)``, ``c = c_prev·Γ_f + Γ_u·c̃`` …).
+  (``Γ_f = σ(sum_f)``, ``c = c_prev·Γ_f + Γ_u·c̃`` …), which may also read **unit parameters**: vectors
+  of n_a trainable numbers, one per unit, shared by all steps (the peephole weights ``p_f ⊙ c<t-1>``).
 
 Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  Every node but the
 per-step inputs has n_a units; inputs have n_x.  Nothing here knows any derivative: the chain rule lives
@@ -68,6 +69,7 @@ class Cell:
         latex: LaTeX base names of nodes (``"Gamma_f"`` → ``r"\\Gamma_f"``).
         description: one line for docs and generated headers.
         origin: how ``--cell`` names it: the built-in name, or ``/abs/path/file.py:NAME`` for a user cell.
+        vectors: unit parameters (shape (n_a,)) that elementwise stages read, e.g. ``("p_f", "p_u", "p_o")``.
     """
 
     name: str
@@ -78,6 +80,7 @@ class Cell:
     latex: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     origin: str = ""
+    vectors: tuple[str, ...] = ()
 
     @property
     def spec(self) -> str:
@@ -105,11 +108,11 @@ class Cell:
 
     @property
     def params(self) -> tuple[str, ...]:
-        """Parameter names in the order of the stages: W_f, b_f, W_u, b_u, …"""
+        """Parameter names in the order of the stages: W_f, b_f, W_u, b_u, …, then the unit parameters."""
         out: list[str] = []
         for st in self.linear_stages:
             out += [st.weight, st.bias]
-        return tuple(out)
+        return (*out, *self.vectors)
 
     def state_of_prev(self, node: str) -> str | None:
         """``"a_prev"`` → ``"a"``; None for any other node."""
@@ -157,6 +160,7 @@ class CellBuilder:
         self._latex: dict[str, str] = {}
         self._known: list[str] = [prev(s) for s in self._states] + list(self._inputs)
         self._params: set[str] = set()
+        self._vectors: list[str] = []
         for n in self._known:
             self._check_identifier(n, "node")
 
@@ -166,6 +170,17 @@ class CellBuilder:
         if state not in self._states:
             raise CellError(f"{state!r} is not a state of cell {self.name!r}; states: {', '.join(self._states)}")
         return sp.Symbol(prev(state))
+
+    def vector(self, name: str, *, latex: str | None = None) -> sp.Symbol:
+        """A unit parameter: n_a trainable numbers, one per unit, that elementwise stages may read."""
+        self._check_identifier(name, "unit parameter")
+        if name in self._params or name in self._known:
+            raise CellError(f"unit parameter {name!r}: the name is already used")
+        self._params.add(name)
+        self._vectors.append(name)
+        if latex is not None:
+            self._latex[name] = latex
+        return sp.Symbol(name)
 
     def input(self, name: str) -> sp.Symbol:
         """Symbol of a per-step input (``x<t>``)."""
@@ -202,10 +217,18 @@ class CellBuilder:
             raise CellError(f"stage {name!r}: expected a scalar SymPy expression, got {type(expr).__name__}")
         free = sorted(str(s) for s in expr.free_symbols)
         for i in free:
-            self._require_known(name, i)
-        if not free:
+            if i not in self._vectors:
+                self._require_known(name, i)
+        if not [i for i in free if i not in self._vectors]:
             raise CellError(f"stage {name!r}: the expression {expr} reads no node")
-        order = {n: k for k, n in enumerate(self._known)}
+        for i in free:
+            d = sp.diff(expr, sp.Symbol(i))
+            if d.has(sp.Derivative, sp.Subs):
+                raise CellError(
+                    f"stage {name!r}: SymPy cannot differentiate {expr} with respect to {i} (it gives {d}); "
+                    "use sympy functions such as tanh, exp, log, or symbolic_lstm's sigmoid and softsign"
+                )
+        order = {n: k for k, n in enumerate([*self._known, *self._vectors])}
         reads = tuple(sorted(free, key=order.__getitem__))
         return self._add(Elementwise(name, expr, reads), latex)
 
@@ -220,6 +243,9 @@ class CellBuilder:
         for n in self._known:
             if n not in used:
                 raise CellError(f"cell {self.name!r}: node {n!r} is computed but never used")
+        for n in self._vectors:
+            if n not in used:
+                raise CellError(f"cell {self.name!r}: unit parameter {n!r} is never read by a stage")
         return Cell(
             name=self.name,
             inputs=self._inputs,
@@ -228,6 +254,7 @@ class CellBuilder:
             output=self._output,
             latex=dict(self._latex),
             description=self._description,
+            vectors=tuple(self._vectors),
         )
 
     # -- helpers -------------------------------------------------------------------------------

@@ -163,7 +163,12 @@ class StepDerivation:
 
     # -- results ------------------------------------------------------------------------------------
     def param_chain(self, param: str, full: bool = False) -> sp.Expr:
-        """∂Error<t>/∂param at one step: δsum · ∂sum/∂param (the time sum is the caller's)."""
+        """∂Error<t>/∂param at one step: δsum · ∂sum/∂param (the time sum is the caller's).
+
+        A unit parameter's is its own δ: the branches into every stage that reads it, added.
+        """
+        if param in self.cell.vectors:
+            return self.full[param] if full else self.chain[param]
         for st in self.cell.linear_stages:
             if param in (st.weight, st.bias):
                 p = Partial(node(st.name), sp.Symbol(param))

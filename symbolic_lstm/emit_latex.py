@@ -46,6 +46,8 @@ def targets(cell: Cell) -> dict[str, Target]:
         out[st.weight] = Target(st.weight, "param", st.weight)
     for st in cell.linear_stages:
         out[st.bias] = Target(st.bias, "param", st.bias)
+    for name in cell.vectors:
+        out[name] = Target(name, "param", name)
     for leaf in cell.leaves:
         out[leaf] = Target(leaf, "leaf", leaf)
     for s in cell.states:
@@ -129,6 +131,8 @@ class Timeline:
         state = cell.state_of_prev(name)
         if state is not None:
             return sp.Symbol(f"{state}<{self.label(-1)}>")
+        if name in cell.vectors:
+            return s  # unit parameters are shared by all steps
         if name in self.d.graph.nodes or name.endswith("_hat"):
             return sp.Symbol(f"{name}<{self.label()}>")
         for st in cell.linear_stages:

@@ -187,11 +187,12 @@ class KernelPlan:
         return f"about ({n_x if n_x > 1 else ''}n_x + {n_a}·n_a)·T·B"
 
     def stage_text(self, st: Elementwise) -> str:
-        return _uni_expr(st.expr)
+        return _uni_expr(st.expr, self.cell.vectors)
 
     @property
     def params_doc(self) -> str:
-        return "; ".join(f"{st.weight} (n_a, {self.width}), {st.bias} (n_a,)" for st in self.cell.linear_stages)
+        doc = [f"{st.weight} (n_a, {self.width}), {st.bias} (n_a,)" for st in self.cell.linear_stages]
+        return "; ".join(doc + [f"{v} (n_a,)" for v in self.cell.vectors])
 
     def gate_of(self, stage: str) -> Gate:
         """The fused-block gate of the linear stage ``stage``."""
@@ -267,7 +268,7 @@ class KernelPlan:
                     lines += self._aux_lines(f, name)
                     written_aux.add(f)
             expr = expr.xreplace({f: sp.Symbol(n) for f, n in self.aux.items()})
-            comment = f"{_uni(st.name)}<t> = {_uni_expr(st.expr)}"
+            comment = f"{_uni(st.name)}<t> = {_uni_expr(st.expr, self.cell.vectors)}"
             if st.name in self.cell.states:
                 lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
                 lines += self._inplace(expr, st.name, comment)
@@ -285,7 +286,8 @@ class KernelPlan:
 
     def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
         """Compute an auxiliary (tanh(c<t>) …) into its buffer."""
-        return [Line(f"{name} = {name}_seq[t]"), *self._inplace(f, name, f"{_uni_expr(f)}, stored for backward")]
+        comment = f"{_uni_expr(f, self.cell.vectors)}, stored for backward"
+        return [Line(f"{name} = {name}_seq[t]"), *self._inplace(f, name, comment)]
 
     def _inplace(self, expr: sp.Expr, dest: str, comment: str) -> list[Line]:
         """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: tmp0, tmp1 …); comment on the first."""
@@ -453,8 +455,11 @@ def _uni_time(name: str) -> str:
     return f"{_uni(name)}<t-1>" if name.endswith("_prev") else f"{_uni(name)}<t>"
 
 
-def _uni_expr(expr: sp.Expr) -> str:
-    return _CommentPrinter().doprint(expr.xreplace({s: sp.Symbol(_uni_time(s.name)) for s in expr.free_symbols}))
+def _uni_expr(expr: sp.Expr, shared: tuple[str, ...] = ()) -> str:
+    """Comment text of a stage's expression; ``shared`` names (unit parameters) carry no time index."""
+    return _CommentPrinter().doprint(
+        expr.xreplace({s: sp.Symbol(s.name if s.name in shared else _uni_time(s.name)) for s in expr.free_symbols})
+    )
 
 
 class _CommentPrinter(sp.printing.str.StrPrinter):

@@ -38,7 +38,7 @@ class StepGraph:
     def __init__(self, cell: Cell, scored: Sequence[str] | None = None) -> None:
         self.cell = cell
         self.scored = tuple(scored) if scored is not None else (cell.output,)
-        self.nodes: tuple[str, ...] = cell.leaves + tuple(st.name for st in cell.stages)
+        self.nodes: tuple[str, ...] = cell.leaves + cell.vectors + tuple(st.name for st in cell.stages)
         uses: dict[str, list[Use]] = {n: [] for n in self.nodes}
         for st in cell.stages:
             for r in st.reads:
@@ -70,13 +70,14 @@ class StepGraph:
 
     def materialised(self, node: str) -> bool:
         """Does δnode get a name of its own?  Forks (the article's δa, δc), outputs of linear stages
-        (their δ feeds the weight gradients) and the step's leaves (a<t-1>, c<t-1>, x<t>).  Every other
+        (their δ feeds the weight gradients), the step's leaves (a<t-1>, c<t-1>, x<t>) and unit parameters
+        (their δ, summed over steps and rows, is their gradient).  Every other
         node has one consumer, and its chain is written inline, as the article does."""
-        return self.is_fork(node) or self.is_linear(node) or node in self.cell.leaves
+        return self.is_fork(node) or self.is_linear(node) or node in self.cell.leaves or node in self.cell.vectors
 
     def reverse_order(self) -> tuple[str, ...]:
-        """Nodes in the order the backward pass visits them: last stage first, leaves last."""
-        return tuple(st.name for st in reversed(self.cell.stages)) + self.cell.leaves
+        """Nodes in the order the backward pass visits them: last stage first, leaves and unit parameters last."""
+        return tuple(st.name for st in reversed(self.cell.stages)) + self.cell.leaves + self.cell.vectors
 
     def linear_consumers(self, node: str) -> tuple[Linear, ...]:
         return tuple(

@@ -66,6 +66,8 @@ class UnrolledNet:
             rows = [[sp.Symbol(f"{st.weight}[{i},{j}]") for j in range(cols)] for i in range(n_a)]
             self.params[st.weight] = sp.Matrix(rows)
             self.params[st.bias] = _vec(st.bias, n_a)
+        for name in cell.vectors:
+            self.params[name] = _vec(name, n_a)
         self.inputs = {i: [_vec(f"{i}<{t}>", n_x) for t in range(1, T + 1)] for i in cell.inputs}
         self.initial = {s: _vec(f"{s}<0>", n_a) for s in cell.states}
         self.hat = [_vec(f"{cell.output}_hat<{t}>", n_a) for t in range(1, T + 1)]
@@ -90,6 +92,7 @@ class UnrolledNet:
         for t in range(self.T):
             v: dict[str, sp.Matrix] = {f"{s}_prev": state[s] for s in self.cell.states}
             v.update({i: self.inputs[i][t] for i in self.cell.inputs})
+            v.update({p: self.params[p] for p in self.cell.vectors})
             for st in self.cell.stages:
                 if isinstance(st, Linear):
                     z = sp.Matrix.vstack(*(v[k] for k in st.inputs))
@@ -153,6 +156,8 @@ def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dic
             blocks = [explicit(r.weight[k], {r.D: deltas[st.name], r.Z[k]: values[k].T}) for k in st.inputs]
             grads[st.weight] += sp.Matrix.hstack(*blocks)
             grads[st.bias] += explicit(r.bias, {r.D: deltas[st.name]}).T
+        for p in cell.vectors:
+            grads[p] += deltas[p].T
         for i in cell.inputs:
             per_input[i].insert(0, deltas[i])
         incoming = {s: deltas[f"{s}_prev"] for s in cell.states}

@@ -94,3 +94,32 @@ def test_bad_names_and_constant_stage():
         b.stage("k", sp.Integer(3))
     with pytest.raises(CellError, match="at least one input"):
         b.linear("s", [], weight="W", bias="b")
+
+
+def test_activation_sympy_cannot_differentiate_names_the_stage():
+    b = _builder()
+    a, x = b.prev("a"), b.input("x")
+    g = sp.Function("g")  # an undefined function: its derivative stays an unevaluated Derivative
+    with pytest.raises(CellError, match=r"stage 'a': SymPy cannot differentiate g\(a_prev \+ x\)"):
+        b.stage("a", g(a + x))
+
+
+def test_unit_parameters():
+    b = _builder()
+    a, x = b.prev("a"), b.input("x")
+    p = b.vector("p")
+    b.stage("a", sp.tanh(p * a + x))
+    cell = b.build()
+    assert cell.vectors == ("p",) and cell.params[-1] == "p"
+    assert cell.stage("a").reads == ("a_prev", "x", "p")
+    b = _builder()
+    b.vector("q")
+    with pytest.raises(CellError, match="unit parameter 'q': the name is already used"):
+        b.vector("q")
+    b.stage("a", sp.tanh(b.prev("a") + b.input("x")))
+    with pytest.raises(CellError, match="unit parameter 'q' is never read"):
+        b.build()
+    b = _builder()
+    q = b.vector("q")
+    with pytest.raises(CellError, match="reads no node"):
+        b.stage("a", sp.tanh(q))

@@ -32,11 +32,21 @@ def _step_cifg(p, a, c, x):
     return o * np.tanh(c), c
 
 
+def _step_peephole(p, a, c, x):
+    z = np.concatenate([a, x], axis=1)
+    s = {g: z @ p[f"W_{g}"].T + p[f"b_{g}"] for g in "fuco"}
+    f = sigmoid(s["f"] + p["p_f"] * c)
+    u = sigmoid(s["u"] + p["p_u"] * c)
+    c = f * c + u * np.tanh(s["c"])
+    o = sigmoid(s["o"] + p["p_o"] * c)
+    return o * np.tanh(c), c
+
+
 def _step_rnn(p, a, x):
     return (np.tanh(np.concatenate([a, x], axis=1) @ p["W_a"].T + p["b_a"]),)
 
 
-REFERENCE = {"lstm": _step_lstm, "cifg": _step_cifg, "rnn": _step_rnn}
+REFERENCE = {"lstm": _step_lstm, "cifg": _step_cifg, "peephole": _step_peephole, "rnn": _step_rnn}
 
 
 def test_every_builtin_has_a_reference_step():

@@ -10,9 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cell import Cell, CellError
-from . import cifg, lstm, rnn
+from . import cifg, lstm, peephole, rnn
 
-BUILTIN: dict[str, Callable[[], Cell]] = {"lstm": lstm.build, "cifg": cifg.build, "rnn": rnn.build}
+BUILTIN: dict[str, Callable[[], Cell]] = {
+    "lstm": lstm.build,
+    "cifg": cifg.build,
+    "rnn": rnn.build,
+    "peephole": peephole.build,
+}
 
 
 def get_cell(spec: str) -> Cell:
