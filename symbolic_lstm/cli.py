@@ -52,6 +52,7 @@ def main() -> None:
     prove     check the chain-rule engine against direct differentiation of an unrolled net
     generate  write the vectorised NumPy kernels derived from the cell
     check     check the generated kernels against central differences
+    graph     draw the computation graph: stages, forks, backward edges with their partials
     """
 
 
@@ -265,3 +266,49 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
         click.echo(f"FAILED: {', '.join(bad)} exceed {tol:g}", err=True)
         sys.exit(1)
     click.echo(f"all {len(rows)} gradients within {tol:g} of central differences")
+
+
+@main.command()
+@CELL
+@click.option(
+    "--unroll", "-T", type=click.IntRange(min=1, max=50), default=None, help="Draw T steps (default: one step t)."
+)
+@click.option("--loss", type=click.Choice(LOSS_MODES), default="many-to-many", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "svg", "png"]),
+    default="dot",
+    show_default=True,
+    help="svg and png need Graphviz's dot program.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write to this file (atomically) instead of standard output (required for png).",
+)
+def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | None) -> None:
+    """Draw the computation graph as the article does: functional stages as nodes, forks marked, backward
+    edges (dashed) labelled with the local partials the engine derived."""
+    from .emit_dot import GraphvizMissingError, graph_dot, render
+
+    text = graph_dot(cell, unroll, loss)  # type: ignore[arg-type]
+    if fmt == "dot":
+        _emit(text, output)
+        return
+    if fmt == "png" and output is None:
+        raise click.BadParameter("PNG is binary: give a file with -o FILE.png", param_hint="--output")
+    try:
+        data = render(text, fmt)
+    except GraphvizMissingError as e:
+        raise click.UsageError(str(e)) from None
+    if output is None:
+        click.echo(data.decode("utf-8"), nl=False)
+        return
+    try:
+        write_atomic(output, data)
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {output}: {e.strerror}", param_hint="--output") from None
+    click.echo(f"wrote {output}", err=True)
