@@ -54,6 +54,7 @@ class Gate:
     stage: Linear
     act: Elementwise | None
     index: int
+    late: str | None = None  # the inner node this gate's product waits for (GRU's r·a<t-1>); None: none
 
     @property
     def value(self) -> str:
@@ -79,15 +80,49 @@ class Group:
     stop: int
     lines: tuple[str, ...]
     comment: str
+    late: str | None = None  # activated once this inner node's product is in (None: at the start of the step)
 
     @property
     def slice(self) -> str:
-        return f"{self.function}_"
+        return f"{self.function}_" if self.late is None else f"{self.function}_{self.late}_"
 
     @property
     def view(self) -> str:
         """Local name of the block columns this group activates in place."""
-        return f"S_{self.function}"
+        return f"S_{self.function}" if self.late is None else f"S_{self.function}_{self.late}"
+
+
+@dataclass(frozen=True)
+class Product:
+    """The recurrent matrix product of one operand with the W columns of the gates that read it."""
+
+    operand: str  # a previous state (a_prev) or an inner node (ra)
+    position: int  # which column block of W_g
+    start: int  # first gate (fused-block index) reading it
+    stop: int  # one past the last
+    total: int  # number of gates in the block
+
+    @property
+    def all_gates(self) -> bool:
+        return self.start == 0 and self.stop == self.total
+
+    @property
+    def rows(self) -> str:
+        """The gates' columns of S (rows of W), as code: ``:`` or a slice variable."""
+        return ":" if self.all_gates else f"{self.operand}_rows"
+
+    @property
+    def rows_code(self) -> str:
+        return f"{self.operand}_rows = slice({self.start} * n_a, {self.stop} * n_a)"
+
+    @property
+    def scratch(self) -> str:
+        return "SW" if self.all_gates else f"SW_{self.operand}"
+
+    @property
+    def width(self) -> str:
+        k = self.stop - self.start
+        return "n_a" if k == 1 else f"{k} * n_a"
 
 
 @dataclass(frozen=True)
@@ -113,16 +148,7 @@ class KernelPlan:
         linear = cell.linear_stages
         if not linear:
             raise CodegenError(f"cell {cell.name!r}: the NumPy template needs at least one linear stage")
-        operands = {st.inputs for st in linear}
-        if len(operands) != 1:
-            raise CodegenError(f"cell {cell.name!r}: every linear stage must read the same inputs to be fused")
-        self.operands: tuple[str, ...] = linear[0].inputs
-        for k in self.operands:
-            if k not in cell.leaves:
-                raise CodegenError(
-                    f"cell {cell.name!r}: linear stages over inner nodes ({k!r}) are not supported by the "
-                    "NumPy template yet; linear stages must read previous states and inputs"
-                )
+        self.operands: tuple[str, ...] = self._operands(linear)
         for name in self.d.graph.nodes:
             if name in cell.inputs:
                 continue
@@ -132,6 +158,78 @@ class KernelPlan:
         self.aux = self._auxiliaries()
         self.backward_reads = self._backward_reads()
         self.keep_pre = any(g.act is not None and node(g.stage.name) in self.backward_reads for g in self.gates)
+        if self.keep_pre and self.late_operand:
+            raise CodegenError(
+                f"cell {cell.name!r}: a gate over an inner node together with an activation whose derivative "
+                "needs its pre-activation is not supported by the NumPy template yet"
+            )
+
+    def _operands(self, linear: tuple[Linear, ...]) -> tuple[str, ...]:
+        """The column blocks every W_g shares: per position, the previous state or input the early gates read.
+
+        A gate may read an inner node (GRU's r·a<t-1>) in place of a previous state: it is a *late* gate,
+        whose product is taken once that node is computed.  Everything else must line up to be fused.
+        """
+        cell = self.cell
+        name = cell.name
+        width = {len(st.inputs) for st in linear}
+        if len(width) != 1:
+            raise CodegenError(f"cell {name!r}: every linear stage must read the same number of operands to be fused")
+        self.late_operand: dict[str, str] = {}
+        operands = []
+        for pos in range(width.pop()):
+            seen = [st.inputs[pos] for st in linear]
+            leaves = sorted({k for k in seen if k in cell.leaves}, key=seen.index)
+            if len(leaves) != 1:
+                raise CodegenError(
+                    f"cell {name!r}: the linear stages read {', '.join(dict.fromkeys(seen))} at operand {pos + 1}; "
+                    "to be fused they must read one previous state or input there (or an inner node instead "
+                    "of a previous state)"
+                )
+            leaf = leaves[0]
+            for st, k in zip(linear, seen, strict=True):
+                if k == leaf:
+                    continue
+                if leaf in cell.inputs:
+                    raise CodegenError(f"cell {name!r}: stage {st.name!r} reads {k!r} where the others read {leaf!r}")
+                if st.name in self.late_operand:
+                    raise CodegenError(f"cell {name!r}: stage {st.name!r} reads more than one inner node")
+                self.late_operand[st.name] = k
+            operands.append(leaf)
+        if len([k for k in operands if k in cell.inputs]) != 1 or operands[-1] not in cell.inputs:
+            raise CodegenError(f"cell {name!r}: every linear stage must read exactly one input, as its last operand")
+        return tuple(operands)
+
+    @property
+    def products(self) -> list[Product]:
+        """Recurrent products, in the order forward takes them: previous states first, then inner nodes."""
+        out: list[Product] = []
+        G = len(self.gates)
+        for pos, leaf in enumerate(self.operands):
+            if leaf in self.cell.inputs:
+                continue
+            for k in dict.fromkeys([leaf] + [g.late for g in self.gates if g.late is not None]):
+                idx = [g.index for g in self.gates if g.stage.inputs[pos] == k]
+                if idx:
+                    if idx != list(range(idx[0], idx[-1] + 1)):  # pragma: no cover - the gate order prevents it
+                        raise CodegenError(f"cell {self.cell.name!r}: gates reading {k!r} are not adjacent")
+                    out.append(Product(k, pos, idx[0], idx[-1] + 1, G))
+        return out
+
+    @property
+    def leaf_products(self) -> list[Product]:
+        return [pr for pr in self.products if pr.operand in self.cell.leaves]
+
+    @property
+    def early_groups(self) -> list[Group]:
+        return [grp for grp in self.groups if grp.late is None]
+
+    @property
+    def early_gates(self) -> list[Gate]:
+        return [g for g in self.gates if g.late is None]
+
+    def offset_at(self, pos: int) -> str:
+        return self.offset(self.operands[pos])
 
     # -- structure --------------------------------------------------------------------------------
     @property
@@ -147,11 +245,14 @@ class KernelPlan:
 
     @property
     def slice_code(self) -> str:
-        """Slices of the fused block, one per gate."""
+        """Slices of the fused block, one per gate (and the gate rows of partial products)."""
         if len(self.gates) == 1:
-            return f"{self.gates[0].slice} = slice(0, n_a)"
-        names = ", ".join(g.slice for g in self.gates)
-        return f"{names} = (slice(k * n_a, (k + 1) * n_a) for k in range({len(self.gates)}))"
+            code = f"{self.gates[0].slice} = slice(0, n_a)"
+        else:
+            names = ", ".join(g.slice for g in self.gates)
+            code = f"{names} = (slice(k * n_a, (k + 1) * n_a) for k in range({len(self.gates)}))"
+        rows = [pr.rows_code for pr in self.products if not pr.all_gates]
+        return "\n    ".join([code, *rows])
 
     @property
     def group_slice_code(self) -> str:
@@ -210,21 +311,24 @@ class KernelPlan:
                     if isinstance(cand.expr, sp.Function) and cand.name not in self.cell.states:
                         act = cand
             found.append((st, act))
-        # sigmoid gates first, then the other activations in order of appearance, identity last
+        # early gates first, then those waiting for each inner node; within each, sigmoid gates first, then
+        # the other activations in order of appearance, identity last
+        late = [self.late_operand.get(st.name) for st, _ in found]
+        phases = list(dict.fromkeys([None, *late]))
         names = [type(a.expr).__name__ if a is not None else "identity" for _, a in found]
         order = sorted(dict.fromkeys(names), key=lambda f: (f != "sigmoid", f == "identity", names.index(f)))
-        ranked = sorted(range(len(found)), key=lambda i: (order.index(names[i]), i))
-        return [Gate(found[i][0], found[i][1], k) for k, i in enumerate(ranked)]
+        ranked = sorted(range(len(found)), key=lambda i: (phases.index(late[i]), order.index(names[i]), i))
+        return [Gate(found[i][0], found[i][1], k, late[i]) for k, i in enumerate(ranked)]
 
     @cached_property
     def groups(self) -> list[Group]:
         """Activation groups of the fused block, each with its in-place statements."""
         out = []
-        for fname in dict.fromkeys(g.function for g in self.gates):
-            members = [g for g in self.gates if g.function == fname]
+        for phase, fname in dict.fromkeys((g.late, g.function) for g in self.gates):
+            members = [g for g in self.gates if g.function == fname and g.late == phase]
             if fname == "identity":
                 continue
-            view = f"S_{fname}"
+            view = f"S_{fname}" if phase is None else f"S_{fname}_{phase}"
             expr = type(members[0].act.expr)(sp.Symbol(view))  # type: ignore[union-attr]
             comment = (
                 ", ".join(_uni(g.value) for g in members)
@@ -233,7 +337,7 @@ class KernelPlan:
                 + ")"
             )
             code = tuple(inplace(expr, view, SCRATCH, self.printer))
-            out.append(Group(fname, members[0].index, members[-1].index + 1, code, comment))
+            out.append(Group(fname, members[0].index, members[-1].index + 1, code, comment, phase))
         return out
 
     def _backward_reads(self) -> set[sp.Symbol]:
@@ -272,7 +376,7 @@ class KernelPlan:
             if st.name in self.cell.states:
                 lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
                 lines += self._inplace(expr, st.name, comment)
-            elif node(st.name) in self.backward_reads:
+            elif node(st.name) in self.backward_reads or st.name in self.late_operand.values():
                 lines.append(Line(f"{st.name} = {st.name}_seq[t]"))
                 lines += self._inplace(expr, st.name, comment)
             else:
@@ -282,6 +386,26 @@ class KernelPlan:
                 if f not in written_aux and set(map(str, f.args)) <= self._defined_after(st.name):
                     lines += self._aux_lines(f, name)
                     written_aux.add(f)
+            lines += self._late_lines(st.name)
+        return lines
+
+    def _late_lines(self, k: str) -> list[Line]:
+        """Once the inner node ``k`` is computed: its product into the gates that read it, then their activation."""
+        lines: list[Line] = []
+        for pr in self.products:
+            if pr.operand != k:
+                continue
+            gates = [g for g in self.gates if g.late == k]
+            names = ", ".join(_uni(g.stage.name) for g in gates)
+            lines.append(Line(f"np.matmul({k}, W_{k}, out={pr.scratch})", f"{names} += W^({_uni(k)}) {_uni_time(k)}"))
+            lines.append(Line(f"S[:, {pr.rows}] += {pr.scratch}"))
+            for grp in self.groups:
+                if grp.late == k:
+                    lines.append(Line(f"{grp.view} = S[:, {grp.slice}]", f"{grp.comment}, in place"))
+                    lines += [Line(c) for c in grp.lines]
+            values = ", ".join(g.value for g in gates)
+            views = ", ".join(f"S[:, {g.slice}]" for g in gates)
+            lines.append(Line(f"{values} = {views}"))
         return lines
 
     def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
@@ -306,10 +430,11 @@ class KernelPlan:
     def stored_stages(self) -> list[str]:
         """Stage outputs backward reads that are neither states nor block columns: their own buffers."""
         in_block = {g.value for g in self.gates}
+        late = set(self.late_operand.values())
         return [
             st.name
             for st in self.cell.stages
-            if node(st.name) in self.backward_reads
+            if (node(st.name) in self.backward_reads or st.name in late)
             and st.name not in self.cell.states
             and st.name not in in_block
             and not isinstance(st, Linear)
@@ -346,7 +471,11 @@ class KernelPlan:
             else:
                 target_var = f"delta_{v}"
             if linear:
-                rule = rules.operand[v].xreplace({rules.D: _ms("dS"), rules.W[v]: _ms(f"W_{v}")})
+                pr = next(pr for pr in self.products if pr.operand == v)
+                D = "dS" if pr.all_gates else f"dS[:, {pr.rows}]"
+                rule = rules.operand[self.operands[pr.position]].xreplace(
+                    {rules.D: _ms(D), rules.W[self.operands[pr.position]]: _ms(f"W_{v}")}
+                )
                 if not isinstance(rule, sp.MatMul) or len(rule.args) != 2:
                     raise CodegenError(f"cell {self.cell.name!r}: unexpected reverse rule {rule} for {v!r}")
                 lhs, rhs = (self.printer.doprint(a) for a in rule.args)
@@ -386,12 +515,21 @@ class KernelPlan:
         """Weight, bias and input gradients: one product over all steps each."""
         rules = self.d.rules[self.gates[0].stage.name]
         lines = []
-        for k in self.operands:
-            state = self.cell.state_of_prev(k)
-            stacked = f"{state}_seq[:-1].reshape(T * B, n_a)" if state else f"{k}.reshape(T * B, n_x)"
-            code = self.printer.doprint(rules.weight[k].xreplace({rules.D: _ms("dS2"), rules.Z[k]: _ms(stacked)}))
-            comment = f"∂E/∂W_g^({_uni(state or k)}) = Σ_t δsum_g<t>ᵀ {_uni_time(k)}"
-            lines.append(Line(f"dW[:, {self.offset(k)}] = {code}", comment))
+        for pos, k in enumerate(self.operands):
+            products = [pr for pr in self.products if pr.position == pos] or [None]
+            for pr in products:
+                op = k if pr is None else pr.operand
+                state = self.cell.state_of_prev(op)
+                if state:
+                    stacked = f"{state}_seq[:-1].reshape(T * B, n_a)"
+                elif op in self.cell.inputs:
+                    stacked = f"{op}.reshape(T * B, n_x)"
+                else:
+                    stacked = f"{op}_seq.reshape(T * B, n_a)"
+                D, rows = ("dS2", ":") if pr is None or pr.all_gates else (f"dS2[:, {pr.rows}]", pr.rows)
+                code = self.printer.doprint(rules.weight[k].xreplace({rules.D: _ms(D), rules.Z[k]: _ms(stacked)}))
+                comment = f"∂E/∂W_g^({_uni(state or op)}) = Σ_t δsum_g<t>ᵀ {_uni_time(op)}"
+                lines.append(Line(f"dW[{rows}, {self.offset(k)}] = {code}", comment))
         code = self.printer.doprint(rules.bias.xreplace({rules.D: _ms("dS2")}))
         lines.append(Line(f"db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
         for k in self.cell.inputs:
@@ -408,11 +546,17 @@ class KernelPlan:
         chain = tl.chain(self.d.chain[v])
         lhs = f"∂E/∂{_uni_time(v)}" if (v in self.cell.leaves or self.d.graph.is_linear(v)) else f"δ{_uni(v)}<t>"
         terms = sp.Add.make_args(chain) if chain.is_Add else [chain]
-        shown = [_CommentPrinter().doprint(t) for t in terms]
-        if len(shown) > 2 and all(len(sp.Mul.make_args(t)) == len(sp.Mul.make_args(terms[0])) for t in terms):
-            text = f"{shown[0]} + … ({len(shown)} gates, fused)"
+        # branches through linear stages are one fused product; say so instead of listing every gate
+        linear = {f"{st.name}<t>" for st in self.d.graph.linear_consumers(v)}
+        through = [
+            t for t in terms if any(isinstance(f, Partial) and str(f.num) in linear for f in sp.Mul.make_args(t))
+        ]
+        shown = [_CommentPrinter().doprint(t) for t in terms if t not in through]
+        if len(through) > 2:
+            shown.insert(0, f"{_CommentPrinter().doprint(through[0])} + … ({len(through)} gates, fused)")
         else:
-            text = " + ".join(shown)
+            shown[:0] = [_CommentPrinter().doprint(t) for t in through]
+        text = " + ".join(shown)
         fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
         return f"{lhs} = {text}{fork}"
 

@@ -42,11 +42,17 @@ def _step_peephole(p, a, c, x):
     return o * np.tanh(c), c
 
 
+def _step_gru(p, a, x):
+    z, r = (sigmoid(np.concatenate([a, x], axis=1) @ p[f"W_{g}"].T + p[f"b_{g}"]) for g in "zr")
+    h = np.tanh(np.concatenate([r * a, x], axis=1) @ p["W_h"].T + p["b_h"])  # reset before the product
+    return (z * a + (1 - z) * h,)
+
+
 def _step_rnn(p, a, x):
     return (np.tanh(np.concatenate([a, x], axis=1) @ p["W_a"].T + p["b_a"]),)
 
 
-REFERENCE = {"lstm": _step_lstm, "cifg": _step_cifg, "peephole": _step_peephole, "rnn": _step_rnn}
+REFERENCE = {"lstm": _step_lstm, "cifg": _step_cifg, "gru": _step_gru, "peephole": _step_peephole, "rnn": _step_rnn}
 
 
 def test_every_builtin_has_a_reference_step():
@@ -103,6 +109,14 @@ def test_derivation_of_every_default_target(name):
     assert {*cell.params} <= set(targets)
     body = doc.body(targets)
     assert body.count(r"\subsection*") == len(targets)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_saturated_gates(name):
+    from symbolic_lstm.gradcheck import SATURATED
+
+    rows = check_module(load(name), seed=2, regime=SATURATED)
+    assert all(r.ok for r in rows), [(r.key, r.judged) for r in rows if not r.ok]
 
 
 def test_rnn_agrees_with_torch():

@@ -10,12 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cell import Cell, CellError
-from . import cifg, lstm, peephole, rnn
+from . import cifg, gru, lstm, peephole, rnn
 
 BUILTIN: dict[str, Callable[[], Cell]] = {
     "lstm": lstm.build,
     "cifg": cifg.build,
     "rnn": rnn.build,
+    "gru": gru.build,
     "peephole": peephole.build,
 }
 
