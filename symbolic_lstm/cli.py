@@ -63,6 +63,12 @@ def main() -> None:
 @click.option("--loss", type=click.Choice(LOSS_MODES), default="many-to-many", show_default=True)
 @click.option("--standalone", is_flag=True, help="A complete LaTeX document (compiles with pdflatex).")
 @click.option(
+    "--head",
+    type=click.Choice(["softmax-ce"]),
+    default=None,
+    help="Also derive a loss head: softmax cross-entropy over z = W_y a + b_y.",
+)
+@click.option(
     "--output",
     "-o",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -70,7 +76,13 @@ def main() -> None:
     help="Write to this file (atomically) instead of standard output.",
 )
 def derive(
-    targets: tuple[str, ...], cell: Cell, unroll: int | None, loss: str, standalone: bool, output: Path | None
+    targets: tuple[str, ...],
+    cell: Cell,
+    unroll: int | None,
+    loss: str,
+    standalone: bool,
+    head: str | None,
+    output: Path | None,
 ) -> None:
     """Print the LaTeX derivation of dError/dTARGET (all default targets when none is given).
 
@@ -94,6 +106,11 @@ def derive(
         keys.append(key)
     doc = DerivationDocument(cell, mode=loss, unroll=unroll)  # type: ignore[arg-type]
     text = doc.standalone(keys) if standalone else doc.body(keys)
+    if head is not None:
+        from .heads import latex as head_latex
+
+        section = "\n\\subsection*{Softmax cross-entropy head}\n" + head_latex()
+        text = text.replace("\\end{document}", section + "\\end{document}") if standalone else text + section
     _emit(text, output)
 
 

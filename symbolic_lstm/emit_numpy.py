@@ -32,6 +32,7 @@ from . import __version__
 from .cell import Cell, Elementwise, Linear
 from .derivation import StepDerivation, derive
 from .emit_latex import Timeline
+from .heads import softmax_ce
 from .notation import ERROR, Partial, future, node, target
 from .paths import PACKAGE_DIR, templates_dir
 from .printer_inplace import inplace
@@ -669,10 +670,23 @@ def render(cell: Cell) -> str:
         "forward_scratch": _scratch_in(forward_code),
         "backward_scratch": _scratch_in([ln.code for ln in backward_lines]),
         "loss_text": _CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
+        "head": head_code(plan.printer),
         "uni": _uni,
         "uni_time": _uni_time,
     }
     return template.render(**context)
+
+
+def head_code(printer: KernelPrinter) -> dict[str, str]:
+    """The softmax cross-entropy head's backward statements, printed from its derivation (:mod:`.heads`)."""
+    h = softmax_ce()
+    r = h.rules
+    return {
+        "dz": printer.doprint(h.dz.xreplace({sp.Symbol("p"): sp.Symbol("P"), sp.Symbol("y"): sp.Symbol("Y")})),
+        "dW": printer.doprint(r.weight["a"].xreplace({r.D: _ms("dZ"), r.Z["a"]: _ms("A")})),
+        "db": printer.doprint(r.bias.xreplace({r.D: _ms("dZ")})),
+        "da": printer.doprint(r.operand["a"].xreplace({r.D: _ms("dZ"), r.W["a"]: _ms("W_y")})),
+    }
 
 
 def _scratch_in(code: list[str]) -> list[str]:
@@ -693,6 +707,7 @@ CODEGEN_MODULES = (
     "printer_inplace",
     "emit_latex",
     "emit_numpy",
+    "heads",
 )
 
 
