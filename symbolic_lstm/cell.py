@@ -6,7 +6,11 @@ A cell is a list of stages, each producing one named vector per time step:
   (``W`` has shape ``(n_a, Σ sizes)``, columns in the order the inputs are listed; ``b`` has shape ``(n_a,)``);
 * an **elementwise** stage: any SymPy expression in the symbols of earlier nodes, applied unit by unit
   (``Γ_f = σ(sum_f)``, ``c = c_prev·Γ_f + Γ_u·c̃`` …), which may also read **unit parameters**: vectors
-  of n_a trainable numbers, one per unit, shared by all steps (the peephole weights ``p_f ⊙ c<t-1>``).
+  of n_a trainable numbers, one per unit, shared by all steps (the peephole weights ``p_f ⊙ c<t-1>``);
+* a **mean** stage ``μ = (1/n_a) Σ_i expr_i``: a reduction across the units of one row, giving one number
+  per row (a *row scalar*, broadcast where an elementwise stage reads it) — layer normalisation's mean and
+  variance.  The engine differentiates ``expr`` like any stage; the sum over units appears in the δ of the
+  scalar (its branches fan out to every unit).
 
 Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  Every node but the
 per-step inputs has n_a units; inputs have n_x.  Nothing here knows any derivative: the chain rule lives
@@ -27,12 +31,12 @@ class CellError(ValueError):
 
 @dataclass(frozen=True)
 class Linear:
-    """``name = weight [inputs…] + bias``: one matrix product over the concatenated inputs."""
+    """``name = weight [inputs…] + bias``: one matrix product over the concatenated inputs (bias may be None)."""
 
     name: str
     inputs: tuple[str, ...]
     weight: str
-    bias: str
+    bias: str | None
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -48,7 +52,19 @@ class Elementwise:
     reads: tuple[str, ...]
 
 
-Stage = Linear | Elementwise
+@dataclass(frozen=True)
+class Reduce:
+    """``name = (1/n_a) Σ_i expr_i``: the mean over the units of one row of a per-unit expression."""
+
+    name: str
+    expr: sp.Expr
+    reads: tuple[str, ...]
+
+
+Stage = Linear | Elementwise | Reduce
+
+#: The number of units, as it appears in mean stages' derivatives (1/n_a).
+N_A = sp.Symbol("n_a", integer=True, positive=True)
 
 
 def prev(state: str) -> str:
@@ -70,6 +86,7 @@ class Cell:
         description: one line for docs and generated headers.
         origin: how ``--cell`` names it: the built-in name, or ``/abs/path/file.py:NAME`` for a user cell.
         vectors: unit parameters (shape (n_a,)) that elementwise stages read, e.g. ``("p_f", "p_u", "p_o")``.
+        scalars: row-scalar nodes (one number per batch row): mean stages and stages that read only those.
     """
 
     name: str
@@ -81,6 +98,8 @@ class Cell:
     description: str = ""
     origin: str = ""
     vectors: tuple[str, ...] = ()
+    scalars: tuple[str, ...] = ()
+    vector_init: Mapping[str, float] = field(default_factory=dict)  # constant initial values (LayerNorm γ = 1)
 
     @property
     def spec(self) -> str:
@@ -111,7 +130,7 @@ class Cell:
         """Parameter names in the order of the stages: W_f, b_f, W_u, b_u, …, then the unit parameters."""
         out: list[str] = []
         for st in self.linear_stages:
-            out += [st.weight, st.bias]
+            out += [st.weight] if st.bias is None else [st.weight, st.bias]
         return (*out, *self.vectors)
 
     def state_of_prev(self, node: str) -> str | None:
@@ -161,6 +180,8 @@ class CellBuilder:
         self._known: list[str] = [prev(s) for s in self._states] + list(self._inputs)
         self._params: set[str] = set()
         self._vectors: list[str] = []
+        self._vector_init: dict[str, float] = {}
+        self._scalars: set[str] = set()
         for n in self._known:
             self._check_identifier(n, "node")
 
@@ -171,13 +192,18 @@ class CellBuilder:
             raise CellError(f"{state!r} is not a state of cell {self.name!r}; states: {', '.join(self._states)}")
         return sp.Symbol(prev(state))
 
-    def vector(self, name: str, *, latex: str | None = None) -> sp.Symbol:
-        """A unit parameter: n_a trainable numbers, one per unit, that elementwise stages may read."""
+    def vector(self, name: str, *, latex: str | None = None, init: float | None = None) -> sp.Symbol:
+        """A unit parameter: n_a trainable numbers, one per unit, that elementwise stages may read.
+
+        ``init``: the value ``init_params`` starts every unit at (LayerNorm's γ = 1, β = 0); None: random.
+        """
         self._check_identifier(name, "unit parameter")
         if name in self._params or name in self._known:
             raise CellError(f"unit parameter {name!r}: the name is already used")
         self._params.add(name)
         self._vectors.append(name)
+        if init is not None:
+            self._vector_init[name] = float(init)
         if latex is not None:
             self._latex[name] = latex
         return sp.Symbol(name)
@@ -194,16 +220,18 @@ class CellBuilder:
         inputs: Sequence[sp.Symbol | str],
         *,
         weight: str,
-        bias: str,
+        bias: str | None,
         latex: str | None = None,
     ) -> sp.Symbol:
-        """Add ``name = weight [inputs…] + bias`` and return its symbol."""
+        """Add ``name = weight [inputs…] + bias`` (no bias when ``bias`` is None) and return its symbol."""
         names = tuple(str(i) for i in inputs)
         if not names:
             raise CellError(f"stage {name!r}: a linear stage needs at least one input")
         for i in names:
             self._require_known(name, i)
-        for p in (weight, bias):
+            if i in self._scalars:
+                raise CellError(f"stage {name!r}: a linear stage cannot read the row scalar {i!r}")
+        for p in (weight, bias) if bias is not None else (weight,):
             self._check_identifier(p, f"parameter of stage {name!r}")
             if p in self._params or p in self._known:
                 raise CellError(f"stage {name!r}: the name {p!r} is already used")
@@ -230,7 +258,19 @@ class CellBuilder:
                 )
         order = {n: k for k, n in enumerate([*self._known, *self._vectors])}
         reads = tuple(sorted(free, key=order.__getitem__))
+        if all(r in self._scalars for r in reads):
+            self._scalars.add(name)  # reads only row scalars: one number per row itself
         return self._add(Elementwise(name, expr, reads), latex)
+
+    def mean(self, name: str, expr: sp.Expr, *, latex: str | None = None) -> sp.Symbol:
+        """Add the mean stage ``name = (1/n_a) Σ_i expr_i`` (a row scalar) and return its symbol."""
+        self.stage(name, expr, latex=latex)  # the same checks as an elementwise stage
+        st = self._stages.pop()
+        if all(r in self._scalars for r in st.reads):
+            raise CellError(f"stage {name!r}: a mean over units needs a per-unit input, got only row scalars")
+        self._stages.append(Reduce(st.name, st.expr, st.reads))
+        self._scalars.add(name)
+        return sp.Symbol(name)
 
     def build(self) -> Cell:
         made = {st.name for st in self._stages}
@@ -246,6 +286,9 @@ class CellBuilder:
         for n in self._vectors:
             if n not in used:
                 raise CellError(f"cell {self.name!r}: unit parameter {n!r} is never read by a stage")
+        for n in (*self._states, self._output):
+            if n in self._scalars:
+                raise CellError(f"cell {self.name!r}: {n!r} is a row scalar; states and the output need n_a units")
         return Cell(
             name=self.name,
             inputs=self._inputs,
@@ -255,6 +298,8 @@ class CellBuilder:
             latex=dict(self._latex),
             description=self._description,
             vectors=tuple(self._vectors),
+            scalars=tuple(st.name for st in self._stages if st.name in self._scalars),
+            vector_init=dict(self._vector_init),
         )
 
     # -- helpers -------------------------------------------------------------------------------

@@ -118,7 +118,13 @@ def derive(
 @CELL
 @click.option("--n-a", type=click.IntRange(min=1, max=4), default=None, help="Hidden size (default: 1 and 2).")
 @click.option("--n-x", type=click.IntRange(min=1, max=4), default=None, help="Input size (default: = n_a).")
-@click.option("--unroll", "-T", type=click.IntRange(min=1, max=5), default=3, show_default=True)
+@click.option(
+    "--unroll",
+    "-T",
+    type=click.IntRange(min=1, max=5),
+    default=None,
+    help="Steps to unroll [default: 3; 1 for cells that normalise over units].",
+)
 @click.option("--loss", type=click.Choice([*LOSS_MODES, "both"]), default="both", show_default=True)
 @click.option(
     "--points",
@@ -134,7 +140,7 @@ def prove(
     cell: Cell,
     n_a: int | None,
     n_x: int | None,
-    unroll: int,
+    unroll: int | None,
     loss: str,
     points: int,
     seed: int,
@@ -147,10 +153,20 @@ def prove(
     """
     from .proof import prove_all
 
+    reduces = bool(cell.scalars)
     if n_a is None and n_x is None:
-        sizes = [(1, 1), (2, 2)]
+        # a layer norm over one unit is identically β: prove normalising cells at n_a = 2
+        sizes = [(2, 1)] if reduces else [(1, 1), (2, 2)]
     else:
         sizes = [(n_a or n_x, n_x or n_a)]  # type: ignore[list-item]
+    if unroll is None:
+        unroll = 1 if reduces else 3
+        if reduces:
+            click.echo(
+                f"cell {cell.name} normalises over units: proving at T = 1 (each further step multiplies the "
+                "unrolled Error's size; -T 2 takes tens of minutes)",
+                err=True,
+            )
     modes = LOSS_MODES if loss == "both" else (loss,)
     failed = 0
     for line in prove_all(cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, workers=jobs):

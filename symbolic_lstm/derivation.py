@@ -24,7 +24,8 @@ from typing import Literal
 
 import sympy as sp
 
-from .cell import Cell, Elementwise, Linear
+from .cell import N_A, Cell, Elementwise, Linear, Reduce
+from .functions import UnitSum
 from .graph import StepGraph
 from .notation import ERROR, Partial, delta, future, node, target
 
@@ -137,8 +138,11 @@ class StepDerivation:
                     k = use.consumer
                     p = self._local(k, v)
                     upstream = delta(k) if self.graph.materialised(k) else self.chain[k]
-                    short_terms.append(upstream * p)
-                    full_terms.append(sp.Mul(self.full[k], p, evaluate=False))
+                    short, full = upstream * p, sp.Mul(self.full[k], p, evaluate=False)
+                    if self._fans_out(v, k):  # a row scalar read by every unit: the branches of all units add
+                        short, full = UnitSum(short), UnitSum(full)
+                    short_terms.append(short)
+                    full_terms.append(full)
             # kept unevaluated so the branches print in the order of the fork (stage, Error, next step)
             self.chain[v] = _fork(short_terms)
             self.full[v] = _fork(full_terms)
@@ -149,8 +153,15 @@ class StepDerivation:
         self.partials[p] = self.through_stored(sp.diff(of, node(den)))
         return p
 
+    def _fans_out(self, v: str, consumer: str) -> bool:
+        """Does the row scalar ``v`` reach ``consumer`` once per unit (so its δ sums the units' branches)?"""
+        scalars = self.cell.scalars
+        return v in scalars and (consumer not in scalars or isinstance(self.graph.stage(consumer), Reduce))
+
     def _local(self, consumer: str, v: str) -> Partial:
         st = self.graph.stage(consumer)
+        if isinstance(st, Reduce):  # μ = (1/n_a) Σ_i expr_i: ∂μ/∂v_i = (1/n_a) ∂expr_i/∂v_i
+            return self._partial(node(consumer), v, st.expr / N_A)
         if isinstance(st, Elementwise):
             return self._partial(node(consumer), v, st.expr)
         p = Partial(node(consumer), node(v))

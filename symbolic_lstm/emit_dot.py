@@ -15,7 +15,7 @@ import unicodedata
 
 import sympy as sp
 
-from .cell import Cell, Linear
+from .cell import Cell, Linear, Reduce
 from .derivation import LOSS_MODES, LossMode, derive
 from .notation import ERROR, Partial, node
 
@@ -108,9 +108,12 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
             head = f"{_uni(st.name)}<{when(t)}>" + ("  (fork)" if fork else "")
             if isinstance(st, Linear):
                 ops = ", ".join(_uni_time(k) for k in st.inputs)
-                declare(ident(st.name, t), f"{head}\n= {st.weight} [{ops}] + {st.bias}", shape="box")
+                bias = f" + {st.bias}" if st.bias else ""
+                declare(ident(st.name, t), f"{head}\n= {st.weight} [{ops}]{bias}", shape="box")
             else:
                 expr = _uni_expr(st.expr, cell.vectors)
+                if isinstance(st, Reduce):
+                    expr = f"mean_i({expr})"
                 declare(ident(st.name, t), f"{head}\n= {expr}", shape="ellipse", peripheries="2" if fork else "1")
         scored = mode == "many-to-many" or t is None or t == steps[-1]
         if scored:

@@ -20,6 +20,7 @@ import sympy as sp
 
 from .cell import Cell, Elementwise
 from .derivation import LOSS_MODES, LossMode, StepDerivation, concat_symbol, derive
+from .functions import UnitSum
 from .notation import ERROR, Partial, future, node
 from .printer_latex import ArticleLatexPrinter
 
@@ -45,7 +46,8 @@ def targets(cell: Cell) -> dict[str, Target]:
     for st in cell.linear_stages:
         out[st.weight] = Target(st.weight, "param", st.weight)
     for st in cell.linear_stages:
-        out[st.bias] = Target(st.bias, "param", st.bias)
+        if st.bias is not None:
+            out[st.bias] = Target(st.bias, "param", st.bias)
     for name in cell.vectors:
         out[name] = Target(name, "param", name)
     for leaf in cell.leaves:
@@ -153,6 +155,8 @@ class Timeline:
                 if expr == future(s):
                     return self._future(s)
             return self.symbol(expr)
+        if isinstance(expr, UnitSum):
+            return UnitSum(self.chain(expr.args[0]))
         if expr.is_Add:
             return sp.Add(*(self.chain(a) for a in expr.args), evaluate=False)
         if expr.is_Mul:

@@ -29,7 +29,7 @@ import jinja2
 import sympy as sp
 
 from . import __version__
-from .cell import Cell, Elementwise, Linear
+from .cell import Cell, Elementwise, Linear, Reduce
 from .derivation import StepDerivation, derive
 from .emit_latex import Timeline
 from .heads import softmax_ce
@@ -288,12 +288,24 @@ class KernelPlan:
         n_a += len(self.cell.states)
         return f"about ({n_x if n_x > 1 else ''}n_x + {n_a}·n_a)·T·B"
 
-    def stage_text(self, st: Elementwise) -> str:
-        return _uni_expr(st.expr, self.cell.vectors)
+    def stage_text(self, st: Elementwise | Reduce) -> str:
+        text = _uni_expr(st.expr, self.cell.vectors)
+        return f"mean_i({text})" if isinstance(st, Reduce) else text
+
+    def seq_width(self, name: str) -> str:
+        """Columns of a stored node's per-step buffer: 1 for a row scalar, n_a otherwise."""
+        return "1" if name in self.cell.scalars else "n_a"
+
+    @property
+    def has_bias(self) -> bool:
+        return any(st.bias is not None for st in self.cell.linear_stages)
 
     @property
     def params_doc(self) -> str:
-        doc = [f"{st.weight} (n_a, {self.width}), {st.bias} (n_a,)" for st in self.cell.linear_stages]
+        doc = [
+            f"{st.weight} (n_a, {self.width})" + (f", {st.bias} (n_a,)" if st.bias else "")
+            for st in self.cell.linear_stages
+        ]
         return "; ".join(doc + [f"{v} (n_a,)" for v in self.cell.vectors])
 
     def gate_of(self, stage: str) -> Gate:
@@ -373,8 +385,15 @@ class KernelPlan:
                     lines += self._aux_lines(f, name)
                     written_aux.add(f)
             expr = expr.xreplace({f: sp.Symbol(n) for f, n in self.aux.items()})
-            comment = f"{_uni(st.name)}<t> = {_uni_expr(st.expr, self.cell.vectors)}"
-            if st.name in self.cell.states:
+            comment = f"{_uni(st.name)}<t> = {self.stage_text(st)}"
+            if st.name in self.cell.scalars:  # one number per row: a small (B, 1) array, allocated
+                code = self.printer.doprint(expr)
+                if isinstance(st, Reduce):
+                    code = f"{self.printer._module_format('numpy.mean')}({code}, axis=-1, keepdims=True)"
+                lines.append(Line(f"{st.name} = {code}", comment))
+                if st.name in self.stored_stages:
+                    lines.append(Line(f"{st.name}_seq[t] = {st.name}"))
+            elif st.name in self.cell.states:
                 lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
                 lines += self._inplace(expr, st.name, comment)
             elif node(st.name) in self.backward_reads or st.name in self.late_operand.values():
@@ -449,7 +468,10 @@ class KernelPlan:
         return [
             f"delta_{v}"
             for v in d.materialised
-            if v not in self.cell.inputs and self.cell.state_of_prev(v) is None and not d.graph.is_linear(v)
+            if v not in self.cell.inputs
+            and self.cell.state_of_prev(v) is None
+            and not d.graph.is_linear(v)
+            and v not in self.cell.scalars
         ]
 
     def backward_lines(self) -> list[Line]:
@@ -485,6 +507,8 @@ class KernelPlan:
                 else:
                     lines += self._inplace(value, target_var, comment)
                     lines.append(Line(f"{target_var} += {lhs} @ {rhs}"))
+            elif v in self.cell.scalars:  # δ of a row scalar: a (B, 1) array
+                lines.append(Line(f"{target_var} = {self.printer.doprint(value)}", comment))
             else:
                 lines += self._inplace(value, target_var, comment)
             if optional:
@@ -531,8 +555,9 @@ class KernelPlan:
                 code = self.printer.doprint(rules.weight[k].xreplace({rules.D: _ms(D), rules.Z[k]: _ms(stacked)}))
                 comment = f"∂E/∂W_g^({_uni(state or op)}) = Σ_t δsum_g<t>ᵀ {_uni_time(op)}"
                 lines.append(Line(f"dW[{rows}, {self.offset(k)}] = {code}", comment))
-        code = self.printer.doprint(rules.bias.xreplace({rules.D: _ms("dS2")}))
-        lines.append(Line(f"db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
+        if self.has_bias:
+            code = self.printer.doprint(rules.bias.xreplace({rules.D: _ms("dS2")}))
+            lines.append(Line(f"db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
         for k in self.cell.inputs:
             bind = {rules.D: _ms("dS2"), rules.W[k]: _ms(f"W[:, {self.offset(k)}]")}
             code = self.printer.doprint(rules.operand[k].xreplace(bind))
@@ -635,6 +660,12 @@ class _CommentPrinter(sp.printing.str.StrPrinter):
 
     def _print_sigmoid(self, expr: sp.Expr) -> str:
         return f"σ({self._print(expr.args[0])})"
+
+    def _print_UnitSum(self, expr: sp.Expr) -> str:
+        return f"Σ_i({self._print(expr.args[0])})"
+
+    def _print_rsqrt(self, expr: sp.Expr) -> str:
+        return f"1/√({self._print(expr.args[0])})"
 
 
 def render(cell: Cell) -> str:

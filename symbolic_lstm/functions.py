@@ -63,9 +63,39 @@ class softsign(sp.Function):  # noqa: N801
         return self.args[0].is_real
 
 
+class rsqrt(sp.Function):  # noqa: N801
+    """rsqrt(x) = 1/√x (layer normalisation's 1/√(var + ε)); rsqrt'(x) = −½·rsqrt(x)³, through itself."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return -sp.Rational(1, 2) * self**3
+
+    def _eval_rewrite_as_Pow(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return 1 / sp.sqrt(x)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.Pow)._eval_evalf(prec)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_positive
+
+
+class UnitSum(sp.Function):
+    """Σ_i over the n_a units of one batch row (a reduction; the δ of a per-row scalar such as a mean).
+
+    Never differentiated: the engine writes it where a per-row scalar fans out to every unit.
+    """
+
+    nargs = 1
+
+
 #: Activations a cell definition may use, by name (for user-facing messages and cell files).
 ACTIVATIONS: dict[str, type[sp.Function]] = {
     "sigmoid": sigmoid,
     "tanh": sp.tanh,
     "softsign": softsign,
+    "rsqrt": rsqrt,
 }

@@ -10,6 +10,11 @@ whose truncation and round-off errors are both near 1e-12 here.  The relative er
 |g − n| / max(|g| + |n|, floor), with floor = 1e-6 · (largest |n| of that gradient), so entries that
 are (near) zero are compared on the gradient's own scale instead of dividing 0 by 0.
 
+Cells that normalise over units (``REDUCES_OVER_UNITS``, the layer-normalised LSTM) are checked with
+n_a ≥ 4 and h = 1e-4: with two units (v − μ)/σ is ±|d|/√(d² + ε), flat almost everywhere, so its
+gradients are round-off-sized and no relative comparison means anything; and 1/√(σ² + ε) makes the
+function sharp enough that the stencil's truncation error at h = 1e-3 reaches 1e-6.
+
 Saturated gates (``SATURATED``: weights 20× PyTorch's initial scale, about half the gate units within 1e-3
 of 0 or 1) make many gradient entries vanish to ~1e-8 while the stencil's round-off stays near
 1e-12·|E|; there an entry passes when |g − n| ≤ atol·max(1, |E|) + tol·(|g| + |n|) with atol = 1e-9 and
@@ -109,6 +114,10 @@ def check_module(
     ``tol`` overrides the regime's relative tolerance.  Returns one row per gradient key.
     """
     tol = regime.tol if tol is None else tol
+    h = regime.h
+    if getattr(k, "REDUCES_OVER_UNITS", False):
+        problems = [(T, B, n_x, max(n_a, 4), mode, dc) for T, B, n_x, n_a, mode, dc in problems]
+        h = min(h, 1e-4)
     rng = np.random.default_rng(seed)
     worst: dict[str, float] = {}
     judged: dict[str, float] = {}
@@ -118,6 +127,8 @@ def check_module(
             name: regime.weight_scale * v
             for name, v in k.init_params(n_x, n_a, seed=int(rng.integers(1 << 30))).items()
         }
+        for name in getattr(k, "UNIT_PARAMS", ()):  # distinct per unit, even where init_params starts them equal
+            p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
         x = rng.normal(size=(T, B, n_x))
         init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
         y = rng.normal(size=(T, B, n_a) if mode == "many-to-many" else (B, n_a))
@@ -136,7 +147,7 @@ def check_module(
         if set(grads) != set(arrays):
             raise AssertionError(f"backward returned keys {sorted(grads)}, expected {sorted(arrays)}")
         for key, arr in arrays.items():
-            numeric = numeric_gradient(loss, arr, regime.h)
+            numeric = numeric_gradient(loss, arr, h)
             if grads[key].shape != arr.shape:
                 raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
             worst[key] = max(worst.get(key, 0.0), relative_error(grads[key], numeric))

@@ -72,13 +72,14 @@ class StepGraph:
         """Does δnode get a name of its own?  Forks (the article's δa, δc), outputs of linear stages
         (their δ feeds the weight gradients), the step's leaves (a<t-1>, c<t-1>, x<t>), unit parameters
         (their δ, summed over steps and rows, is their gradient) and inner nodes a linear stage reads (GRU's
-        r<t>·a<t-1>: their δ is a matrix product).  Every other
+        r<t>·a<t-1>: their δ is a matrix product) and row scalars (their δ sums over the units).  Every other
         node has one consumer, and its chain is written inline, as the article does."""
         return (
             self.is_fork(node)
             or self.is_linear(node)
             or node in self.cell.leaves
             or node in self.cell.vectors
+            or node in self.cell.scalars
             or bool(self.linear_consumers(node))
         )
 

@@ -64,6 +64,13 @@ class ArticleLatexPrinter(LatexPrinter):
         head = r"\sigma^{%s}" % exp if exp else r"\sigma"
         return r"%s\left(%s\right)" % (head, arg)
 
+    def _print_rsqrt(self, expr: sp.Expr, exp: str | None = None) -> str:
+        body = r"\frac{1}{\sqrt{%s}}" % self._print(expr.args[0])
+        return r"\left(%s\right)^{%s}" % (body, exp) if exp else body
+
+    def _print_UnitSum(self, expr: sp.Expr) -> str:
+        return r"\sum_{i=1}^{n_a} \left(%s\right)_i" % self._print(expr.args[0])
+
     def _print_softsign(self, expr: sp.Expr, exp: str | None = None) -> str:
         arg = self._print(expr.args[0])
         head = r"\operatorname{softsign}^{%s}" % exp if exp else r"\operatorname{softsign}"

@@ -36,6 +36,12 @@ class KernelPrinter(NumPyPrinter):
         arg = self.parenthesize(expr.args[0], sp.printing.precedence.PRECEDENCE["Mul"])
         return f"({arg}/(1 + {self._module_format('numpy.abs')}({self._print(expr.args[0])})))"
 
+    def _print_rsqrt(self, expr: sp.Expr) -> str:
+        return f"(1/{self._module_format('numpy.sqrt')}({self._print(expr.args[0])}))"
+
+    def _print_UnitSum(self, expr: sp.Expr) -> str:
+        return f"{self._module_format('numpy.sum')}({self._print(expr.args[0])}, axis=-1, keepdims=True)"
+
     def _print_Abs(self, expr: sp.Expr) -> str:
         return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
 

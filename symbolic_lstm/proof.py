@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .cell import Cell, Linear
+from .cell import N_A, Cell, Linear, Reduce
 from .derivation import LOSS_MODES, LossMode, StepDerivation, derive, linear_rules
+from .functions import UnitSum
 from .notation import ERROR, Partial, future, node, target
 
 
@@ -65,7 +66,8 @@ class UnrolledNet:
             cols = sum(self.size_of(k) for k in st.inputs)
             rows = [[sp.Symbol(f"{st.weight}[{i},{j}]") for j in range(cols)] for i in range(n_a)]
             self.params[st.weight] = sp.Matrix(rows)
-            self.params[st.bias] = _vec(st.bias, n_a)
+            if st.bias is not None:
+                self.params[st.bias] = _vec(st.bias, n_a)
         for name in cell.vectors:
             self.params[name] = _vec(name, n_a)
         self.inputs = {i: [_vec(f"{i}<{t}>", n_x) for t in range(1, T + 1)] for i in cell.inputs}
@@ -76,6 +78,8 @@ class UnrolledNet:
         self.step_errors = [self._error(t) for t in range(T)]
 
     def size_of(self, name: str) -> int:
+        if name in self.cell.scalars:
+            return 1
         return self.size.get(name, self.n_a)
 
     def scored(self, t: int, mode: LossMode) -> bool:
@@ -96,11 +100,21 @@ class UnrolledNet:
             for st in self.cell.stages:
                 if isinstance(st, Linear):
                     z = sp.Matrix.vstack(*(v[k] for k in st.inputs))
-                    v[st.name] = self.params[st.weight] * z + self.params[st.bias]
+                    v[st.name] = self.params[st.weight] * z
+                    if st.bias is not None:
+                        v[st.name] += self.params[st.bias]
+                    continue
+                # a row scalar (one entry) is read by every unit i
+                units = [
+                    st.expr.xreplace({node(r): v[r][i if len(v[r]) > 1 else 0] for r in st.reads})
+                    for i in range(self.n_a)
+                ]
+                if isinstance(st, Reduce):
+                    v[st.name] = sp.Matrix([sp.Add(*units) / self.n_a])
+                elif st.name in self.cell.scalars:
+                    v[st.name] = sp.Matrix([units[0]])
                 else:
-                    v[st.name] = sp.Matrix(
-                        [st.expr.xreplace({node(r): v[r][i] for r in st.reads}) for i in range(self.n_a)]
-                    )
+                    v[st.name] = sp.Matrix(units)
             steps.append(v)
             state = {s: v[s] for s in self.cell.states}
         return steps
@@ -143,8 +157,7 @@ def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dic
             if not net.scored(t, mode):
                 expr = expr.xreplace({p: 0 for p in loss_partials})
             expr = d.evaluate(expr)
-            free = expr.free_symbols
-            row = sp.Matrix([[expr.xreplace({s: env[s][i] for s in free}) for i in range(net.size_of(v))]])
+            row = sp.Matrix([[_at(expr, env, i, net.n_a) for i in range(net.size_of(v))]])
             for st in d.graph.linear_consumers(v):
                 r = rules[st.name]
                 w = _columns(net, st, v)
@@ -155,7 +168,8 @@ def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dic
             r = rules[st.name]
             blocks = [explicit(r.weight[k], {r.D: deltas[st.name], r.Z[k]: values[k].T}) for k in st.inputs]
             grads[st.weight] += sp.Matrix.hstack(*blocks)
-            grads[st.bias] += explicit(r.bias, {r.D: deltas[st.name]}).T
+            if st.bias is not None:
+                grads[st.bias] += explicit(r.bias, {r.D: deltas[st.name]}).T
         for p in cell.vectors:
             grads[p] += deltas[p].T
         for i in cell.inputs:
@@ -166,6 +180,22 @@ def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dic
     for s in cell.states:
         grads[f"{s}0"] = incoming[s]
     return grads
+
+
+def _at(expr: sp.Expr, env: dict[sp.Symbol, list[sp.Expr]], i: int, n_a: int) -> sp.Expr:
+    """``expr`` at unit ``i``: every node its value there (a row scalar its only one), Σ_i expanded, n_a a number."""
+    if isinstance(expr, UnitSum):
+        return sp.Add(*(_at(expr.args[0], env, j, n_a) for j in range(n_a)))
+    if expr.is_Symbol:
+        if expr == N_A:
+            return sp.Integer(n_a)
+        vals = env.get(expr)
+        if vals is None:
+            return expr
+        return vals[i if len(vals) > 1 else 0]
+    if not expr.args:
+        return expr
+    return expr.func(*(_at(a, env, i, n_a) for a in expr.args))
 
 
 def explicit(rule: sp.MatrixExpr, bind: dict[sp.MatrixSymbol, sp.Matrix]) -> sp.Matrix:

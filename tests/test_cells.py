@@ -3,8 +3,12 @@ one forward step compared with an independent NumPy formula (or torch, where it 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
+import sympy as sp
 
 from symbolic_lstm import load, proof
 from symbolic_lstm.cells import BUILTIN, get_cell
@@ -48,11 +52,32 @@ def _step_gru(p, a, x):
     return (z * a + (1 - z) * h,)
 
 
+def _layer_norm(v, gain, bias, eps=1e-5):
+    mu = v.mean(axis=-1, keepdims=True)
+    var = ((v - mu) ** 2).mean(axis=-1, keepdims=True)
+    return gain * (v - mu) / np.sqrt(var + eps) + bias
+
+
+def _step_layernorm(p, a, c, x):
+    z = np.concatenate([a, x], axis=1)
+    n = {g: _layer_norm(z @ p[f"W_{g}"].T, p[f"gamma_{g}"], p[f"beta_{g}"]) for g in "fuco"}
+    f, u, o = sigmoid(n["f"]), sigmoid(n["u"]), sigmoid(n["o"])
+    c = f * c + u * np.tanh(n["c"])
+    return o * np.tanh(_layer_norm(c, p["gamma_s"], p["beta_s"])), c
+
+
 def _step_rnn(p, a, x):
     return (np.tanh(np.concatenate([a, x], axis=1) @ p["W_a"].T + p["b_a"]),)
 
 
-REFERENCE = {"lstm": _step_lstm, "cifg": _step_cifg, "gru": _step_gru, "peephole": _step_peephole, "rnn": _step_rnn}
+REFERENCE = {
+    "lstm": _step_lstm,
+    "cifg": _step_cifg,
+    "gru": _step_gru,
+    "layernorm": _step_layernorm,
+    "peephole": _step_peephole,
+    "rnn": _step_rnn,
+}
 
 
 def test_every_builtin_has_a_reference_step():
@@ -73,6 +98,7 @@ def test_forward_matches_an_independent_formula(name):
     rng = np.random.default_rng(0)
     T, B, n_x, n_a = 4, 3, 2, 5
     p = k.init_params(n_x, n_a, seed=2)
+    p = {name: v + rng.uniform(-0.5, 0.5, size=v.shape) for name, v in p.items()}  # LayerNorm starts γ = 1, β = 0
     x = rng.normal(size=(T, B, n_x))
     init = [rng.normal(size=(B, n_a)) for _ in k.STATES]
     out = k.forward(x, p, *init)
@@ -95,9 +121,15 @@ def test_module_contract(name):
     assert all(g[n].shape == p[n].shape for n in cell.params)
 
 
-@pytest.mark.parametrize("name", [c for c in CELLS if c != "lstm"])
+@pytest.mark.parametrize("name", [c for c in CELLS if c not in ("lstm", "layernorm")])
 def test_proof_small(name):
     lines = proof.prove(get_cell(name), n_a=1, n_x=1, T=2, modes=("many-to-one",), workers=2)
+    assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def test_proof_layernorm():
+    """n_a = 2 (with one unit a layer norm is identically β); T = 1 keeps the unrolled Error small (~40 s)."""
+    lines = proof.prove(get_cell("layernorm"), n_a=2, n_x=1, T=1, modes=("many-to-many",), points=1, workers=2)
     assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
 
 
@@ -144,3 +176,74 @@ def test_rnn_agrees_with_torch():
     np.testing.assert_allclose(g["b_a"], rnn.bias_ih_l0.grad.numpy(), rtol=1e-10)
     np.testing.assert_allclose(g["x"], xt.grad.numpy(), rtol=1e-10)
     np.testing.assert_allclose(g["a0"], h0.grad.numpy()[0], rtol=1e-10)
+
+
+def test_layernorm_agrees_with_torch_autograd():
+    """The same cell written with torch.nn.functional.layer_norm; gradients by torch's autograd."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    k = load("layernorm")
+    rng = np.random.default_rng(5)
+    T, B, n_x, n_a = 4, 3, 2, 5
+    p = {n: v + rng.uniform(-0.5, 0.5, size=v.shape) for n, v in k.init_params(n_x, n_a, seed=6).items()}
+    x, a0, c0, y = (rng.normal(size=s) for s in ((T, B, n_x), (B, n_a), (B, n_a), (T, B, n_a)))
+    a, _c, cache = k.forward(x, p, a0, c0)
+    g = k.backward(k.mse_loss(a, y)[1], cache)
+    tp = {n: torch.tensor(v, requires_grad=True) for n, v in p.items()}
+    tx, ta, tc = (torch.tensor(v, requires_grad=True) for v in (x, a0, c0))
+
+    def ln(v, tag):
+        return F.layer_norm(v, (n_a,), tp[f"gamma_{tag}"], tp[f"beta_{tag}"], eps=1e-5)
+
+    h, s, outs = ta, tc, []
+    for t in range(T):
+        z = torch.cat([h, tx[t]], dim=1)
+        n = {gate: ln(z @ tp[f"W_{gate}"].T, gate) for gate in "fuco"}
+        s = torch.sigmoid(n["f"]) * s + torch.sigmoid(n["u"]) * torch.tanh(n["c"])
+        h = torch.sigmoid(n["o"]) * torch.tanh(ln(s, "s"))
+        outs.append(h)
+    out = torch.stack(outs)
+    (0.5 * ((out - torch.tensor(y)) ** 2).sum()).backward()
+    np.testing.assert_allclose(a, out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for name in p:
+        np.testing.assert_allclose(g[name], tp[name].grad.numpy(), rtol=1e-8, atol=1e-11, err_msg=name)
+    np.testing.assert_allclose(g["x"], tx.grad.numpy(), rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(g["a0"], ta.grad.numpy(), rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(g["c0"], tc.grad.numpy(), rtol=1e-8, atol=1e-11)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+@pytest.mark.parametrize("name", CELLS)
+def test_every_cells_derivation_compiles(name, tmp_path):
+    tex = tmp_path / f"{name}.tex"
+    tex.write_text(DerivationDocument(get_cell(name), unroll=2).standalone(default_targets(get_cell(name))))
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name], cwd=tmp_path, capture_output=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_a_cell_defined_only_in_this_file(tmp_path):
+    """A minimal gated unit with a peephole-style unit parameter and a layer-normalised candidate."""
+    from symbolic_lstm import CellBuilder, sigmoid
+    from symbolic_lstm.emit_numpy import generate
+    from symbolic_lstm.functions import rsqrt
+
+    b = CellBuilder("tiny_mgu", inputs=("x",), states=("a",), output="a", description="test-only cell")
+    a_prev, x = b.prev("a"), b.input("x")
+    s_f = b.linear("sum_f", [a_prev, x], weight="W_f", bias="b_f")
+    s_h = b.linear("sum_h", [a_prev, x], weight="W_h", bias=None)
+    w = b.vector("w_f")
+    f = b.stage("Gamma_f", sigmoid(s_f + w * a_prev))
+    mu = b.mean("mu", s_h)
+    var = b.mean("var", (s_h - mu) ** 2)
+    h = b.stage("h_tilde", sp.tanh((s_h - mu) * rsqrt(var + sp.Rational(1, 1000))))
+    b.stage("a", (1 - f) * a_prev + f * h)
+    cell = b.build()
+    assert cell.params == ("W_f", "b_f", "W_h", "w_f") and cell.scalars == ("mu", "var")
+    generate([cell], tmp_path)
+    k = load("tiny_mgu", tmp_path)
+    rows = check_module(k, seed=3)
+    assert all(r.ok for r in rows), [(r.key, r.max_rel_error) for r in rows if not r.ok]
+    lines = proof.prove(cell, n_a=2, n_x=1, T=1, modes=("many-to-many",), points=1, workers=2)
+    assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]

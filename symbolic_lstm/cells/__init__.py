@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cell import Cell, CellError
-from . import cifg, gru, lstm, peephole, rnn
+from . import cifg, gru, layernorm, lstm, peephole, rnn
 
 BUILTIN: dict[str, Callable[[], Cell]] = {
     "lstm": lstm.build,
@@ -18,6 +18,7 @@ BUILTIN: dict[str, Callable[[], Cell]] = {
     "rnn": rnn.build,
     "gru": gru.build,
     "peephole": peephole.build,
+    "layernorm": layernorm.build,
 }
 
 
