@@ -249,6 +249,12 @@ class CellBuilder:
                 self._require_known(name, i)
         if not [i for i in free if i not in self._vectors]:
             raise CellError(f"stage {name!r}: the expression {expr} reads no node")
+        inputs = [i for i in free if i in self._inputs]
+        if inputs:
+            raise CellError(
+                f"stage {name!r} reads the input {inputs[0]!r} unit by unit, but inputs have n_x units and every "
+                "other node n_a: the shapes do not agree; an input enters a cell through a linear stage"
+            )
         for i in free:
             d = sp.diff(expr, sp.Symbol(i))
             if d.has(sp.Derivative, sp.Subs):
