@@ -345,3 +345,125 @@ def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | No
     except OSError as e:
         raise click.BadParameter(f"cannot write {output}: {e.strerror}", param_hint="--output") from None
     click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@CELL
+@click.option("--data", type=click.Choice(["sunspots"]), default="sunspots", show_default=True, help="Shipped series.")
+@click.option(
+    "--window", type=click.IntRange(min=1, max=100), default=12, show_default=True, help="Years read per prediction."
+)
+@click.option("--hidden", "-n", type=click.IntRange(min=1, max=1024), default=16, show_default=True, help="n_a.")
+@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
+@click.option(
+    "--clip", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Gradient-norm clip."
+)
+@click.option("--no-clip", is_flag=True, help="Do not clip the gradient.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Save parameters, optimiser state and settings here (.npz) at the end.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Continue from a checkpoint up to --epochs (its settings are kept).",
+)
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Save the loss curve and held-out prediction as PNG (needs matplotlib: pip install '.[plot]').",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(
+    cell: Cell,
+    data: str,
+    window: int,
+    hidden: int,
+    epochs: int,
+    batch: int,
+    optimizer: str,
+    lr: float,
+    clip: float,
+    no_clip: bool,
+    seed: int,
+    checkpoint: Path | None,
+    resume: Path | None,
+    plot_file: Path | None,
+    quiet: bool,
+) -> None:
+    """Train the cell on a real series with W* = W − α ∂Error/∂W (SGD) or Adam.
+
+    One-step-ahead prediction of the yearly sunspot numbers (1700–2008): the cell reads WINDOW years, a
+    linear read-out of a<T> predicts the next; the last 20 % of the years are held out and compared with
+    the naive forecast "next year = this year".
+    """
+    from . import train as tr
+    from .loader import load
+
+    if plot_file is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise click.UsageError("--plot needs matplotlib: pip install matplotlib (or the '[plot]' extra)") from None
+    config = tr.Config(
+        cell.name, data, window, hidden, epochs, batch, optimizer, lr, None if no_clip else clip, seed=seed
+    )
+    start = None
+    if resume is not None:
+        try:
+            saved, epoch, params, head, state = tr.load_checkpoint(resume)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--resume") from None
+        if saved.cell != cell.name:
+            raise click.BadParameter(f"{resume} holds a {saved.cell!r} model, not {cell.name!r}", param_hint="--resume")
+        if epoch >= epochs:
+            raise click.BadParameter(f"{resume} is at epoch {epoch}; ask for more with --epochs", param_hint="--epochs")
+        config = tr.Config(**{**tr.asdict(saved), "epochs": epochs})
+        start = (epoch, params, head, state)
+    try:
+        k = load(cell.name, warn_stale=False)
+        problem = tr.Problem(tr.load_series(config.data), config.window, config.holdout)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    first = 0 if start is None else start[0]
+    click.echo(
+        f"{cell.name}: n_a = {config.hidden}, window {config.window}, {problem.n_train} training windows, "
+        f"{problem.n_test} held out; {config.optimizer} lr {config.lr}, clip {config.clip}; "
+        f"epochs {first + 1}–{config.epochs}"
+    )
+    losses: list[float] = []
+    if quiet:
+        history, _, _ = tr.train(k, config, problem, start, lambda _e, loss: losses.append(loss), checkpoint)
+    else:
+        with click.progressbar(
+            length=config.epochs - first,
+            label="training",
+            item_show_func=lambda _: f"loss {losses[-1]:.4g}" if losses else "",
+        ) as bar:
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                losses.append(loss)
+                bar.update(1)
+
+            history, _, _ = tr.train(k, config, problem, start, on_epoch, checkpoint)
+    click.echo(
+        f"training loss: {history.losses[0]:.4g} (epoch {first + 1}) → {history.losses[-1]:.4g} (epoch {config.epochs})"
+    )
+    click.echo(
+        f"held-out RMSE {history.test_rmse:.1f} sunspots vs {history.baseline_rmse:.1f} for 'next year = this year' "
+        f"({problem.n_test} years, {int(history.test_years[0])}–{int(history.test_years[-1])})"
+    )
+    if checkpoint is not None:
+        click.echo(f"wrote {checkpoint}", err=True)
+    if plot_file is not None:
+        tr.plot(history, plot_file, f"{cell.name} on yearly sunspots")
+        click.echo(f"wrote {plot_file}", err=True)

@@ -32,7 +32,7 @@ from . import __version__
 from .cell import Cell, Elementwise, Linear, Reduce
 from .derivation import StepDerivation, derive
 from .emit_latex import Timeline
-from .heads import softmax_ce
+from .heads import linear_mse, softmax_ce
 from .notation import ERROR, Partial, future, node, target
 from .paths import PACKAGE_DIR, templates_dir
 from .printer_inplace import inplace
@@ -702,6 +702,9 @@ def render(cell: Cell) -> str:
         "backward_scratch": _scratch_in([ln.code for ln in backward_lines]),
         "loss_text": _CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
         "head": head_code(plan.printer),
+        "regression_dz": plan.printer.doprint(
+            linear_mse().dz.xreplace({sp.Symbol("z"): sp.Symbol("Z"), sp.Symbol("y"): sp.Symbol("Y")})
+        ),
         "uni": _uni,
         "uni_time": _uni_time,
     }

@@ -68,6 +68,29 @@ def softmax_ce() -> SoftmaxCEDerivation:
     return SoftmaxCEDerivation(loss, raw, dz, rules, softmax, z, y, k, n)
 
 
+@dataclass(frozen=True)
+class LinearMSEDerivation:
+    """The regression head z = W_y a + b_y, Error = ½ Σ_k (z_k − y_k)², derived like the softmax head."""
+
+    loss: sp.Expr
+    dz: sp.Expr  # ∂Error/∂z_k in the symbols ``z`` and ``y``
+    rules: LinearRules
+
+
+@cache
+def linear_mse() -> LinearMSEDerivation:
+    """Derive the regression head (cached)."""
+    j, k = sp.symbols("j k", integer=True)
+    n = sp.Symbol("n_y", integer=True, positive=True)
+    z, y = sp.IndexedBase("z"), sp.IndexedBase("y")
+    loss = sp.Sum(sp.Rational(1, 2) * (z[j] - y[j]) ** 2, (j, 0, n - 1))
+    inside = _branch_for_valid_index(sp.diff(loss, z[k]).doit(), k, n)
+    dz = sp.expand(inside).xreplace({z[k]: sp.Symbol("z"), y[k]: sp.Symbol("y")})
+    if sp.expand(dz - (sp.Symbol("z") - sp.Symbol("y"))) != 0:  # pragma: no cover
+        raise AssertionError(f"regression derivative came out as {dz}, not z - y")
+    return LinearMSEDerivation(loss, dz, linear_rules(Linear("z", ("a",), "W_y", "b_y")))
+
+
 def _branch_for_valid_index(expr: sp.Expr, k: sp.Symbol, n: sp.Symbol) -> sp.Expr:
     """``Piecewise((value, 0 <= k < n), (0, True))`` → value; the expression itself if it is no Piecewise."""
     if not isinstance(expr, sp.Piecewise):

@@ -26,3 +26,8 @@ def templates_dir() -> Path:
 def generated_dir() -> Path:
     """Folder of the committed generated kernel modules."""
     return _find("generated")
+
+
+def data_dir() -> Path:
+    """Folder of the datasets ``symbolic-lstm train`` uses (shipped, never downloaded)."""
+    return _find("data")

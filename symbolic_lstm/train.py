@@ -1,0 +1,261 @@
+"""Training with the generated kernels: the article's update rule W* = W − α ∂Error/∂W on real sequences.
+
+The task shipped with the package is one-step-ahead prediction of the yearly sunspot numbers
+(``data/sunspots.csv``, 1700–2008): the cell reads the previous ``window`` years, a linear read-out of
+a<T> (``linear_mse_loss``, many-to-one) predicts the next year.  The last ``holdout`` of the years is held
+out, and the held-out error is compared with the naive forecast "next year = this year".
+
+Optimisers: plain SGD (the article's rule) and Adam, either with optional clipping of the gradient's global
+norm.  Checkpoints are ``.npz`` files holding every parameter, the optimiser's state, the epoch and the
+settings, so a run can be resumed exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from .paths import data_dir
+
+DATASETS = ("sunspots",)
+
+
+@dataclass(frozen=True)
+class Series:
+    """A yearly series: ``years`` (N,) and ``values`` (N,)."""
+
+    name: str
+    years: np.ndarray
+    values: np.ndarray
+
+
+def load_series(name: str = "sunspots") -> Series:
+    """Read a shipped series (ValueError for an unknown name or a damaged file)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; shipped: {', '.join(DATASETS)}")
+    path = data_dir() / f"{name}.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        years = np.array([int(float(r["YEAR"])) for r in rows])
+        values = np.array([float(r["SUNACTIVITY"]) for r in rows])
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+    return Series(name, years, values)
+
+
+@dataclass
+class Config:
+    """Settings of a run (stored in checkpoints)."""
+
+    cell: str = "lstm"
+    data: str = "sunspots"
+    window: int = 12
+    hidden: int = 16
+    epochs: int = 300
+    batch: int = 32
+    optimizer: str = "adam"
+    lr: float = 0.01
+    clip: float | None = 5.0
+    holdout: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class History:
+    """What a run produced: per-epoch training loss (mean ½ squared error per window, scaled units)."""
+
+    losses: list[float] = field(default_factory=list)
+    test_rmse: float = float("nan")
+    baseline_rmse: float = float("nan")
+    test_years: np.ndarray | None = None
+    test_truth: np.ndarray | None = None
+    test_pred: np.ndarray | None = None
+
+
+class Problem:
+    """Windows of the scaled series: x (window, N, 1) time-major, y (N, 1); a chronological split."""
+
+    def __init__(self, series: Series, window: int, holdout: float) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        if not 0 < holdout < 1:
+            raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
+        v = series.values
+        n = len(v) - window
+        if n < 4:
+            raise ValueError(f"window {window} leaves {n} examples of {len(v)} values; use a shorter window")
+        self.series = series
+        self.n_test = max(1, round(holdout * n))
+        self.n_train = n - self.n_test
+        self.scale = float(np.max(np.abs(v[: self.n_train + window]))) or 1.0  # training part only
+        s = v / self.scale
+        idx = np.arange(n)[:, None] + np.arange(window)[None, :]
+        self.x = s[idx].T[:, :, None]  # (window, N, 1)
+        self.y = s[window:][:, None]  # (N, 1): the year after each window
+        self.last = s[window - 1 : -1][:, None]  # the naive forecast: the window's last year
+        self.target_years = series.years[window:]
+
+    def batches(self, rng: np.random.Generator, size: int) -> Iterator[np.ndarray]:
+        order = rng.permutation(self.n_train)
+        for i in range(0, self.n_train, size):
+            yield order[i : i + size]
+
+
+class Optimizer:
+    """SGD (W* = W − α g) or Adam, with optional global-norm clipping; updates arrays in place."""
+
+    def __init__(self, kind: str, lr: float, clip: float | None) -> None:
+        if kind not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {kind!r}")
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        if clip is not None and not clip > 0:
+            raise ValueError(f"clip must be positive (or None), got {clip}")
+        self.kind, self.lr, self.clip = kind, lr, clip
+        self.t = 0
+        self.m: dict[str, np.ndarray] = {}
+        self.v: dict[str, np.ndarray] = {}
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> float:
+        """Update ``params`` from ``grads``; return the gradient's global norm before clipping."""
+        norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values())))
+        factor = self.clip / norm if self.clip is not None and norm > self.clip else 1.0
+        self.t += 1
+        for name, g in grads.items():
+            g = g * factor
+            if self.kind == "sgd":
+                params[name] -= self.lr * g  # the article's W* = W − α ∂Error/∂W
+                continue
+            m = self.m.setdefault(name, np.zeros_like(g))
+            v = self.v.setdefault(name, np.zeros_like(g))
+            m *= 0.9
+            m += 0.1 * g
+            v *= 0.999
+            v += 0.001 * g * g
+            m_hat, v_hat = m / (1 - 0.9**self.t), v / (1 - 0.999**self.t)
+            params[name] -= self.lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        return norm
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {f"m/{k}": v for k, v in self.m.items()} | {f"v/{k}": v for k, v in self.v.items()}
+        return out | {"t": np.array(self.t)}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.t = int(arrays.get("t", 0))
+        self.m = {k[2:]: v.copy() for k, v in arrays.items() if k.startswith("m/")}
+        self.v = {k[2:]: v.copy() for k, v in arrays.items() if k.startswith("v/")}
+
+
+def save_checkpoint(path: str | Path, config: Config, epoch: int, params: dict, head: dict, opt: Optimizer) -> None:
+    """Write every array and the settings to ``path`` (.npz), atomically."""
+    import io
+
+    from .files import write_atomic
+
+    arrays = {f"p/{k}": v for k, v in params.items()} | {f"head/{k}": v for k, v in head.items()}
+    arrays |= {f"opt/{k}": v for k, v in opt.state().items()}
+    arrays["meta"] = np.array(json.dumps({"config": asdict(config), "epoch": epoch}))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> tuple[Config, int, dict, dict, dict]:
+    """(config, epoch, params, head, optimiser state) from a checkpoint; ValueError if it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        config = Config(**meta["config"])
+        epoch = int(meta["epoch"])
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{path} is not a symbolic-lstm checkpoint: {e}") from None
+    pick = {
+        pre: {k[len(pre) + 1 :]: v for k, v in arrays.items() if k.startswith(pre + "/")}
+        for pre in ("p", "head", "opt")
+    }
+    return config, epoch, pick["p"], pick["head"], pick["opt"]
+
+
+def evaluate(k: ModuleType, problem: Problem, params: dict, head: dict) -> tuple[float, float, np.ndarray]:
+    """Held-out RMSE of the model and of the naive forecast, in the data's units; and the predictions."""
+    test = slice(problem.n_train, None)
+    out = k.forward(problem.x[:, test], params)
+    pred = k.predict(out[0][-1:], head)[0]  # (N_test, 1)
+    truth = problem.y[test]
+    rmse = float(np.sqrt(np.mean((pred - truth) ** 2))) * problem.scale
+    base = float(np.sqrt(np.mean((problem.last[test] - truth) ** 2))) * problem.scale
+    return rmse, base, pred[:, 0] * problem.scale
+
+
+def train(
+    k: ModuleType,
+    config: Config,
+    problem: Problem,
+    start: tuple[int, dict, dict, dict] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    checkpoint: str | Path | None = None,
+) -> tuple[History, dict, dict]:
+    """Train ``config.epochs`` epochs (from ``start`` = (epoch, params, head, optimiser state) if given).
+
+    Returns (history, params, head).  ``on_epoch(epoch, loss)`` is called after every epoch.
+    """
+    rng = np.random.default_rng(config.seed)
+    opt = Optimizer(config.optimizer, config.lr, config.clip)
+    if start is None:
+        first = 0
+        params = k.init_params(1, config.hidden, seed=config.seed)
+        head = k.init_head(config.hidden, 1, seed=config.seed + 1)
+    else:
+        first, params, head, state = start
+        opt.load_state(state)
+        rng = np.random.default_rng([config.seed, first])  # a resumed run draws fresh, reproducible batches
+    history = History()
+    for epoch in range(first, config.epochs):
+        total = 0.0
+        for idx in problem.batches(rng, config.batch):
+            out = k.forward(problem.x[:, idx], params)
+            E, da, gh = k.linear_mse_loss(out[0], problem.y[idx], head, "many-to-one")
+            g = k.backward(da, out[-1])
+            grads = {f"p/{n}": g[n] for n in params} | {f"head/{n}": v for n, v in gh.items()}
+            both = {f"p/{n}": v for n, v in params.items()} | {f"head/{n}": v for n, v in head.items()}
+            opt.step(both, grads)
+            total += E
+        loss = total / problem.n_train
+        history.losses.append(loss)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, loss)
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, config, config.epochs, params, head, opt)
+    history.test_rmse, history.baseline_rmse, pred = evaluate(k, problem, params, head)
+    history.test_years = problem.target_years[problem.n_train :]
+    history.test_truth = problem.series.values[config.window :][problem.n_train :]
+    history.test_pred = pred
+    return history, params, head
+
+
+def plot(history: History, path: str | Path, title: str) -> None:
+    """Loss curve and held-out prediction vs truth, as a PNG (needs matplotlib: the ``plot`` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.semilogy(range(1, len(history.losses) + 1), history.losses)
+    ax1.set(xlabel="epoch", ylabel="training loss (½ squared error per window)", title="loss")
+    ax2.plot(history.test_years, history.test_truth, label="truth")
+    ax2.plot(history.test_years, history.test_pred, label=f"model (RMSE {history.test_rmse:.1f})")
+    ax2.set(xlabel="year", ylabel="sunspot number", title=f"held-out years (naive RMSE {history.baseline_rmse:.1f})")
+    ax2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
