@@ -19,6 +19,7 @@ against what backward must read: [a<t-1>, x<t>], the four gate activations, c<t>
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -68,6 +69,18 @@ def generated_impl(k, p, x, y):
         a, _, cache = k.forward(x, p)
         _, da = k.mse_loss(a, y)
         return k.backward(da, cache)
+
+    return run
+
+
+def array_api_impl(p, x, y):
+    """The portable array-API module (``generate --backend array-api``) on the same NumPy arrays."""
+    m = load("lstm_array_api")
+
+    def run():
+        a, _, cache = m.forward(x, p)
+        _, da = m.mse_loss(a, y)
+        return m.backward(da, cache)
 
     return run
 
@@ -175,6 +188,7 @@ def main(argv=None):
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--reps", type=int, default=None, help="repetitions per implementation (default: by size)")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive baseline (slow at long T)")
+    ap.add_argument("--no-array-api", action="store_true", help="skip the array-API backend's row")
     args = ap.parse_args(argv)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     for s in shapes:
@@ -208,6 +222,8 @@ def main(argv=None):
             }
             if torch is not None:
                 impls["torch"] = torch_impl(p, x, y)
+            if not args.no_array_api and importlib.util.find_spec("array_api_compat") is not None:
+                impls["array-api"] = array_api_impl(p, x, y)
             if not args.no_naive:
                 impls["naive"] = naive_impl(p, x, y)
                 check_agreement(impls["generated"], impls["naive"], impls.get("torch"), dtype)
@@ -229,6 +245,9 @@ def main(argv=None):
                 "ratio_vs_torch": round(med["generated"] / med["torch"], 3) if "torch" in med else None,
                 "fraction_of_gemm_bound": round(med["bound"] / med["generated"], 3),
                 "speedup_vs_naive": round(med["naive"] / med["generated"], 2) if "naive" in med else None,
+                "array_api_over_generated": (
+                    round(med["array-api"] / med["generated"], 2) if "array-api" in med else None
+                ),
                 "cache_bytes": cache_bytes,
                 "backward_must_read_bytes": must_read,
                 "peak_fwd_bwd_bytes": peak,

@@ -199,7 +199,15 @@ def _emit(text: str, output: Path | None) -> None:
     help="Folder to write <cell>.py into (default: the package's generated/ folder).",
 )
 @click.option("--force", is_flag=True, help="Overwrite a file that symbolic-lstm did not generate.")
-def generate(cell: Cell, out_dir: Path | None, force: bool) -> None:
+@click.option(
+    "--backend",
+    type=click.Choice(["numpy", "array-api"]),
+    default="numpy",
+    show_default=True,
+    help="numpy: <cell>.py, fast, NumPy only; array-api: <cell>_array_api.py, runs on NumPy, PyTorch, CuPy, "
+    "JAX arrays (needs array-api-compat).",
+)
+def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> None:
     """Write the vectorised NumPy forward/backward kernels derived from the cell."""
     from .emit_numpy import CodegenError, render
     from .paths import generated_dir
@@ -210,7 +218,9 @@ def generate(cell: Cell, out_dir: Path | None, force: bool) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise click.BadParameter(f"cannot create folder {folder}: {e.strerror}", param_hint="--out") from None
-    target = folder / f"{cell.name}.py"
+    from . import emit_array_api
+
+    target = folder / (f"{emit_array_api.module_name(cell)}.py" if backend == "array-api" else f"{cell.name}.py")
     if target.is_dir():
         raise click.BadParameter(f"{target} is a folder; cannot write the module there", param_hint="--out")
     if target.exists() and not force and not is_generated(target):
@@ -219,7 +229,7 @@ def generate(cell: Cell, out_dir: Path | None, force: bool) -> None:
             param_hint="--out",
         )
     try:
-        text = render(cell)
+        text = emit_array_api.render(cell) if backend == "array-api" else render(cell)
     except CodegenError as e:
         raise click.BadParameter(str(e), param_hint="--cell") from None
     try:

@@ -18,9 +18,12 @@ def test_readme_has_examples():
 
 @pytest.mark.parametrize("code", RUNNABLE, ids=[f"block{i}" for i in range(len(RUNNABLE))])
 def test_readme_example_runs(code, capsys):
+    for module in ("torch", "array_api_compat"):
+        if f"import {module}" in code or (module == "array_api_compat" and "_array_api" in code):
+            pytest.importorskip(module)
     namespace: dict = {}
     exec(compile(code, str(README), "exec"), namespace)
-    if "mse_loss" in code:
+    if "print(E)" in code:
         assert namespace["E"] < 0.25  # the worked example's loss really falls
 
 
