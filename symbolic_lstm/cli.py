@@ -6,7 +6,9 @@ proof or gradient check exits with 1.
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -359,12 +361,25 @@ def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | No
 
 @main.command()
 @CELL
-@click.option("--data", type=click.Choice(["sunspots"]), default="sunspots", show_default=True, help="Shipped series.")
 @click.option(
-    "--window", type=click.IntRange(min=1, max=100), default=12, show_default=True, help="Years read per prediction."
+    "--data",
+    type=click.Choice(["tempest", "sunspots"]),
+    default="tempest",
+    show_default=True,
+    help="tempest: character model of Shakespeare's The Tempest; sunspots: yearly sunspot forecast.",
 )
-@click.option("--hidden", "-n", type=click.IntRange(min=1, max=1024), default=16, show_default=True, help="n_a.")
-@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option(
+    "--window",
+    type=click.IntRange(min=1, max=1000),
+    default=None,
+    help="Steps per sequence [tempest: 64 characters; sunspots: 12 years].",
+)
+@click.option(
+    "--hidden", "-n", type=click.IntRange(min=1, max=4096), default=None, help="n_a [tempest: 128; sunspots: 16]."
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="[tempest: 60, of 20 batches each; sunspots: 300]"
+)
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
@@ -383,22 +398,25 @@ def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | No
     "--resume",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Continue from a checkpoint up to --epochs (its settings are kept).",
+    help="Continue from a checkpoint up to --epochs (its other settings are kept).",
 )
 @click.option(
     "--plot",
     "plot_file",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="Save the loss curve and held-out prediction as PNG (needs matplotlib: pip install '.[plot]').",
+    help="Save the loss curve (and the sunspot forecast) as PNG (needs matplotlib: pip install '.[plot]').",
+)
+@click.option(
+    "--sample-every", type=click.IntRange(min=1), default=10, show_default=True, help="tempest: epochs between samples."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(
     cell: Cell,
     data: str,
-    window: int,
-    hidden: int,
-    epochs: int,
+    window: int | None,
+    hidden: int | None,
+    epochs: int | None,
     batch: int,
     optimizer: str,
     lr: float,
@@ -408,13 +426,16 @@ def train(
     checkpoint: Path | None,
     resume: Path | None,
     plot_file: Path | None,
+    sample_every: int,
     quiet: bool,
 ) -> None:
-    """Train the cell on a real series with W* = W − α ∂Error/∂W (SGD) or Adam.
+    """Train the cell on real data shipped with the package, with W* = W − α ∂Error/∂W (SGD) or Adam.
 
-    One-step-ahead prediction of the yearly sunspot numbers (1700–2008): the cell reads WINDOW years, a
-    linear read-out of a<T> predicts the next; the last 20 % of the years are held out and compared with
-    the naive forecast "next year = this year".
+    \b
+    tempest   character-level language model of The Tempest: softmax cross-entropy head on every step,
+              samples printed as it learns, held-out loss on the play's last tenth
+    sunspots  one-step-ahead forecast of the yearly sunspot numbers 1700–2008 through a linear read-out;
+              held-out years compared with the naive forecast "next year = this year"
     """
     from . import train as tr
     from .loader import load
@@ -424,9 +445,13 @@ def train(
             import matplotlib  # noqa: F401
         except ImportError:
             raise click.UsageError("--plot needs matplotlib: pip install matplotlib (or the '[plot]' extra)") from None
+    text = data in tr.TEXTS
+    window_d, hidden_d, epochs_d, holdout = (64, 128, 60, 0.1) if text else (12, 16, 300, 0.2)
+    clip_value = None if no_clip else clip
     config = tr.Config(
-        cell.name, data, window, hidden, epochs, batch, optimizer, lr, None if no_clip else clip, seed=seed
-    )
+        cell.name, data, window or window_d, hidden or hidden_d, epochs or epochs_d, batch, optimizer, lr,
+        clip_value, holdout, seed,
+    )  # fmt: skip
     start = None
     if resume is not None:
         try:
@@ -435,24 +460,46 @@ def train(
             raise click.BadParameter(str(e), param_hint="--resume") from None
         if saved.cell != cell.name:
             raise click.BadParameter(f"{resume} holds a {saved.cell!r} model, not {cell.name!r}", param_hint="--resume")
-        if epoch >= epochs:
+        if saved.data != data:
+            raise click.BadParameter(f"{resume} was trained on {saved.data!r}, not {data!r}", param_hint="--resume")
+        if epoch >= (epochs or 0):
             raise click.BadParameter(f"{resume} is at epoch {epoch}; ask for more with --epochs", param_hint="--epochs")
         config = tr.Config(**{**tr.asdict(saved), "epochs": epochs})
         start = (epoch, params, head, state)
     try:
         k = load(cell.name, warn_stale=False)
-        problem = tr.Problem(tr.load_series(config.data), config.window, config.holdout)
+        if text:
+            problem: tr.TextProblem | tr.Problem = tr.TextProblem(tr.load_text(data), config.window, config.holdout)
+        else:
+            problem = tr.Problem(tr.load_series(data), config.window, config.holdout)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     first = 0 if start is None else start[0]
+    what = (
+        f"{len(problem.train_ids)} training characters ({problem.vocab} distinct), {len(problem.test_ids)} held out"
+        if isinstance(problem, tr.TextProblem)
+        else f"{problem.n_train} training windows, {problem.n_test} held out"
+    )
     click.echo(
-        f"{cell.name}: n_a = {config.hidden}, window {config.window}, {problem.n_train} training windows, "
-        f"{problem.n_test} held out; {config.optimizer} lr {config.lr}, clip {config.clip}; "
-        f"epochs {first + 1}–{config.epochs}"
+        f"{cell.name} on {data}: n_a = {config.hidden}, window {config.window}, {what}; "
+        f"{config.optimizer} lr {config.lr}, clip {config.clip}; epochs {first + 1}–{config.epochs}"
     )
     losses: list[float] = []
+    samples: list[str] = []
+
+    def run(on_epoch: Callable[[int, float], None]) -> tr.History:
+        if isinstance(problem, tr.TextProblem):
+
+            def on_sample(epoch: int, sample: str) -> None:
+                samples.append(f"--- sample after epoch {epoch} (loss {losses[-1]:.3f}) ---\n{sample}")
+                if quiet:
+                    click.echo(samples[-1])
+
+            return tr.train_text(k, config, problem, start, on_epoch, checkpoint, on_sample, sample_every)[0]
+        return tr.train(k, config, problem, start, on_epoch, checkpoint)[0]
+
     if quiet:
-        history, _, _ = tr.train(k, config, problem, start, lambda _e, loss: losses.append(loss), checkpoint)
+        history = run(lambda _e, loss: losses.append(loss))
     else:
         with click.progressbar(
             length=config.epochs - first,
@@ -463,17 +510,31 @@ def train(
             def on_epoch(epoch: int, loss: float) -> None:
                 losses.append(loss)
                 bar.update(1)
+                while samples:  # print samples between progress updates
+                    click.echo("\n" + samples.pop(0))
 
-            history, _, _ = tr.train(k, config, problem, start, on_epoch, checkpoint)
+            history = run(on_epoch)
+        for rest in samples:
+            click.echo(rest)
     click.echo(
         f"training loss: {history.losses[0]:.4g} (epoch {first + 1}) → {history.losses[-1]:.4g} (epoch {config.epochs})"
     )
-    click.echo(
-        f"held-out RMSE {history.test_rmse:.1f} sunspots vs {history.baseline_rmse:.1f} for 'next year = this year' "
-        f"({problem.n_test} years, {int(history.test_years[0])}–{int(history.test_years[-1])})"
-    )
+    if isinstance(problem, tr.TextProblem):
+        nats = history.test_rmse
+        click.echo(
+            f"held-out loss {nats:.3f} nats/char ({nats / math.log(2):.2f} bits) on the last tenth of the play; "
+            f"a uniform guess over {problem.vocab} characters: {history.baseline_rmse:.3f}"
+        )
+        title = f"{cell.name} on {data} (characters)"
+    else:
+        click.echo(
+            f"held-out RMSE {history.test_rmse:.1f} sunspots vs {history.baseline_rmse:.1f} for "
+            f"'next year = this year' ({problem.n_test} years, "
+            f"{int(history.test_years[0])}–{int(history.test_years[-1])})"
+        )
+        title = f"{cell.name} on yearly sunspots"
     if checkpoint is not None:
         click.echo(f"wrote {checkpoint}", err=True)
     if plot_file is not None:
-        tr.plot(history, plot_file, f"{cell.name} on yearly sunspots")
+        tr.plot(history, plot_file, title)
         click.echo(f"wrote {plot_file}", err=True)

@@ -1,6 +1,10 @@
 """Training with the generated kernels: the article's update rule W* = W − α ∂Error/∂W on real sequences.
 
-The task shipped with the package is one-step-ahead prediction of the yearly sunspot numbers
+Two tasks ship with the package.  A character-level language model of Shakespeare's *The Tempest*
+(``data/tempest.txt``): one-hot characters in, the softmax cross-entropy head (``softmax_ce_loss``) predicts
+the next character at every step, samples of generated text are printed as it learns, and the held-out
+last tenth of the play gives a validation loss in bits per character.  And one-step-ahead prediction of
+the yearly sunspot numbers
 (``data/sunspots.csv``, 1700–2008): the cell reads the previous ``window`` years, a linear read-out of
 a<T> (``linear_mse_loss``, many-to-one) predicts the next year.  The last ``holdout`` of the years is held
 out, and the held-out error is compared with the naive forecast "next year = this year".
@@ -23,7 +27,8 @@ import numpy as np
 
 from .paths import data_dir
 
-DATASETS = ("sunspots",)
+DATASETS = ("sunspots", "tempest")
+TEXTS = ("tempest",)
 
 
 @dataclass(frozen=True)
@@ -35,9 +40,20 @@ class Series:
     values: np.ndarray
 
 
+def load_text(name: str = "tempest") -> str:
+    """Read a shipped text (ValueError for an unknown name or a damaged file)."""
+    if name not in TEXTS:
+        raise ValueError(f"unknown text {name!r}; shipped: {', '.join(TEXTS)}")
+    path = data_dir() / f"{name}.txt"
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+
+
 def load_series(name: str = "sunspots") -> Series:
     """Read a shipped series (ValueError for an unknown name or a damaged file)."""
-    if name not in DATASETS:
+    if name not in DATASETS or name in TEXTS:
         raise ValueError(f"unknown dataset {name!r}; shipped: {', '.join(DATASETS)}")
     path = data_dir() / f"{name}.csv"
     try:
@@ -241,6 +257,120 @@ def train(
     return history, params, head
 
 
+class TextProblem:
+    """A text as character indices; random chunks of ``window`` characters for training, the last
+    ``holdout`` of the text for validation."""
+
+    def __init__(self, text: str, window: int, holdout: float) -> None:
+        if window < 2:
+            raise ValueError(f"window must be at least 2 characters, got {window}")
+        if not 0 < holdout < 1:
+            raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
+        self.chars = sorted(set(text))
+        self.index = {ch: i for i, ch in enumerate(self.chars)}
+        self.ids = np.array([self.index[ch] for ch in text])
+        cut = int(len(text) * (1 - holdout))
+        self.train_ids, self.test_ids = self.ids[:cut], self.ids[cut:]
+        if len(self.train_ids) <= window + 1 or len(self.test_ids) <= window + 1:
+            raise ValueError(f"the text is too short for windows of {window} characters")
+        self.window = window
+
+    @property
+    def vocab(self) -> int:
+        return len(self.chars)
+
+    def one_hot(self, ids: np.ndarray) -> np.ndarray:
+        """(T, B) indices → (T, B, vocab) one-hot inputs."""
+        return np.eye(self.vocab)[ids]
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """x (window, B, vocab) and next-character labels (window, B), from random training offsets."""
+        starts = rng.integers(0, len(self.train_ids) - self.window - 1, size=size)
+        idx = starts[None, :] + np.arange(self.window)[:, None]
+        return self.one_hot(self.train_ids[idx]), self.train_ids[idx + 1]
+
+
+def sample(
+    k: ModuleType,
+    problem: TextProblem,
+    params: dict,
+    head: dict,
+    rng: np.random.Generator,
+    prime: str = "PROSPERO:\n",
+    length: int = 200,
+    temperature: float = 0.8,
+) -> str:
+    """Generate ``length`` characters after ``prime``, one step at a time with the state carried."""
+    prime = "".join(ch for ch in prime if ch in problem.index) or problem.chars[0]
+    init: dict[str, np.ndarray] = {}
+    out = k.forward(problem.one_hot(np.array([[problem.index[ch]] for ch in prime])), params)
+    text = []
+    for _ in range(length):
+        init = {f"{s}0": out[j][-1] for j, s in enumerate(k.STATES)}
+        logits = np.log(k.predict_proba(out[0][-1:], head)[0, 0] + 1e-12) / temperature
+        prob = np.exp(logits - logits.max())
+        ch = int(rng.choice(problem.vocab, p=prob / prob.sum()))
+        text.append(problem.chars[ch])
+        out = k.forward(problem.one_hot(np.array([[ch]])), params, **init)
+    return prime + "".join(text)
+
+
+def text_loss(k: ModuleType, problem: TextProblem, params: dict, head: dict, ids: np.ndarray) -> float:
+    """Mean cross-entropy per character (nats) over ``ids``, in chunks of the training window."""
+    n = (len(ids) - 1) // problem.window
+    idx = np.arange(n)[None, :] * problem.window + np.arange(problem.window)[:, None]
+    out = k.forward(problem.one_hot(ids[idx]), params)
+    E, _, _ = k.softmax_ce_loss(out[0], ids[idx + 1], head)
+    return E / idx.size
+
+
+def train_text(
+    k: ModuleType,
+    config: Config,
+    problem: TextProblem,
+    start: tuple[int, dict, dict, dict] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    checkpoint: str | Path | None = None,
+    on_sample: Callable[[int, str], None] | None = None,
+    sample_every: int = 10,
+    steps_per_epoch: int = 20,
+) -> tuple[History, dict, dict]:
+    """Train the character model: ``steps_per_epoch`` batches of random chunks per epoch."""
+    rng = np.random.default_rng(config.seed)
+    opt = Optimizer(config.optimizer, config.lr, config.clip)
+    if start is None:
+        first = 0
+        params = k.init_params(problem.vocab, config.hidden, seed=config.seed)
+        head = k.init_head(config.hidden, problem.vocab, seed=config.seed + 1)
+    else:
+        first, params, head, state = start
+        opt.load_state(state)
+        rng = np.random.default_rng([config.seed, first])
+    history = History()
+    for epoch in range(first, config.epochs):
+        total = 0.0
+        for _ in range(steps_per_epoch):
+            x, labels = problem.batch(rng, config.batch)
+            out = k.forward(x, params)
+            E, da, gh = k.softmax_ce_loss(out[0], labels, head)
+            g = k.backward(da, out[-1])
+            grads = {f"p/{n}": g[n] for n in params} | {f"head/{n}": v for n, v in gh.items()}
+            both = {f"p/{n}": v for n, v in params.items()} | {f"head/{n}": v for n, v in head.items()}
+            opt.step(both, grads)
+            total += E / labels.size
+        loss = total / steps_per_epoch
+        history.losses.append(loss)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, loss)
+        if on_sample is not None and ((epoch + 1) % sample_every == 0 or epoch + 1 == config.epochs):
+            on_sample(epoch + 1, sample(k, problem, params, head, np.random.default_rng(epoch)))
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, config, config.epochs, params, head, opt)
+    history.test_rmse = text_loss(k, problem, params, head, problem.test_ids)  # nats per character
+    history.baseline_rmse = float(np.log(problem.vocab))  # a uniform guess over the characters
+    return history, params, head
+
+
 def plot(history: History, path: str | Path, title: str) -> None:
     """Loss curve and held-out prediction vs truth, as a PNG (needs matplotlib: the ``plot`` extra)."""
     import matplotlib
@@ -248,6 +378,16 @@ def plot(history: History, path: str | Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if history.test_years is None:  # the character model: the loss curve alone
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(range(1, len(history.losses) + 1), history.losses, label="training")
+        ax.axhline(history.test_rmse, color="gray", linestyle="--", label="held-out (end)")
+        ax.set(xlabel="epoch", ylabel="cross-entropy (nats per character)", title=title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.semilogy(range(1, len(history.losses) + 1), history.losses)
     ax1.set(xlabel="epoch", ylabel="training loss (½ squared error per window)", title="loss")
