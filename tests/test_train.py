@@ -121,3 +121,17 @@ def test_cli_character_model_tiny(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "sample after epoch 2" in r.output and "nats/char" in r.output
+
+
+def test_every_shipped_data_file_is_packaged():
+    """An installed package must carry data/ whole (a .txt once was left out of the wheel)."""
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["symbolic_lstm.data"].split(",")]
+    for f in (root / "data").iterdir():
+        assert any(fnmatch.fnmatch(f.name, pat) for pat in patterns), f"data/{f.name} is not in package_data"
