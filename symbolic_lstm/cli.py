@@ -52,9 +52,10 @@ def main() -> None:
     \b
     derive    print the LaTeX derivation of dError/d(target), stage by stage
     prove     check the chain-rule engine against direct differentiation of an unrolled net
-    generate  write the vectorised NumPy kernels derived from the cell
+    generate  write the kernels derived from the cell (NumPy, or array-API with --backend)
     check     check the generated kernels against central differences
     graph     draw the computation graph: stages, forks, backward edges with their partials
+    train     train a cell on shipped real data (The Tempest, yearly sunspots)
     """
 
 
@@ -210,7 +211,7 @@ def _emit(text: str, output: Path | None) -> None:
     "JAX arrays (needs array-api-compat).",
 )
 def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> None:
-    """Write the vectorised NumPy forward/backward kernels derived from the cell."""
+    """Write the forward/backward kernels derived from the cell: NumPy (default) or array-API (--backend)."""
     from .emit_numpy import CodegenError, render
     from .paths import generated_dir
     from .stale import is_generated
