@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import jinja2
 import sympy as sp
 
 from . import __version__
 from .cell import Cell, Elementwise, Linear, Reduce
 from .derivation import StepDerivation, derive
-from .emit_numpy import CODEGEN_MODULES, CodegenError, _is_seed, _seed, _uni, _uni_expr, _uni_time
+from .emit_numpy import CODEGEN_MODULES, CodegenError, _is_seed, _seed, _uni, _uni_expr, _uni_time, template_env
 from .paths import PACKAGE_DIR, templates_dir
 from .printer_numpy import KernelPrinter
 
@@ -138,23 +137,18 @@ def module_name(cell: Cell) -> str:
 def render(cell: Cell) -> str:
     """The array-API module for ``cell``, as text (byte-stable)."""
     plan = ArrayAPIPlan(cell)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["uni_time"] = _uni_time
-    return env.get_template(TEMPLATE).render(
-        version=__version__,
-        template=TEMPLATE,
-        cell=cell,
-        plan=plan,
-        source_hash=source_hash(cell),
-        module=module_name(cell),
-        elementwise=Elementwise,
-        backend=BACKEND,
-        codegen=CODEGEN_MODULES,
+    return (
+        template_env()
+        .get_template(TEMPLATE)
+        .render(
+            version=__version__,
+            template=TEMPLATE,
+            cell=cell,
+            plan=plan,
+            source_hash=source_hash(cell),
+            module=module_name(cell),
+            elementwise=Elementwise,
+            backend=BACKEND,
+            codegen=CODEGEN_MODULES,
+        )
     )

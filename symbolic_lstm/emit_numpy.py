@@ -668,9 +668,8 @@ class _CommentPrinter(sp.printing.str.StrPrinter):
         return f"1/√({self._print(expr.args[0])})"
 
 
-def render(cell: Cell) -> str:
-    """The generated module for ``cell``, as text (byte-stable)."""
-    plan = KernelPlan(cell)
+def template_env() -> jinja2.Environment:
+    """The Jinja2 environment every backend renders with: strict, whitespace-exact, the comment filters."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
@@ -681,6 +680,13 @@ def render(cell: Cell) -> str:
     )
     env.filters["uni"] = _uni
     env.filters["uni_time"] = _uni_time
+    return env
+
+
+def render(cell: Cell) -> str:
+    """The generated module for ``cell``, as text (byte-stable)."""
+    plan = KernelPlan(cell)
+    env = template_env()
     env.filters["add_prefix"] = lambda s, prefix: prefix + s
     template = env.get_template(TEMPLATE)
     if len(cell.inputs) != 1:

@@ -211,6 +211,27 @@ def evaluate(k: ModuleType, problem: Problem, params: dict, head: dict) -> tuple
     return rmse, base, pred[:, 0] * problem.scale
 
 
+def _begin(
+    k: ModuleType, config: Config, n_x: int, n_y: int, start: tuple[int, dict, dict, dict] | None
+) -> tuple[int, dict, dict, Optimizer, np.random.Generator]:
+    """(first epoch, params, head, optimiser, batch rng): fresh, or from a checkpoint's ``start``."""
+    opt = Optimizer(config.optimizer, config.lr, config.clip)
+    if start is None:
+        params = k.init_params(n_x, config.hidden, seed=config.seed)
+        head = k.init_head(config.hidden, n_y, seed=config.seed + 1)
+        return 0, params, head, opt, np.random.default_rng(config.seed)
+    first, params, head, state = start
+    opt.load_state(state)
+    return first, params, head, opt, np.random.default_rng([config.seed, first])  # fresh, reproducible batches
+
+
+def _update(opt: Optimizer, params: dict, head: dict, g: dict, gh: dict) -> None:
+    """One optimiser step on the cell's and the head's parameters together (arrays updated in place)."""
+    grads = {f"p/{n}": g[n] for n in params} | {f"head/{n}": v for n, v in gh.items()}
+    both = {f"p/{n}": v for n, v in params.items()} | {f"head/{n}": v for n, v in head.items()}
+    opt.step(both, grads)
+
+
 def train(
     k: ModuleType,
     config: Config,
@@ -223,26 +244,14 @@ def train(
 
     Returns (history, params, head).  ``on_epoch(epoch, loss)`` is called after every epoch.
     """
-    rng = np.random.default_rng(config.seed)
-    opt = Optimizer(config.optimizer, config.lr, config.clip)
-    if start is None:
-        first = 0
-        params = k.init_params(1, config.hidden, seed=config.seed)
-        head = k.init_head(config.hidden, 1, seed=config.seed + 1)
-    else:
-        first, params, head, state = start
-        opt.load_state(state)
-        rng = np.random.default_rng([config.seed, first])  # a resumed run draws fresh, reproducible batches
+    first, params, head, opt, rng = _begin(k, config, 1, 1, start)
     history = History()
     for epoch in range(first, config.epochs):
         total = 0.0
         for idx in problem.batches(rng, config.batch):
             out = k.forward(problem.x[:, idx], params)
             E, da, gh = k.linear_mse_loss(out[0], problem.y[idx], head, "many-to-one")
-            g = k.backward(da, out[-1])
-            grads = {f"p/{n}": g[n] for n in params} | {f"head/{n}": v for n, v in gh.items()}
-            both = {f"p/{n}": v for n, v in params.items()} | {f"head/{n}": v for n, v in head.items()}
-            opt.step(both, grads)
+            _update(opt, params, head, k.backward(da, out[-1]), gh)
             total += E
         loss = total / problem.n_train
         history.losses.append(loss)
@@ -336,16 +345,7 @@ def train_text(
     steps_per_epoch: int = 20,
 ) -> tuple[History, dict, dict]:
     """Train the character model: ``steps_per_epoch`` batches of random chunks per epoch."""
-    rng = np.random.default_rng(config.seed)
-    opt = Optimizer(config.optimizer, config.lr, config.clip)
-    if start is None:
-        first = 0
-        params = k.init_params(problem.vocab, config.hidden, seed=config.seed)
-        head = k.init_head(config.hidden, problem.vocab, seed=config.seed + 1)
-    else:
-        first, params, head, state = start
-        opt.load_state(state)
-        rng = np.random.default_rng([config.seed, first])
+    first, params, head, opt, rng = _begin(k, config, problem.vocab, problem.vocab, start)
     history = History()
     for epoch in range(first, config.epochs):
         total = 0.0
@@ -353,10 +353,7 @@ def train_text(
             x, labels = problem.batch(rng, config.batch)
             out = k.forward(x, params)
             E, da, gh = k.softmax_ce_loss(out[0], labels, head)
-            g = k.backward(da, out[-1])
-            grads = {f"p/{n}": g[n] for n in params} | {f"head/{n}": v for n, v in gh.items()}
-            both = {f"p/{n}": v for n, v in params.items()} | {f"head/{n}": v for n, v in head.items()}
-            opt.step(both, grads)
+            _update(opt, params, head, k.backward(da, out[-1]), gh)
             total += E / labels.size
         loss = total / steps_per_epoch
         history.losses.append(loss)
