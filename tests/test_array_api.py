@@ -75,3 +75,22 @@ def test_empty_sequence_and_bad_input():
         m.forward(np.zeros((1, 4, 2)), {"W_f": p["W_f"]})
     with pytest.raises(TypeError, match="real floating"):
         m.forward(np.zeros((1, 4, 2), dtype=int), p)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "layernorm"])
+def test_jax_arrays_which_are_immutable(name):
+    """JAX arrays cannot be updated in place: the module must build every value as a new array."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    k, m = load(name), load(f"{name}_array_api")
+    p, x, init, y = _problem(k, seed=4)
+    _, _, g = _reference(k, p, x, init, y, "many-to-many")
+    out = m.forward(
+        jnp.asarray(x), {n: jnp.asarray(v) for n, v in p.items()}, **{n: jnp.asarray(v) for n, v in init.items()}
+    )
+    g2 = m.backward(m.mse_loss(out[0], jnp.asarray(y))[1], out[-1])
+    for n in g:
+        assert isinstance(g2[n], jax.Array), n
+        np.testing.assert_allclose(np.asarray(g2[n]), g[n], rtol=1e-11, atol=1e-13, err_msg=n)
