@@ -73,18 +73,6 @@ def generated_impl(k, p, x, y):
     return run
 
 
-def array_api_impl(p, x, y):
-    """The portable array-API module (``generate --backend array-api``) on the same NumPy arrays."""
-    m = load("lstm_array_api")
-
-    def run():
-        a, _, cache = m.forward(x, p)
-        _, da = m.mse_loss(a, y)
-        return m.backward(da, cache)
-
-    return run
-
-
 def naive_impl(p, x, y):
     B, n_a = x.shape[1], p["b_f"].shape[0]
     zeros = np.zeros((B, n_a), x.dtype)
@@ -223,7 +211,8 @@ def main(argv=None):
             if torch is not None:
                 impls["torch"] = torch_impl(p, x, y)
             if not args.no_array_api and importlib.util.find_spec("array_api_compat") is not None:
-                impls["array-api"] = array_api_impl(p, x, y)
+                # the portable module (generate --backend array-api) on the same NumPy arrays
+                impls["array-api"] = generated_impl(load("lstm_array_api"), p, x, y)
             if not args.no_naive:
                 impls["naive"] = naive_impl(p, x, y)
                 check_agreement(impls["generated"], impls["naive"], impls.get("torch"), dtype)

@@ -181,8 +181,10 @@ def prove(
     click.echo("all gradients equal direct differentiation of the unrolled Error")
 
 
-def _emit(text: str, output: Path | None) -> None:
+def _emit(text: str | bytes, output: Path | None) -> None:
+    """Write ``text`` (or a drawing's bytes) to ``output`` atomically, or to standard output."""
     if output is None:
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
         click.echo(text, nl=not text.endswith("\n"))
     else:
         try:
@@ -350,14 +352,7 @@ def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | No
         data = render(text, fmt)
     except GraphvizMissingError as e:
         raise click.UsageError(str(e)) from None
-    if output is None:
-        click.echo(data.decode("utf-8"), nl=False)
-        return
-    try:
-        write_atomic(output, data)
-    except OSError as e:
-        raise click.BadParameter(f"cannot write {output}: {e.strerror}", param_hint="--output") from None
-    click.echo(f"wrote {output}", err=True)
+    _emit(data, output)
 
 
 @main.command()

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import __version__
-from .cell import Cell, Elementwise, Linear, Reduce
+from .cell import Cell, Linear, Reduce
 from .derivation import StepDerivation, derive
-from .emit_numpy import CODEGEN_MODULES, CodegenError, _is_seed, _seed, _uni, _uni_expr, _uni_time, template_env
+from .emit_numpy import CodegenError, _is_seed, _seed, _uni, _uni_expr, _uni_time, template_env
 from .paths import PACKAGE_DIR, templates_dir
 from .printer_numpy import KernelPrinter
 
@@ -52,7 +52,6 @@ class ArrayAPIPlan:
         self.input = cell.inputs[0]
         self.d: StepDerivation = derive(cell, scored=(cell.output, *[s for s in cell.states if s != cell.output]))
         self.p = ArrayAPIPrinter()
-        self.sizes = {k: "n_x" if k in cell.inputs else "n_a" for k in cell.leaves}
 
     def columns(self, st: Linear, operand: str) -> str:
         """The columns of W that multiply ``operand``, as a slice (operands in order, n_a or n_x wide)."""
@@ -146,9 +145,6 @@ def render(cell: Cell) -> str:
             cell=cell,
             plan=plan,
             source_hash=source_hash(cell),
-            module=module_name(cell),
-            elementwise=Elementwise,
             backend=BACKEND,
-            codegen=CODEGEN_MODULES,
         )
     )
