@@ -144,6 +144,7 @@ def memory(k, p, x, y):
     cache_bytes = sum(v.nbytes for name, v in cache.items() if name != "W")
     del a, cache
     must_read = (n_x + 7 * n_a) * T * B * x.dtype.itemsize
+    k.release_buffers()  # no buffer kept from an earlier call: the peak counts every array this call needs
     tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]

@@ -587,6 +587,21 @@ class KernelPlan:
         return f"{lhs} = {text}{fork}"
 
     # -- loss ---------------------------------------------------------------------------------------
+    @property
+    def loss_is_half_square(self) -> bool:
+        """Whether Error = ½ (∂Error/∂a)² holds identically (the article's ½(â − a)²): the kernel then takes E
+        from the gradient it returns anyway, one pass instead of three."""
+        out = self.cell.output
+        e = self.d.loss(node(out), target(out))
+        de = self.d.partials[Partial(ERROR, node(out))]
+        return sp.simplify(e - de**2 / 2) == 0
+
+    @property
+    def recycled(self) -> list[str]:
+        """Cache entries backward consumes (keep_cache=False) and the next forward may reuse."""
+        names = ["gates"] + (["pre"] if self.keep_pre else [])
+        return names + [f"{n}_seq" for n in self.aux.values()] + [f"{n}_seq" for n in self.stored_stages]
+
     def loss(self, output: str, hat: str) -> tuple[str, str]:
         """The Error and its derivative (from the engine), printed with the given variable names."""
         out = self.cell.output
