@@ -35,7 +35,7 @@ from .emit_latex import Timeline
 from .heads import linear_mse, softmax_ce
 from .notation import ERROR, Partial, future, node, target
 from .paths import PACKAGE_DIR, templates_dir
-from .printer_inplace import inplace
+from .printer_inplace import SIGMOID_INNER, inplace, sigmoid_of_scaled
 from .printer_numpy import KernelPrinter
 
 TEMPLATE = "numpy/cell_module.py.j2"
@@ -82,6 +82,7 @@ class Group:
     lines: tuple[str, ...]
     comment: str
     late: str | None = None  # activated once this inner node's product is in (None: at the start of the step)
+    folded: bool = False  # σ whose inner ½ is in the forward copies of W and b (``KernelPlan.folds``)
 
     @property
     def slice(self) -> str:
@@ -349,9 +350,25 @@ class KernelPlan:
                 + ", ".join(_uni(g.stage.name) for g in members)
                 + ")"
             )
-            code = tuple(inplace(expr, view, SCRATCH, self.printer))
-            out.append(Group(fname, members[0].index, members[-1].index + 1, code, comment, phase))
+            folded = fname == "sigmoid" and not self.keep_pre
+            if folded:  # the block already holds ½·sum (forward scaled these columns of W and b)
+                code = tuple(sigmoid_of_scaled(view))
+            else:
+                code = tuple(inplace(expr, view, SCRATCH, self.printer))
+            out.append(Group(fname, members[0].index, members[-1].index + 1, code, comment, phase, folded))
         return out
+
+    @property
+    def folds(self) -> list[Group]:
+        """σ groups whose inner ½ (σ(z) = ½·tanh(z/2) + ½) forward applies to their columns of W and b once
+        per call instead of to the block at every step.  Not where backward reads the pre-activations."""
+        return [grp for grp in self.groups if grp.folded]
+
+    def fold_of(self, pr: Product) -> str:
+        """`` * fold`` (or its rows) for a product's forward weights when they include folded σ columns."""
+        if not any(grp.start < pr.stop and pr.start < grp.stop for grp in self.folds):
+            return ""
+        return " * fold" if pr.all_gates else f" * fold[{pr.rows}]"
 
     def _backward_reads(self) -> set[sp.Symbol]:
         reads: set[sp.Symbol] = set()
@@ -716,6 +733,7 @@ def render(cell: Cell) -> str:
         "plan": plan,
         "gates": plan.gates,
         "groups": plan.groups,
+        "inner": SIGMOID_INNER,
         "forward_lines": forward_lines,
         "backward_lines": backward_lines,
         "after_loop": plan.after_loop(),

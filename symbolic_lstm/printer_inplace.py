@@ -38,6 +38,17 @@ def inplace(expr: sp.Expr, dest: str, scratch: list[str], printer: KernelPrinter
     return lowering.lines
 
 
+#: σ(x) = ½·tanh(SIGMOID_INNER·x) + ½.  The inner factor is linear in x, so a kernel whose σ arguments are
+#: matrix products may fold it into the weights once per call (``sigmoid_of_scaled``) instead of scaling
+#: the activations at every step.
+SIGMOID_INNER = 0.5
+
+
+def sigmoid_of_scaled(dest: str) -> list[str]:
+    """σ(x) in place, for a buffer that already holds SIGMOID_INNER·x: ½·tanh(·) + ½."""
+    return [f"np.tanh({dest}, out={dest})", f"{dest} *= 0.5", f"{dest} += 0.5"]
+
+
 def scratch_needed(expr: sp.Expr) -> int:
     """How many scratch buffers :func:`inplace` uses for ``expr``."""
     probe = _Lowering(KernelPrinter(), [f"_s{i}" for i in range(64)])
@@ -207,10 +218,8 @@ class _Lowering:
             # σ(x) = ½·tanh(x/2) + ½: one transcendental, no overflow
             if not _is_leaf(arg):
                 self.into(arg, dest)
-            self.emit(f"np.multiply({src}, 0.5, out={dest})")
-            self.emit(f"np.tanh({dest}, out={dest})")
-            self.emit(f"{dest} *= 0.5")
-            self.emit(f"{dest} += 0.5")
+            self.emit(f"np.multiply({src}, {SIGMOID_INNER}, out={dest})")
+            self.lines += sigmoid_of_scaled(dest)
             return True
         if isinstance(e, softsign):
             # softsign(x) = x / (1 + |x|): x is read twice, so 1 + |x| goes to scratch (x may live in dest)

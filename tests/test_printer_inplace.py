@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from symbolic_lstm.functions import sigmoid, softsign
-from symbolic_lstm.printer_inplace import InplaceError, inplace, scratch_needed
+from symbolic_lstm.printer_inplace import SIGMOID_INNER, InplaceError, inplace, scratch_needed, sigmoid_of_scaled
 
 NAMES = "Gamma_f Gamma_u Gamma_o c_tilde c c_prev delta_a delta_c tanh_c dc_next a y"
 SYMS = sp.symbols(NAMES)
@@ -77,3 +77,11 @@ def test_activation_in_place_reads_its_argument_before_overwriting(f):
 def test_reading_the_destination_is_refused():
     with pytest.raises(InplaceError, match="reads its destination"):
         inplace(a * y + a, "a", ["tmp0"])
+
+
+def test_sigmoid_of_scaled_is_sigmoid_when_the_argument_carries_the_inner_factor():
+    """Kernels fold σ's inner ½ into W and b; what they then apply must still be σ (checked symbolically)."""
+    x = sp.Symbol("x", real=True)
+    assert sigmoid_of_scaled("v") == ["np.tanh(v, out=v)", "v *= 0.5", "v += 0.5"]
+    applied = sp.tanh(sp.nsimplify(SIGMOID_INNER) * x) / 2 + sp.Rational(1, 2)
+    assert sp.simplify((applied - sigmoid(x)).rewrite(sp.exp)) == 0
