@@ -364,6 +364,23 @@ class KernelPlan:
         per call instead of to the block at every step.  Not where backward reads the pre-activations."""
         return [grp for grp in self.groups if grp.folded]
 
+    @property
+    def sigmoid_primes(self) -> list[Group]:
+        """σ groups of two or more gates: backward takes σ'(sum_g) = Γ_g(1 − Γ_g) for all of them in two
+        passes over the group's columns, where each gate's δ would otherwise take two of its own."""
+        return [grp for grp in self.groups if grp.function == "sigmoid" and grp.stop - grp.start > 1]
+
+    def prime_of(self, g: Gate) -> str:
+        """Name of the (B, n_a) view holding σ'(sum_g) = Γ_g(1 − Γ_g) during a backward step."""
+        return f"{g.value}_prime"
+
+    def _with_sigmoid_primes(self, value: sp.Expr) -> sp.Expr:
+        for grp in self.sigmoid_primes:
+            for g in self.gates[grp.start : grp.stop]:
+                G = sp.Symbol(g.value)
+                value = value.subs(G * (1 - G), sp.Symbol(self.prime_of(g)))
+        return value
+
     def fold_of(self, pr: Product) -> str:
         """`` * fold`` (or its rows) for a product's forward weights when they include folded σ columns."""
         if not any(grp.start < pr.stop and pr.start < grp.stop for grp in self.folds):
@@ -503,6 +520,7 @@ class KernelPlan:
             if optional:
                 expr = expr.xreplace({_seed(v): 0})
             value = d.evaluate(expr, keep=_is_seed).xreplace(rename).xreplace(self._aux_names())
+            value = self._with_sigmoid_primes(value)
             comment = self.comment(v)
             linear = d.graph.linear_consumers(v)
             prev_state = self.cell.state_of_prev(v)
@@ -720,6 +738,7 @@ def render(cell: Cell) -> str:
     plan = KernelPlan(cell)
     env = template_env()
     env.filters["add_prefix"] = lambda s, prefix: prefix + s
+    env.filters["prime_of"] = plan.prime_of
     template = env.get_template(TEMPLATE)
     if len(cell.inputs) != 1:
         raise CodegenError(f"cell {cell.name!r}: the NumPy template supports exactly one input, got {cell.inputs}")

@@ -282,3 +282,22 @@ def test_mse_loss_value_is_half_the_squared_gradient(k):
     E, da = k.mse_loss(a, y)
     assert E == pytest.approx(0.5 * np.sum((y - a) ** 2), rel=1e-14)
     np.testing.assert_array_equal(da, a - y)
+
+
+def test_lstm_steps_make_few_numpy_calls():
+    """The per-step work of the issue's recipe: fused gate blocks, σ through one tanh with its ½ folded into
+    W, σ' of the three σ gates in one pass, in-place ufuncs.  A regression here costs every step."""
+    tree = ast.parse((generated_dir() / "lstm.py").read_text(encoding="utf-8"))
+    counts = {}
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name in ("forward", "backward"):
+            loop = next(n for n in ast.walk(fn) if isinstance(n, ast.For))
+            calls = [
+                n
+                for n in ast.walk(loop)
+                if isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and getattr(n.func.value, "id", "") == "np"
+            ]
+            counts[fn.name] = len(calls) + sum(isinstance(n, ast.AugAssign) for n in ast.walk(loop))
+    assert counts == {"forward": 11, "backward": 21}, counts
