@@ -118,6 +118,20 @@ class Product:
         return f"{self.operand}_rows = slice({self.start} * n_a, {self.stop} * n_a)"
 
     @property
+    def gate_index(self) -> str:
+        """The gates it feeds in a step's gate-major block (G, B, n_a), as code: an index or a slice variable."""
+        return str(self.start) if self.stop - self.start == 1 else f"{self.operand}_gates"
+
+    @property
+    def gates_code(self) -> str:
+        return f"{self.operand}_gates = slice({self.start}, {self.stop})"
+
+    def by_gate(self, rows: str) -> str:
+        """A row-major (B, k·n_a) array of its gates as the gate-major block's shape (k, B, n_a) (a view)."""
+        k = self.stop - self.start
+        return rows if k == 1 else f"{rows}.reshape(B, {k}, n_a).transpose(1, 0, 2)"
+
+    @property
     def scratch(self) -> str:
         return "SW" if self.all_gates else f"SW_{self.operand}"
 
@@ -247,14 +261,27 @@ class KernelPlan:
 
     @property
     def slice_code(self) -> str:
-        """Slices of the fused block, one per gate (and the gate rows of partial products)."""
+        """Gate indices of a step's gate-major block (G, B, n_a), and, for partial products, their gates'
+        columns of the row-major sums (rows of W) and their range of gates."""
         if len(self.gates) == 1:
-            code = f"{self.gates[0].slice} = slice(0, n_a)"
+            code = f"{self.gates[0].slice} = 0"
         else:
             names = ", ".join(g.slice for g in self.gates)
-            code = f"{names} = (slice(k * n_a, (k + 1) * n_a) for k in range({len(self.gates)}))"
+            code = f"{names} = range({len(self.gates)})"
         rows = [pr.rows_code for pr in self.products if not pr.all_gates]
-        return "\n    ".join([code, *rows])
+        ranges = [pr.gates_code for pr in self.products if pr.stop - pr.start > 1 and not pr.all_gates]
+        return "\n    ".join([code, *rows, *ranges])
+
+    @property
+    def regroup(self) -> bool:
+        """Whether a step's sums are regrouped gate by gate: with one gate the two layouts are the same."""
+        return len(self.gates) > 1
+
+    @property
+    def full_product_first(self) -> bool:
+        """One leaf product over all gates: it writes the step's row-major sums, the input half is added."""
+        leaves = self.leaf_products
+        return len(leaves) == 1 and leaves[0].all_gates
 
     @property
     def group_slice_code(self) -> str:
@@ -264,7 +291,9 @@ class KernelPlan:
             return ""
         comma = "," if len(groups) == 1 else ""
         names = ", ".join(grp.slice for grp in groups)
-        slices = ", ".join(f"slice({grp.start} * n_a, {grp.stop} * n_a)" for grp in groups)
+        slices = ", ".join(  # one gate: its index, so the view is that gate's (B, n_a) block
+            str(grp.start) if grp.stop - grp.start == 1 else f"slice({grp.start}, {grp.stop})" for grp in groups
+        )
         return f"{names}{comma} = {slices}{comma}"
 
     @property
@@ -381,6 +410,10 @@ class KernelPlan:
                 value = value.subs(G * (1 - G), sp.Symbol(self.prime_of(g)))
         return value
 
+    def gate_index(self, pr: Product) -> str:
+        """The gates a product feeds, indexing a step's gate-major block: the gate's name for one gate."""
+        return self.gates[pr.start].slice if pr.stop - pr.start == 1 else pr.gate_index
+
     def fold_of(self, pr: Product) -> str:
         """`` * fold`` (or its rows) for a product's forward weights when they include folded σ columns."""
         if not any(grp.start < pr.stop and pr.start < grp.stop for grp in self.folds):
@@ -452,13 +485,13 @@ class KernelPlan:
             gates = [g for g in self.gates if g.late == k]
             names = ", ".join(_uni(g.stage.name) for g in gates)
             lines.append(Line(f"np.matmul({k}, W_{k}, out={pr.scratch})", f"{names} += W^({_uni(k)}) {_uni_time(k)}"))
-            lines.append(Line(f"S[:, {pr.rows}] += {pr.scratch}"))
+            lines.append(Line(f"S[{self.gate_index(pr)}] += {pr.by_gate(pr.scratch)}"))
             for grp in self.groups:
                 if grp.late == k:
-                    lines.append(Line(f"{grp.view} = S[:, {grp.slice}]", f"{grp.comment}, in place"))
+                    lines.append(Line(f"{grp.view} = S[{grp.slice}]", f"{grp.comment}, in place"))
                     lines += [Line(c) for c in grp.lines]
             values = ", ".join(g.value for g in gates)
-            views = ", ".join(f"S[:, {g.slice}]" for g in gates)
+            views = ", ".join(f"S[{g.slice}]" for g in gates)
             lines.append(Line(f"{values} = {views}"))
         return lines
 
@@ -530,7 +563,15 @@ class KernelPlan:
                 target_var = f"delta_{v}"
             if linear:
                 pr = next(pr for pr in self.products if pr.operand == v)
-                D = "dS" if pr.all_gates else f"dS[:, {pr.rows}]"
+                if pr.stop - pr.start == 1:  # one gate: its block of dS, contiguous
+                    D = f"dS[{self.gate_index(pr)}]"
+                elif pr.all_gates:  # all gates: the row-major copy of dS that BLAS reads as one (B, G·n_a) matrix
+                    D = "dSr"
+                    if self.regroup:
+                        lines.append(Line("np.copyto(dSr_by_gate, dS)", "δsum_g<t> into the row-major dSr"))
+                else:
+                    D = f"dSr[:, {pr.rows}]"
+                    lines.append(Line(f"np.copyto(dSr_by_gate[{pr.gate_index}], dS[{pr.gate_index}])"))
                 rule = rules.operand[self.operands[pr.position]].xreplace(
                     {rules.D: _ms(D), rules.W[self.operands[pr.position]]: _ms(f"W_{v}")}
                 )
