@@ -118,18 +118,18 @@ class Product:
         return f"{self.operand}_rows = slice({self.start} * n_a, {self.stop} * n_a)"
 
     @property
-    def gate_index(self) -> str:
-        """The gates it feeds in a step's gate-major block (G, B, n_a), as code: an index or a slice variable."""
-        return str(self.start) if self.stop - self.start == 1 else f"{self.operand}_gates"
+    def count(self) -> int:
+        """How many gates read it."""
+        return self.stop - self.start
 
     @property
     def gates_code(self) -> str:
+        """Its range of gates in a step's gate-major block (G, B, n_a), for products over several gates."""
         return f"{self.operand}_gates = slice({self.start}, {self.stop})"
 
     def by_gate(self, rows: str) -> str:
         """A row-major (B, k·n_a) array of its gates as the gate-major block's shape (k, B, n_a) (a view)."""
-        k = self.stop - self.start
-        return rows if k == 1 else f"{rows}.reshape(B, {k}, n_a).transpose(1, 0, 2)"
+        return rows if self.count == 1 else f"{rows}.reshape(B, {self.count}, n_a).transpose(1, 0, 2)"
 
     @property
     def scratch(self) -> str:
@@ -137,8 +137,7 @@ class Product:
 
     @property
     def width(self) -> str:
-        k = self.stop - self.start
-        return "n_a" if k == 1 else f"{k} * n_a"
+        return "n_a" if self.count == 1 else f"{self.count} * n_a"
 
 
 @dataclass(frozen=True)
@@ -269,7 +268,7 @@ class KernelPlan:
             names = ", ".join(g.slice for g in self.gates)
             code = f"{names} = range({len(self.gates)})"
         rows = [pr.rows_code for pr in self.products if not pr.all_gates]
-        ranges = [pr.gates_code for pr in self.products if pr.stop - pr.start > 1 and not pr.all_gates]
+        ranges = [pr.gates_code for pr in self.products if pr.count > 1 and not pr.all_gates]
         return "\n    ".join([code, *rows, *ranges])
 
     @property
@@ -411,8 +410,9 @@ class KernelPlan:
         return value
 
     def gate_index(self, pr: Product) -> str:
-        """The gates a product feeds, indexing a step's gate-major block: the gate's name for one gate."""
-        return self.gates[pr.start].slice if pr.stop - pr.start == 1 else pr.gate_index
+        """The gates a product feeds, indexing a step's gate-major block: the gate's name for one gate, else
+        the product's range (``gates_code``)."""
+        return self.gates[pr.start].slice if pr.count == 1 else f"{pr.operand}_gates"
 
     def fold_of(self, pr: Product) -> str:
         """`` * fold`` (or its rows) for a product's forward weights when they include folded σ columns."""
@@ -563,7 +563,7 @@ class KernelPlan:
                 target_var = f"delta_{v}"
             if linear:
                 pr = next(pr for pr in self.products if pr.operand == v)
-                if pr.stop - pr.start == 1:  # one gate: its block of dS, contiguous
+                if pr.count == 1:  # one gate: its block of dS, contiguous
                     D = f"dS[{self.gate_index(pr)}]"
                 elif pr.all_gates:  # all gates: the row-major copy of dS that BLAS reads as one (B, G·n_a) matrix
                     D = "dSr"
@@ -571,7 +571,7 @@ class KernelPlan:
                         lines.append(Line("np.copyto(dSr_by_gate, dS)", "δsum_g<t> into the row-major dSr"))
                 else:
                     D = f"dSr[:, {pr.rows}]"
-                    lines.append(Line(f"np.copyto(dSr_by_gate[{pr.gate_index}], dS[{pr.gate_index}])"))
+                    lines.append(Line(f"np.copyto(dSr_by_gate[{self.gate_index(pr)}], dS[{self.gate_index(pr)}])"))
                 rule = rules.operand[self.operands[pr.position]].xreplace(
                     {rules.D: _ms(D), rules.W[self.operands[pr.position]]: _ms(f"W_{v}")}
                 )
@@ -667,10 +667,14 @@ class KernelPlan:
     def loss_is_half_square(self) -> bool:
         """Whether Error = ½ (∂Error/∂a)² holds identically (the article's ½(â − a)²): the kernel then takes E
         from the gradient it returns anyway, one pass instead of three."""
-        out = self.cell.output
-        e = self.d.loss(node(out), target(out))
-        de = self.d.partials[Partial(ERROR, node(out))]
+        e, de = self._loss_exprs
         return sp.simplify(e - de**2 / 2) == 0
+
+    @cached_property
+    def _loss_exprs(self) -> tuple[sp.Expr, sp.Expr]:
+        """The Error of the output and its derivative, from the engine."""
+        out = self.cell.output
+        return self.d.loss(node(out), target(out)), self.d.partials[Partial(ERROR, node(out))]
 
     @property
     def recycled(self) -> list[str]:
@@ -681,8 +685,7 @@ class KernelPlan:
     def loss(self, output: str, hat: str) -> tuple[str, str]:
         """The Error and its derivative (from the engine), printed with the given variable names."""
         out = self.cell.output
-        e = self.d.loss(node(out), target(out))
-        de = self.d.partials[Partial(ERROR, node(out))]
+        e, de = self._loss_exprs
         names = {node(out): sp.Symbol(output), target(out): sp.Symbol(hat)}
         return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
 
