@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from .functions import diff_real
+
 
 class CellError(ValueError):
     """A cell definition is inconsistent; the message names the stage at fault."""
@@ -256,7 +258,7 @@ class CellBuilder:
                 "other node n_a: the shapes do not agree; an input enters a cell through a linear stage"
             )
         for i in free:
-            d = sp.diff(expr, sp.Symbol(i))
+            d = diff_real(expr, sp.Symbol(i))
             if d.has(sp.Derivative, sp.Subs):
                 raise CellError(
                     f"stage {name!r}: SymPy cannot differentiate {expr} with respect to {i} (it gives {d}); "

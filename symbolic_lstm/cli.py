@@ -10,6 +10,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -181,6 +182,28 @@ def prove(
     click.echo("all gradients equal direct differentiation of the unrolled Error")
 
 
+def _kernels(cell: Cell, directory: Path | None) -> ModuleType:
+    """The cell's generated NumPy module: from ``directory``, the package (built-in cells) or, for a user
+    cell, the user cache, where it is generated on first use (said on standard error)."""
+    from .codegen import CodegenError
+    from .loader import cache_dir, module_for
+
+    try:
+        found = module_for(cell, directory)
+    except CodegenError as e:
+        raise click.BadParameter(str(e), param_hint="--cell") from None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--dir" if directory is not None else "--cell") from None
+    except OSError as e:
+        raise click.UsageError(
+            f"cannot write the kernels of {cell.spec} into {cache_dir()}: {e.strerror}; "
+            "set XDG_CACHE_HOME to a writable folder"
+        ) from None
+    if found.generated:
+        click.echo(f"generated the kernels of {cell.spec} into {found.path} (first use, kept for next time)", err=True)
+    return found.module
+
+
 def _emit(text: str | bytes, output: Path | None) -> None:
     """Write ``text`` (or a drawing's bytes) to ``output`` atomically, or to standard output."""
     if output is None:
@@ -213,9 +236,14 @@ def _emit(text: str | bytes, output: Path | None) -> None:
     "JAX arrays (needs array-api-compat).",
 )
 def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> None:
-    """Write the forward/backward kernels derived from the cell: NumPy (default) or array-API (--backend)."""
-    from .emit_numpy import CodegenError, render
+    """Write the forward/backward kernels derived from the cell: NumPy (default) or array-API (--backend).
+
+    The module is imported and run forward and backward on a tiny problem before it is moved into place: a
+    module that fails to run is never written (exit 2, naming the stage whose code failed).
+    """
+    from .codegen import CodegenError
     from .paths import generated_dir
+    from .smoke import module_name, render, write_checked
     from .stale import is_generated
 
     folder = out_dir if out_dir is not None else generated_dir()
@@ -223,9 +251,7 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise click.BadParameter(f"cannot create folder {folder}: {e.strerror}", param_hint="--out") from None
-    from . import emit_array_api
-
-    target = folder / (f"{emit_array_api.module_name(cell)}.py" if backend == "array-api" else f"{cell.name}.py")
+    target = folder / f"{module_name(cell, backend)}.py"
     if target.is_dir():
         raise click.BadParameter(f"{target} is a folder; cannot write the module there", param_hint="--out")
     if target.exists() and not force and not is_generated(target):
@@ -234,11 +260,10 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
             param_hint="--out",
         )
     try:
-        text = emit_array_api.render(cell) if backend == "array-api" else render(cell)
+        text = render(cell, backend)
+        write_checked(cell, backend, folder, text)
     except CodegenError as e:
         raise click.BadParameter(str(e), param_hint="--cell") from None
-    try:
-        write_atomic(target, text)
     except OSError as e:
         raise click.BadParameter(f"cannot write {target}: {e.strerror}", param_hint="--out") from None
     click.echo(f"wrote {target} ({len(text.splitlines())} lines, cell {cell.name})")
@@ -276,7 +301,7 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
     """Check the generated kernels against central differences (float64); exit 1 if any error > TOL."""
     from .emit_numpy import source_hash
     from .gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, check_module, format_table
-    from .loader import available, load
+    from .loader import available
     from .paths import generated_dir
 
     if stale:
@@ -291,10 +316,7 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
             click.echo(f"{sum(r.stale for r in reports)} stale module(s)", err=True)
             sys.exit(1)
         return
-    try:
-        module = load(cell.name, directory, warn_stale=False)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--cell") from None
+    module = _kernels(cell, directory)
     if getattr(module, "SOURCE_HASH", None) != source_hash(cell):
         click.echo(
             f"warning: {cell.name}.py was generated from another version of the cell, code generator or "
@@ -303,7 +325,7 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
         )
     regime = SATURATED if saturated else NORMAL
     tol = regime.tol if tol is None else tol
-    rows = check_module(module, seed=seed, tol=tol, regime=regime)
+    rows = check_module(module, seed=seed, tol=tol, regime=regime, cell=cell)
     click.echo(
         f"cell {cell.name}: {len(DEFAULT_PROBLEMS)} random problems (T, B incl. 1; both loss modes), float64"
         + (", saturated gates (weights x20)" if saturated else "")
@@ -434,7 +456,6 @@ def train(
               held-out years compared with the naive forecast "next year = this year"
     """
     from . import train as tr
-    from .loader import load
 
     if plot_file is not None:
         try:
@@ -462,8 +483,8 @@ def train(
             raise click.BadParameter(f"{resume} is at epoch {epoch}; ask for more with --epochs", param_hint="--epochs")
         config = tr.Config(**{**tr.asdict(saved), "epochs": epochs})
         start = (epoch, params, head, state)
+    k = _kernels(cell, None)
     try:
-        k = load(cell.name, warn_stale=False)
         if text:
             problem: tr.TextProblem | tr.Problem = tr.TextProblem(tr.load_text(data), config.window, config.holdout)
         else:

@@ -25,7 +25,7 @@ from typing import Literal
 import sympy as sp
 
 from .cell import N_A, Cell, Elementwise, Linear, Reduce
-from .functions import UnitSum
+from .functions import UnitSum, diff_real
 from .graph import StepGraph
 from .notation import ERROR, Partial, delta, future, node, target
 
@@ -150,7 +150,7 @@ class StepDerivation:
     # -- local partials ---------------------------------------------------------------------------
     def _partial(self, num: sp.Expr, den: str, of: sp.Expr) -> Partial:
         p = Partial(num, node(den))
-        self.partials[p] = self.through_stored(sp.diff(of, node(den)))
+        self.partials[p] = self.through_stored(diff_real(of, node(den)))
         return p
 
     def _fans_out(self, v: str, consumer: str) -> bool:

@@ -1,8 +1,9 @@
 """Stage 4d: kernels written against the Python array API standard (``templates/array_api/``).
 
-The same derivation as :mod:`symbolic_lstm.emit_numpy`, printed without NumPy's in-place ``out=`` calls,
-item assignment or fused gate blocks — the standard has none of them for every library (JAX arrays are
-immutable) — so the module runs on whatever arrays it is given: NumPy, PyTorch tensors, CuPy, JAX, through
+The same schedule as :mod:`symbolic_lstm.emit_numpy` (:mod:`symbolic_lstm.schedule`: its backward
+statements, the same validation), printed without NumPy's in-place ``out=`` calls, item assignment or
+gate blocks — the standard has none of them for every library (JAX arrays are immutable) — so the module
+runs on whatever arrays it is given: NumPy, PyTorch tensors, CuPy, JAX, through
 ``array_api_compat.array_namespace``.  One matrix product per gate and operand, each stage an expression,
 per-step values kept in lists and stacked.  The NumPy backend stays the fast one; this one is portable.
 """
@@ -16,10 +17,11 @@ import sympy as sp
 
 from . import __version__
 from .cell import Cell, Linear, Reduce
-from .derivation import StepDerivation, derive
-from .emit_numpy import CodegenError, _is_seed, _seed, _uni, _uni_expr, _uni_time, template_env
+from .codegen import template_env, uni, uni_expr, uni_time
+from .derivation import StepDerivation
 from .paths import PACKAGE_DIR, templates_dir
-from .printer_numpy import KernelPrinter
+from .printer_numpy import KernelPrinter, heaviside_at_zero
+from .schedule import Schedule
 
 TEMPLATE = "array_api/cell_module.py.j2"
 BACKEND = "array-api"
@@ -32,6 +34,13 @@ class ArrayAPIPrinter(KernelPrinter):
         out = super()._module_format(fqn, register)
         return "xp." + out[len("np.") :] if out.startswith("np.") else out
 
+    def _print_Heaviside(self, expr: sp.Expr) -> str:
+        """The standard has no heaviside: H(x) = (x > 0) as the arrays' dtype, H(0) = 0 unless the cell says."""
+        x = self._print(expr.args[0])
+        step = f"xp.astype(xp.greater({x}, 0), ({x}).dtype)"
+        h0 = heaviside_at_zero(expr)
+        return step if h0 == 0 else f"xp.where(xp.equal({x}, 0), xp.full_like({x}, {self._print(h0)}), {step})"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -40,6 +49,7 @@ class Step:
     target: str
     code: str
     comment: str = ""
+    stage: str = ""  # the node whose expression this prints
 
 
 class ArrayAPIPlan:
@@ -47,18 +57,15 @@ class ArrayAPIPlan:
 
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
-        if len(cell.inputs) != 1:
-            raise CodegenError(f"cell {cell.name!r}: the array-API template supports exactly one input")
-        self.input = cell.inputs[0]
-        self.d: StepDerivation = derive(cell, scored=(cell.output, *[s for s in cell.states if s != cell.output]))
+        self.schedule = Schedule(cell)
+        self.input = self.schedule.input
+        self.d: StepDerivation = self.schedule.d
         self.p = ArrayAPIPrinter()
 
     def columns(self, st: Linear, operand: str) -> str:
         """The columns of W that multiply ``operand``, as a slice (operands in order, n_a or n_x wide)."""
-        widths = ["n_x" if k in self.cell.inputs else "n_a" for k in st.inputs]
-        i = st.inputs.index(operand)
-        start = " + ".join(widths[:i]) or "0"
-        return f"{start}:{' + '.join(widths[: i + 1])}"
+        start, stop = self.schedule.columns(st, operand)
+        return f"{start}:{stop}"
 
     def forward(self) -> list[Step]:
         out = []
@@ -67,42 +74,47 @@ class ArrayAPIPlan:
                 terms = [f"{k} @ xp.matrix_transpose({st.weight}[:, {self.columns(st, k)}])" for k in st.inputs]
                 if st.bias is not None:
                     terms.append(st.bias)
-                text = f"{st.weight} [{', '.join(_uni_time(k) for k in st.inputs)}]" + (
+                text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (
                     f" + {st.bias}" if st.bias else ""
                 )
-                out.append(Step(st.name, " + ".join(terms), f"{_uni_time(st.name)} = {text}"))
+                out.append(Step(st.name, " + ".join(terms), f"{uni_time(st.name)} = {text}", st.name))
             elif isinstance(st, Reduce):
                 code = f"xp.mean({self.p.doprint(st.expr)}, axis=-1, keepdims=True)"
-                out.append(
-                    Step(st.name, code, f"{_uni_time(st.name)} = mean_i({_uni_expr(st.expr, self.cell.vectors)})")
-                )
+                comment = f"{uni_time(st.name)} = mean_i({uni_expr(st.expr, self.cell.vectors)})"
+                out.append(Step(st.name, code, comment, st.name))
             else:
-                comment = f"{_uni_time(st.name)} = {_uni_expr(st.expr, self.cell.vectors)}"
-                out.append(Step(st.name, self.p.doprint(st.expr), comment))
+                comment = f"{uni_time(st.name)} = {uni_expr(st.expr, self.cell.vectors)}"
+                out.append(Step(st.name, self.p.doprint(st.expr), comment, st.name))
         return out
 
     def backward(self) -> list[Step]:
-        """δ of every materialised node, in backward order; linear stages' δ feed the matrix products."""
-        d, cell = self.d, self.cell
-        rename = {_seed(cell.output): sp.Symbol(f"d{cell.output}[t]")}
+        """δ of every materialised node, in backward order (the schedule's statements); linear stages' δ feed
+        the matrix products."""
+        d = self.d
         out = []
-        for v in d.materialised:
-            optional = v in cell.states and v != cell.output
-            expr = d.elementwise_part(v)
-            if optional:
-                expr = expr.xreplace({_seed(v): 0})
-            value = d.evaluate(expr, keep=_is_seed).xreplace(rename)
-            terms = [] if value == 0 else [self.p.doprint(value)]
+        for delta in self.schedule.deltas():
+            v = delta.node
+            terms = [] if delta.value == 0 else [self.p.doprint(delta.value)]
             for st in d.graph.linear_consumers(v):
                 terms.append(f"delta_{st.name} @ {st.weight}[:, {self.columns(st, v)}]")
-            state = cell.state_of_prev(v)
-            target = f"d{state}_next" if state else f"delta_{v}"
+            target = delta.target
             code = " + ".join(terms) if terms else "0.0"
             fork = "  (fork: branches added)" if d.graph.is_fork(v) else ""
-            out.append(Step(target, code, f"δ{_uni_time(v)}{fork}"))
-            if optional:
-                out.append(Step(target, f"{target} + d{v}[t] if d{v} is not None else {target}", "+ ∂E<t>/∂" + _uni(v)))
+            out.append(Step(target, code, f"δ{uni_time(v)}{fork}", v))
+            if delta.optional:
+                out.append(Step(target, f"{target} + d{v}[t] if d{v} is not None else {target}", "+ ∂E<t>/∂" + uni(v)))
         return out
+
+    @property
+    def input_delta(self) -> str:
+        """∂E/∂x<t>: the products of every linear stage that reads the input."""
+        return " + ".join(
+            f"delta_{st.name} @ {st.weight}[:, {self.columns(st, self.input)}]"
+            for st in self.d.graph.linear_consumers(self.input)
+        )
+
+    def weight_width(self, st: Linear) -> str:
+        return self.schedule.weight_width(st)
 
     @property
     def unpack(self) -> str:
@@ -120,7 +132,7 @@ class ArrayAPIPlan:
 
 def source_hash(cell: Cell) -> str:
     """As :func:`symbolic_lstm.emit_numpy.source_hash`, over this backend's emitter and templates."""
-    from .emit_numpy import source_hash as numpy_hash
+    from .emit_numpy import source_hash as numpy_hash  # the cell and the shared stages of the generator
 
     h = hashlib.sha256(numpy_hash(cell).encode())
     h.update((PACKAGE_DIR / "emit_array_api.py").read_bytes().replace(b"\r\n", b"\n"))

@@ -16,6 +16,7 @@ import unicodedata
 import sympy as sp
 
 from .cell import Cell, Linear, Reduce
+from .codegen import CommentPrinter, uni, uni_expr, uni_time
 from .derivation import LOSS_MODES, LossMode, derive
 from .notation import ERROR, Partial, node
 
@@ -28,16 +29,15 @@ class GraphvizMissingError(RuntimeError):
 
 def _text(expr: sp.Expr, shared: tuple[str, ...]) -> str:
     """A local partial as edge-label text: Γ_f<t>·(1 - Γ_f<t>), â<t> for a target; ``shared`` untimed."""
-    from .emit_numpy import _CommentPrinter, _uni_time
 
     def name(s: str) -> str:
         if s in shared:
             return s
         if s.endswith("_hat"):
             return f"{s[:-4]}\u0302<t>"
-        return _uni_time(s)
+        return uni_time(s)
 
-    text = _CommentPrinter().doprint(expr.xreplace({s: sp.Symbol(name(s.name)) for s in expr.free_symbols}))
+    text = CommentPrinter().doprint(expr.xreplace({s: sp.Symbol(name(s.name)) for s in expr.free_symbols}))
     return unicodedata.normalize("NFC", text)
 
 
@@ -48,8 +48,6 @@ def _quote(s: str) -> str:
 
 def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-many") -> str:
     """DOT text of one step of ``cell`` (``unroll=None``) or of ``unroll`` steps, for ``mode``'s Error."""
-    from .emit_numpy import _uni, _uni_expr, _uni_time
-
     if mode not in LOSS_MODES:
         raise ValueError(f"loss mode must be one of {', '.join(LOSS_MODES)}, got {mode!r}")
     if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
@@ -95,23 +93,23 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
 
     # states entering the first (or the symbolic) step
     for s in cell.states:
-        declare(state_id(s, steps[0], -1), f"{_uni(s)}<{when(steps[0], -1)}>", shape="circle", style="dashed")
+        declare(state_id(s, steps[0], -1), f"{uni(s)}<{when(steps[0], -1)}>", shape="circle", style="dashed")
     for p in cell.vectors:
-        declare(f"{p}@param", _uni(p), shape="note")
+        declare(f"{p}@param", uni(p), shape="note")
     for t in steps:
         lines.append(f"  subgraph {_quote(f'cluster_{when(t)}')} {{")
         lines.append(f"    label={_quote(f'step {when(t)}')}; style=rounded; color=gray60;")
         for i in cell.inputs:
-            declare(ident(i, t), f"{_uni(i)}<{when(t)}>", shape="plaintext")
+            declare(ident(i, t), f"{uni(i)}<{when(t)}>", shape="plaintext")
         for st in cell.stages:
             fork = g.is_fork(st.name)
-            head = f"{_uni(st.name)}<{when(t)}>" + ("  (fork)" if fork else "")
+            head = f"{uni(st.name)}<{when(t)}>" + ("  (fork)" if fork else "")
             if isinstance(st, Linear):
-                ops = ", ".join(_uni_time(k) for k in st.inputs)
+                ops = ", ".join(uni_time(k) for k in st.inputs)
                 bias = f" + {st.bias}" if st.bias else ""
                 declare(ident(st.name, t), f"{head}\n= {st.weight} [{ops}]{bias}", shape="box")
             else:
-                expr = _uni_expr(st.expr, cell.vectors)
+                expr = uni_expr(st.expr, cell.vectors)
                 if isinstance(st, Reduce):
                     expr = f"mean_i({expr})"
                 declare(ident(st.name, t), f"{head}\n= {expr}", shape="ellipse", peripheries="2" if fork else "1")
@@ -133,10 +131,10 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
                 edge(source(r), ident(st.name, t))
                 local = Partial(node(st.name), node(r))
                 if isinstance(st, Linear):
-                    label = f"∂{_uni_time(st.name)}/∂{_uni_time(r)} = {st.weight}^({_uni(r)})"
+                    label = f"∂{uni_time(st.name)}/∂{uni_time(r)} = {st.weight}^({uni(r)})"
                 else:
-                    wrt = _uni(r) if r in cell.vectors else _uni_time(r)
-                    label = f"∂{_uni_time(st.name)}/∂{wrt} = {_text(d.partials[local], cell.vectors)}"
+                    wrt = uni(r) if r in cell.vectors else uni_time(r)
+                    label = f"∂{uni_time(st.name)}/∂{wrt} = {_text(d.partials[local], cell.vectors)}"
                 edge(
                     ident(st.name, t), source(r), style="dashed", color="firebrick", fontcolor="firebrick", label=label
                 )
@@ -144,14 +142,14 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
             out = cell.output
             edge(ident(out, t), f"Error@{when(t)}")
             value = d.partials[Partial(ERROR, node(out))]
-            label = f"∂Error<t>/∂{_uni_time(out)} = {_text(value, cell.vectors)}"
+            label = f"∂Error<t>/∂{uni_time(out)} = {_text(value, cell.vectors)}"
             edge(
                 f"Error@{when(t)}", ident(out, t), style="dashed", color="firebrick", fontcolor="firebrick", label=label
             )
     # states leaving the last (or the symbolic) step
     if unroll is None:
         for s in cell.states:
-            declare(f"{s}@out", f"{_uni(s)}<t> → step t+1", shape="circle", style="dashed")
+            declare(f"{s}@out", f"{uni(s)}<t> → step t+1", shape="circle", style="dashed")
             edge(ident(s, None), f"{s}@out")
             edge(
                 f"{s}@out",
@@ -159,7 +157,7 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
                 style="dashed",
                 color="firebrick",
                 fontcolor="firebrick",
-                label=f"∂E<t+1>/∂{_uni(s)}<t>",
+                label=f"∂E<t+1>/∂{uni(s)}<t>",
             )
     lines.append("}")
     return "\n".join(lines) + "\n"

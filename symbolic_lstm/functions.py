@@ -99,3 +99,23 @@ ACTIVATIONS: dict[str, type[sp.Function]] = {
     "softsign": softsign,
     "rsqrt": rsqrt,
 }
+
+
+#: Functions with kinks or jumps.  Their derivatives are SymPy's (Heaviside, sign, Piecewise), printed with
+#: PyTorch's convention at the kink: relu′(0) = 0, |x|′(0) = sign(0) = 0, clip′ = 0 on its bounds, and the
+#: derivative of a jump (DiracDelta) 0 everywhere, as autograd computes it.
+NONSMOOTH: tuple[type[sp.Basic], ...] = (sp.Max, sp.Min, sp.Abs, sp.Heaviside, sp.Piecewise, sp.sign)
+
+
+def diff_real(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
+    """∂expr/∂wrt with every symbol taken as real, as the nodes of a cell are.
+
+    Node symbols carry no assumptions, and for a complex x SymPy's ∂|x|/∂x is written through re(x) and
+    im(x), and ∂sign(x)/∂x stays unevaluated; for real x they are sign(x) and 2·DiracDelta(x).  Every other
+    derivative is the same either way.
+    """
+    real = {
+        s: sp.Dummy(s.name, real=True) for s in expr.free_symbols | {wrt} if isinstance(s, sp.Symbol) and not s.is_real
+    }
+    back = {v: k for k, v in real.items()}
+    return sp.diff(expr.xreplace(real), real.get(wrt, wrt)).xreplace(back)

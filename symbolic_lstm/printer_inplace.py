@@ -21,7 +21,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .functions import sigmoid, softsign
-from .printer_numpy import KernelPrinter
+from .printer_numpy import KernelPrinter, heaviside_at_zero
 
 
 class InplaceError(ValueError):
@@ -114,6 +114,14 @@ class _Lowering:
             self.mul(e, dest)
         elif e.is_Pow:
             self.pow(e, dest)
+        elif isinstance(e, (sp.Max, sp.Min)):
+            self.extremum(e, dest)
+        elif isinstance(e, sp.Heaviside):
+            arg = e.args[0]
+            src = self.leaf(arg) if _is_leaf(arg) else dest
+            if not _is_leaf(arg):
+                self.into(arg, dest)
+            self.emit(f"np.heaviside({src}, {self.leaf(heaviside_at_zero(e))}, out={dest})")
         elif isinstance(e, sp.Function) and len(e.args) == 1 and self.unary(e, dest):
             pass
         else:
@@ -121,6 +129,23 @@ class _Lowering:
 
     def emit(self, line: str) -> None:
         self.lines.append(line)
+
+    def extremum(self, e: sp.Expr, dest: str) -> None:
+        """max(a, b, …) / min(a, b, …) as a chain of np.maximum / np.minimum writing into ``dest``."""
+        ufunc = "np.maximum" if isinstance(e, sp.Max) else "np.minimum"
+        args = sorted(e.args, key=lambda a: (_is_leaf(a), a.is_Number))  # compound first (into dest), numbers last
+        first, *rest = args
+        if _is_leaf(first):
+            src = self.leaf(first)
+        else:
+            self.into(first, dest)
+            src = dest
+        for a in rest:
+            name, scratch = (self.leaf(a), False) if _is_leaf(a) else self.operand(a)
+            self.emit(f"{ufunc}({src}, {name}, out={dest})")
+            src = dest
+            if scratch:
+                self.give_back()
 
     def add(self, e: sp.Add, dest: str) -> None:
         const, rest = e.as_coeff_Add()
@@ -231,7 +256,9 @@ class _Lowering:
             self.emit(f"np.divide({src}, {s}, out={dest})")
             self.give_back()
             return True
-        ufuncs = {sp.tanh: "tanh", sp.exp: "exp", sp.Abs: "abs", sp.log: "log", sp.sin: "sin", sp.cos: "cos"}
+        ufuncs = {
+            sp.tanh: "tanh", sp.exp: "exp", sp.Abs: "abs", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.sign: "sign",
+        }  # fmt: skip
         name = ufuncs.get(type(e))
         if name is None:
             return False

@@ -5,6 +5,12 @@
   in float32 for x < −89); softsign as ``x/(1 + np.abs(x))``;
 * exact small rationals as decimals (``0.5*x``, which keeps float32 arrays float32) and negative integer
   powers as divisions (SymPy prints ``x**(-2.0)``);
+* functions with kinks as plain ufuncs: Max/Min → ``np.maximum``/``np.minimum`` (SymPy's own printer writes
+  ``functools.reduce``, a name the module never imports), Heaviside → ``np.heaviside(x, 0)`` (H(0) = 0:
+  relu′(0) = 0 as in PyTorch; an explicit H0 other than SymPy's default ½ is kept), sign → ``np.sign``,
+  DiracDelta (the derivative of a jump) → 0, as autograd takes it, and Piecewise → nested ``np.where``
+  (every branch is evaluated, as with any ``where``; a constant branch is ``np.full_like`` one of the
+  arrays, so float32 stays float32) instead of ``np.select``;
 * matrix-calculus rules: ``A*B`` → ``A @ B``, ``Aᵀ`` → ``A.T``, ``1ᵀ D`` (a row of ones times D) →
   ``D.sum(axis=0)``.
 """
@@ -45,6 +51,48 @@ class KernelPrinter(NumPyPrinter):
     def _print_Abs(self, expr: sp.Expr) -> str:
         return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
 
+    # -- functions with kinks -------------------------------------------------------------------------
+    def _nested(self, name: str, args: tuple[sp.Expr, ...]) -> str:
+        first, *rest = sorted(args, key=lambda a: a.is_Number)  # an array first, numbers after
+        if not rest:
+            return self._print(first)
+        return f"{self._module_format(name)}({self._print(first)}, {self._nested(name, tuple(rest))})"
+
+    def _print_Max(self, expr: sp.Expr) -> str:
+        return self._nested("numpy.maximum", expr.args)
+
+    def _print_Min(self, expr: sp.Expr) -> str:
+        return self._nested("numpy.minimum", expr.args)
+
+    def _print_Heaviside(self, expr: sp.Expr) -> str:
+        at_zero = self._print(heaviside_at_zero(expr))
+        return f"{self._module_format('numpy.heaviside')}({self._print(expr.args[0])}, {at_zero})"
+
+    def _print_sign(self, expr: sp.Expr) -> str:
+        return f"{self._module_format('numpy.sign')}({self._print(expr.args[0])})"
+
+    def _print_DiracDelta(self, expr: sp.Expr) -> str:
+        return f"{self._module_format('numpy.zeros_like')}({self._print(expr.args[0])})"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        arrays = sorted(expr.free_symbols, key=str)
+        ref = self._print(arrays[0]) if arrays else "0.0"
+
+        def value(e: sp.Expr) -> str:
+            if e.is_Number or not e.free_symbols:  # a constant branch: an array of the others' shape and dtype
+                return f"{self._module_format('numpy.full_like')}({ref}, {self._print(e)})"
+            return self._print(e)
+
+        out: str | None = None
+        for e, c in reversed(expr.args):
+            if out is None:
+                out = value(e) if c == sp.true else value(sp.nan)
+                if c == sp.true:
+                    continue
+            out = f"{self._module_format('numpy.where')}({self._print(c)}, {value(e)}, {out})"
+        assert out is not None
+        return out
+
     def _print_Rational(self, expr: sp.Rational) -> str:
         q = int(expr.q)
         if q & (q - 1) == 0 and q <= 1024:  # a power of two: exact as a decimal
@@ -83,6 +131,13 @@ class KernelPrinter(NumPyPrinter):
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         return str(expr.name)
+
+
+def heaviside_at_zero(expr: sp.Expr) -> sp.Expr:
+    """H(0) of a Heaviside application as the kernels compute it: 0 (PyTorch's relu′(0) = 0) unless the cell
+    gave an H0 other than SymPy's default ½."""
+    h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+    return sp.S.Zero if h0 == sp.S.Half else h0
 
 
 def pycode(expr: sp.Basic) -> str:

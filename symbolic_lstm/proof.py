@@ -12,6 +12,13 @@ polynomials (rational functions, for softsign) in those values, so agreement at 
 proves the identity with overwhelming probability (Schwartz–Zippel) — and it is stronger than the
 statement about the functions, which are special values of the indeterminates.  With ``exact=True`` the
 difference is also expanded to 0 as a polynomial.
+
+Functions with kinks (relu's Max, |·|, sign, Heaviside, clipping's Min, a Piecewise) are not indeterminates:
+SymPy's ``diff`` folds nested ones into new ones (a Piecewise whose conditions are ITE of the inner ones), so
+they are evaluated exactly at each random point instead, conditions decided on its rationals.  The identity
+is then proved on the branches the points select (with T steps and several points, typically several), and
+both sides use SymPy's derivative at a kink, so the proof says nothing about the kernels' convention there
+(relu′(0) = 0, as PyTorch): the torch cross-checks in the test suite do.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import sympy as sp
 
 from .cell import N_A, Cell, Linear, Reduce
 from .derivation import LOSS_MODES, LossMode, StepDerivation, derive, linear_rules
-from .functions import UnitSum
+from .functions import NONSMOOTH, UnitSum
 from .notation import ERROR, Partial, future, node, target
 
 
@@ -64,7 +71,7 @@ class UnrolledNet:
         self.params: dict[str, sp.Matrix] = {}
         for st in cell.linear_stages:
             cols = sum(self.size_of(k) for k in st.inputs)
-            rows = [[sp.Symbol(f"{st.weight}[{i},{j}]") for j in range(cols)] for i in range(n_a)]
+            rows = [[sp.Symbol(f"{st.weight}[{i},{j}]", real=True) for j in range(cols)] for i in range(n_a)]
             self.params[st.weight] = sp.Matrix(rows)
             if st.bias is not None:
                 self.params[st.bias] = _vec(st.bias, n_a)
@@ -230,7 +237,7 @@ def _columns(net: UnrolledNet, st: Linear, operand: str) -> sp.Matrix:
 
 
 def _vec(name: str, n: int) -> sp.Matrix:
-    return sp.Matrix([sp.Symbol(f"{name}[{i}]") for i in range(n)])
+    return sp.Matrix([sp.Symbol(f"{name}[{i}]", real=True) for i in range(n)])
 
 
 def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
@@ -246,10 +253,14 @@ def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
         if e in seen:
             continue
         seen.add(e)
-        if isinstance(e, (sp.Function, sp.Symbol)):
+        if isinstance(e, (sp.Function, sp.Symbol)) and not isinstance(e, _EVALUATED):
             found[e] = None
         stack.extend(e.args)
     return list(found)
+
+
+#: Applications evaluated at each point rather than replaced by an indeterminate (see the module docstring).
+_EVALUATED = (*NONSMOOTH, sp.DiracDelta)
 
 
 def random_point(atoms: list[sp.Expr], rng: random.Random) -> dict[sp.Expr, sp.Rational]:

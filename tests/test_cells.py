@@ -52,6 +52,13 @@ def _step_gru(p, a, x):
     return (z * a + (1 - z) * h,)
 
 
+def _step_gru_torch(p, a, x):
+    z_ax = np.concatenate([a, x], axis=1)
+    r, z = (sigmoid(z_ax @ p[f"W_{g}"].T + p[f"b_{g}"]) for g in "rz")
+    n = np.tanh(x @ p["W_in"].T + p["b_in"] + r * (a @ p["W_hn"].T + p["b_hn"]))  # reset after the product
+    return ((1 - z) * n + z * a,)
+
+
 def _layer_norm(v, gain, bias, eps=1e-5):
     mu = v.mean(axis=-1, keepdims=True)
     var = ((v - mu) ** 2).mean(axis=-1, keepdims=True)
@@ -74,6 +81,7 @@ REFERENCE = {
     "lstm": _step_lstm,
     "cifg": _step_cifg,
     "gru": _step_gru,
+    "gru_torch": _step_gru_torch,
     "layernorm": _step_layernorm,
     "peephole": _step_peephole,
     "rnn": _step_rnn,

@@ -10,13 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..cell import Cell, CellError
-from . import cifg, gru, layernorm, lstm, peephole, rnn
+from . import cifg, gru, gru_torch, layernorm, lstm, peephole, rnn
 
 BUILTIN: dict[str, Callable[[], Cell]] = {
     "lstm": lstm.build,
     "cifg": cifg.build,
     "rnn": rnn.build,
     "gru": gru.build,
+    "gru_torch": gru_torch.build,
     "peephole": peephole.build,
     "layernorm": layernorm.build,
 }

@@ -1,0 +1,217 @@
+"""A generated module that cannot run is never written: render, import from a temporary folder, run a tiny
+problem forward and backward, and only then move the file into place.
+
+The smoke run is not the gradient check (``symbolic-lstm check`` is): it catches printed code that fails to
+run at all — a name the printer used but never imported, a shape the template got wrong — and names the
+stage whose printed code failed, so that nothing broken reaches ``generated/`` or a user's folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+import traceback
+import types
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from .cell import Cell
+from .codegen import CodegenError
+from .files import write_atomic
+
+#: (T, B, n_x, n_a) of the smoke problem: every loop runs more than once; n_a ≥ 4 keeps normalising cells away
+#: from their degenerate one- and two-unit cases.
+SHAPE = (2, 2, 3, 4)
+
+
+def module_name(cell: Cell, backend: str) -> str:
+    """``lstm`` (NumPy) or ``lstm_array_api``."""
+    from .emit_array_api import module_name as array_api_name
+
+    return array_api_name(cell) if backend == "array-api" else cell.name
+
+
+def render(cell: Cell, backend: str) -> str:
+    """The module text for ``cell`` and ``backend`` ("numpy" or "array-api").
+
+    Raises:
+        CodegenError: the cell has a structure the kernels cannot take, or a stage uses a function no printer
+            knows (the message names the stage and the function).
+    """
+    from sympy.printing.codeprinter import PrintMethodNotImplementedError
+
+    from . import emit_array_api, emit_numpy
+
+    if backend not in ("numpy", "array-api"):
+        raise ValueError(f"backend must be 'numpy' or 'array-api', got {backend!r}")
+    try:
+        return emit_array_api.render(cell) if backend == "array-api" else emit_numpy.render(cell)
+    except PrintMethodNotImplementedError as e:
+        raise CodegenError(_unprintable(cell, backend, e)) from None
+
+
+def _unprintable(cell: Cell, backend: str, e: Exception) -> str:
+    """Which stage uses the function the printer does not know (in its expression or its derivative)."""
+    from .derivation import derive
+
+    what = str(e).split(":", 1)[-1].split("\n", 1)[0].strip()
+    d = derive(cell)
+    stage = next(
+        (
+            st.name
+            for st in cell.stages
+            if any(type(f).__name__ == what for f in getattr(st, "expr", sp.S.Zero).atoms(sp.Function))
+        ),
+        None,
+    )
+    stage = stage or next(
+        (str(p.num) for p, v in d.partials.items() if any(type(f).__name__ == what for f in v.atoms(sp.Function))), None
+    )
+    where = f"stage {stage!r}" if stage else "a stage"
+    return (
+        f"cell {cell.name!r}: {where} uses {what}, which the {backend} printer cannot print (it knows NumPy's ufuncs, "
+        "sigmoid, softsign, rsqrt, Max, Min, Abs, sign, Heaviside and Piecewise; a sympy.Function of your own "
+        "needs a _numpycode method); nothing was written"
+    )
+
+
+def write_checked(cell: Cell, backend: str, folder: str | Path, text: str | None = None) -> Path:
+    """Render ``cell`` (unless ``text`` is given), smoke-run it, and write ``<folder>/<module>.py`` atomically.
+
+    Raises:
+        CodegenError: the cell cannot be printed, or the printed module fails its smoke run (nothing written).
+        OSError: the file cannot be written.
+    """
+    text = render(cell, backend) if text is None else text
+    smoke_run(cell, backend, text)
+    return write_atomic(Path(folder) / f"{module_name(cell, backend)}.py", text)
+
+
+def smoke_run(cell: Cell, backend: str, text: str) -> None:
+    """Import ``text`` as a module and run forward, the loss and backward on a tiny random problem.
+
+    Raises:
+        CodegenError: naming the stage whose printed code failed (or the template line, if no stage's).
+    """
+    with tempfile.TemporaryDirectory(prefix="symbolic-lstm-smoke-") as tmp:
+        path = Path(tmp) / f"{module_name(cell, backend)}.py"
+        path.write_text(text, encoding="utf-8")
+        try:
+            with _ArrayApiCompatOrNumPy():
+                module = _import(path)
+                for dtype in (np.float64, np.float32):
+                    _exercise(module, cell, backend, dtype)
+        except CodegenError:
+            raise
+        except Exception as e:  # the printed code's failure, attributed to the stage it came from
+            raise CodegenError(_attribute(e, path, text, cell, backend)) from None
+
+
+def _import(path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_symbolic_lstm_smoke_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _params(cell: Cell, n_x: int, n_a: int, rng: np.random.Generator, dtype: type) -> dict[str, np.ndarray]:
+    p = {}
+    for st in cell.linear_stages:
+        cols = sum(n_x if k in cell.inputs else n_a for k in st.inputs)
+        p[st.weight] = rng.uniform(-0.5, 0.5, size=(n_a, cols)).astype(dtype)
+        if st.bias is not None:
+            p[st.bias] = rng.uniform(-0.5, 0.5, size=n_a).astype(dtype)
+    for v in cell.vectors:
+        p[v] = (cell.vector_init.get(v, 0.0) + rng.uniform(-0.5, 0.5, size=n_a)).astype(dtype)
+    return {k: p[k] for k in cell.params}
+
+
+def _exercise(module: types.ModuleType, cell: Cell, backend: str, dtype: type) -> None:
+    T, B, n_x, n_a = SHAPE
+    rng = np.random.default_rng(0)
+    p = _params(cell, n_x, n_a, rng, dtype)
+    x = rng.normal(size=(T, B, n_x)).astype(dtype)
+    init = {f"{s}0": (0.5 * rng.normal(size=(B, n_a))).astype(dtype) for s in cell.states}
+    y = rng.normal(size=(T, B, n_a)).astype(dtype)
+    extra = {f"d{s}": rng.normal(size=(T, B, n_a)).astype(dtype) for s in cell.states if s != cell.output}
+    out = module.forward(x, p, **init)
+    if len(out) != len(cell.states) + 1:
+        raise CodegenError(f"forward returned {len(out)} values, expected the {len(cell.states)} states and the cache")
+    _E, da = module.mse_loss(out[0], y)
+    grads = module.backward(da, out[-1], **extra)
+    want = {**p, "x": x, **init}
+    for key, arr in want.items():
+        g = np.asarray(grads.get(key))
+        if g.shape != arr.shape:
+            raise CodegenError(f"the gradient {key} has shape {g.shape}, expected {arr.shape} (stage of {key})")
+        if not np.all(np.isfinite(g)):
+            raise CodegenError(f"the gradient {key} is not finite on a tiny random problem")
+    if backend == "numpy":  # the fast module keeps the forward's dtype throughout
+        for key, g in grads.items():
+            if g.dtype != np.dtype(dtype):
+                raise CodegenError(f"the gradient {key} came back as {g.dtype} from a {np.dtype(dtype)} forward pass")
+
+
+def _attribute(e: BaseException, path: Path, text: str, cell: Cell, backend: str) -> str:
+    """The failure, in one message: which stage's printed code, at which line, and what went wrong."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
+    what = f"{type(e).__name__}: {e}"
+    head = f"cell {cell.name!r}: the generated {backend} module fails its smoke run (T, B, n_x, n_a = {SHAPE})"
+    if not frames:
+        return f"{head}: {what}; nothing was written"
+    lineno = frames[-1].lineno or 0
+    lines = text.splitlines()
+    code = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+    stage = _stage_of(cell, backend, code)
+    where = f"stage {stage!r}" if stage else "the template's own code"
+    return f"{head} in the code printed for {where}, line {lineno}: {code!r}: {what}; nothing was written"
+
+
+def _stage_of(cell: Cell, backend: str, code: str) -> str | None:
+    """The stage whose printed statement is ``code`` (None when the template wrote it)."""
+    try:
+        if backend == "array-api":
+            from .emit_array_api import ArrayAPIPlan
+
+            plan = ArrayAPIPlan(cell)
+            for step in [*plan.forward(), *plan.backward()]:
+                if code.startswith(f"{step.target} = {step.code}"):
+                    return step.stage
+            return None
+        from .emit_numpy import KernelPlan
+
+        kp = KernelPlan(cell)
+        lines = [*kp.forward_lines(), *kp.backward_lines()]
+        lines += [ln for grp in kp.groups for ln in kp.activation_lines(grp)]
+    except CodegenError:  # pragma: no cover - render succeeded, so the plan builds
+        return None
+    for ln in lines:
+        if ln.stage and code.startswith(ln.code):
+            return ln.stage
+    return None
+
+
+class _ArrayApiCompatOrNumPy:
+    """Where array-api-compat is not installed, stand NumPy (≥ 2, which implements the array API standard)
+    in for it while the smoke run imports an array-API module, so that one can be checked all the same."""
+
+    def __enter__(self) -> None:
+        self.added = False
+        try:
+            import array_api_compat  # noqa: F401
+        except ImportError:
+            if int(np.__version__.split(".")[0]) < 2:  # pragma: no cover - NumPy 1.x lacks the standard's names
+                return
+            shim = types.ModuleType("array_api_compat")
+            shim.array_namespace = lambda *arrays: np  # type: ignore[attr-defined]
+            shim.device = lambda x: "cpu"  # type: ignore[attr-defined]
+            sys.modules["array_api_compat"] = shim
+            self.added = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.added:
+            sys.modules.pop("array_api_compat", None)

@@ -1,0 +1,66 @@
+"""Cells written from papers as a user would, in their own file: none of them is built in.
+
+* ``gru_torch``: PyTorch's GRU (also built in as ``gru_torch``), the candidate's two products separate;
+* ``mi_rnn``: the multiplicative-integration RNN (Wu et al. 2016, "On Multiplicative Integration with
+  Recurrent Neural Networks"): a<t> = tanh(α ⊙ Wx ⊙ Ua + β₁ ⊙ Ua + β₂ ⊙ Wx + b), W x<t> and U a<t-1>
+  as two bias-free products;
+* ``indrnn``: the independently recurrent network (Li et al. 2018): a<t> = relu(W x<t> + u ⊙ a<t-1> + b),
+  the recurrence unit by unit, written with ``sp.Max``;
+* ``leaky``: a leaky-relu RNN written with a ``Piecewise``; ``hard``: a clipped (hard tanh) RNN with an
+  |x| term, reading a<t-1> through a product of its own.
+"""
+
+import sympy as sp
+
+from symbolic_lstm import CellBuilder, sigmoid
+
+
+def gru_torch():
+    cell = CellBuilder("gru_torch_user", inputs=("x",), states=("a",), output="a", description="PyTorch's GRU")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    s_r = cell.linear("sum_r", [a_prev, x], weight="W_r", bias="b_r")
+    s_z = cell.linear("sum_z", [a_prev, x], weight="W_z", bias="b_z")
+    s_in = cell.linear("sum_in", [x], weight="W_in", bias="b_in")
+    s_hn = cell.linear("sum_hn", [a_prev], weight="W_hn", bias="b_hn")
+    r = cell.stage("Gamma_r", sigmoid(s_r))
+    z = cell.stage("Gamma_z", sigmoid(s_z))
+    n = cell.stage("n", sp.tanh(s_in + r * s_hn))
+    cell.stage("a", (1 - z) * n + z * a_prev)
+    return cell.build()
+
+
+def mi_rnn():
+    cell = CellBuilder("mi_rnn", inputs=("x",), states=("a",), output="a", description="multiplicative integration")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    wx = cell.linear("Wx", [x], weight="W", bias=None)
+    ua = cell.linear("Ua", [a_prev], weight="U", bias=None)
+    alpha, beta1, beta2, b = (cell.vector(n) for n in ("alpha", "beta1", "beta2", "b"))
+    cell.stage("a", sp.tanh(alpha * wx * ua + beta1 * ua + beta2 * wx + b))
+    return cell.build()
+
+
+def indrnn():
+    cell = CellBuilder("indrnn", inputs=("x",), states=("a",), output="a", description="IndRNN with relu")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    s = cell.linear("sum_a", [x], weight="W", bias="b")
+    u = cell.vector("u")
+    cell.stage("a", sp.Max(0, s + u * a_prev))
+    return cell.build()
+
+
+def leaky():
+    cell = CellBuilder("leaky", inputs=("x",), states=("a",), output="a", description="leaky-relu RNN")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    s = cell.linear("sum_a", [a_prev, x], weight="W_a", bias="b_a")
+    cell.stage("a", sp.Piecewise((s, s > 0), (s / 10, True)))
+    return cell.build()
+
+
+def hard():
+    cell = CellBuilder("hard", inputs=("x",), states=("a",), output="a", description="hard-tanh RNN")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    sx = cell.linear("sum_x", [x], weight="W_x", bias="b")
+    sa = cell.linear("sum_h", [a_prev], weight="W_h", bias=None)
+    h = cell.stage("h", sp.Min(1, sp.Max(-1, sx + sa)))
+    cell.stage("a", h + sp.Abs(sx) / 4)
+    return cell.build()
