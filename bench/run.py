@@ -141,7 +141,7 @@ def memory(k, p, x, y):
     T, B, n_x = x.shape
     n_a = p["b_f"].shape[0]
     a, _, cache = k.forward(x, p)
-    cache_bytes = sum(v.nbytes for name, v in cache.items() if name != "W")
+    cache_bytes = sum(v.nbytes for name, v in cache.items() if not name.startswith("W"))  # the weights' copies aside
     del a, cache
     must_read = (n_x + 7 * n_a) * T * B * x.dtype.itemsize
     k.release_buffers()  # no buffer kept from an earlier call: the peak counts every array this call needs

@@ -44,7 +44,7 @@ SCRATCH = [f"tmp{i}" for i in range(8)]
 RESERVED = {
     "np", "x", "p", "t", "T", "B", "n_a", "n_x", "S", "SW", "SX", "dS", "dSr", "dS2", "b_gates", "cache", "gates",
     "dgates", "fold", "by_gate", "pre", "dtype", "b_by_gate", "keep_cache", "check_finite", "db", "db_by_gate",
-    "SW_by_gate", "SX_by_gate", "dSr_by_gate",
+    "SW_by_gate", "SX_by_gate", "dSr_by_gate", "dW", "dW_by_gate",
 }  # fmt: skip
 #: Prefixes of the generated code's own variables (δ buffers, gradients, per-product weights and scratch).
 RESERVED_PREFIXES = ("delta_", "grad_", "S_", "W_", "WT_", "SW_", "dW_", "dSr_")
@@ -538,18 +538,35 @@ class KernelPlan:
             return f"dS2[:, {self.rows(pr)}]"
         return f"dS2.reshape(T * B, {self.G}, n_a)[:, {pr.operand}_gates].reshape(T * B, -1)"
 
+    @property
+    def uniform(self) -> bool:
+        """Every gate reads the same operands in the same order (the LSTM family): their weight gradients
+        share one (G·n_a, width) array, each product writing its columns in place, each gate's a view."""
+        return len({g.stage.inputs for g in self.gates}) == 1
+
     def after_loop(self) -> list[Line]:
         """Weight, bias and input gradients: one product over all steps each."""
         lines = []
+        if self.uniform:
+            width = self.s.weight_width(self.gates[0].stage)
+            lines.append(Line(f"dW = np.empty(({self.GN}, {width}), dtype)", "every gate's ∂E/∂W_g, gate by gate"))
         for pr in self.products:
             rules = self.d.rules[self.gates[pr.start].stage.name]
             k = pr.operand
             D, Z = matrix_symbol(self._delta_all_steps(pr)), matrix_symbol(self._all_steps(pr))
-            code = self.printer.doprint(rules.weight[k].xreplace({rules.D: D, rules.Z[k]: Z}))
+            rule = rules.weight[k].xreplace({rules.D: D, rules.Z[k]: Z})
             comment = f"∂E/∂W_g^({uni(k)}) = Σ_t δsum_g<t>ᵀ {uni_time(k)}"
-            lines.append(Line(f"dW_{k} = {code}", comment))
+            if self.uniform and isinstance(rule, sp.MatMul) and len(rule.args) == 2:
+                lhs, rhs = (self.printer.doprint(a) for a in rule.args)
+                lo, hi = pr.columns[0]
+                cols = f"{'' if lo == '0' else lo}:{'' if hi == width else hi}"
+                lines.append(Line(f"np.matmul({lhs}, {rhs}, out=dW[:, {cols}])", comment))
+                continue
+            lines.append(Line(f"dW_{k} = {self.printer.doprint(rule)}", comment))
             if pr.count > 1:
                 lines.append(Line(f"dW_{k}_by_gate = dW_{k}.reshape({pr.count}, n_a, {pr.size})"))
+        if self.uniform:
+            lines.append(Line(f"dW_by_gate = dW.reshape({self.G}, n_a, -1)"))
         if self.has_bias:
             rules = self.d.rules[self.gates[0].stage.name]
             code = self.printer.doprint(rules.bias.xreplace({rules.D: matrix_symbol("dS2")}))
@@ -565,6 +582,8 @@ class KernelPlan:
 
     def weight_gradient(self, g: Gate) -> str:
         """∂E/∂W_g: the gate's block of each product's weight gradient, side by side in its columns' order."""
+        if self.uniform:
+            return f"dW_by_gate[{self.slice(g)}]"
         blocks = []
         for pr in self.s.products_of(g):
             if pr.count == 1:
