@@ -84,7 +84,7 @@ def main() -> None:
                 y = rng.normal(size=(T, B, n_a)).astype(dtype)
                 mods = {"current": now} if then is None else {"current": now, "baseline": then}
                 times: dict[str, list[float]] = {m: [] for m in mods}
-                for name, k in mods.items():  # warm up (buffers, BLAS threads)
+                for k in mods.values():  # warm up (buffers, BLAS threads)
                     step(k, x, p, init, y)
                 for r in range(args.reps):
                     order = list(mods) if r % 2 == 0 else list(reversed(mods))

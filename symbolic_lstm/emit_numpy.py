@@ -362,7 +362,7 @@ class KernelPlan:
         stage = members[0].value
         return lines + [Line(c, stage=stage) for c in code]
 
-    def gate_aliases(self, gates: list[Gate], t: str = "") -> Line:
+    def gate_aliases(self, gates: list[Gate]) -> Line:
         values = ", ".join(g.value for g in gates)
         views = ", ".join(f"S[{self.slice(g)}]" for g in gates)
         return Line(f"{values} = {views}")
