@@ -7,6 +7,7 @@ proof or gradient check exits with 1.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,17 +51,12 @@ CELL = click.option(
 def main() -> None:
     """Backpropagation through an LSTM, derived by the chain rule over its functional stages.
 
-    \b
-    derive    print the LaTeX derivation of dError/d(target), stage by stage
-    prove     check the chain-rule engine against direct differentiation of an unrolled net
-    generate  write the kernels derived from the cell (NumPy, or array-API with --backend)
-    check     check the generated kernels against central differences
-    graph     draw the computation graph: stages, forks, backward edges with their partials
-    train     train a cell on shipped real data (The Tempest, yearly sunspots)
+    Exit codes: 0 success; 1 a proof line or a gradient check failed, a stale module, or an output that could
+    not be written at the end of a run; 2 a usage error; 3 check --stale found a module it cannot judge.
     """
 
 
-@main.command()
+@main.command(short_help="print the LaTeX derivation of dError/d(target), stage by stage")
 @click.argument("targets", nargs=-1, metavar="[TARGET]...")
 @CELL
 @click.option("--unroll", "-T", type=click.IntRange(min=1), default=None, help="Also print one row per step, t = T…1.")
@@ -118,7 +114,7 @@ def derive(
     _emit(text, output)
 
 
-@main.command()
+@main.command(short_help="check the chain-rule engine against direct differentiation of an unrolled net")
 @CELL
 @click.option("--n-a", type=click.IntRange(min=1, max=4), default=None, help="Hidden size (default: 1 and 2).")
 @click.option("--n-x", type=click.IntRange(min=1, max=4), default=None, help="Input size (default: = n_a).")
@@ -210,6 +206,8 @@ def _emit(text: str | bytes, output: Path | None) -> None:
         text = text.decode("utf-8") if isinstance(text, bytes) else text
         click.echo(text, nl=not text.endswith("\n"))
     else:
+        if str(output) in ("", "."):
+            raise click.BadParameter("expected a file name, got an empty one", param_hint="--output")
         try:
             write_atomic(output, text)
         except OSError as e:
@@ -217,14 +215,15 @@ def _emit(text: str | bytes, output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
-@main.command()
+@main.command(short_help="write the kernels derived from the cell (NumPy, or array-API with --backend)")
 @CELL
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder to write <cell>.py into (default: the package's generated/ folder).",
+    help="Folder to write <cell>.py into [default: the checkout's generated/ folder; ./generated when the package is "
+    "installed, whose own modules are left as shipped].",
 )
 @click.option("--force", is_flag=True, help="Overwrite a file that symbolic-lstm did not generate.")
 @click.option(
@@ -241,12 +240,23 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
     The module is imported and run forward and backward on a tiny problem before it is moved into place: a
     module that fails to run is never written (exit 2, naming the stage whose code failed).
     """
+    import os
+
     from .codegen import CodegenError
-    from .paths import generated_dir
+    from .paths import generated_dir, is_checkout
     from .smoke import module_name, render, write_checked
     from .stale import is_generated
 
-    folder = out_dir if out_dir is not None else generated_dir()
+    folder = out_dir
+    if folder is None and is_checkout() and os.access(generated_dir(), os.W_OK):
+        folder = generated_dir()
+    elif folder is None:  # an installed package's modules stay as shipped
+        folder = Path("generated")
+        click.echo(
+            f"writing to {folder.resolve()}: the installed package's own modules are left as shipped "
+            f"(load this one with load({module_name(cell, backend)!r}, 'generated'); --out DIR chooses the folder)",
+            err=True,
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -269,7 +279,7 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
     click.echo(f"wrote {target} ({len(text.splitlines())} lines, cell {cell.name})")
 
 
-@main.command()
+@main.command(short_help="check the generated kernels against central differences")
 @CELL
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random problems.")
 @click.option(
@@ -295,7 +305,8 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
     "--stale",
     is_flag=True,
     help="Instead: report every generated module in the folder made from other sources than the current "
-    "cell, code generator and templates (runs the cell files named in user-cell modules); exit 1 if any.",
+    "cell, code generator and templates (runs the cell files named in user-cell modules); exit 1 if any, "
+    "3 if none is stale but a module's cell cannot be found (moved or broken), so it is not known fresh.",
 )
 def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: Path | None, stale: bool) -> None:
     """Check the generated kernels against central differences (float64); exit 1 if any error > TOL."""
@@ -315,12 +326,20 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
         if any(r.stale for r in reports):
             click.echo(f"{sum(r.stale for r in reports)} stale module(s)", err=True)
             sys.exit(1)
+        if any(r.unknown for r in reports):
+            click.echo(
+                f"{sum(r.unknown for r in reports)} module(s) whose cell cannot be found: not known fresh", err=True
+            )
+            sys.exit(3)
         return
     module = _kernels(cell, directory)
     if getattr(module, "SOURCE_HASH", None) != source_hash(cell):
+        from .stale import regenerate_command
+
+        folder = directory if directory is not None else generated_dir()
         click.echo(
-            f"warning: {cell.name}.py was generated from another version of the cell, code generator or "
-            f"templates; run: symbolic-lstm generate --cell {cell.name}",
+            f"warning: {folder / (cell.name + '.py')} was generated from another version of the cell, code generator "
+            f"or templates; run: {regenerate_command(cell.spec, folder)}",
             err=True,
         )
     regime = SATURATED if saturated else NORMAL
@@ -338,7 +357,7 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
     click.echo(f"all {len(rows)} gradients within {tol:g} of central differences")
 
 
-@main.command()
+@main.command(short_help="draw the computation graph: stages, forks, backward edges with their partials")
 @CELL
 @click.option(
     "--unroll", "-T", type=click.IntRange(min=1, max=50), default=None, help="Draw T steps (default: one step t)."
@@ -377,7 +396,7 @@ def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | No
     _emit(data, output)
 
 
-@main.command()
+@main.command(short_help="train a cell on shipped real data (The Tempest, yearly sunspots)")
 @CELL
 @click.option(
     "--data",
@@ -408,28 +427,33 @@ def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | No
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--checkpoint",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Save parameters, optimiser state and settings here (.npz) at the end.",
+    help="Save parameters, optimiser state and settings here (.npz) at the end (an existing file is overwritten "
+    "only if it is a checkpoint, unless --force).",
 )
 @click.option(
     "--resume",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Continue from a checkpoint up to --epochs (its other settings are kept).",
+    help="Continue from a checkpoint up to --epochs; its settings are kept (an option given too must agree).",
 )
 @click.option(
     "--plot",
     "plot_file",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Save the loss curve (and the sunspot forecast) as PNG (needs matplotlib: pip install '.[plot]').",
+    help="Save the loss curve (and the sunspot forecast) as PNG, PDF or SVG by the suffix (needs matplotlib: "
+    "pip install '.[plot]').",
 )
 @click.option(
     "--sample-every", type=click.IntRange(min=1), default=10, show_default=True, help="tempest: epochs between samples."
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is also off when output is not a terminal).")
+@click.option("--force", is_flag=True, help="Overwrite a --checkpoint or --plot file that symbolic-lstm did not write.")
+@click.pass_context
 def train(
+    ctx: click.Context,
     cell: Cell,
     data: str,
     window: int | None,
@@ -446,6 +470,7 @@ def train(
     plot_file: Path | None,
     sample_every: int,
     quiet: bool,
+    force: bool,
 ) -> None:
     """Train the cell on real data shipped with the package, with W* = W − α ∂Error/∂W (SGD) or Adam.
 
@@ -454,35 +479,72 @@ def train(
               samples printed as it learns, held-out loss on the play's last tenth
     sunspots  one-step-ahead forecast of the yearly sunspot numbers 1700–2008 through a linear read-out;
               held-out years compared with the naive forecast "next year = this year"
+
+    With --resume, the checkpoint's settings are kept (cell, data, window, hidden, batch, optimizer, lr, clip,
+    seed); one given on the command line must agree with it. The resumed run ends where the uninterrupted run
+    would have, bit for bit.
     """
     from . import train as tr
 
+    explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+    # every output is checked before any work starts: a run is never lost to a path that cannot be written
+    if checkpoint is not None:
+        _output_file(checkpoint, "--checkpoint", force, tr.is_checkpoint, "a symbolic-lstm checkpoint")
     if plot_file is not None:
+        fmt = plot_file.suffix.lower().lstrip(".")
+        if fmt not in tr.PLOT_FORMATS:
+            raise click.BadParameter(
+                f"{plot_file}: the plot is written as {', '.join(tr.PLOT_FORMATS)} (by the file's suffix), "
+                f"got {plot_file.suffix or 'no suffix'!r}",
+                param_hint="--plot",
+            )
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise click.UsageError("--plot needs matplotlib: pip install matplotlib (or the '[plot]' extra)") from None
-    text = data in tr.TEXTS
-    window_d, hidden_d, epochs_d, holdout = (64, 128, 60, 0.1) if text else (12, 16, 300, 0.2)
-    clip_value = None if no_clip else clip
-    config = tr.Config(
-        cell.name, data, window or window_d, hidden or hidden_d, epochs or epochs_d, batch, optimizer, lr,
-        clip_value, holdout, seed,
-    )  # fmt: skip
+        _output_file(plot_file, "--plot", force, tr.is_our_plot, "a plot symbolic-lstm wrote")
     start = None
     if resume is not None:
         try:
-            saved, epoch, params, head, state = tr.load_checkpoint(resume)
+            saved, start = tr.load_checkpoint(resume)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--resume") from None
-        if saved.cell != cell.name:
-            raise click.BadParameter(f"{resume} holds a {saved.cell!r} model, not {cell.name!r}", param_hint="--resume")
-        if saved.data != data:
-            raise click.BadParameter(f"{resume} was trained on {saved.data!r}, not {data!r}", param_hint="--resume")
-        if epoch >= (epochs or 0):
-            raise click.BadParameter(f"{resume} is at epoch {epoch}; ask for more with --epochs", param_hint="--epochs")
+        given = {
+            "cell": cell.spec, "data": data, "window": window, "hidden": hidden, "batch": batch,
+            "optimizer": optimizer, "lr": lr, "clip": None if no_clip else clip, "seed": seed,
+        }  # fmt: skip
+        for name, value in given.items():
+            stored = getattr(saved, name)
+            options = {name} | ({"clip", "no_clip"} if name == "clip" else set())
+            mismatch = value != stored and not (name == "cell" and cell.name == stored)
+            if options & explicit and mismatch:
+                flag = "--no-clip" if name == "clip" and value is None else f"--{name.replace('_', '-')} {value}"
+                raise click.BadParameter(
+                    f"{flag} conflicts with {resume}, which was trained with {name} = {stored!r}; leave it out to "
+                    "keep the checkpoint's, or start a new run without --resume",
+                    param_hint=f"--{name.replace('_', '-')}",
+                )
+        if epochs is None or start[0] >= epochs:
+            raise click.BadParameter(
+                f"{resume} is at epoch {start[0]}; give the epoch to continue to with --epochs (more than {start[0]})",
+                param_hint="--epochs",
+            )
+        if "cell" not in explicit and cell.spec != saved.cell:
+            try:
+                cell = get_cell(saved.cell)
+            except ValueError as e:
+                msg = f"{resume} was trained with cell {saved.cell}: {e}"
+                raise click.BadParameter(msg, param_hint="--resume") from None
         config = tr.Config(**{**tr.asdict(saved), "epochs": epochs})
-        start = (epoch, params, head, state)
+        data = config.data
+    else:
+        text = data in tr.TEXTS
+        window_d, hidden_d, epochs_d, holdout = (64, 128, 60, 0.1) if text else (12, 16, 300, 0.2)
+        config = tr.Config(
+            cell.spec, data, window or window_d, hidden or hidden_d, epochs or epochs_d, batch, optimizer, lr,
+            None if no_clip else clip, holdout, seed,
+        )  # fmt: skip
+    text = data in tr.TEXTS
     k = _kernels(cell, None)
     try:
         if text:
@@ -503,19 +565,20 @@ def train(
     )
     losses: list[float] = []
     samples: list[str] = []
+    bar_shown = not quiet and sys.stdout.isatty()
 
     def run(on_epoch: Callable[[int, float], None]) -> tr.History:
         if isinstance(problem, tr.TextProblem):
 
             def on_sample(epoch: int, sample: str) -> None:
                 samples.append(f"--- sample after epoch {epoch} (loss {losses[-1]:.3f}) ---\n{sample}")
-                if quiet:
-                    click.echo(samples[-1])
+                if not bar_shown:
+                    click.echo(samples.pop())
 
             return tr.train_text(k, config, problem, start, on_epoch, checkpoint, on_sample, sample_every)[0]
         return tr.train(k, config, problem, start, on_epoch, checkpoint)[0]
 
-    if quiet:
+    if not bar_shown:
         history = run(lambda _e, loss: losses.append(loss))
     else:
         with click.progressbar(
@@ -550,8 +613,35 @@ def train(
             f"{int(history.test_years[0])}–{int(history.test_years[-1])})"
         )
         title = f"{cell.name} on yearly sunspots"
-    if checkpoint is not None:
+    failed = []
+    if history.checkpoint_error is not None:
+        failed.append(history.checkpoint_error)
+    elif checkpoint is not None:
         click.echo(f"wrote {checkpoint}", err=True)
     if plot_file is not None:
-        tr.plot(history, plot_file, title)
-        click.echo(f"wrote {plot_file}", err=True)
+        try:
+            tr.plot(history, plot_file, title)
+            click.echo(f"wrote {plot_file}", err=True)
+        except OSError as e:
+            failed.append(f"cannot write the plot {plot_file}: {e.strerror or e}")
+    if failed:  # the run and what could be written are kept; say what was not, one line each
+        for line in failed:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+def _output_file(path: Path, option: str, force: bool, ours: Callable[[Path], bool], what: str) -> None:
+    """Fail now, as a usage error, for an output file that cannot be written later or is someone else's."""
+    if str(path) in ("", "."):
+        raise click.BadParameter("expected a file name, got an empty one", param_hint=option)
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder; expected a file name", param_hint=option)
+    folder = path.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"cannot write {path}: the folder {folder} does not exist", param_hint=option)
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"cannot write {path}: the folder {folder} is not writable", param_hint=option)
+    if path.exists() and not force and not ours(path):
+        raise click.BadParameter(
+            f"{path} exists and is not {what}; use --force to overwrite it, or choose another name", param_hint=option
+        )

@@ -217,12 +217,18 @@ def format_table(rows: Sequence[CheckRow]) -> str:
     """The check as a text table: gradient, shape, max relative error, verdict (the error after the
     round-off allowance too, where that decided a verdict), and the entries a kink kept from being compared."""
     allowance = any(r.judged is not None and r.max_rel_error > r.tol for r in rows)
-    extra = f" {'after allowance':>16}" if allowance else ""
-    lines = [f"{'gradient':<10} {'shape':<18} {'max rel. error':>15}{extra}  ", "-" * (50 + len(extra))]
+    extra = f" {'judged error':>16}" if allowance else ""
+    first = "raw rel. error" if allowance else "max rel. error"
+    lines = [f"{'gradient':<10} {'shape':<18} {first:>15}{extra}  ", "-" * (50 + len(extra))]
     for r in rows:
         judged = (f" {r.judged:>16.3e}" if r.judged is not None else " " * 17) if allowance else ""
         verdict = "✓" if r.ok else "✗ > %.0e" % r.tol
         lines.append(f"{r.key:<10} {r.shape:<18} {r.max_rel_error:>15.3e}{judged}  {verdict}")
+    if allowance:
+        lines.append(
+            "raw: max |g − n| / (|g| + |n|), where entries near 0 compare the stencil's round-off with round-off; "
+            "judged: the same after allowing |g − n| ≤ atol·max(1, |E|) for that round-off (the verdict reads it)"
+        )
     skipped = {r.key: r.skipped for r in rows if r.skipped}
     if skipped:
         lines.append(

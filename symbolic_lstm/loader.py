@@ -52,10 +52,7 @@ def load(name: str = "lstm", directory: str | Path | None = None, *, warn_stale:
     folder = Path(directory) if directory is not None else generated_dir()
     path = folder / f"{name}.py"
     if not path.is_file():
-        raise ValueError(
-            f"no generated module {name!r} in {folder} (found: {', '.join(available(folder)) or 'none'}); "
-            f"run: symbolic-lstm generate --cell {name}" + (f" --out {folder}" if directory is not None else "")
-        )
+        raise ValueError(_missing(name, folder))
     if not is_generated(path):
         raise ValueError(
             f"{path} does not start with {GENERATED_MARK!r}: it was not written by symbolic-lstm generate, "
@@ -69,8 +66,36 @@ def load(name: str = "lstm", directory: str | Path | None = None, *, warn_stale:
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a source loader
         raise ValueError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != "array_api_compat":
+            raise
+        raise ModuleNotFoundError(
+            f"{name} is an array-API module and needs array-api-compat: pip install 'symbolic-lstm[array-api]' "
+            "(or pip install array-api-compat); the NumPy module needs nothing but NumPy",
+            name=e.name,
+        ) from None
     return module
+
+
+def _missing(name: str, folder: Path) -> str:
+    """Why there is no module ``name`` in ``folder``, and what to do: a close match, or the command that
+    writes it (only for a cell that exists)."""
+    import difflib
+
+    from .cells import BUILTIN
+    from .stale import regenerate_command
+
+    found = available(folder)
+    text = f"no generated module {name!r} in {folder} (found: {', '.join(found) or 'none'})"
+    cell, backend = (name[: -len("_array_api")], "array-api") if name.endswith("_array_api") else (name, "numpy")
+    if cell in BUILTIN:
+        return f"{text}; run: {regenerate_command(cell, folder, backend)}"
+    close = difflib.get_close_matches(name, [*found, *BUILTIN], n=1)
+    if close:
+        return f"{text}; did you mean {close[0]!r}?"
+    return f"{text}; a module is written by: symbolic-lstm generate --cell CELL --out {folder}"
 
 
 def cache_dir() -> Path:

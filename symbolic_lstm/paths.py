@@ -28,6 +28,12 @@ def generated_dir() -> Path:
     return _find("generated")
 
 
+def is_checkout() -> bool:
+    """Whether the package runs from a source checkout (its generated/ beside the package, committed), rather
+    than from an installed copy whose generated/ ships inside the package."""
+    return generated_dir() == PACKAGE_DIR.parent / "generated"
+
+
 def data_dir() -> Path:
     """Folder of the datasets ``symbolic-lstm train`` uses (shipped, never downloaded)."""
     return _find("data")

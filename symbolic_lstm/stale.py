@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,19 +49,38 @@ class Freshness:
     def stale(self) -> bool:
         return self.current is not None and self.recorded != self.current
 
+    backend: str = "numpy"
+
+    @property
+    def unknown(self) -> bool:
+        """The file names a cell whose definition cannot be found now (moved or broken): neither fresh nor stale."""
+        return self.cell is not None and self.recorded is not None and self.current is None
+
     def describe(self) -> str:
         if self.cell is None or self.recorded is None:
             return f"{self.path}: no CELL / SOURCE_HASH line; not a module symbolic-lstm generated"
         if self.current is None:
             who = self.spec or self.cell
-            return f"{self.path}: cannot find the definition of cell {who!r}, so cannot tell whether it is stale"
-        if self.stale:
             return (
-                f"{self.path}: stale (made from sources {self.recorded}, now {self.current}); "
-                f"run: symbolic-lstm generate --cell {self.spec or self.cell}"
-                + (f" --out {self.path.parent}" if self.spec and ":" in self.spec else "")
+                f"{self.path}: cannot find the definition of cell {who!r} (moved, renamed or broken), so cannot tell "
+                "whether it is stale; regenerate it from the cell's file: symbolic-lstm generate --cell PATH.py:NAME "
+                f"--out {shlex.quote(str(self.path.parent))}"
             )
+        if self.stale:
+            hint = regenerate_command(self.spec or self.cell, self.path.parent, self.backend)
+            return f"{self.path}: stale (made from sources {self.recorded}, now {self.current}); run: {hint}"
         return f"{self.path}: up to date ({self.current})"
+
+
+def regenerate_command(spec: str, folder: str | Path | None, backend: str = "numpy") -> str:
+    """The command that rewrites a module, pasteable as is: the cell as ``--cell`` takes it (a user cell's
+    absolute ``path.py:NAME``), ``--out`` unless the folder is the package's own, ``--backend`` unless NumPy."""
+    from .paths import generated_dir
+
+    cmd = f"symbolic-lstm generate --cell {shlex.quote(spec)}"
+    if folder is not None and Path(folder).resolve() != generated_dir().resolve():
+        cmd += f" --out {shlex.quote(str(folder))}"
+    return cmd + (f" --backend {backend}" if backend != "numpy" else "")
 
 
 def freshness(path: str | Path, run_cell_files: bool = False) -> Freshness:
@@ -78,12 +98,13 @@ def freshness(path: str | Path, run_cell_files: bool = False) -> Freshness:
     cell, recorded, spec_line = _CELL.search(text), _HASH.search(text), _SPEC.search(text)
     name = cell.group(1) if cell else None
     spec = json.loads(spec_line.group(1)) if spec_line else name
-    backend = _BACKEND.search(text)
-    source_hash = emit_array_api.source_hash if backend and backend.group(1) == "array-api" else emit_numpy.source_hash
+    found = _BACKEND.search(text)
+    backend = found.group(1) if found else "numpy"
+    source_hash = emit_array_api.source_hash if backend == "array-api" else emit_numpy.source_hash
     current = None
     if spec is not None and (run_cell_files or ":" not in spec):
         try:
             current = source_hash(get_cell(spec))
         except ValueError:  # a built-in that no longer exists, a cell file moved away or broken
             current = None
-    return Freshness(path, name, recorded.group(1) if recorded else None, current, spec)
+    return Freshness(path, name, recorded.group(1) if recorded else None, current, spec, backend)

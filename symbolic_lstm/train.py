@@ -10,8 +10,9 @@ a<T> (``linear_mse_loss``, many-to-one) predicts the next year.  The last ``hold
 out, and the held-out error is compared with the naive forecast "next year = this year".
 
 Optimisers: plain SGD (the article's rule) and Adam, either with optional clipping of the gradient's global
-norm.  Checkpoints are ``.npz`` files holding every parameter, the optimiser's state, the epoch and the
-settings, so a run can be resumed exactly.
+norm.  Checkpoints are ``.npz`` files holding every parameter, the optimiser's state, the epoch, the settings
+and the state of the random generator that draws the batches, so a resumed run is the uninterrupted run, bit
+for bit.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class History:
     test_years: np.ndarray | None = None
     test_truth: np.ndarray | None = None
     test_pred: np.ndarray | None = None
+    checkpoint_error: str | None = None  # why the checkpoint could not be written (the run itself is kept)
 
 
 class Problem:
@@ -169,35 +171,88 @@ class Optimizer:
         self.v = {k[2:]: v.copy() for k, v in arrays.items() if k.startswith("v/")}
 
 
-def save_checkpoint(path: str | Path, config: Config, epoch: int, params: dict, head: dict, opt: Optimizer) -> None:
-    """Write every array and the settings to ``path`` (.npz), atomically."""
+#: (epoch, params, head, optimiser state, batch generator state or None): where a resumed run starts.
+Start = tuple[int, dict, dict, dict, "dict | None"]
+
+
+def save_checkpoint(
+    path: str | Path,
+    config: Config,
+    epoch: int,
+    params: dict,
+    head: dict,
+    opt: Optimizer,
+    rng: np.random.Generator | None = None,
+) -> None:
+    """Write every array, the settings and the batch generator's state to ``path`` (.npz), atomically."""
     import io
 
     from .files import write_atomic
 
     arrays = {f"p/{k}": v for k, v in params.items()} | {f"head/{k}": v for k, v in head.items()}
     arrays |= {f"opt/{k}": v for k, v in opt.state().items()}
-    arrays["meta"] = np.array(json.dumps({"config": asdict(config), "epoch": epoch}))
+    meta = {"config": asdict(config), "epoch": epoch, "rng": None if rng is None else rng.bit_generator.state}
+    arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_atomic(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> tuple[Config, int, dict, dict, dict]:
-    """(config, epoch, params, head, optimiser state) from a checkpoint; ValueError if it is not one."""
+def load_checkpoint(path: str | Path) -> tuple[Config, Start]:
+    """The settings and the starting point stored in a checkpoint; ValueError naming what is wrong if the file
+    is not one (not an .npz archive, or one without the settings ``train --checkpoint`` writes)."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("it holds a single array, not an .npz archive")
             arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "it is not an .npz archive"
+        if isinstance(e, ValueError) and "single array" in str(e):
+            why = str(e)
+        raise ValueError(
+            f"{path} is not a symbolic-lstm checkpoint ({why}); train --checkpoint FILE.npz writes one"
+        ) from None
+    try:
         meta = json.loads(str(arrays.pop("meta")))
         config = Config(**meta["config"])
         epoch = int(meta["epoch"])
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise ValueError(f"{path} is not a symbolic-lstm checkpoint: {e}") from None
+        rng = meta.get("rng")
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{path} is an .npz archive but not a symbolic-lstm checkpoint (its settings are missing or damaged: "
+            f"{type(e).__name__})"
+        ) from None
     pick = {
         pre: {k[len(pre) + 1 :]: v for k, v in arrays.items() if k.startswith(pre + "/")}
         for pre in ("p", "head", "opt")
     }
-    return config, epoch, pick["p"], pick["head"], pick["opt"]
+    return config, (epoch, pick["p"], pick["head"], pick["opt"], rng)
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint ``train --checkpoint`` wrote (which a new run may overwrite)."""
+    try:
+        load_checkpoint(path)
+    except ValueError:
+        return False
+    return True
+
+
+#: Written into every plot's metadata, so that a later run may overwrite it and nothing else.
+PLOT_MARK = "symbolic-lstm train"
+#: Formats a plot is written in (by the file's suffix), each able to carry the mark.
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def is_our_plot(path: str | Path) -> bool:
+    """Whether ``path`` is a plot ``train --plot`` wrote (its metadata carries PLOT_MARK)."""
+    try:
+        return PLOT_MARK.encode() in Path(path).read_bytes()
+    except OSError:
+        return False
 
 
 def evaluate(k: ModuleType, problem: Problem, params: dict, head: dict) -> tuple[float, float, np.ndarray]:
@@ -212,17 +267,33 @@ def evaluate(k: ModuleType, problem: Problem, params: dict, head: dict) -> tuple
 
 
 def _begin(
-    k: ModuleType, config: Config, n_x: int, n_y: int, start: tuple[int, dict, dict, dict] | None
+    k: ModuleType, config: Config, n_x: int, n_y: int, start: Start | None
 ) -> tuple[int, dict, dict, Optimizer, np.random.Generator]:
-    """(first epoch, params, head, optimiser, batch rng): fresh, or from a checkpoint's ``start``."""
+    """(first epoch, params, head, optimiser, batch rng): fresh, or from a checkpoint's ``start`` — with the
+    batch generator where the checkpointed run left it, so the resumed run draws the batches it would have."""
     opt = Optimizer(config.optimizer, config.lr, config.clip)
     if start is None:
         params = k.init_params(n_x, config.hidden, seed=config.seed)
         head = k.init_head(config.hidden, n_y, seed=config.seed + 1)
         return 0, params, head, opt, np.random.default_rng(config.seed)
-    first, params, head, state = start
+    first, params, head, state, rng_state = start
     opt.load_state(state)
-    return first, params, head, opt, np.random.default_rng([config.seed, first])  # fresh, reproducible batches
+    rng = np.random.default_rng(config.seed)
+    if rng_state is not None:
+        rng.bit_generator.state = rng_state
+    else:  # a checkpoint from before the generator was stored: reproducible, not the uninterrupted batches
+        rng = np.random.default_rng([config.seed, first])
+    return first, params, head, opt, rng
+
+
+def _save(history: History, path: str | Path | None, config: Config, *state: object) -> None:
+    """Write the checkpoint; a failure (a full disk) is recorded in ``history``, and the run is kept."""
+    if path is None:
+        return
+    try:
+        save_checkpoint(path, config, *state)  # type: ignore[arg-type]
+    except OSError as e:
+        history.checkpoint_error = f"cannot write the checkpoint {path}: {e.strerror or e}"
 
 
 def _update(opt: Optimizer, params: dict, head: dict, g: dict, gh: dict) -> None:
@@ -236,7 +307,7 @@ def train(
     k: ModuleType,
     config: Config,
     problem: Problem,
-    start: tuple[int, dict, dict, dict] | None = None,
+    start: Start | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     checkpoint: str | Path | None = None,
 ) -> tuple[History, dict, dict]:
@@ -257,8 +328,7 @@ def train(
         history.losses.append(loss)
         if on_epoch is not None:
             on_epoch(epoch + 1, loss)
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, config, config.epochs, params, head, opt)
+    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)
     history.test_rmse, history.baseline_rmse, pred = evaluate(k, problem, params, head)
     history.test_years = problem.target_years[problem.n_train :]
     history.test_truth = problem.series.values[config.window :][problem.n_train :]
@@ -337,7 +407,7 @@ def train_text(
     k: ModuleType,
     config: Config,
     problem: TextProblem,
-    start: tuple[int, dict, dict, dict] | None = None,
+    start: Start | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     checkpoint: str | Path | None = None,
     on_sample: Callable[[int, str], None] | None = None,
@@ -361,38 +431,52 @@ def train_text(
             on_epoch(epoch + 1, loss)
         if on_sample is not None and ((epoch + 1) % sample_every == 0 or epoch + 1 == config.epochs):
             on_sample(epoch + 1, sample(k, problem, params, head, np.random.default_rng(epoch)))
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, config, config.epochs, params, head, opt)
+    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)
     history.test_rmse = text_loss(k, problem, params, head, problem.test_ids)  # nats per character
     history.baseline_rmse = float(np.log(problem.vocab))  # a uniform guess over the characters
     return history, params, head
 
 
 def plot(history: History, path: str | Path, title: str) -> None:
-    """Loss curve and held-out prediction vs truth, as a PNG (needs matplotlib: the ``plot`` extra)."""
+    """Loss curve and held-out prediction vs truth, as PNG, PDF or SVG by the suffix (needs matplotlib: the
+    ``plot`` extra), marked as ours in its metadata, written atomically."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from .files import write_atomic
+
+    fmt = Path(path).suffix.lower().lstrip(".")
+    key = "Software" if fmt == "png" else "Creator"
+
+    def save(fig: object) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=100, metadata={key: PLOT_MARK})  # type: ignore[attr-defined]
+        plt.close(fig)
+        write_atomic(path, buf.getvalue())
 
     if history.test_years is None:  # the character model: the loss curve alone
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(range(1, len(history.losses) + 1), history.losses, label="training")
         ax.axhline(history.test_rmse, color="gray", linestyle="--", label="held-out (end)")
         ax.set(xlabel="epoch", ylabel="cross-entropy (nats per character)", title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        save(fig)
         return
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.semilogy(range(1, len(history.losses) + 1), history.losses)
     ax1.set(xlabel="epoch", ylabel="training loss (½ squared error per window)", title="loss")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.plot(history.test_years, history.test_truth, label="truth")
     ax2.plot(history.test_years, history.test_pred, label=f"model (RMSE {history.test_rmse:.1f})")
     ax2.set(xlabel="year", ylabel="sunspot number", title=f"held-out years (naive RMSE {history.baseline_rmse:.1f})")
     ax2.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig)

@@ -263,4 +263,4 @@ def test_check_stale_follows_a_user_cell_file(run, tmp_path):
     assert r.exit_code == 1 and f"--cell {f.resolve()}:build --out {out}" in r.output, r.output
     f.unlink()
     r = run("check", "--stale", "--dir", str(out))
-    assert r.exit_code == 0 and "cannot find the definition" in r.output, r.output
+    assert r.exit_code == 3 and "cannot find the definition" in r.output, r.output  # not known fresh

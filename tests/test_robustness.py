@@ -147,7 +147,7 @@ BAD = [
         "W rank 1",
         lambda k, d: k.forward(d.x, _with(d.p, "W_f", d.p["W_f"][0])),
         ValueError,
-        r"p\['W_f'\] must have shape \(n_a, n_a \+ n_x\) with n_a ≥ 1, got \(5,\)",
+        r"p\['W_f'\] must have shape \(n_a, n_a \+ n_x\) = \(3, 5\) \(n_a = 3, n_x = 2\), got \(5,\)",
     ),
     (
         "b length",

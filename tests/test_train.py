@@ -57,18 +57,19 @@ def test_cli_train_checkpoint_and_resume(tmp_path):
     r = run(main, ["train", "--data", "sunspots", "--hidden", "4", "--epochs", "6", "-q", "--checkpoint", str(ck)])
     assert r.exit_code == 0, r.output
     assert "held-out RMSE" in r.output and "next year = this year" in r.output
-    config, epoch, _params, head, state = tr.load_checkpoint(ck)
+    config, (epoch, _params, head, state, rng) = tr.load_checkpoint(ck)
     assert epoch == 6 and config.hidden == 4 and set(head) == {"W_y", "b_y"} and int(state["t"]) > 0
+    assert rng["bit_generator"] == "PCG64"  # the batch generator's state: resuming draws the same batches
     r = run(main, ["train", "--data", "sunspots", "--resume", str(ck), "--epochs", "9", "-q", "--checkpoint", str(ck)])
     assert r.exit_code == 0, r.output
     assert "epochs 7–9" in r.output
-    assert tr.load_checkpoint(ck)[1] == 9
+    assert tr.load_checkpoint(ck)[1][0] == 9
     r = run(main, ["train", "--data", "sunspots", "--resume", str(ck), "--epochs", "9"])
-    assert r.exit_code == 2 and "ask for more with --epochs" in r.output
+    assert r.exit_code == 2 and "is at epoch 9; give the epoch to continue to with --epochs" in r.output
     r = run(main, ["train", "--data", "sunspots", "--cell", "gru", "--resume", str(ck), "--epochs", "12"])
-    assert r.exit_code == 2 and "holds a 'lstm' model" in r.output
-    r = run(main, ["train", "--resume", str(ck), "--epochs", "12"])
-    assert r.exit_code == 2 and "trained on 'sunspots', not 'tempest'" in r.output
+    assert r.exit_code == 2 and "--cell gru conflicts with" in r.output and "cell = 'lstm'" in r.output
+    r = run(main, ["train", "--resume", str(ck), "--epochs", "12", "-q"])  # the checkpoint's data and cell
+    assert r.exit_code == 0 and "lstm on sunspots" in r.output, r.output
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a checkpoint")
     r = run(main, ["train", "--resume", str(bad)])
