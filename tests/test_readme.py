@@ -1,4 +1,4 @@
-"""The README's Python examples run as written (the API summary block, with its free names, excepted)."""
+"""The README's Python examples run as written, every one of them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-RUNNABLE = [b for b in BLOCKS if "a0=None" not in b]
+RUNNABLE = BLOCKS
 
 
 def test_readme_has_examples():
@@ -23,8 +23,8 @@ def test_readme_example_runs(code, capsys):
             pytest.importorskip(module)
     namespace: dict = {}
     exec(compile(code, str(README), "exec"), namespace)
-    if "print(E)" in code:
-        assert namespace["E"] < 0.25  # the worked example's loss really falls
+    if "errors.append(E)" in code:
+        assert namespace["errors"][-1] < 0.02 * namespace["errors"][0]  # the worked example's loss really falls
 
 
 def test_readme_user_cell_works_end_to_end(tmp_path):

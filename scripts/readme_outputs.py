@@ -1,0 +1,136 @@
+"""The outputs and durations the README shows, from running them: refresh them, or check they still match.
+
+    python scripts/readme_outputs.py --update              # rerun every shown output and time every duration
+    python scripts/readme_outputs.py --update --no-times   # outputs only (the durations take ~15 minutes)
+    python scripts/readme_outputs.py --check               # exit 1, with a diff, if a shown output is stale
+
+An output block is a ```text fence right after ``<!-- output: CMD -->``: it shows ``$ CMD`` and what CMD prints
+(standard output and error, as a terminal shows them), or, for ``<!-- output: python -->``, what the
+```python block just above it prints.  A duration is the text between ``<!-- time: CMD -->`` and
+``<!-- /time -->``; ``--update`` times CMD on this machine and writes it rounded ("50 s", "3.5 min").  The
+test suite (``tests/test_readme_outputs.py``) checks every output; durations are approximate by nature and
+are refreshed, not checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+OUTPUT = re.compile(r"<!-- output: (?P<cmd>[^>]+?) -->\n```text\n(?P<body>.*?)```\n", re.S)
+TIME = re.compile(r"<!-- time: (?P<cmd>[^>]+?) -->(?P<value>[^<]*)<!-- /time -->")
+PYTHON = re.compile(r"```python\n(?P<code>.*?)```\n", re.S)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One output block: its command, what the README shows, and where (character offsets of the body)."""
+
+    cmd: str
+    shown: str
+    start: int
+    end: int
+    code: str | None = None  # for ``python``: the code block above the marker
+
+    @property
+    def name(self) -> str:
+        return self.cmd if self.code is None else f"python block before offset {self.start}"
+
+
+def blocks(text: str) -> list[Block]:
+    """Every output block of the README text."""
+    out = []
+    for m in OUTPUT.finditer(text):
+        code = None
+        if m["cmd"] == "python":
+            before = list(PYTHON.finditer(text, 0, m.start()))
+            if not before:
+                raise ValueError(f"<!-- output: python --> at offset {m.start()} has no ```python block above it")
+            code = before[-1]["code"]
+        out.append(Block(m["cmd"], m["body"], m.start("body"), m.end("body"), code))
+    return out
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
+    env["COLUMNS"] = "120"  # click wraps help text to the terminal; the README shows a fixed width
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def produce(block: Block) -> str:
+    """What the README should show for ``block``, produced now."""
+    with tempfile.TemporaryDirectory(prefix="symbolic-lstm-readme-") as tmp:
+        if block.code is not None:
+            argv = [sys.executable, "-c", block.code]
+        else:
+            words = shlex.split(block.cmd)
+            if words[0] != "symbolic-lstm":
+                raise ValueError(f"an output block runs symbolic-lstm or python, got {block.cmd!r}")
+            argv = [sys.executable, "-m", "symbolic_lstm", *words[1:]]
+        done = subprocess.run(
+            argv, cwd=tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+        )
+    printed = done.stdout if done.stdout.endswith("\n") or not done.stdout else done.stdout + "\n"
+    return printed if block.code is not None else f"$ {block.cmd}\n{printed}"
+
+
+def duration(cmd: str) -> str:
+    """Wall time of ``cmd`` on this machine, rounded as the README states durations."""
+    t0 = time.perf_counter()
+    subprocess.run(cmd, shell=True, cwd=ROOT, env=_env(), capture_output=True, check=False)
+    s = time.perf_counter() - t0
+    if s < 10:
+        return f"{s:.0f} s" if s >= 1.5 else "1 s"
+    if s < 90:
+        return f"{5 * round(s / 5):.0f} s"
+    return f"{s / 60:.1f} min"
+
+
+def diff(block: Block, now: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            block.shown.splitlines(keepends=True), now.splitlines(keepends=True), "README (shown)", "now (printed)"
+        )
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--update", action="store_true", help="rewrite the README's outputs (and durations)")
+    mode.add_argument("--check", action="store_true", help="exit 1 if a shown output differs from what runs")
+    ap.add_argument("--no-times", action="store_true", help="with --update: leave the durations as they are")
+    args = ap.parse_args()
+    text = README.read_text(encoding="utf-8")
+    stale = 0
+    for block in reversed(blocks(text)):  # from the end, so earlier offsets stay valid
+        now = produce(block)
+        if now != block.shown:
+            stale += 1
+            print(f"{'updated' if args.update else 'stale'}: {block.name}\n{diff(block, now)}")
+            text = text[: block.start] + now + text[block.end :]
+    if args.update and not args.no_times:
+        text = TIME.sub(lambda m: f"<!-- time: {m['cmd']} -->{duration(m['cmd'])}<!-- /time -->", text)
+    if args.update:
+        README.write_text(text, encoding="utf-8")
+        print(f"README.md: {stale} output(s) refreshed" + ("" if args.no_times else ", durations timed"))
+        return 0
+    print(f"{stale} stale output(s)" if stale else "every shown output is what the code prints")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
