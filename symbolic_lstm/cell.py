@@ -147,7 +147,9 @@ class Cell:
         state = self.state_of_prev(node)
         if state is not None:
             node = state
-        return self.latex.get(node) or sp.latex(sp.Symbol(node))
+        from .printer_latex import latex_symbol
+
+        return self.latex.get(node) or latex_symbol(node)
 
 
 class CellBuilder:

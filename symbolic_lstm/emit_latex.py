@@ -21,6 +21,7 @@ import sympy as sp
 from .cell import Cell, Elementwise
 from .derivation import LOSS_MODES, LossMode, StepDerivation, concat_symbol, derive
 from .functions import UnitSum
+from .latex_layout import layout, layout_parts
 from .notation import ERROR, Partial, future, node
 from .printer_latex import ArticleLatexPrinter
 
@@ -253,7 +254,7 @@ class DerivationDocument:
             r"\end{align*}",
             r"\paragraph{(b) Each factor evaluated}",
             r"\begin{align*}",
-            " \\\\\n".join(r"%s &= %s" % (self.tex(p), self.tex(v)) for p, v in self._factors(chain, tl.values)),
+            " \\\\\n".join(layout(self.tex(p), v, self.printer) for p, v in self._factors(chain, tl.values)),
             r"\end{align*}",
             r"\paragraph{(c) Closed form}",
             r"\begin{align*}",
@@ -266,11 +267,13 @@ class DerivationDocument:
         return "\n".join(lines)
 
     def _equation(self, lhs: str, total: str, expr: sp.Expr, summed: bool) -> str:
-        """``lhs &= expr``, a sum of several branches one branch per line (they are long)."""
-        if summed or not expr.is_Add:
-            return r"%s &= %s%s" % (lhs, total, _bracket(self.tex(expr), summed))
-        terms = [self.tex(t) for t in expr.args]
-        return r"%s &= %s" % (lhs, " \\\\\n&\\quad + ".join(terms))
+        """``lhs &= expr``, a fork's branches one per line, anything wider than the page broken across lines
+        (:mod:`symbolic_lstm.latex_layout`)."""
+        if summed:
+            return layout(lhs, expr, self.printer, total + r"\Big[", r"\Big]")
+        if not expr.is_Add:
+            return layout(lhs, expr, self.printer)
+        return layout_parts(lhs, [("", term, "") for term in expr.args], self.printer)  # a branch a line
 
     def _factors(self, chain: sp.Expr, values: dict[sp.Expr, sp.Expr]) -> list[tuple[sp.Expr, sp.Expr]]:
         seen: list[sp.Expr] = []
@@ -315,10 +318,11 @@ class DerivationDocument:
         steps = [t for t, _, _ in rows]
         chains, closed, bc = [c for _, c, _ in rows], [e for _, _, e in rows], []
         summed = target.kind == "param"
-        if summed:
-            head = r"%s = {} & " % self.lhs(target)
+        if summed:  # one row per step, each in its brackets, each starting a line
+            head = ""
             body, body_closed = (
-                "\\\\\n& + ".join(_bracket(self.tex(r), True) for r in rows) for rows in (chains, closed)
+                layout_parts(self.lhs(target), [(r"\Big[", r, r"\Big]") for r in rows], self.printer)
+                for rows in (chains, closed)
             )
         else:
             head = ""
@@ -360,7 +364,7 @@ class DerivationDocument:
         return "\n".join([line for line in intro if line] + ["", *[self.section(k) + "\n" for k in keys]])
 
     def standalone(self, keys: Sequence[str] | None = None) -> str:
-        title = f"Backpropagation through the {self.cell.name} cell ({self.mode})"
+        title = f"Backpropagation through the {self.cell.name} cell ({self.mode})".replace("_", r"\_")
         return "\n".join(
             [
                 r"\documentclass[10pt]{article}",
@@ -377,7 +381,3 @@ class DerivationDocument:
                 "",
             ]
         )
-
-
-def _bracket(tex: str, summed: bool) -> str:
-    return r"\left[%s\right]" % tex if summed else tex

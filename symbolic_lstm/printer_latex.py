@@ -18,6 +18,23 @@ from .cell import Cell
 _TIMED = re.compile(r"^(?P<delta>delta_)?(?P<name>.+)<(?P<time>[^<>]+)>$")
 
 
+def latex_symbol(name: str) -> str:
+    """A node or parameter name as LaTeX: Greek letters as SymPy spells them, a name of several letters as a
+    word, not a product of letters (``sum_f`` → ``\\mathrm{sum}_{f}``, ``W_in`` → ``W_{\\mathrm{in}}``),
+    ``c_tilde`` → ``\\tilde{c}``."""
+    head, _, tail = name.partition("_")
+    if tail in ("tilde", "hat", "bar"):
+        return r"\%s{%s}" % (tail, latex_symbol(head))
+
+    def word(part: str) -> str:
+        printed = sp.latex(sp.Symbol(part))
+        return printed if printed.startswith("\\") or len(part) == 1 or not part.isalpha() else r"\mathrm{%s}" % part
+
+    if not tail:
+        return word(head) if head.isalpha() else sp.latex(sp.Symbol(name))
+    return "%s_{%s}" % (word(head), word(tail) if tail.isalpha() else tail.replace("_", ","))
+
+
 class ArticleLatexPrinter(LatexPrinter):
     """LaTeX in the article's notation for one cell (``order='none'`` keeps the chain's order)."""
 
@@ -41,7 +58,9 @@ class ArticleLatexPrinter(LatexPrinter):
             if "|" in expr.name:  # columns of W over one operand: W_f|a_prev → W_f^{(a)}
                 weight, operand = expr.name.split("|")
                 return r"%s^{(%s)}" % (self._print(sp.Symbol(weight)), self.base(operand))
-            return super()._print_Symbol(expr, style)
+            return (
+                latex_symbol(expr.name) if expr.name.replace("_", "").isalnum() else super()._print_Symbol(expr, style)
+            )
         name, time = m.group("name"), m.group("time")
         if name.startswith("[") and name.endswith("]"):  # [a<t-1>, x<t>]: time is the step's
             parts = [self._timed(p, time) for p in name[1:-1].split(",")]
@@ -68,8 +87,18 @@ class ArticleLatexPrinter(LatexPrinter):
         body = r"\frac{1}{\sqrt{%s}}" % self._print(expr.args[0])
         return r"\left(%s\right)^{%s}" % (body, exp) if exp else body
 
+    unit_depth = 0  # how many sums over units enclose what is being printed (their indices must differ)
+
     def _print_UnitSum(self, expr: sp.Expr) -> str:
-        return r"\sum_{i=1}^{n_a} \left(%s\right)_i" % self._print(expr.args[0])
+        from .latex_layout import UNIT_INDICES
+
+        idx = UNIT_INDICES[min(self.unit_depth, len(UNIT_INDICES) - 1)]
+        self.unit_depth += 1
+        try:
+            inner = self._print(expr.args[0])
+        finally:
+            self.unit_depth -= 1
+        return r"\sum_{%s=1}^{n_a} \left(%s\right)_{%s}" % (idx, inner, idx)
 
     def _print_softsign(self, expr: sp.Expr, exp: str | None = None) -> str:
         arg = self._print(expr.args[0])

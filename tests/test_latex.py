@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -9,6 +10,7 @@ import pytest
 import sympy as sp
 from conftest import by_name, same
 
+from symbolic_lstm.cells import BUILTIN, get_cell
 from symbolic_lstm.emit_latex import DerivationDocument, default_targets
 
 ARTICLE_TARGETS = ["W_f", "W_u", "W_c", "W_o", "b_f", "b_u", "b_c", "b_o", "a_prev", "c_prev", "x", "a0", "c0"]
@@ -92,3 +94,36 @@ def test_standalone_document_compiles(lstm, tmp_path, mode):
     )
     assert run.returncode == 0, run.stdout[-3000:]
     assert (tmp_path / "d.pdf").stat().st_size > 1000
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (Debian: texlive-latex-base)")
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+@pytest.mark.parametrize(("unroll", "mode"), [(None, "many-to-many"), (3, "many-to-one")])
+def test_latex_fits_the_page(name, unroll, mode, tmp_path):
+    """Every built-in cell's standalone document compiles with no overfull box: long chains break across lines."""
+    doc = DerivationDocument(get_cell(name), mode=mode, unroll=unroll)
+    (tmp_path / "d.tex").write_text(doc.standalone(default_targets(get_cell(name))), encoding="utf-8")
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-draftmode", "d.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    log = (tmp_path / "d.log").read_text(encoding="utf-8", errors="replace")
+    assert done.returncode == 0, log[-3000:]
+    overfull = [ln for ln in log.splitlines() if ln.startswith("Overfull \\hbox")]
+    assert not overfull, overfull[:5]
+
+
+def test_nested_sums_over_units_have_distinct_indices():
+    text = DerivationDocument(get_cell("layernorm")).body(["W_f"])
+    assert r"\sum_{j=1}^{n_a}" in text  # a sum inside a sum …
+    for m in re.finditer(r"\\sum_\{(\w)=1\}\^\{n_a\}", text):  # … never reuses the enclosing index
+        assert m.group(1) in "ijklmn"
+    assert r"\left(\sum_{i=1}^{n_a} \left(\sum_{i=1}" not in text
+
+
+def test_multi_letter_names_are_words():
+    text = DerivationDocument(get_cell("lstm")).body(["W_f"]) + DerivationDocument(get_cell("gru_torch")).body(["W_in"])
+    assert r"\mathrm{sum}_{f}" in text and r"W_{\mathrm{in}}" in text
+    assert not re.search(r"(?<!\\mathrm\{)sum_\{f\}", text)
