@@ -437,40 +437,27 @@ def train_text(
     return history, params, head
 
 
-def plot(history: History, path: str | Path, title: str) -> None:
-    """Loss curve and held-out prediction vs truth, as PNG, PDF or SVG by the suffix (needs matplotlib: the
-    ``plot`` extra), marked as ours in its metadata, written atomically."""
-    import io
-
+def figure(history: History, title: str) -> object:
+    """The run's figure (a matplotlib Figure): the loss curve over whole epochs, and for the sunspots the
+    held-out prediction against the truth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .files import write_atomic
-
-    fmt = Path(path).suffix.lower().lstrip(".")
-    key = "Software" if fmt == "png" else "Creator"
-
-    def save(fig: object) -> None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=100, metadata={key: PLOT_MARK})  # type: ignore[attr-defined]
-        plt.close(fig)
-        write_atomic(path, buf.getvalue())
-
+    epochs = range(1, len(history.losses) + 1)
     if history.test_years is None:  # the character model: the loss curve alone
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(range(1, len(history.losses) + 1), history.losses, label="training")
+        ax.plot(epochs, history.losses, label="training")
         ax.axhline(history.test_rmse, color="gray", linestyle="--", label="held-out (end)")
         ax.set(xlabel="epoch", ylabel="cross-entropy (nats per character)", title=title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         fig.tight_layout()
-        save(fig)
-        return
+        return fig
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.semilogy(range(1, len(history.losses) + 1), history.losses)
+    ax1.semilogy(epochs, history.losses)
     ax1.set(xlabel="epoch", ylabel="training loss (½ squared error per window)", title="loss")
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.plot(history.test_years, history.test_truth, label="truth")
@@ -479,4 +466,21 @@ def plot(history: History, path: str | Path, title: str) -> None:
     ax2.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    save(fig)
+    return fig
+
+
+def plot(history: History, path: str | Path, title: str) -> None:
+    """The run's :func:`figure` as PNG, PDF or SVG by the suffix (needs matplotlib: the ``plot`` extra), marked
+    as ours in its metadata, written atomically."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .files import write_atomic
+
+    fig = figure(history, title)
+    fmt = Path(path).suffix.lower().lstrip(".")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=100, metadata={"Software" if fmt == "png" else "Creator": PLOT_MARK})
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())

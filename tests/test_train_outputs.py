@@ -128,3 +128,11 @@ def test_output_that_is_not_a_terminal_has_no_progress_line():
     r = CliRunner().invoke(main, ["train", "--data", "sunspots", "--hidden", "4", "--epochs", "2"])
     assert r.exit_code == 0
     assert not any(ln.strip().startswith("training") and "loss:" not in ln for ln in r.output.splitlines())
+
+
+def test_the_loss_plot_counts_whole_epochs():
+    pytest.importorskip("matplotlib")
+    history = tr.History(losses=[3.0, 2.0, 1.5], test_rmse=1.7, baseline_rmse=4.2)
+    fig = tr.figure(history, "three epochs")
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
