@@ -9,7 +9,9 @@ alike; the table reports min and median.  Ratios use medians:
 
 * ``ratio_vs_torch`` = generated / torch.nn.LSTM (below 1: we are faster);
 * ``fraction_of_gemm_bound`` = GEMM bound / generated (1.0 would be matrix products only);
-* ``speedup_vs_naive`` = naive / generated.
+* ``speedup_vs_naive`` = naive / generated;
+* ``layer_overhead`` = torch-layer / generated: ``symbolic_lstm.torch.RecurrentLayer`` (the same kernels inside
+  torch's autograd, CPU tensors shared with NumPy) against calling the NumPy module directly.
 
 Memory: the forward cache's nbytes, and the peak of forward + backward traced by ``tracemalloc``, both
 against what backward must read: [a<t-1>, x<t>], the four gate activations, c<t> and tanh(c<t>) per step,
@@ -107,6 +109,27 @@ def torch_impl(p, x, y):
     return run
 
 
+def layer_impl(p, x, y):
+    """symbolic_lstm.torch.RecurrentLayer: the generated kernels inside torch's autograd (CPU: the NumPy module on
+    shared memory), with the same loss and a backward through torch; its distance from ``generated`` is the
+    wrapper's overhead."""
+    from symbolic_lstm.torch import RecurrentLayer
+
+    dt = torch.float32 if x.dtype == np.float32 else torch.float64
+    layer = RecurrentLayer("lstm", x.shape[2], p["b_f"].shape[0], dtype=dt)
+    layer.load_params(p)
+    xt, yt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(y)
+
+    def run():
+        for q in (*layer.parameters(), xt):
+            q.grad = None
+        out, _ = layer(xt)
+        (0.5 * ((out - yt) ** 2).sum()).backward()
+        return layer, xt
+
+    return run
+
+
 def check_agreement(gen, nai, tor, dtype):
     """The three implementations compute the same gradients (so the timings compare like with like)."""
     g, n = gen(), nai()
@@ -195,7 +218,7 @@ def main(argv=None):
     cs = cold_start()
     print(f"# cold start (new process): generate {cs['generate']:.2f} s, derive {cs['derive']:.2f} s")
     header = (
-        f"{'shape':<11}{'dtype':<8}{'impl':<10}{'min ms':>9}{'median ms':>10}"
+        f"{'shape':<11}{'dtype':<8}{'impl':<12}{'min ms':>9}{'median ms':>10}"
         f"{'vs torch':>9}{'of bound':>9}{'vs naive':>9}"
     )
     print(header)
@@ -211,6 +234,7 @@ def main(argv=None):
             }
             if torch is not None:
                 impls["torch"] = torch_impl(p, x, y)
+                impls["torch-layer"] = layer_impl(p, x, y)
             if not args.no_array_api and importlib.util.find_spec("array_api_compat") is not None:
                 # the portable module (generate --backend array-api) on the same NumPy arrays
                 impls["array-api"] = generated_impl(load("lstm_array_api"), p, x, y)
@@ -233,6 +257,8 @@ def main(argv=None):
                 "median_ms": {n: round(1e3 * v, 3) for n, v in med.items()},
                 "min_ms": {n: round(1e3 * min(v), 3) for n, v in times.items()},
                 "ratio_vs_torch": round(med["generated"] / med["torch"], 3) if "torch" in med else None,
+                "layer_overhead": round(med["torch-layer"] / med["generated"], 3) if "torch-layer" in med else None,
+                "layer_vs_torch": round(med["torch-layer"] / med["torch"], 3) if "torch-layer" in med else None,
                 "fraction_of_gemm_bound": round(med["bound"] / med["generated"], 3),
                 "speedup_vs_naive": round(med["naive"] / med["generated"], 2) if "naive" in med else None,
                 "array_api_over_generated": (
@@ -248,7 +274,7 @@ def main(argv=None):
                 vs_t = f"{med[name] / med['torch']:9.2f}" if "torch" in med else f"{'-':>9}"
                 of_b = f"{med['bound'] / med[name]:9.2f}"
                 vs_n = f"{med['naive'] / med[name]:9.2f}" if "naive" in med else f"{'-':>9}"
-                print(f"{shape:<11}{dtype!s:<8}{name:<10}{ms(min(times[name]))}{ms(med[name]):>10}{vs_t}{of_b}{vs_n}")
+                print(f"{shape:<11}{dtype!s:<8}{name:<12}{ms(min(times[name]))}{ms(med[name]):>10}{vs_t}{of_b}{vs_n}")
             print(
                 f"{'':<19}memory: cache {cache_bytes / 2**20:.1f} MiB, fwd+bwd peak {peak / 2**20:.1f} MiB, "
                 f"backward must read {must_read / 2**20:.1f} MiB (peak/must-read {peak / must_read:.2f})"

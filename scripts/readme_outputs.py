@@ -90,8 +90,12 @@ def produce(block: Block) -> str:
 def duration(cmd: str) -> str:
     """Wall time of ``cmd`` on this machine, rounded as the README states durations."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, shell=True, cwd=ROOT, env=_env(), capture_output=True, check=False)
+    done = subprocess.run(cmd, shell=True, cwd=ROOT, env=_env(), capture_output=True, text=True, check=False)
     s = time.perf_counter() - t0
+    if done.returncode != 0:  # a failure's duration is no duration of the command
+        raise SystemExit(
+            f"{cmd!r} failed (exit {done.returncode}); not timed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
     if s < 10:
         return f"{s:.0f} s" if s >= 1.5 else "1 s"
     if s < 90:

@@ -83,6 +83,15 @@ def regenerate_command(spec: str, folder: str | Path | None, backend: str = "num
     return cmd + (f" --backend {backend}" if backend != "numpy" else "")
 
 
+def recorded_hash(path: str | Path) -> str | None:
+    """The ``SOURCE_HASH`` a generated file records (read from its text; nothing is imported)."""
+    try:
+        found = _HASH.search(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
 def freshness(path: str | Path, run_cell_files: bool = False) -> Freshness:
     """Read the header of the generated file at ``path`` and compare its hash with the current sources.
 

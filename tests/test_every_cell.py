@@ -433,3 +433,17 @@ def test_check_stale_reads_user_cell_modules(tmp_path):
     assert r.exit_code == 0
     r = runner.invoke(main, ["check", "--stale", "--dir", str(tmp_path)])
     assert r.exit_code == 0 and "up to date" in r.output
+
+
+def test_a_variant_of_a_builtin_gets_its_own_kernels(tmp_path, monkeypatch):
+    """lstm.build(candidate=softsign) is still named 'lstm': it must not get the shipped lstm module."""
+    from symbolic_lstm.cells import lstm
+    from symbolic_lstm.functions import softsign
+    from symbolic_lstm.loader import module_for
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    variant = module_for(lstm.build(candidate=softsign))
+    assert variant.generated and tmp_path in variant.path.parents
+    assert module_for(get_cell("lstm")).path.parent != variant.path.parent  # the built-in: the shipped module
+    rows = check_module(variant.module, cell=lstm.build(candidate=softsign))
+    assert all(r.ok for r in rows)
