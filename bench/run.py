@@ -11,7 +11,8 @@ alike; the table reports min and median.  Ratios use medians:
 * ``fraction_of_gemm_bound`` = GEMM bound / generated (1.0 would be matrix products only);
 * ``speedup_vs_naive`` = naive / generated;
 * ``layer_overhead`` = torch-layer / generated: ``symbolic_lstm.torch.RecurrentLayer`` (the same kernels inside
-  torch's autograd, CPU tensors shared with NumPy) against calling the NumPy module directly.
+  torch's autograd, CPU tensors shared with NumPy) against calling the NumPy module directly.  On few cores its
+  median also measures torch's and OpenBLAS's thread pools competing (torch.set_num_threads(1) removes that).
 
 Memory: the forward cache's nbytes, and the peak of forward + backward traced by ``tracemalloc``, both
 against what backward must read: [a<t-1>, x<t>], the four gate activations, c<t> and tanh(c<t>) per step,
