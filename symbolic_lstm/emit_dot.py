@@ -23,6 +23,13 @@ from .notation import ERROR, Partial, node
 FORMATS = ("dot", "svg", "png")
 
 
+#: What to install for pictures (SVG, PNG): said where one cannot be drawn.
+INSTALL_HINT = (
+    "Drawing the graph needs Graphviz's dot program, which is not on PATH "
+    "(Debian/Ubuntu: apt install graphviz; macOS: brew install graphviz); here is its DOT text."
+)
+
+
 class GraphvizMissingError(RuntimeError):
     """Graphviz's ``dot`` program is needed to draw SVG or PNG and is not on PATH."""
 

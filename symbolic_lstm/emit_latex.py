@@ -233,7 +233,10 @@ class DerivationDocument:
             out.append((t, c, c.xreplace(tl.values).doit()))
         return out
 
-    def section(self, key: str) -> str:
+    def blocks(self, key: str) -> list[tuple[str, ...]]:
+        """The pieces of one target's section, to be rendered as LaTeX (:meth:`section`) or Markdown
+        (:meth:`markdown`): ("title", math), ("comment", text), ("para", title, text), ("math", align body),
+        ("note", text with $…$)."""
         target = self._targets[key]
         chain, closed, values = self.forms(key)
         tl = Timeline(self.d, values=values)
@@ -245,26 +248,74 @@ class DerivationDocument:
             "initial": "the a^{<t-1>} gradient at t = 1".replace("a", self.cell.states[0]),
             "node": "at step t, all branches of its fork added",
         }[target.kind]
-        lines = [
-            r"\subsection*{$%s$}" % self.lhs(target).replace(r"\frac{", "{", 1).replace("}{", "}/{", 1),
-            r"% " + f"target {key} ({where}); cell {self.cell.name}; loss {self.mode}",
-            r"\paragraph{(a) Chain rule through the stages} Forks appear as sums of their branches.",
-            r"\begin{align*}",
-            self._equation(self.lhs(target), total, chain, summed),
-            r"\end{align*}",
-            r"\paragraph{(b) Each factor evaluated}",
-            r"\begin{align*}",
-            " \\\\\n".join(layout(self.tex(p), v, self.printer) for p, v in self._factors(chain, tl.values)),
-            r"\end{align*}",
-            r"\paragraph{(c) Closed form}",
-            r"\begin{align*}",
-            self._equation(self.lhs(target), total, closed, summed),
-            r"\end{align*}",
+        out: list[tuple[str, ...]] = [
+            ("title", self.lhs(target).replace(r"\frac{", "{", 1).replace("}{", "}/{", 1)),
+            ("comment", f"target {key} ({where}); cell {self.cell.name}; loss {self.mode}"),
+            ("para", "(a) Chain rule through the stages", "Forks appear as sums of their branches."),
+            ("math", self._equation(self.lhs(target), total, chain, summed)),
+            ("para", "(b) Each factor evaluated", ""),
+            ("math", " \\\\\n".join(layout(self.tex(p), v, self.printer) for p, v in self._factors(chain, tl.values))),
+            ("para", "(c) Closed form", ""),
+            ("math", self._equation(self.lhs(target), total, closed, summed)),
         ]
-        lines += self._notes(target)
+        out += [("note", n) for n in self._notes(target)]
         if self.unroll is not None:
-            lines += self._rows(target)
+            out += self._rows(target)
+        return out
+
+    def section(self, key: str) -> str:
+        """One target's derivation as LaTeX (for a document: ``\\subsection*``, ``\\paragraph``, ``align*``)."""
+        lines = []
+        for kind, *rest in self.blocks(key):
+            if kind == "title":
+                lines.append(r"\subsection*{$%s$}" % rest[0])
+            elif kind == "comment":
+                lines.append(r"% " + rest[0])
+            elif kind == "para" and not rest[0]:
+                lines.append(rest[1])
+            elif kind == "para":
+                lines.append(r"\paragraph{%s}%s" % (rest[0], f" {rest[1]}" if rest[1] else ""))
+            elif kind == "math":
+                lines += [r"\begin{align*}", rest[0], r"\end{align*}"]
+            else:
+                lines.append(r"\noindent " + rest[0] + "\n")
         return "\n".join(lines)
+
+    def markdown(self, keys: Sequence[str] | None = None) -> str:
+        """The derivations as Markdown with ``$$…$$`` math that MathJax and KaTeX render (Jupyter): aligned
+        blocks, no ``\\paragraph``, no preamble, long lines broken as in the PDF."""
+        keys = list(keys) if keys else default_targets(self.cell)
+        import html
+
+        out: list[str] = [
+            f"**{self.cell.name}**: {html.escape(self.cell.description)}"
+            if self.cell.description
+            else f"**{self.cell.name}**",
+            f"loss {self.mode}" + (f", unrolled over $T = {self.unroll}$ steps" if self.unroll else ""),
+        ]
+        for key in keys:
+            for kind, *rest in self.blocks(key):
+                if kind == "title":
+                    out.append(f"#### ${html_safe(rest[0])}$")
+                elif kind == "para":
+                    out.append(html_safe(" ".join(x for x in (f"**{rest[0]}**" if rest[0] else "", rest[1]) if x)))
+                elif kind == "math":
+                    out.append("$$\\begin{aligned}\n" + html_safe(rest[0]) + "\n\\end{aligned}$$")
+                elif kind == "note":
+                    out.append(html_safe(rest[0].strip()))
+        return "\n\n".join(out) + "\n"
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows the document as typeset math (every default target, or those of :meth:`show`)."""
+        return self.markdown(getattr(self, "_shown", None))
+
+    def show(self, *keys: str) -> DerivationDocument:
+        """The same document, displaying only ``keys`` in Jupyter (``doc.show("W_f")``)."""
+        import copy
+
+        view = copy.copy(self)
+        view._shown = list(keys) or None  # type: ignore[attr-defined]
+        return view
 
     def _equation(self, lhs: str, total: str, expr: sp.Expr, summed: bool) -> str:
         """``lhs &= expr``, a fork's branches one per line, anything wider than the page broken across lines
@@ -309,7 +360,7 @@ class DerivationDocument:
                 r"Many-to-one: only $%s^{<T>}$ is scored, so "
                 r"$\frac{\partial \mathrm{Error}^{<t>}}{\partial %s^{<t>}} = 0$ for $t < T$." % (out, out)
             )
-        return [r"\noindent " + n + "\n" for n in dict.fromkeys(notes)]
+        return list(dict.fromkeys(notes))
 
     def _rows(self, target: Target) -> list[str]:
         T = self.unroll
@@ -336,21 +387,16 @@ class DerivationDocument:
             # what the next step would send back, shown at t = T: its δ (or ∂Error/∂state) is zero
             shown = Timeline(self.d, T).chain(future(s))
             bc.append(r"$%s = 0$" % self.tex(shown.args[0] if shown.is_Mul else shown))
+        text = "One row per step, $t = %s$; boundary conditions: %s%s." % (
+            ", ".join(map(str, steps)),
+            ", ".join(bc),
+            "; many-to-one: the Error of steps $t < T$ is 0" if self.mode == "many-to-one" else "",
+        )
         return [
-            r"\paragraph{(d) Unrolled over $T = %d$ steps} One row per step, $t = %s$; boundary conditions: %s%s."
-            % (
-                T,
-                ", ".join(map(str, steps)),
-                ", ".join(bc),
-                "; many-to-one: the Error of steps $t < T$ is 0" if self.mode == "many-to-one" else "",
-            ),
-            r"\begin{align*}",
-            head + body,
-            r"\end{align*}",
-            r"and evaluated:",
-            r"\begin{align*}",
-            head + body_closed,
-            r"\end{align*}",
+            ("para", r"(d) Unrolled over $T = %d$ steps" % T, text),
+            ("math", head + body),
+            ("para", "", "and evaluated:"),
+            ("math", head + body_closed),
         ]
 
     # -- whole documents -----------------------------------------------------------------------
@@ -381,3 +427,9 @@ class DerivationDocument:
                 "",
             ]
         )
+
+
+def html_safe(tex: str) -> str:
+    """``<`` and ``>`` as ``\\lt``/``\\gt``, which MathJax and KaTeX know and an HTML sanitizer cannot mistake
+    for a tag (``a^{<t>}`` in a notebook's Markdown)."""
+    return tex.replace("<", r"\lt ").replace(">", r"\gt ")

@@ -92,6 +92,42 @@ class CheckRow:
         return bool((self.max_rel_error if self.judged is None else self.judged) <= self.tol)
 
 
+class CheckReport(list):
+    """The rows of a gradient check (a list of :class:`CheckRow`): ``str`` is the CLI's table, Jupyter shows an
+    HTML table."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self)
+
+    def __str__(self) -> str:
+        return format_table(self)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        judged = any(r.judged is not None and r.max_rel_error > r.tol for r in self)
+        head = "<th>gradient</th><th>shape</th><th>max rel. error</th>" + ("<th>judged</th>" if judged else "")
+        rows = "".join(
+            "<tr><td>%s</td><td>%s</td><td>%.3e</td>%s<td>%s</td></tr>"
+            % (
+                html.escape(r.key),
+                html.escape(r.shape),
+                r.max_rel_error,
+                (f"<td>{r.judged:.3e}</td>" if r.judged is not None else "<td></td>") if judged else "",
+                "✓" if r.ok else f"✗ &gt; {r.tol:.0e}",
+            )
+            for r in self
+        )
+        verdict = "all within tolerance" if self.ok else "FAILED: " + ", ".join(r.key for r in self if not r.ok)
+        skipped = sum(r.skipped for r in self)
+        note = f"; {skipped} entries at a kink not compared" if skipped else ""
+        return (
+            f"<table><thead><tr>{head}<th></th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<p>{len(self)} gradients against central differences: {verdict}{note}</p>"
+        )
+
+
 def relative_error(analytic: np.ndarray, numeric: np.ndarray, atol: float = 0.0) -> float:
     """max (|a − n| − atol)⁺ / max(|a| + |n|, FLOOR · max|n|), elementwise (0 for empty arrays); entries
     where ``numeric`` is nan (not measured: at a kink) are left out."""
@@ -195,12 +231,12 @@ def check_module(
             worst[key] = max(worst.get(key, 0.0), relative_error(grads[key], numeric))
             judged[key] = max(judged.get(key, 0.0), relative_error(grads[key], numeric, allowance))
             shapes.setdefault(key, set()).add(_shape_name(key, k))
-    return [
+    return CheckReport(
         CheckRow(
             key, " | ".join(sorted(shapes[key])), worst[key], tol, judged[key] if regime.atol else None, skipped[key]
         )
         for key in arrays
-    ]
+    )
 
 
 def _shape_name(key: str, k: ModuleType) -> str:

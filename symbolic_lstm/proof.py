@@ -60,6 +60,43 @@ class ProofLine:
         )
 
 
+class ProofReport(list):
+    """The lines of a proof (a list of :class:`ProofLine`): ``str`` is what ``symbolic-lstm prove`` prints,
+    Jupyter shows an HTML table."""
+
+    @property
+    def ok(self) -> bool:
+        return all(line.ok for line in self)
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(
+            "<tr><td>%s</td><td>∂Error/∂%s</td><td>%s</td><td>%d</td><td>n_a=%d, n_x=%d, T=%d</td><td>%s</td>"
+            "<td>%s</td></tr>"
+            % (
+                "✓" if ln.ok else "✗",
+                html.escape(ln.gradient),
+                "×".join(map(str, ln.shape)),
+                ln.entries,
+                ln.n_a,
+                ln.n_x,
+                ln.T,
+                ln.mode,
+                html.escape(ln.method),
+            )
+            for ln in self
+        )
+        verdict = "every gradient equals direct differentiation" if self.ok else "some gradients differ"
+        return (
+            "<table><thead><tr><th></th><th>gradient</th><th>shape</th><th>entries</th><th>net</th><th>loss</th>"
+            f"<th>compared</th></tr></thead><tbody>{rows}</tbody></table><p>{verdict} of the unrolled Error</p>"
+        )
+
+
 class UnrolledNet:
     """A cell unrolled over T steps with every number a symbol (column vectors as sp.Matrix)."""
 
@@ -278,7 +315,7 @@ def prove(
     seed: int = 0,
     exact: bool = False,
     workers: int | None = None,
-) -> list[ProofLine]:
+) -> ProofReport:
     """Compare direct differentiation of the unrolled Error with the engine, gradient by gradient.
 
     Each step's Error is differentiated once per symbol and shared by both loss modes (many-to-one
@@ -304,7 +341,7 @@ def prove(
     finally:
         _JOB = None
     method = f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
-    lines = []
+    lines = ProofReport()
     for mode in modes:
         for name, syms in wrt:
             ok = all(verdicts[(name, k)][mode] for k in range(len(syms)))

@@ -96,6 +96,21 @@ class History:
     test_pred: np.ndarray | None = None
     checkpoint_error: str | None = None  # why the checkpoint could not be written (the run itself is kept)
 
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter plots the run inline (:func:`figure`) where matplotlib is installed."""
+        import importlib.util
+        import io
+
+        if importlib.util.find_spec("matplotlib") is None or not self.losses:
+            return None
+        import matplotlib.pyplot as plt
+
+        fig = figure(self, f"{len(self.losses)} epochs")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)  # type: ignore[attr-defined]
+        plt.close(fig)
+        return buf.getvalue()
+
 
 class Problem:
     """Windows of the scaled series: x (window, N, 1) time-major, y (N, 1); a chronological split."""

@@ -1,0 +1,158 @@
+"""What Jupyter shows: typeset stages, the graph as a picture, the generated backward beside its derivation.
+
+Every object here follows IPython's ``_repr_*_`` protocol, so nothing imports IPython: a notebook displays
+them, a terminal prints their text.  With the derivation (``DerivationDocument._repr_markdown_``), the check
+and proof results (``_repr_html_``) and the training history (``_repr_png_``) they make the notebook a place to
+follow the article: ``examples/article.ipynb``.
+
+* :func:`stages` — the cell's functional stages as aligned math;
+* :func:`graph` — the computation graph: SVG through Graphviz's ``dot`` where installed, else the DOT text
+  with the install hint;
+* :func:`backward_listing` — the generated module's backward loop, each statement next to the derivation
+  step it implements (the comment the generator wrote from the engine).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import sympy as sp
+
+from .cell import Cell, Linear, Reduce
+from .cells import get_cell
+from .emit_latex import html_safe
+from .printer_latex import ArticleLatexPrinter
+
+__all__ = ["Graph", "Listing", "Stages", "backward_listing", "graph", "stages"]
+
+
+def _cell(cell: str | Cell) -> Cell:
+    return get_cell(cell) if isinstance(cell, str) else cell
+
+
+@dataclass(frozen=True)
+class Stages:
+    """A cell's functional stages, one per line, in the article's notation."""
+
+    cell: Cell
+
+    def latex(self) -> str:
+        """The stages as the body of an ``aligned`` block (``name^{<t>} &= …`` lines)."""
+        p = ArticleLatexPrinter(self.cell)
+        cell = self.cell
+
+        def timed(name: str) -> sp.Symbol:
+            state = cell.state_of_prev(name)
+            if name in cell.vectors:
+                return sp.Symbol(name)
+            return sp.Symbol(f"{state}<t-1>" if state else f"{name}<t>")
+
+        lines = []
+        for st in cell.stages:
+            lhs = p.doprint(timed(st.name))
+            if isinstance(st, Linear):
+                ops = ", ".join(p.doprint(timed(k)) for k in st.inputs)
+                rhs = r"%s \left[%s\right]" % (p.doprint(sp.Symbol(st.weight)), ops)
+                rhs += f" + {p.doprint(sp.Symbol(st.bias))}" if st.bias else ""
+            else:
+                rhs = p.doprint(st.expr.xreplace({sp.Symbol(r): timed(r) for r in st.reads}))
+                if isinstance(st, Reduce):
+                    rhs = r"\frac{1}{n_a} \sum_{i=1}^{n_a} \left(%s\right)_i" % rhs
+            lines.append(f"{lhs} &= {rhs}")
+        return " \\\\\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        head = f"**{self.cell.name}**" + (f": {html.escape(self.cell.description)}" if self.cell.description else "")
+        return f"{head}\n\n$$\\begin{{aligned}}\n{html_safe(self.latex())}\n\\end{{aligned}}$$\n"
+
+    def __str__(self) -> str:
+        return self.latex()
+
+
+def stages(cell: str | Cell) -> Stages:
+    """The cell's functional stages, typeset in Jupyter (``stages("lstm")``)."""
+    return Stages(_cell(cell))
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The computation graph: ``dot`` (DOT text); SVG in Jupyter through Graphviz where it is installed."""
+
+    dot: str
+
+    def svg(self) -> str | None:
+        """The picture as SVG text, or None when Graphviz's ``dot`` is not installed."""
+        from .emit_dot import GraphvizMissingError, render
+
+        try:
+            text = render(self.dot, "svg").decode("utf-8")
+        except GraphvizMissingError:
+            return None
+        return text[text.index("<svg") :]  # without the XML prologue and doctype
+
+    def _repr_svg_(self) -> str | None:
+        return self.svg()
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        """SVG where Graphviz draws it; otherwise the DOT text with the install hint (never both, so a
+        front end that ranks Markdown above SVG still shows the picture)."""
+        svg = self.svg()
+        if svg is not None:
+            return {"image/svg+xml": svg, "text/plain": "<computation graph (SVG)>"}
+        from .emit_dot import INSTALL_HINT
+
+        return {"text/markdown": f"{INSTALL_HINT}\n\n```dot\n{self.dot}\n```\n", "text/plain": self.dot}
+
+    def __str__(self) -> str:
+        return self.dot
+
+
+def graph(cell: str | Cell, unroll: int | None = None, loss: str = "many-to-many") -> Graph:
+    """The graph ``symbolic-lstm graph`` draws, as a displayable object."""
+    from .emit_dot import graph_dot
+
+    return Graph(graph_dot(_cell(cell), unroll, loss))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Generated statements and the derivation step each implements."""
+
+    title: str
+    rows: tuple[tuple[str, str], ...]  # (code, derivation step or "")
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            "<tr><td style='text-align:left'><code>%s</code></td><td style='text-align:left'>%s</td></tr>"
+            % (html.escape(code), html.escape(step))
+            for code, step in self.rows
+        )
+        return (
+            f"<p><b>{html.escape(self.title)}</b></p><table><thead><tr><th style='text-align:left'>generated "
+            f"NumPy</th><th style='text-align:left'>derivation step</th></tr></thead><tbody>{cells}</tbody></table>"
+        )
+
+    def __str__(self) -> str:
+        width = max((len(code) for code, _ in self.rows), default=0)
+        return "\n".join(f"{code:<{width}}  # {step}" if step else code for code, step in self.rows)
+
+
+def backward_listing(module: ModuleType | str) -> Listing:
+    """The backward loop of a generated module (or of the built-in cell named), statement by statement with
+    the derivation step each came from — read from the module's own source, as it runs."""
+    if isinstance(module, str):
+        from .loader import load
+
+        module = load(module, warn_stale=False)
+    text = Path(module.__file__).read_text(encoding="utf-8")
+    body = text[text.index("    for t in range(T - 1, -1, -1):") :]
+    body = body[: body.index("\n    dS2 = ")]
+    rows = []
+    for line in body.splitlines()[1:]:
+        code, _, step = line.strip().partition("  # ")
+        if code:
+            rows.append((code, step))
+    return Listing(f"backward of {module.CELL}: one step t, from t = T down to 1", tuple(rows))
