@@ -84,6 +84,11 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     NotebookClient(book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     kinds = {k for c in book.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
     assert {"text/markdown", "text/html"} <= kinds  # typeset derivations and tables, not raw text
-    assert kinds & {"image/svg+xml", "image/png"}  # the graph (or the training curve) as a picture
+    import shutil
+
+    if shutil.which("dot") is not None:
+        assert "image/svg+xml" in kinds  # the graph as a picture
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert "image/png" in kinds  # the training curve
     errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors

@@ -25,6 +25,9 @@ def test_the_readme_shows_outputs_and_durations_from_the_code():
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
 def test_shown_output_is_what_runs(block):
+    for module in ("torch", "jax", "matplotlib"):
+        if block.code is not None and f"import {module}" in block.code:
+            pytest.importorskip(module, reason=f"{module} not installed: this example's output is not reproduced")
     now = readme_outputs.produce(block)
     assert now == block.shown, (
         f"README shows a stale output for {block.name}; run: python scripts/readme_outputs.py --update\n"
