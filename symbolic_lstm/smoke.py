@@ -55,21 +55,17 @@ def render(cell: Cell, backend: str) -> str:
 
 def _unprintable(cell: Cell, backend: str, e: Exception) -> str:
     """Which stage uses the function the printer does not know (in its expression or its derivative)."""
+    from .cell import Linear
     from .derivation import derive
 
     what = str(e).split(":", 1)[-1].split("\n", 1)[0].strip()
-    d = derive(cell)
-    stage = next(
-        (
-            st.name
-            for st in cell.stages
-            if any(type(f).__name__ == what for f in getattr(st, "expr", sp.S.Zero).atoms(sp.Function))
-        ),
-        None,
-    )
-    stage = stage or next(
-        (str(p.num) for p, v in d.partials.items() if any(type(f).__name__ == what for f in v.atoms(sp.Function))), None
-    )
+
+    def uses(expr: sp.Expr) -> bool:
+        return any(type(f).__name__ == what for f in expr.atoms(sp.Function))
+
+    stage = next((st.name for st in cell.stages if not isinstance(st, Linear) and uses(st.expr)), None)
+    if stage is None:  # only a derivative uses it: the stage whose local partial it appears in
+        stage = next((str(p.num) for p, v in derive(cell).partials.items() if uses(v)), None)
     where = f"stage {stage!r}" if stage else "a stage"
     return (
         f"cell {cell.name!r}: {where} uses {what}, which the {backend} printer cannot print (it knows NumPy's ufuncs, "
