@@ -94,9 +94,7 @@ class ArrayAPIPlan:
         out = []
         for delta in self.schedule.deltas():
             v = delta.node
-            terms = [] if delta.value == 0 else [self.p.doprint(delta.value)]
-            for st in d.graph.linear_consumers(v):
-                terms.append(f"delta_{st.name} @ {st.weight}[:, {self.columns(st, v)}]")
+            terms = ([] if delta.value == 0 else [self.p.doprint(delta.value)]) + self.through_linear(v)
             target = delta.target
             code = " + ".join(terms) if terms else "0.0"
             fork = "  (fork: branches added)" if d.graph.is_fork(v) else ""
@@ -105,13 +103,14 @@ class ArrayAPIPlan:
                 out.append(Step(target, f"{target} + d{v}[t] if d{v} is not None else {target}", "+ ∂E<t>/∂" + uni(v)))
         return out
 
+    def through_linear(self, v: str) -> list[str]:
+        """The branches of δv through the linear stages that read v: δsum · (v's columns of W), one per stage."""
+        return [f"delta_{st.name} @ {st.weight}[:, {self.columns(st, v)}]" for st in self.d.graph.linear_consumers(v)]
+
     @property
     def input_delta(self) -> str:
         """∂E/∂x<t>: the products of every linear stage that reads the input."""
-        return " + ".join(
-            f"delta_{st.name} @ {st.weight}[:, {self.columns(st, self.input)}]"
-            for st in self.d.graph.linear_consumers(self.input)
-        )
+        return " + ".join(self.through_linear(self.input))
 
     def weight_width(self, st: Linear) -> str:
         return self.schedule.weight_width(st)

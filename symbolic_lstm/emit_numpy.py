@@ -293,27 +293,26 @@ class KernelPlan:
         regrouped gate by gate (+ b) into the step's block ``S``; one gate needs no regrouping."""
         lines: list[Line] = []
         inp = self.s.input
-        guard_of = {pr.operand: f"t > 0 or {self.cell.state_of_prev(pr.operand)}0 is not None" for pr in self.products}
-        note = "  # (nothing to add at t = 1 when {s}<0> = 0)"
+
+        def guard(pr: Product) -> str:
+            s = self.cell.state_of_prev(pr.operand)
+            return f"t > 0 or {s}0 is not None  # (nothing to add at t = 1 when {s}<0> = 0)"
 
         def product(pr: Product, out: str) -> Line:
             s = self.cell.state_of_prev(pr.operand)
-            return Line(
-                f"np.matmul({s}_seq[t], WT_{pr.operand}, out={out})",
-                f"W_g^({uni(pr.operand)}) {uni_time(pr.operand)}",
-                guard=guard_of[pr.operand] + note.format(s=s),
-            )
+            comment = f"W_g^({uni(pr.operand)}) {uni_time(pr.operand)}"
+            return Line(f"np.matmul({s}_seq[t], WT_{pr.operand}, out={out})", comment, guard=guard(pr))
 
         if not self.regroup:
             lines.append(Line("S = by_gate[t]"))
             for pr in self.state_products:
                 lines.append(product(pr, self.scratch(pr)))
-                lines.append(Line(f"S[0] += {self.scratch(pr)}", guard=product(pr, "").guard))
+                lines.append(Line(f"S[0] += {self.scratch(pr)}", guard=guard(pr)))
             return lines
         if self.full_product_first:
             pr = self.state_products[0]
             lines.append(product(pr, "SW"))
-            lines.append(Line("SW += gates[t]", f"+ the {inp}<t> half", guard=product(pr, "").guard))
+            lines.append(Line("SW += gates[t]", f"+ the {inp}<t> half", guard=guard(pr)))
             lines.append(Line("np.copyto(SW, gates[t])", guard="else"))
             sums = "SW"
         else:
@@ -324,7 +323,7 @@ class KernelPlan:
                     add = f"SX[:, {self.rows(pr)}] += {self.scratch(pr)}"
                 else:
                     add = f"SX_by_gate[{pr.operand}_gates] += {self.by_gate(pr, self.scratch(pr))}"
-                lines.append(Line(add, guard=product(pr, "").guard))
+                lines.append(Line(add, guard=guard(pr)))
             sums = "SX"
         lines.append(Line("S = by_gate[t]"))
         if self.has_bias:
