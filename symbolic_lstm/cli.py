@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,55 @@ CELL = click.option(
     show_default=True,
     help=f"Cell to work on: built-in {', '.join(sorted(BUILTIN))}, or path/to/file.py:NAME.",
 )
+
+
+def dask_options(what: str) -> Callable[[Callable], Callable]:
+    """--workers N / --scheduler ADDRESS: run ``what`` on Dask (the [distributed] extra)."""
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            default=None,
+            help=f"{what} on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT).",
+        )(f)
+        return click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help=f"{what} on a local Dask cluster of N worker processes (pip install '.[distributed]').",
+        )(f)
+
+    return decorate
+
+
+def _dask_client(workers: int | None, scheduler: str | None) -> object | None:
+    """The Dask client --workers / --scheduler ask for (None for neither); a usage error naming the address
+    when nothing answers there, or the extra to install."""
+    if workers is None and scheduler is None:
+        return None
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("give --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    try:
+        from .distributed import connect
+
+        return connect(workers=workers, scheduler=scheduler)
+    except ImportError:
+        raise click.UsageError(
+            f"{'--workers' if workers else '--scheduler'} needs Dask: pip install 'symbolic-lstm[distributed]'"
+        ) from None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--scheduler" if scheduler else "--workers") from None
+
+
+def _where(client: object, scheduler: str | None) -> str:
+    """How many workers a client has, and where: for the run's first lines."""
+    from .distributed import workers_of
+
+    n = len(workers_of(client))
+    where = f"the cluster at {scheduler}" if scheduler else "a local cluster"
+    link = getattr(client, "dashboard_link", None)
+    return f"{n} Dask worker{'s' if n != 1 else ''} ({where}" + (f"; dashboard {link})" if link else ")")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,6 +186,7 @@ def derive(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--exact", is_flag=True, help="Also expand every difference to 0 (slow: minutes).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPUs).")
+@dask_options("Prove")
 def prove(
     cell: Cell,
     n_a: int | None,
@@ -146,12 +197,18 @@ def prove(
     seed: int,
     exact: bool,
     jobs: int | None,
+    workers: int | None,
+    scheduler: str | None,
 ) -> None:
     """Differentiate the unrolled Error directly and compare with the chain-rule engine.
 
-    Prints one line per gradient (✓/✗); exits 1 on any mismatch.
+    Prints one line per gradient (✓/✗); exits 1 on any mismatch.  The differentiations are independent:
+    they run in local processes (--jobs), or as one task per gradient entry on Dask (--workers, --scheduler).
     """
     from .proof import prove_all
+
+    if jobs is not None and (workers is not None or scheduler is not None):
+        raise click.UsageError("--jobs sets local processes; with Dask (--workers, --scheduler) leave it out")
 
     reduces = bool(cell.scalars)
     if n_a is None and n_x is None:
@@ -169,9 +226,17 @@ def prove(
             )
     modes = LOSS_MODES if loss == "both" else (loss,)
     failed = 0
-    for line in prove_all(cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, workers=jobs):
-        click.echo(str(line))
-        failed += not line.ok
+    client = _dask_client(workers, scheduler)
+    if client is not None:
+        click.echo(f"proving on {_where(client, scheduler)}", err=True)
+    try:
+        kw = {"client": client} if client is not None else {"workers": jobs}
+        for line in prove_all(cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, **kw):
+            click.echo(str(line))
+            failed += not line.ok
+    finally:
+        if client is not None:
+            client.close()  # type: ignore[attr-defined]
     if failed:
         click.echo(f"{failed} gradient(s) differ from direct differentiation", err=True)
         sys.exit(1)
@@ -449,6 +514,14 @@ def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | No
 @click.option(
     "--sample-every", type=click.IntRange(min=1), default=10, show_default=True, help="tempest: epochs between samples."
 )
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="E",
+    help="Also write the --checkpoint every E epochs (atomically; Ctrl-C writes the last whole epoch's).",
+)
+@dask_options("Data-parallel training")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is also off when output is not a terminal).")
 @click.option("--force", is_flag=True, help="Overwrite a --checkpoint or --plot file that symbolic-lstm did not write.")
 @click.pass_context
@@ -469,6 +542,9 @@ def train(
     resume: Path | None,
     plot_file: Path | None,
     sample_every: int,
+    checkpoint_every: int | None,
+    workers: int | None,
+    scheduler: str | None,
     quiet: bool,
     force: bool,
 ) -> None:
@@ -483,10 +559,17 @@ def train(
     With --resume, the checkpoint's settings are kept (cell, data, window, hidden, batch, optimizer, lr, clip,
     seed); one given on the command line must agree with it. The resumed run ends where the uninterrupted run
     would have, bit for bit.
+
+    With --workers N or --scheduler ADDRESS, every batch is split over the Dask workers, each computing its
+    shard's gradients with the generated kernels; the sum updates the parameters once per step, as one
+    process would (equal to round-off). Ctrl-C (or SIGTERM) writes the --checkpoint of the last whole epoch
+    and exits 130.
     """
     from . import train as tr
 
     explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+    if checkpoint_every is not None and checkpoint is None:
+        raise click.BadParameter("needs --checkpoint FILE to write to", param_hint="--checkpoint-every")
     # every output is checked before any work starts: a run is never lost to a path that cannot be written
     if checkpoint is not None:
         _output_file(checkpoint, "--checkpoint", force, tr.is_checkpoint, "a symbolic-lstm checkpoint")
@@ -559,15 +642,24 @@ def train(
         if isinstance(problem, tr.TextProblem)
         else f"{problem.n_train} training windows, {problem.n_test} held out"
     )
+    client = _dask_client(workers, scheduler)  # after every check: a bad address fails before any work
     click.echo(
         f"{cell.name} on {data}: n_a = {config.hidden}, window {config.window}, {what}; "
         f"{config.optimizer} lr {config.lr}, clip {config.clip}; epochs {first + 1}–{config.epochs}"
     )
+    gradients = None
+    if client is not None:
+        from .distributed import DataParallel
+
+        click.echo(f"data-parallel on {_where(client, scheduler)}: each batch of {config.batch} split over them")
+        parallel = DataParallel(client, k)
+        gradients = parallel.select(parallel.load(tr.load_problem, data, config.window, config.holdout))
     losses: list[float] = []
     samples: list[str] = []
     bar_shown = not quiet and sys.stdout.isatty()
 
     def run(on_epoch: Callable[[int, float], None]) -> tr.History:
+        kw = {"checkpoint_every": checkpoint_every, "gradients": gradients}
         if isinstance(problem, tr.TextProblem):
 
             def on_sample(epoch: int, sample: str) -> None:
@@ -575,27 +667,40 @@ def train(
                 if not bar_shown:
                     click.echo(samples.pop())
 
-            return tr.train_text(k, config, problem, start, on_epoch, checkpoint, on_sample, sample_every)[0]
-        return tr.train(k, config, problem, start, on_epoch, checkpoint)[0]
+            return tr.train_text(k, config, problem, start, on_epoch, checkpoint, on_sample, sample_every, **kw)[0]
+        return tr.train(k, config, problem, start, on_epoch, checkpoint, **kw)[0]
 
-    if not bar_shown:
-        history = run(lambda _e, loss: losses.append(loss))
-    else:
-        with click.progressbar(
-            length=config.epochs - first,
-            label="training",
-            item_show_func=lambda _: f"loss {losses[-1]:.4g}" if losses else "",
-        ) as bar:
+    _SIGNAL[0] = signal.SIGINT
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a batch system's "stop" saves like Ctrl-C
+    try:
+        if not bar_shown:
+            history = run(lambda _e, loss: losses.append(loss))
+        else:
+            with click.progressbar(
+                length=config.epochs - first,
+                label="training",
+                item_show_func=lambda _: f"loss {losses[-1]:.4g}" if losses else "",
+            ) as bar:
 
-            def on_epoch(epoch: int, loss: float) -> None:
-                losses.append(loss)
-                bar.update(1)
-                while samples:  # print samples between progress updates
-                    click.echo("\n" + samples.pop(0))
+                def on_epoch(epoch: int, loss: float) -> None:
+                    losses.append(loss)
+                    bar.update(1)
+                    while samples:  # print samples between progress updates
+                        click.echo("\n" + samples.pop(0))
 
-            history = run(on_epoch)
-        for rest in samples:
-            click.echo(rest)
+                history = run(on_epoch)
+            for rest in samples:
+                click.echo(rest)
+    except tr.TrainingInterrupted as stop:
+        more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
+        more += f" --workers {workers}" if workers else f" --scheduler {scheduler}" if scheduler else ""
+        _interrupted(stop, config.epochs, more)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if client is not None:
+            client.close()  # type: ignore[attr-defined]
+    if client is not None:
+        click.echo(f"{parallel.steps} steps on {parallel.n_workers} Dask workers", err=True)
     click.echo(
         f"training loss: {history.losses[0]:.4g} (epoch {first + 1}) → {history.losses[-1]:.4g} (epoch {config.epochs})"
     )
@@ -628,6 +733,33 @@ def train(
         for line in failed:
             click.echo(f"error: {line}", err=True)
         sys.exit(1)
+
+
+_SIGNAL = [signal.SIGINT]  # what stopped training: Ctrl-C, unless _interrupt says SIGTERM
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _SIGNAL[0] = signal.Signals(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted(stop: BaseException, epochs: int, more: str) -> None:
+    """Say where an interrupted run stopped and how to continue it (``more``: options to repeat); exit
+    128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells do."""
+    from .train import TrainingInterrupted
+
+    assert isinstance(stop, TrainingInterrupted)
+    if stop.checkpoint is None:
+        click.echo(f"\ninterrupted after epoch {stop.epoch}; nothing saved (no --checkpoint)", err=True)
+    elif stop.error is not None:
+        click.echo(f"\ninterrupted after epoch {stop.epoch}; error: {stop.error}", err=True)
+    else:
+        click.echo(
+            f"\ninterrupted: wrote {stop.checkpoint} at epoch {stop.epoch}; continue with\n"
+            f"  symbolic-lstm train --resume {stop.checkpoint} --epochs {epochs} --checkpoint {stop.checkpoint}{more}",
+            err=True,
+        )
+    sys.exit(128 + _SIGNAL[0])
 
 
 def _output_file(path: Path, option: str, force: bool, ours: Callable[[Path], bool], what: str) -> None:

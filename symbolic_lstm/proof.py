@@ -315,12 +315,14 @@ def prove(
     seed: int = 0,
     exact: bool = False,
     workers: int | None = None,
+    client: object | None = None,
 ) -> ProofReport:
     """Compare direct differentiation of the unrolled Error with the engine, gradient by gradient.
 
     Each step's Error is differentiated once per symbol and shared by both loss modes (many-to-one
     scores only the last step).  The differentiations are independent, so they run in ``workers``
-    forked processes (default: one per CPU) that send back only verdicts.
+    forked processes (default: one per CPU) that send back only verdicts, or, given a Dask ``client``
+    (:func:`symbolic_lstm.distributed.connect`), as one task per gradient entry on its cluster.
     """
     for mode in modes:
         if mode not in LOSS_MODES:
@@ -334,12 +336,19 @@ def prove(
     jobs = [(name, k, sym) for name, syms in wrt for k, sym in enumerate(syms)]
     atoms = indeterminates(net.step_errors + [e for g in ours.values() for m in g.values() for e in m])
     rng = random.Random(seed)
-    global _JOB
-    _JOB = _Job(net, ours, [random_point(atoms, rng) for _ in range(points)], exact)
-    try:
-        verdicts = _run(len(jobs), workers, jobs)
-    finally:
-        _JOB = None
+    scored = {mode: frozenset(t for t in range(1, T + 1) if net.scored(t, mode)) for mode in modes}
+    job = _Job(net.step_errors, scored, ours, [random_point(atoms, rng) for _ in range(points)], exact)
+    if client is not None:
+        from .distributed import prove_on
+
+        verdicts = prove_on(client, _check, job, jobs)
+    else:
+        global _JOB
+        _JOB = job
+        try:
+            verdicts = _run(len(jobs), workers, jobs)
+        finally:
+            _JOB = None
     method = f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
     lines = ProofReport()
     for mode in modes:
@@ -351,7 +360,10 @@ def prove(
 
 @dataclass
 class _Job:
-    net: UnrolledNet
+    """What every obligation reads (sent once to each process or Dask worker): plain SymPy data."""
+
+    step_errors: list[sp.Expr]
+    scored: dict[LossMode, frozenset[int]]  # the steps each loss mode scores
     engine: dict[LossMode, dict[str, sp.Matrix]]
     points: list[dict[sp.Expr, sp.Rational]]
     exact: bool
@@ -360,21 +372,23 @@ class _Job:
 _JOB: _Job | None = None
 
 
-def _check(job: tuple[str, int, sp.Symbol]) -> tuple[tuple[str, int], dict[LossMode, bool]]:
+def _check(
+    job: tuple[str, int, sp.Symbol], context: _Job | None = None
+) -> tuple[tuple[str, int], dict[LossMode, bool]]:
     """Differentiate every step's Error by one symbol and compare with the engine in each mode."""
     name, k, sym = job
-    assert _JOB is not None
-    net = _JOB.net
-    per_step = [sp.diff(e, sym) for e in net.step_errors]
+    ctx = context or _JOB
+    assert ctx is not None
+    per_step = [sp.diff(e, sym) for e in ctx.step_errors]
     verdict = {}
-    for mode, grads in _JOB.engine.items():
-        direct = sp.Add(*(g for t, g in enumerate(per_step, 1) if net.scored(t, mode)))
+    for mode, grads in ctx.engine.items():
+        direct = sp.Add(*(g for t, g in enumerate(per_step, 1) if t in ctx.scored[mode]))
         ours = grads[name][k]
         ok = True
-        for point in _JOB.points:
+        for point in ctx.points:
             va, vb = direct.xreplace(point), ours.xreplace(point)
             ok = ok and va.is_Rational is True and vb.is_Rational is True and va == vb
-        if ok and _JOB.exact:
+        if ok and ctx.exact:
             ok = _polynomial_zero(direct - ours)
         verdict[mode] = bool(ok)
     return (name, k), verdict

@@ -140,6 +140,13 @@ class Problem:
         for i in range(0, self.n_train, size):
             yield order[i : i + size]
 
+    def gradients(self, k: ModuleType, params: dict, head: dict, idx: np.ndarray) -> Gradient:
+        """(Error, cell gradients, head gradients) of the windows ``idx`` (B,), summed over them: the
+        many-to-one read-out of a<T>.  Pure, so a Dask worker holding this problem can run it for a shard."""
+        out = k.forward(self.x[:, idx], params)
+        E, da, gh = k.linear_mse_loss(out[0], self.y[idx], head, "many-to-one")
+        return E, k.backward(da, out[-1]), gh
+
 
 class Optimizer:
     """SGD (W* = W − α g) or Adam, with optional global-norm clipping; updates arrays in place."""
@@ -188,6 +195,30 @@ class Optimizer:
 
 #: (epoch, params, head, optimiser state, batch generator state or None): where a resumed run starts.
 Start = tuple[int, dict, dict, dict, "dict | None"]
+#: (Error summed over the batch, the cell's gradients, the head's gradients): what one batch contributes.
+Gradient = tuple[float, dict, dict]
+#: gradients(params, head, selection) -> Gradient: the batch's sum, in this process or over Dask workers
+#: (:class:`symbolic_lstm.distributed.DataParallel`); ``selection`` names the batch's sequences.
+Gradients = Callable[[dict, dict, np.ndarray], Gradient]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM from the command line) stopped training; a KeyboardInterrupt, with where it stopped.
+
+    ``epoch`` is the last whole epoch; ``checkpoint`` the file written for it (None without ``--checkpoint``),
+    ``error`` why that write failed, if it did.
+    """
+
+    def __init__(self, epoch: int, checkpoint: str | Path | None, error: str | None = None) -> None:
+        super().__init__(epoch, checkpoint, error)
+        self.epoch, self.checkpoint, self.error = epoch, checkpoint, error
+
+
+def load_problem(data: str, window: int, holdout: float) -> Problem | TextProblem:
+    """The shipped dataset ``data`` as a training problem (what a Dask worker loads once for a whole run)."""
+    if data in TEXTS:
+        return TextProblem(load_text(data), window, holdout)
+    return Problem(load_series(data), window, holdout)
 
 
 def save_checkpoint(
@@ -307,6 +338,7 @@ def _save(history: History, path: str | Path | None, config: Config, *state: obj
         return
     try:
         save_checkpoint(path, config, *state)  # type: ignore[arg-type]
+        history.checkpoint_error = None
     except OSError as e:
         history.checkpoint_error = f"cannot write the checkpoint {path}: {e.strerror or e}"
 
@@ -318,6 +350,64 @@ def _update(opt: Optimizer, params: dict, head: dict, g: dict, gh: dict) -> None
     opt.step(both, grads)
 
 
+def _snapshot(epoch: int, params: dict, head: dict, opt: Optimizer, rng: np.random.Generator) -> tuple:
+    """Copies of everything a checkpoint holds, as they are after ``epoch`` whole epochs."""
+    copy = Optimizer(opt.kind, opt.lr, opt.clip)
+    copy.load_state(opt.state())  # load_state copies the moments
+    return (
+        epoch,
+        {n: v.copy() for n, v in params.items()},
+        {n: v.copy() for n, v in head.items()},
+        copy,
+        _copy_rng(rng),
+    )
+
+
+def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator in ``rng``'s state."""
+    bits = type(rng.bit_generator)()
+    bits.state = rng.bit_generator.state
+    return np.random.Generator(bits)
+
+
+def _epochs(
+    config: Config,
+    first: int,
+    state: tuple[dict, dict, Optimizer, np.random.Generator],
+    epoch: Callable[[int], float],
+    history: History,
+    on_epoch: Callable[[int, float], None] | None,
+    checkpoint: str | Path | None,
+    checkpoint_every: int | None,
+) -> None:
+    """Run ``epoch(e)`` (which returns its mean loss) for e = first … epochs − 1.
+
+    With a ``checkpoint`` file: written atomically every ``checkpoint_every`` epochs and at the end; on Ctrl-C,
+    the last whole epoch is written and :class:`TrainingInterrupted` raised (an epoch cut short is not saved:
+    a resumed run must draw the batches the uninterrupted run would have).
+    """
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1 epoch, got {checkpoint_every}")
+    params, head, opt, rng = state
+    done = _snapshot(first, params, head, opt, rng) if checkpoint is not None else None
+    try:
+        for e in range(first, config.epochs):
+            loss = epoch(e)
+            history.losses.append(loss)
+            if checkpoint is not None:
+                done = _snapshot(e + 1, params, head, opt, rng)
+                if checkpoint_every is not None and (e + 1) % checkpoint_every == 0 and e + 1 < config.epochs:
+                    _save(history, checkpoint, config, *done)
+            if on_epoch is not None:
+                on_epoch(e + 1, loss)
+    except KeyboardInterrupt:
+        last = done[0] if done is not None else first + len(history.losses)
+        if done is not None:
+            _save(history, checkpoint, config, *done)
+        raise TrainingInterrupted(last, checkpoint, history.checkpoint_error) from None
+    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)
+
+
 def train(
     k: ModuleType,
     config: Config,
@@ -325,25 +415,27 @@ def train(
     start: Start | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    gradients: Gradients | None = None,
 ) -> tuple[History, dict, dict]:
     """Train ``config.epochs`` epochs (from ``start`` = (epoch, params, head, optimiser state) if given).
 
-    Returns (history, params, head).  ``on_epoch(epoch, loss)`` is called after every epoch.
+    Returns (history, params, head).  ``on_epoch(epoch, loss)`` is called after every epoch.  ``gradients``
+    computes a batch's sum elsewhere (Dask workers holding ``problem``); by default, here.
     """
     first, params, head, opt, rng = _begin(k, config, 1, 1, start)
+    grads = gradients or (lambda p, h, idx: problem.gradients(k, p, h, idx))
     history = History()
-    for epoch in range(first, config.epochs):
+
+    def epoch(_: int) -> float:
         total = 0.0
         for idx in problem.batches(rng, config.batch):
-            out = k.forward(problem.x[:, idx], params)
-            E, da, gh = k.linear_mse_loss(out[0], problem.y[idx], head, "many-to-one")
-            _update(opt, params, head, k.backward(da, out[-1]), gh)
+            E, g, gh = grads(params, head, idx)
+            _update(opt, params, head, g, gh)
             total += E
-        loss = total / problem.n_train
-        history.losses.append(loss)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, loss)
-    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)
+        return total / problem.n_train
+
+    _epochs(config, first, (params, head, opt, rng), epoch, history, on_epoch, checkpoint, checkpoint_every)
     history.test_rmse, history.baseline_rmse, pred = evaluate(k, problem, params, head)
     history.test_years = problem.target_years[problem.n_train :]
     history.test_truth = problem.series.values[config.window :][problem.n_train :]
@@ -377,11 +469,26 @@ class TextProblem:
         """(T, B) indices → (T, B, vocab) one-hot inputs."""
         return np.eye(self.vocab)[ids]
 
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """x (window, B, vocab) and next-character labels (window, B), from random training offsets."""
-        starts = rng.integers(0, len(self.train_ids) - self.window - 1, size=size)
+    def starts(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` random training offsets: the chunks of one batch."""
+        return rng.integers(0, len(self.train_ids) - self.window - 1, size=size)
+
+    def chunks(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x (window, B, vocab) and next-character labels (window, B) of the chunks at ``starts`` (B,)."""
         idx = starts[None, :] + np.arange(self.window)[:, None]
         return self.one_hot(self.train_ids[idx]), self.train_ids[idx + 1]
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """x (window, B, vocab) and next-character labels (window, B), from random training offsets."""
+        return self.chunks(self.starts(rng, size))
+
+    def gradients(self, k: ModuleType, params: dict, head: dict, starts: np.ndarray) -> Gradient:
+        """(Error, cell gradients, head gradients) of the chunks at ``starts`` (B,), summed over every
+        character: the softmax head on every step.  Pure, so a Dask worker can run it for a shard."""
+        x, labels = self.chunks(starts)
+        out = k.forward(x, params)
+        E, da, gh = k.softmax_ce_loss(out[0], labels, head)
+        return E, k.backward(da, out[-1]), gh
 
 
 def sample(
@@ -428,25 +535,31 @@ def train_text(
     on_sample: Callable[[int, str], None] | None = None,
     sample_every: int = 10,
     steps_per_epoch: int = 20,
+    checkpoint_every: int | None = None,
+    gradients: Gradients | None = None,
 ) -> tuple[History, dict, dict]:
-    """Train the character model: ``steps_per_epoch`` batches of random chunks per epoch."""
+    """Train the character model: ``steps_per_epoch`` batches of random chunks per epoch (``gradients`` as
+    for :func:`train`)."""
     first, params, head, opt, rng = _begin(k, config, problem.vocab, problem.vocab, start)
+    grads = gradients or (lambda p, h, starts: problem.gradients(k, p, h, starts))
     history = History()
-    for epoch in range(first, config.epochs):
+
+    def epoch(e: int) -> float:
         total = 0.0
         for _ in range(steps_per_epoch):
-            x, labels = problem.batch(rng, config.batch)
-            out = k.forward(x, params)
-            E, da, gh = k.softmax_ce_loss(out[0], labels, head)
-            _update(opt, params, head, k.backward(da, out[-1]), gh)
-            total += E / labels.size
-        loss = total / steps_per_epoch
-        history.losses.append(loss)
+            starts = problem.starts(rng, config.batch)
+            E, g, gh = grads(params, head, starts)
+            _update(opt, params, head, g, gh)
+            total += E / (problem.window * len(starts))
+        return total / steps_per_epoch
+
+    def after(e: int, loss: float) -> None:
         if on_epoch is not None:
-            on_epoch(epoch + 1, loss)
-        if on_sample is not None and ((epoch + 1) % sample_every == 0 or epoch + 1 == config.epochs):
-            on_sample(epoch + 1, sample(k, problem, params, head, np.random.default_rng(epoch)))
-    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)
+            on_epoch(e, loss)
+        if on_sample is not None and (e % sample_every == 0 or e == config.epochs):
+            on_sample(e, sample(k, problem, params, head, np.random.default_rng(e - 1)))
+
+    _epochs(config, first, (params, head, opt, rng), epoch, history, after, checkpoint, checkpoint_every)
     history.test_rmse = text_loss(k, problem, params, head, problem.test_ids)  # nats per character
     history.baseline_rmse = float(np.log(problem.vocab))  # a uniform guess over the characters
     return history, params, head
