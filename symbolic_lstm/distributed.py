@@ -5,9 +5,9 @@ module, so without it everything runs in one process as before.
 
 Data-parallel training, one optimiser step::
 
-    client: scatter (params, head) ─▶ worker i: forward + backward on shard i ─┐
-                                                                               ├─ pairwise sums ─▶ client: update
-                                      worker j: forward + backward on shard j ─┘   (a fixed tree)
+    client: (params, head) ─▶ worker i: forward + backward on shard i ─┐
+                                                                        ├─ pairwise sums ─▶ client: update
+                              worker j: forward + backward on shard j ─┘   (a fixed tree)
 
 * The kernels travel as source text (:class:`KernelSource`): a worker runs the cell's generated NumPy module
   without finding it in its own install, so user cells work on any cluster that has NumPy.
@@ -317,7 +317,8 @@ class DataParallel:
         lost = (distributed.client.FutureCancelledError, distributed.scheduler.KilledWorker, OSError)
         for attempt in itertools.count():
             try:
-                weights = self.client.scatter((params, head), broadcast=True, hash=False)
+                # a task, not a scatter: a scatter racing a dying worker can hang or fail, and has no lineage
+                weights = self._held((params, head), None)
                 parts = [
                     self.client.submit(_shard, self._kernels, data, weights, work, pure=False) for data, work in shards
                 ]
@@ -412,8 +413,8 @@ def _tree_sum(client: Any, parts: list[Any]) -> Any:
 def prove_on(client: Any, check: Callable, context: Any, jobs: Sequence[Any]) -> dict:
     """``dict(check(job, context) for job in jobs)``, one Dask task per obligation (a gradient entry: its
     direct differentiation and comparison at every point and loss mode).  The context — the unrolled Error
-    and the engine's gradients, SymPy expressions — goes to each worker once."""
+    and the engine's gradients, SymPy expressions — is sent once and copied between workers as they need it."""
     _dask()
-    shared = client.scatter(context, broadcast=True, hash=False)
+    shared = client.submit(_identity, context, pure=False)  # workers fetch it from each other
     futures = [client.submit(check, job, shared, pure=False) for job in jobs]
     return dict(client.gather(futures))
