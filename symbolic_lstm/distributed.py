@@ -230,6 +230,15 @@ class Select:
         return problem.gradients(k, params, head, self.selection)
 
 
+@dataclass(frozen=True)
+class Idle:
+    """A shard that does no work: zero gradients shaped like the parameters.  A step of these costs what
+    every step costs beyond its compute (bench/distributed.py times it)."""
+
+    def __call__(self, k: ModuleType, data: Any, params: dict, head: dict) -> Gradient:
+        return 0.0, {n: np.zeros_like(v) for n, v in params.items()}, {n: np.zeros_like(v) for n, v in head.items()}
+
+
 # ---- the client's side ------------------------------------------------------------------------------------
 
 
