@@ -61,6 +61,7 @@ def dask_options(what: str) -> Callable[[Callable], Callable]:
             "--workers",
             type=click.IntRange(min=1),
             default=None,
+            metavar="N",
             help=f"{what} on a local Dask cluster of N worker processes (pip install '.[distributed]').",
         )(f)
 
@@ -234,6 +235,9 @@ def prove(
         for line in prove_all(cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, **kw):
             click.echo(str(line))
             failed += not line.ok
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: the proof is incomplete", err=True)
+        sys.exit(130)
     finally:
         if client is not None:
             client.close()  # type: ignore[attr-defined]

@@ -391,6 +391,43 @@ class DataParallel:
         return losses
 
 
+def fit(
+    client: Any,
+    kernels: ModuleType,
+    params: dict,
+    head: dict,
+    batches: Iterable[tuple[Any, Any]],
+    optimizer: Optimizer,
+    *,
+    loss: str | Callable = "softmax_ce",
+    mode: str = "many-to-many",
+    epochs: int = 1,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train ``kernels``' cell data-parallel on ``client``'s workers: ``batches`` of (x, y) — NumPy or Dask
+    arrays, x (T, B, n_x) — for ``epochs`` passes; ``params`` and ``head`` are updated in place by
+    ``optimizer`` once per batch from the gradients summed over its shards.  The summed Error of every epoch.
+    (:meth:`DataParallel.fit`.)"""
+    return DataParallel(client, kernels, loss, mode).fit(params, head, batches, optimizer, epochs, on_step)
+
+
+def gradients(
+    client: Any,
+    kernels: ModuleType,
+    params: dict,
+    head: dict,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | Callable = "softmax_ce",
+    mode: str = "many-to-many",
+) -> Gradient:
+    """(Error, cell gradients, head gradients) of the batch (x, y), summed over shards on ``client``'s
+    workers: what one process's forward, loss and backward give, to round-off."""
+    parallel = DataParallel(client, kernels, loss, mode)
+    return parallel.gradients(params, head, parallel.hold(x, y))
+
+
 def _abandoned_gather(record: Any) -> bool:
     error = record.exc_info[1] if record.exc_info else None
     return type(error).__name__ != "AllExit"

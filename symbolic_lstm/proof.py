@@ -394,10 +394,17 @@ def _check(
     return (name, k), verdict
 
 
+def _leave_interrupts_to_parent() -> None:
+    """Ctrl-C reaches the pool's processes too: only the parent, which stops the pool, should act on it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run(n: int, workers: int | None, jobs: list[tuple[str, int, sp.Symbol]]) -> dict:
     workers = min(workers or os.cpu_count() or 1, n)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_leave_interrupts_to_parent) as pool:
             return dict(pool.imap_unordered(_check, jobs))
     return dict(map(_check, jobs))
 

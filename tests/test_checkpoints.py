@@ -132,3 +132,17 @@ def test_damaged_checkpoints_are_named_not_a_traceback(tmp_path):
         r = CliRunner().invoke(main, ["train", "--resume", str(bad), "--epochs", "4"])
         assert r.exit_code == 2, (name, r.output)
         assert "Traceback" not in r.output and "not a symbolic-lstm checkpoint" in r.output, r.output
+
+
+def test_ctrl_c_during_a_proof_stops_every_process_quietly(tmp_path):
+    """prove's local worker processes leave Ctrl-C to the parent: one line, exit 130, no tracebacks."""
+    proc = start(["prove", "--cell", "peephole", "-j", "2"], tmp_path)
+    try:
+        time.sleep(4)  # past start-up, into the differentiations (the whole proof takes minutes)
+        assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: the proof is incomplete" in err

@@ -21,7 +21,7 @@ from symbolic_lstm.cli import main
 from symbolic_lstm.loader import module_for
 
 distributed = pytest.importorskip("distributed", reason="Dask is the [distributed] extra")
-from symbolic_lstm.distributed import DataParallel, KernelSource, connect  # noqa: E402
+from symbolic_lstm.distributed import DataParallel, KernelSource, connect, fit, gradients  # noqa: E402
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 TEXT = tr.Config("lstm", "tempest", window=12, hidden=6, epochs=2, batch=7, seed=5)  # 7: no even split
@@ -140,9 +140,12 @@ def test_python_api_numpy_batches_and_dask_arrays(clients):
         p2, h2, dbatches, tr.Optimizer("adam", 0.01, 5.0), epochs=2
     )
     _equal(p0, p2), _equal(h0, h2)
-    # the summed gradients alone
+    # the functions: fit, and the summed gradients alone
+    p4, h4 = fresh()
+    fit(client, k, p4, h4, batches, tr.Optimizer("adam", 0.01, 5.0), loss="linear_mse", mode="many-to-one", epochs=2)
+    _equal(p0, p4), _equal(h0, h4)
     p3, h3 = fresh()
-    E, g, gh = dp.gradients(p3, h3, dp.hold(*batches[0]))
+    E, g, gh = gradients(client, k, p3, h3, *batches[0], loss="linear_mse", mode="many-to-one")
     out = k.forward(batches[0][0], p3)
     E0, da0, gh0 = k.linear_mse_loss(out[0], batches[0][1], h3, "many-to-one")
     g0 = k.backward(da0, out[-1])
@@ -265,7 +268,6 @@ def test_ctrl_c_on_a_local_cluster_saves_and_stops_every_process(tmp_path):
     """Ctrl-C reaches the workers too (one process group): they leave it to the client, which writes the last
     whole epoch, closes the cluster and exits 130 — no worker's traceback, no worker left running."""
     import psutil
-
     from test_checkpoints import SMALL, start, wait_for_epoch
 
     ck = tmp_path / "run.npz"
