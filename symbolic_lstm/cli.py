@@ -93,7 +93,10 @@ def _where(client: object, scheduler: str | None) -> str:
 
     n = len(workers_of(client))
     where = f"the cluster at {scheduler}" if scheduler else "a local cluster"
-    link = getattr(client, "dashboard_link", None)
+    import importlib.util
+
+    # without bokeh, Dask's dashboard page only says to install it
+    link = getattr(client, "dashboard_link", None) if importlib.util.find_spec("bokeh") else None
     return f"{n} Dask worker{'s' if n != 1 else ''} ({where}" + (f"; dashboard {link})" if link else ")")
 
 
