@@ -144,6 +144,13 @@ def test_python_api_numpy_batches_and_dask_arrays(clients):
     p4, h4 = fresh()
     fit(client, k, p4, h4, batches, tr.Optimizer("adam", 0.01, 5.0), loss="linear_mse", mode="many-to-one", epochs=2)
     _equal(p0, p4), _equal(h0, h4)
+    p5, h5 = fresh()  # a loss of your own, sent to the workers by cloudpickle
+
+    def mine(module, a, y, head):
+        return module.linear_mse_loss(a, y, head, "many-to-one")
+
+    fit(client, k, p5, h5, batches, tr.Optimizer("adam", 0.01, 5.0), loss=mine, mode="many-to-one", epochs=2)
+    _equal(p0, p5), _equal(h0, h5)
     p3, h3 = fresh()
     E, g, gh = gradients(client, k, p3, h3, *batches[0], loss="linear_mse", mode="many-to-one")
     out = k.forward(batches[0][0], p3)
