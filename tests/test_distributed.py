@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -293,3 +294,71 @@ def test_ctrl_c_on_a_local_cluster_saves_and_stops_every_process(tmp_path):
     assert "--workers 2" in err
     psutil.wait_procs(children, timeout=20)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def _dask_command(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
+    """``dask ARGS`` from this environment (the README's commands), quiet, in its own process group."""
+    dask = Path(sys.executable).with_name("dask")
+    return subprocess.Popen(
+        [str(dask), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_the_readmes_dask_scheduler_and_workers_serve_train_and_prove(tmp_path, monkeypatch):
+    """A cluster started as the README says (`dask scheduler`, `dask worker ADDRESS --nthreads 1`), processes
+    this test did not fork from itself: `train --scheduler` with a user cell whose module only this process's
+    cache holds (the workers' cache is elsewhere and empty) ends with the one-process parameters, and
+    `prove --scheduler` prints the local lines."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "workers-cache")}
+    procs = [
+        _dask_command("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard", cwd=tmp_path, env=env)
+    ]
+    try:
+        procs.append(
+            _dask_command(
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "2",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                cwd=tmp_path,
+                env=env,
+            )
+        )
+        with distributed.Client(address, timeout=60) as c:
+            c.wait_for_workers(2, timeout=60)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "my-cache"))
+        cell = f"{PAPERS}:mi_rnn"
+        args = ["train", "--cell", cell, "--hidden", "4", "--window", "8", "--batch", "5", "--epochs", "1", "-q"]
+        runner = CliRunner()
+        joined = runner.invoke(main, [*args, "--scheduler", address, "--checkpoint", str(tmp_path / "d.npz")])
+        assert joined.exit_code == 0, joined.output
+        assert f"data-parallel on 2 Dask workers (the cluster at {address}" in joined.output
+        alone = runner.invoke(main, [*args, "--checkpoint", str(tmp_path / "one.npz")])
+        assert alone.exit_code == 0, alone.output
+        _equal(tr.load_checkpoint(tmp_path / "d.npz")[1][1], tr.load_checkpoint(tmp_path / "one.npz")[1][1])
+        assert not (tmp_path / "workers-cache").exists()  # the kernels came as text, not from a worker's cache
+        proved = runner.invoke(main, ["prove", "--cell", "rnn", "--scheduler", address])
+        local = runner.invoke(main, ["prove", "--cell", "rnn", "-j", "1"])
+        assert proved.exit_code == local.exit_code == 0, proved.output
+        assert [ln for ln in proved.output.splitlines() if not ln.startswith("proving on")] == local.output.splitlines()
+    finally:
+        for p in reversed(procs):
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
