@@ -114,13 +114,30 @@ def _ignore_interrupts() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _not_a_closed_peer(record: Any) -> bool:
+    """False for a worker's log record of a transfer cut short because the other worker closed the connection
+    (``CommClosedError``): what closing a local cluster mid-step does, and what Dask recovers from by fetching
+    elsewhere or recomputing — the death of a worker is reported by its nanny and the scheduler all the same."""
+    from distributed.comm.core import CommClosedError
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, CommClosedError)
+
+
 def _ignore_interrupts_plugin() -> Any:
-    """A worker plugin (run again on every restarted worker): SIGINT is for a local cluster's client."""
+    """A worker plugin (run again on every restarted worker) for a local cluster's workers: SIGINT is for the
+    client, and a transfer from a peer that closed its end is not an error to print (Ctrl-C closes the cluster
+    while shards may be fetching the parameters from each other)."""
     distributed = _dask()
 
     class IgnoreInterrupts(distributed.WorkerPlugin):
         def setup(self, worker: Any) -> None:
+            import logging
+
             _ignore_interrupts()
+            log = logging.getLogger("distributed.worker")
+            if _not_a_closed_peer not in log.filters:
+                log.addFilter(_not_a_closed_peer)
 
     return IgnoreInterrupts()
 
