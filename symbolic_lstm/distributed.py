@@ -84,7 +84,7 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
             )
         finally:
             signal.signal(signal.SIGINT, previous)
-        client.register_plugin(_ignore_interrupts_plugin(), name="symbolic-lstm-ignore-sigint")
+        client.register_plugin(_local_worker_plugin(), name="symbolic-lstm-local-worker")
         return client
     if "://" not in scheduler and ":" not in scheduler:
         raise ValueError(f"a scheduler is addressed as tcp://HOST:PORT, got {scheduler!r}")
@@ -124,13 +124,13 @@ def _not_a_closed_peer(record: Any) -> bool:
     return not isinstance(error, CommClosedError)
 
 
-def _ignore_interrupts_plugin() -> Any:
+def _local_worker_plugin() -> Any:
     """A worker plugin (run again on every restarted worker) for a local cluster's workers: SIGINT is for the
     client, and a transfer from a peer that closed its end is not an error to print (Ctrl-C closes the cluster
     while shards may be fetching the parameters from each other)."""
     distributed = _dask()
 
-    class IgnoreInterrupts(distributed.WorkerPlugin):
+    class LocalWorker(distributed.WorkerPlugin):
         def setup(self, worker: Any) -> None:
             import logging
 
@@ -139,7 +139,7 @@ def _ignore_interrupts_plugin() -> Any:
             if _not_a_closed_peer not in log.filters:
                 log.addFilter(_not_a_closed_peer)
 
-    return IgnoreInterrupts()
+    return LocalWorker()
 
 
 def workers_of(client: Any) -> list[str]:
