@@ -1,40 +1,44 @@
-"""Numeric check of generated kernels: every gradient against central differences, in float64.
+"""Numeric check of generated kernels: every gradient against an independent reference, in float64.
 
 The loss exercises every output at once: Error = mse_loss(a, y, mode) + Σ v·c (random v, passed to
 ``backward`` as ``dc``; every other problem passes ``dc=None`` to check that path too).  Problems vary T
 (1 included), B (1 included), sizes and both loss modes, with non-zero initial states and weights large
 enough that gates are not all near ½.
 
-Central differences use the fourth-order stencil (f(−2h) − 8f(−h) + 8f(h) − f(2h)) / 12h with h = 1e-3,
-whose truncation and round-off errors are both near 1e-12 here.  The relative error of an entry is
-(|g − n| − atol·max(1, |E|))⁺ / max(|g| + |n|, floor), with floor = 1e-6 · (largest |n| of that gradient), so
-entries that are (near) zero are compared on the gradient's own scale instead of dividing 0 by 0, and atol =
-1e-12 allows the stencil's own round-off, about 1.5·ε·|E|/h = 3e-13·|E| (an entry of 1e-6 in a loss of 10,
-as a<0>'s gradient becomes after a few multiplicative steps, has nothing more to resolve).
+The reference is the complex-step derivative of the cell's own stages, run by an interpreter that knows no
+derivative (:mod:`symbolic_lstm.complex_step`): ∂E/∂θ = Im E(θ + ih)/h with h = 1e-20, exact to float64
+round-off for any smooth cell however sharp, since nothing is subtracted.  (Central differences, which
+``check`` used before, trade truncation against round-off and reach only ~1e-9 on smooth cells — a
+multiplicative-integration RNN's products of sums reached 2e-7 and failed a correct kernel.)  What is
+left between the kernel and the reference is the round-off of two float64 computations of the same sum,
+~1e-16 to 1e-13 of the gradient's largest entry.  The relative error of an entry is
+(|g − n| − atol·max(1, |E|))⁺ / max(|g| + |n|, floor) with floor = 1e-6 · (largest |n| of that gradient in
+that problem): entries that are (near) zero are compared on the gradient's own scale, where round-off
+lives, instead of dividing 0 by 0.  With tol = 1e-7 any entry larger than 1e-7 of its gradient's largest
+that is off by a relative 1e-6 fails; smaller ones are within float64 round-off of the sums that make them.
+
+The module's forward pass is compared with the interpreter's too (outputs and every state, relative 1e-10):
+a kernel that computes the wrong function fails even where its backward pass matches its own forward.
 
 Cells with kinks (``NONSMOOTH``: relu, |x|, clipping, a Piecewise) are differentiable everywhere but on a
-set of measure zero, and the kernels take PyTorch's derivative there (relu′(0) = 0).  A central difference
-whose points lie on both sides of a kink measures neither side, so the check finds out: the cell's stages
-are run again by an independent interpreter (:mod:`symbolic_lstm.reference`), which gives the sign of
-every kink argument (relu's input, a − b of a Max, lhs − rhs of a Piecewise condition) at every step and
-unit.  An entry whose stencil changes any of those signs is differentiated again with h/10, h/100 and
-h/1000; if even the smallest stencil crosses a kink, the entry is not compared, and the table counts it.
+set of measure zero, and the kernels take PyTorch's derivative there (relu′(0) = 0).  The complex step
+takes the branch the point lies on and never crosses a kink; a problem whose point lies within round-off
+of a kink (a kink argument within 1e-9 of 0, relative) is not compared, and the table counts its entries.
 
 Cells that normalise over units (``REDUCES_OVER_UNITS``, the layer-normalised LSTM) are checked with
-n_a ≥ 4 and h = 1e-4: with two units (v − μ)/σ is ±|d|/√(d² + ε), flat almost everywhere, so its
-gradients are round-off-sized and no relative comparison means anything; and 1/√(σ² + ε) makes the
-function sharp enough that the stencil's truncation error at h = 1e-3 reaches 1e-6.
+n_a ≥ 4: with two units (v − μ)/σ is ±|d|/√(d² + ε), flat almost everywhere, so its gradients are
+round-off-sized and no relative comparison means anything.
 
 Saturated gates (``SATURATED``: weights 20× PyTorch's initial scale, about half the gate units within 1e-3
-of 0 or 1) make many gradient entries vanish to ~1e-8 while the stencil's round-off stays near
-1e-12·|E|; there an entry passes when |g − n| ≤ atol·max(1, |E|) + tol·(|g| + |n|) with atol = 1e-9 and
-tol = 1e-5 — the looser, stated tolerance for that regime.  The function is also much sharper there, so
-the stencil steps by h = 1e-4 (at 1e-3 its truncation error reaches 1e-4 relative on a GRU's a<0>).
+of 0 or 1) make many gradient entries vanish while the products that make them are large: an entry
+passes when |g − n| ≤ atol·max(1, |E|) + tol·(|g| + |n|) with atol = 1e-10 and tol = 1e-7 — the stated
+allowance for float64 round-off there (measured up to 4e-11·max(1, |E|), layer normalisation's, over ten
+seeds of every built-in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -67,13 +71,14 @@ class Regime:
     weight_scale: float  # multiple of init_params' U(−1/√n_a, 1/√n_a) weights
     tol: float  # largest relative error accepted
     atol: float  # absolute round-off allowance, times max(1, |E|)
-    h: float = H  # stencil step: smaller where the function is sharper
 
 
-#: Gates mostly in their sensitive range: float64 gradients agree to ~1e-8 relative.
-NORMAL = Regime(weight_scale=2.0, tol=1e-7, atol=1e-12)
-#: Gates about half saturated: vanishing entries are compared against the stencil's round-off.
-SATURATED = Regime(weight_scale=20.0, tol=1e-5, atol=1e-9, h=1e-4)
+#: Gates mostly in their sensitive range.
+NORMAL = Regime(weight_scale=2.0, tol=1e-7, atol=0.0)
+#: Gates about half saturated: vanishing entries are compared against float64 round-off of their sums.
+SATURATED = Regime(weight_scale=20.0, tol=1e-7, atol=1e-10)
+#: Largest relative difference between the module's forward pass and the reference interpreter's.
+FORWARD_TOL = 1e-10
 
 
 @dataclass(frozen=True)
@@ -94,11 +99,32 @@ class CheckRow:
 
 class CheckReport(list):
     """The rows of a gradient check (a list of :class:`CheckRow`): ``str`` is the CLI's table, Jupyter shows an
-    HTML table."""
+    HTML table.  ``forward``: the largest relative difference between the module's forward pass (outputs and
+    states) and the reference interpreter's; the check fails if it exceeds ``FORWARD_TOL``."""
+
+    forward: float = 0.0
+
+    @property
+    def forward_ok(self) -> bool:
+        return self.forward <= FORWARD_TOL
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self)
+        return all(r.ok for r in self) and self.forward_ok
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.skipped for r in self)
+
+    def verdict(self) -> str:
+        """One line: what was compared, and whether it agreed."""
+        bad = [r.key for r in self if not r.ok]
+        tols = sorted({r.tol for r in self})
+        tol = "/".join(f"{t:g}" for t in tols)
+        forward = "" if self.forward_ok else f"; the forward pass differs from the cell's ({self.forward:.1e})"
+        if bad or not self.forward_ok:
+            return "FAILED: " + (f"{', '.join(bad)} exceed {tol}" if bad else "gradients within tolerance") + forward
+        return f"all {len(self)} gradients within {tol} of the complex-step reference"
 
     def __str__(self) -> str:
         return format_table(self)
@@ -119,12 +145,11 @@ class CheckReport(list):
             )
             for r in self
         )
-        verdict = "all within tolerance" if self.ok else "FAILED: " + ", ".join(r.key for r in self if not r.ok)
-        skipped = sum(r.skipped for r in self)
-        note = f"; {skipped} entries at a kink not compared" if skipped else ""
+        note = f"; {self.skipped} entries at a kink not compared" if self.skipped else ""
         return (
             f"<table><thead><tr>{head}<th></th></tr></thead><tbody>{rows}</tbody></table>"
-            f"<p>{len(self)} gradients against central differences: {verdict}{note}</p>"
+            f"<p>{len(self)} gradients against the complex-step derivative of the cell: {html.escape(self.verdict())}"
+            f"{note}; forward pass within {self.forward:.1e} of the cell's</p>"
         )
 
 
@@ -168,37 +193,48 @@ def numeric_gradient(
     return out
 
 
-def check_module(
+@dataclass
+class Comparison:
+    """One problem of a check: the module's gradients beside the reference's.
+
+    ``reference`` is None where the problem's point lies within round-off of a kink (not judged).
+    ``allowance``: the regime's absolute round-off allowance for this problem, atol·max(1, |E|).
+    ``forward``: the largest relative difference of the module's outputs and states from the interpreter's.
+    """
+
+    problem: Problem
+    grads: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray] | None
+    allowance: float
+    forward: float
+
+
+def comparisons(
     k: ModuleType,
     seed: int = 0,
-    tol: float | None = None,
     problems: Sequence[Problem] = DEFAULT_PROBLEMS,
     regime: Regime = NORMAL,
     cell: Cell | None = None,
-) -> list[CheckRow]:
-    """Check every gradient ``k.backward`` returns against central differences of ``k.forward``.
+) -> Iterator[Comparison]:
+    """Run every problem through the module and through the complex-step reference (see :func:`check_module`)."""
+    from .complex_step import ComplexStep
 
-    ``tol`` overrides the regime's relative tolerance.  ``cell``: the module's cell, for a module with kinks
-    (``NONSMOOTH``) whose stencils must not cross one (default: the cell its ``CELL_SPEC`` names).  Returns
-    one row per gradient key.
-    """
-    ref = None
-    if getattr(k, "NONSMOOTH", False):
+    if cell is None:
         from .cells import get_cell
-        from .reference import Reference
 
-        ref = Reference(cell if cell is not None else get_cell(k.CELL_SPEC))
-    tol = regime.tol if tol is None else tol
-    h = regime.h
+        try:
+            cell = get_cell(k.CELL_SPEC)
+        except ValueError as e:
+            raise ValueError(
+                f"the reference needs the module's cell, and its CELL_SPEC {k.CELL_SPEC!r} names none ({e}); "
+                "pass cell= the Cell it was generated from"
+            ) from None
+    ref = ComplexStep(cell)
     if getattr(k, "REDUCES_OVER_UNITS", False):
         problems = [(T, B, n_x, max(n_a, 4), mode, dc) for T, B, n_x, n_a, mode, dc in problems]
-        h = min(h, 1e-4)
     rng = np.random.default_rng(seed)
-    worst: dict[str, float] = {}
-    judged: dict[str, float] = {}
-    shapes: dict[str, set[str]] = {}
-    skipped: dict[str, int] = {}
-    for T, B, n_x, n_a, mode, with_dc in problems:
+    for problem in problems:
+        T, B, n_x, n_a, mode, with_dc = problem
         p = {
             name: regime.weight_scale * v
             for name, v in k.init_params(n_x, n_a, seed=int(rng.integers(1 << 30))).items()
@@ -210,33 +246,63 @@ def check_module(
         y = rng.normal(size=(T, B, n_a) if mode == "many-to-many" else (B, n_a))
         extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in k.STATES[1:]} if with_dc else {}
 
-        def loss(x=x, p=p, init=init, y=y, mode=mode, extra=extra) -> float:
-            out = k.forward(x, p, **init)
-            E = k.mse_loss(out[0], y, mode)[0]
-            return E + sum(float(np.sum(v * out[1 + j])) for j, v in enumerate(extra.values()))
-
         out = k.forward(x, p, **init)
         E, da = k.mse_loss(out[0], y, mode)
-        allowance = regime.atol * max(1.0, abs(E))
         grads = k.backward(da, out[-1], **extra)
         arrays = {**p, "x": x, **init}
         if set(grads) != set(arrays):
             raise AssertionError(f"backward returned keys {sorted(grads)}, expected {sorted(arrays)}")
-        signs = None if ref is None else (lambda x=x, p=p, init=init: np.sign(ref.run(x, p, init, kinks=True)[1]))
         for key, arr in arrays.items():
-            numeric = numeric_gradient(loss, arr, h, signs)
-            skipped[key] = skipped.get(key, 0) + int(np.isnan(numeric).sum())
             if grads[key].shape != arr.shape:
                 raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
-            worst[key] = max(worst.get(key, 0.0), relative_error(grads[key], numeric))
-            judged[key] = max(judged.get(key, 0.0), relative_error(grads[key], numeric, allowance))
+        expected = ref.outputs(x, p, init, k.STATES[1:])
+        forward = max(relative_error(np.asarray(o), e) for o, e in zip(out[:-1], expected, strict=True))
+        at_kink = ref.at_kink(x, p, init)  # which side the kernels land on is round-off: not judged
+        numeric = None if at_kink else ref.gradients(arrays, y, mode, {s[1:]: v for s, v in extra.items()})
+        grads = {key: grads[key] for key in arrays}  # the parameters' order, then x, then initial states
+        yield Comparison(problem, grads, numeric, regime.atol * max(1.0, abs(E)), forward)
+
+
+def check_module(
+    k: ModuleType,
+    seed: int = 0,
+    tol: float | None = None,
+    problems: Sequence[Problem] = DEFAULT_PROBLEMS,
+    regime: Regime = NORMAL,
+    cell: Cell | None = None,
+) -> CheckReport:
+    """Check every gradient ``k.backward`` returns against the complex-step derivative of the cell's stages,
+    and ``k.forward`` against the same interpreter.
+
+    ``tol`` overrides the regime's relative tolerance.  ``cell``: the module's cell (default: the cell its
+    ``CELL_SPEC`` names).  Returns one row per gradient key; the report's ``forward`` is the forward pass's
+    largest relative difference.
+
+    Raises:
+        ValueError: no ``cell`` was given and the module's ``CELL_SPEC`` names no cell.
+    """
+    tol = regime.tol if tol is None else tol
+    worst: dict[str, float] = {}
+    judged: dict[str, float] = {}
+    shapes: dict[str, set[str]] = {}
+    skipped: dict[str, int] = {}
+    forward = 0.0
+    for c in comparisons(k, seed, problems, regime, cell):
+        forward = max(forward, c.forward)
+        for key, g in c.grads.items():
             shapes.setdefault(key, set()).add(_shape_name(key, k))
-    return CheckReport(
-        CheckRow(
-            key, " | ".join(sorted(shapes[key])), worst[key], tol, judged[key] if regime.atol else None, skipped[key]
-        )
-        for key in arrays
+            worst.setdefault(key, 0.0)
+            judged.setdefault(key, 0.0)
+            skipped[key] = skipped.get(key, 0) + (g.size if c.reference is None else 0)
+            if c.reference is not None:
+                worst[key] = max(worst[key], relative_error(g, c.reference[key]))
+                judged[key] = max(judged[key], relative_error(g, c.reference[key], c.allowance))
+    report = CheckReport(
+        CheckRow(key, " | ".join(sorted(shapes[key])), worst[key], tol, judged[key] if regime.atol else None, n)
+        for key, n in skipped.items()
     )
+    report.forward = forward
+    return report
 
 
 def _shape_name(key: str, k: ModuleType) -> str:
@@ -251,7 +317,8 @@ def _shape_name(key: str, k: ModuleType) -> str:
 
 def format_table(rows: Sequence[CheckRow]) -> str:
     """The check as a text table: gradient, shape, max relative error, verdict (the error after the
-    round-off allowance too, where that decided a verdict), and the entries a kink kept from being compared."""
+    round-off allowance too, where that decided a verdict), the entries a kink kept from being compared, and,
+    for a :class:`CheckReport`, the forward pass against the reference interpreter."""
     allowance = any(r.judged is not None and r.max_rel_error > r.tol for r in rows)
     extra = f" {'judged error':>16}" if allowance else ""
     first = "raw rel. error" if allowance else "max rel. error"
@@ -260,15 +327,18 @@ def format_table(rows: Sequence[CheckRow]) -> str:
         judged = (f" {r.judged:>16.3e}" if r.judged is not None else " " * 17) if allowance else ""
         verdict = "✓" if r.ok else "✗ > %.0e" % r.tol
         lines.append(f"{r.key:<10} {r.shape:<18} {r.max_rel_error:>15.3e}{judged}  {verdict}")
+    if isinstance(rows, CheckReport):
+        verdict = "✓" if rows.forward_ok else "✗ > %.0e" % FORWARD_TOL
+        lines.append(f"{'(forward)':<10} {'outputs, states':<18} {rows.forward:>15.3e}{' ' * len(extra)}  {verdict}")
     if allowance:
         lines.append(
-            "raw: max |g − n| / (|g| + |n|), where entries near 0 compare the stencil's round-off with round-off; "
-            "judged: the same after allowing |g − n| ≤ atol·max(1, |E|) for that round-off (the verdict reads it)"
+            "raw: max |g − n| / (|g| + |n|); judged: the same after allowing |g − n| ≤ atol·max(1, |E|) for "
+            "float64 round-off where products are large and their sums vanish (the verdict reads it)"
         )
     skipped = {r.key: r.skipped for r in rows if r.skipped}
     if skipped:
         lines.append(
-            "not compared (every stencil down to h/1000 crossed a kink): "
+            "not compared (the problem's point lies within round-off of a kink): "
             + ", ".join(f"{n} of {key}" for key, n in skipped.items())
         )
     return "\n".join(lines)

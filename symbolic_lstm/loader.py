@@ -68,6 +68,9 @@ def load(name: str = "lstm", directory: str | Path | None = None, *, warn_stale:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:  # a generated module never exits: this one was edited; a verdict on it would be empty
+        code = "" if e.code is None else repr(e.code)
+        raise ValueError(f"{path} called sys.exit({code}) while it was imported") from None
     except ModuleNotFoundError as e:
         if e.name != "array_api_compat":
             raise

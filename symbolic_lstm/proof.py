@@ -13,6 +13,15 @@ proves the identity with overwhelming probability (Schwartz–Zippel) — and it
 statement about the functions, which are special values of the indeterminates.  With ``exact=True`` the
 difference is also expanded to 0 as a polynomial.
 
+Constants are exact: a float the cell was written with (``tanh(0.5*s)``, a leaky ReLU's ``0.01``, a softplus β,
+a bound in a ``Piecewise`` condition) becomes the exact rational value of that double — the number the kernels
+compute with (``0.01`` is 5764607523034235/2⁵⁹) — on both sides, before anything is differentiated.  Powers
+with fractional exponents (``sqrt(1 + s**2)``, ``u**(3/2)``) are algebraic, not rational, at rational points: for
+every base b whose powers b^(p/q) occur, one more independent random rational r stands for b^(1/L) (L the
+common denominator of those exponents), so that b^(p/q) = r^(pL/q) — the identity in r then holds for the
+true root too, which is a special value of r.  A power with a symbolic exponent (u**v) is an indeterminate of
+its own, as an activation application is; its derivative (u**v·(v′·log u + u′·v/u)) is written through itself.
+
 Functions with kinks (relu's Max, |·|, sign, Heaviside, clipping's Min, a Piecewise) are not indeterminates:
 SymPy's ``diff`` folds nested ones into new ones (a Piecewise whose conditions are ITE of the inner ones), so
 they are evaluated exactly at each random point instead, conditions decided on its rationals.  The identity
@@ -23,11 +32,12 @@ both sides use SymPy's derivative at a kink, so the proof says nothing about the
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -277,9 +287,33 @@ def _vec(name: str, n: int) -> sp.Matrix:
     return sp.Matrix([sp.Symbol(f"{name}[{i}]", real=True) for i in range(n)])
 
 
-def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
-    """Every function application and symbol in ``exprs``, each shared subtree visited once.
+def exact_constants(cell: Cell) -> Cell:
+    """``cell`` with every float in its stages replaced by the exact rational value of that double.
 
+    ``Rational(Float)`` is exact: 0.01 becomes 5764607523034235/576460752303423488, the number the kernels
+    multiply by, not 1/100.  Nothing else changes (names, order, LaTeX), so the proof is about the cell as the
+    kernels run it.
+    """
+
+    def exact(expr: sp.Expr) -> sp.Expr:
+        floats = expr.atoms(sp.Float)
+        return expr.xreplace({f: sp.Rational(f) for f in floats}) if floats else expr
+
+    stages = tuple(st if isinstance(st, Linear) else replace(st, expr=exact(st.expr)) for st in cell.stages)
+    return replace(cell, stages=stages)
+
+
+def _is_root(e: sp.Basic) -> bool:
+    """A power with a fractional rational exponent (√u, u^(−3/2)): algebraic, not rational, at a rational point."""
+    return isinstance(e, sp.Pow) and e.exp.is_Rational is True and e.exp.is_Integer is False
+
+
+def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
+    """Every function application, symbol and power that is not a polynomial operation in ``exprs``, each
+    shared subtree visited once.
+
+    Powers with a fractional rational exponent are listed as the power itself (:class:`Point` groups them by
+    base); a power with a symbolic exponent is an indeterminate like a function application.
     (``Basic.atoms`` walks the expressions as trees; unrolled nets share subtrees exponentially often.)
     """
     seen: set[sp.Basic] = set()
@@ -292,6 +326,8 @@ def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
         seen.add(e)
         if isinstance(e, (sp.Function, sp.Symbol)) and not isinstance(e, _EVALUATED):
             found[e] = None
+        elif isinstance(e, sp.Pow) and (_is_root(e) or not e.exp.is_Number):
+            found[e] = None
         stack.extend(e.args)
     return list(found)
 
@@ -300,9 +336,53 @@ def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
 _EVALUATED = (*NONSMOOTH, sp.DiracDelta)
 
 
-def random_point(atoms: list[sp.Expr], rng: random.Random) -> dict[sp.Expr, sp.Rational]:
-    """An independent random rational for every indeterminate."""
-    return {a: sp.Rational(rng.randint(-97, 97), rng.randint(1, 89)) for a in atoms}
+@dataclass
+class Point:
+    """Values of the indeterminates at one point: ``values`` for applications, symbols and symbolic powers;
+    ``roots`` for every base b of fractional powers, (r, L) with r standing for b^(1/L)."""
+
+    values: dict[sp.Expr, sp.Expr]
+    roots: dict[sp.Expr, tuple[sp.Expr, int]]
+
+    def at(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with every indeterminate its value (outermost first, as ``xreplace`` matches), b^(p/q) as
+        r^(pL/q), and functions with kinks evaluated on their evaluated arguments; shared subtrees once."""
+        memo: dict[sp.Basic, sp.Expr] = {}
+
+        def walk(e: sp.Basic) -> sp.Expr:
+            hit = memo.get(e)
+            if hit is not None:
+                return hit
+            if e in self.values:
+                out = self.values[e]
+            elif _is_root(e) and e.base in self.roots:
+                r, L = self.roots[e.base]
+                out = r ** int(e.exp * L)
+            elif not e.args:
+                out = e
+            else:
+                out = e.func(*(walk(a) for a in e.args))
+            memo[e] = out
+            return out
+
+        return walk(expr)
+
+
+def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp.Expr] | None = None) -> Point:
+    """An independent random rational for every indeterminate (``draw``: another kind of value, such as a
+    fresh symbol, for the exact expansion), and one for the root of every base of fractional powers."""
+
+    def rational() -> sp.Expr:
+        return sp.Rational(rng.randint(-97, 97), rng.randint(1, 89))
+
+    draw = draw or rational
+    values = {a: draw() for a in atoms if not _is_root(a)}
+    denominators: dict[sp.Expr, int] = {}
+    for a in atoms:
+        if _is_root(a):
+            denominators[a.base] = math.lcm(denominators.get(a.base, 1), int(a.exp.q))
+    roots = {b: (draw(), L) for b, L in denominators.items()}
+    return Point(values, roots)
 
 
 def prove(
@@ -329,6 +409,7 @@ def prove(
             raise ValueError(f"loss mode must be one of {', '.join(LOSS_MODES)}, got {mode!r}")
     if points < 1:
         raise ValueError(f"points must be at least 1, got {points}")
+    cell = exact_constants(cell)
     net = UnrolledNet(cell, n_a, n_x, T)
     d = derive(cell)
     ours = {mode: engine_gradients(net, d, mode) for mode in modes}
@@ -365,7 +446,7 @@ class _Job:
     step_errors: list[sp.Expr]
     scored: dict[LossMode, frozenset[int]]  # the steps each loss mode scores
     engine: dict[LossMode, dict[str, sp.Matrix]]
-    points: list[dict[sp.Expr, sp.Rational]]
+    points: list[Point]
     exact: bool
 
 
@@ -386,7 +467,7 @@ def _check(
         ours = grads[name][k]
         ok = True
         for point in ctx.points:
-            va, vb = direct.xreplace(point), ours.xreplace(point)
+            va, vb = point.at(direct), point.at(ours)
             ok = ok and va.is_Rational is True and vb.is_Rational is True and va == vb
         if ok and ctx.exact:
             ok = _polynomial_zero(direct - ours)
@@ -410,12 +491,14 @@ def _run(n: int, workers: int | None, jobs: list[tuple[str, int, sp.Symbol]]) ->
 
 
 def _polynomial_zero(expr: sp.Expr) -> bool:
-    """Is ``expr`` 0 as a polynomial in its function applications and symbols?
+    """Is ``expr`` 0 as a polynomial in its function applications, symbols and roots?
 
-    ``xreplace`` matches outermost applications first, so each becomes one independent indeterminate.
+    Every indeterminate becomes a fresh symbol (outermost applications first, so each is one indeterminate;
+    b^(p/q) a power of one symbol per base), then the difference is expanded.
     """
-    names = {f: sp.Dummy() for f in indeterminates([expr]) if isinstance(f, sp.Function)}
-    return sp.expand(expr.xreplace(names)) == 0
+    functions = [a for a in indeterminates([expr]) if not isinstance(a, sp.Symbol)]
+    point = random_point(functions, random.Random(0), sp.Dummy)
+    return sp.expand(point.at(expr)) == 0
 
 
 def prove_all(

@@ -2,9 +2,10 @@
 
 It walks the stages of every step as the cell lists them (a linear stage as ``[inputs…] Wᵀ + b``, an
 elementwise stage through ``sympy.lambdify``, a mean over the units of a row), keeping every node's value.
-The gradient check uses it for what the kernels do not expose: the arguments of the functions with kinks
-(relu's input, the two sides of a ``Max``, a ``Piecewise`` condition), whose signs say whether a central
-difference straddles a kink (see :mod:`symbolic_lstm.gradcheck`).
+It knows no derivative.  The gradient check runs it on complex arrays, many problems at once along leading
+axes, for the complex-step derivative (:mod:`symbolic_lstm.complex_step`); it also gives what the kernels do
+not expose: the arguments of the functions with kinks (relu's input, the two sides of a ``Max``, a
+``Piecewise`` condition), whose signs say where a point lies relative to a kink.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def kink_arguments(expr: sp.Expr) -> list[sp.Expr]:
 
 
 class Reference:
-    """The cell's stages compiled once (lambdify), then run on any number of problems."""
+    """The cell's stages compiled once (lambdify, with ``printer``), then run on any number of problems."""
 
-    def __init__(self, cell: Cell) -> None:
+    def __init__(self, cell: Cell, printer: type[KernelPrinter] = KernelPrinter) -> None:
         self.cell = cell
         self.stages: list[tuple[object, Callable | None, list[Callable]]] = []
         for st in cell.stages:
@@ -49,26 +50,31 @@ class Reference:
                 self.stages.append((st, None, []))
                 continue
             syms = [sp.Symbol(r) for r in st.reads]
-            fn = sp.lambdify(syms, st.expr, modules=[{"np": np}], printer=KernelPrinter)
-            kinks = [sp.lambdify(syms, k, modules=[{"np": np}], printer=KernelPrinter) for k in kink_arguments(st.expr)]
+            fn = sp.lambdify(syms, st.expr, modules=[{"np": np}], printer=printer)
+            kinks = [sp.lambdify(syms, k, modules=[{"np": np}], printer=printer) for k in kink_arguments(st.expr)]
             self.stages.append((st, fn, kinks))
 
     def run(
         self, x: np.ndarray, p: Arrays, init: Arrays, kinks: bool = False
     ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
         """Every node's value at every step (x: (T, B, n_x); init: ``{state}0`` arrays (B, n_a)) and, with
-        ``kinks``, the value of every kink argument at every step and unit, flattened into one array."""
+        ``kinks``, the value of every kink argument at every step and unit, flattened into one array.
+
+        Every array may have the same leading axes as well (x: (…, T, B, n_x), a weight (…, n_a, columns), a
+        bias or unit parameter (…, n_a), an initial state (…, B, n_a)): independent problems run at once.
+        """
         cell = self.cell
         state = {s: np.asarray(init[f"{s}0"]) for s in cell.states}
         steps, found = [], []
-        for t in range(x.shape[0]):
+        for t in range(x.shape[-3]):
             env: dict[str, np.ndarray] = {f"{s}_prev": state[s] for s in cell.states}
-            env.update({i: x[t] for i in cell.inputs})
-            env.update({v: np.asarray(p[v]) for v in cell.vectors})
+            env.update({i: x[..., t, :, :] for i in cell.inputs})
+            env.update({v: np.expand_dims(p[v], -2) for v in cell.vectors})  # a row: every batch row reads it
             for st, fn, kink_fns in self.stages:
                 if isinstance(st, Linear):
-                    value = np.concatenate([env[k] for k in st.inputs], axis=1) @ np.asarray(p[st.weight]).T
-                    env[st.name] = value if st.bias is None else value + np.asarray(p[st.bias])
+                    z = np.concatenate([env[k] for k in st.inputs], axis=-1)
+                    value = np.matmul(z, np.swapaxes(np.asarray(p[st.weight]), -1, -2))
+                    env[st.name] = value if st.bias is None else value + np.expand_dims(p[st.bias], -2)
                     continue
                 args = [env[r] for r in st.reads]  # type: ignore[attr-defined]
                 value = np.asarray(fn(*args))  # type: ignore[misc]

@@ -251,7 +251,7 @@ def test_a_cell_defined_only_in_this_file(tmp_path):
     assert cell.params == ("W_f", "b_f", "W_h", "w_f") and cell.scalars == ("mu", "var")
     generate([cell], tmp_path)
     k = load("tiny_mgu", tmp_path)
-    rows = check_module(k, seed=3)
+    rows = check_module(k, seed=3, cell=cell)
     assert all(r.ok for r in rows), [(r.key, r.max_rel_error) for r in rows if not r.ok]
     lines = proof.prove(cell, n_a=2, n_x=1, T=1, modes=("many-to-many",), points=1, workers=2)
     assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]

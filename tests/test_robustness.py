@@ -377,10 +377,15 @@ def test_long_sequence_runs_with_memory_linear_in_T(k):
 
 
 def test_saturated_gates_pass_the_stated_looser_tolerance(k):
-    rows = check_module(k, seed=0, regime=SATURATED)
-    assert all(r.ok for r in rows), [(r.key, r.max_rel_error, r.judged) for r in rows if not r.ok]
-    # Saturation is real: some raw relative errors are far above the normal 1e-7 ...
-    assert max(r.max_rel_error for r in rows) > 1e-5
+    for seed in range(3):
+        rows = check_module(k, seed=seed, regime=SATURATED)
+        assert all(r.ok for r in rows), [(r.key, r.max_rel_error, r.judged) for r in rows if not r.ok]
+    # Saturation is real: at 20x the initial scale a third or more of the σ gates are within 1e-3 of 0 or 1
+    rng = np.random.default_rng(0)
+    p = {name: SATURATED.weight_scale * v for name, v in k.init_params(3, 8, seed=0).items()}
+    z = np.concatenate([0.5 * rng.normal(size=(64, 8)), rng.normal(size=(64, 3))], axis=1)
+    gates = np.concatenate([1 / (1 + np.exp(-(z @ p[f"W_{g}"].T + p[f"b_{g}"]))) for g in "fuo"])
+    assert np.mean(np.minimum(gates, 1 - gates) < 1e-3) > 0.3
 
 
 def test_saturated_check_still_catches_a_wrong_gradient(tmp_path):

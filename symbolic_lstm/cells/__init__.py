@@ -65,6 +65,11 @@ def load_cell_file(path: str | Path, name: str) -> Cell:
         spec.loader.exec_module(module)
     except CellError as e:
         raise CellError(f"{file}: {e}") from None
+    except SystemExit as e:  # sys.exit() or exit() in the file: a cell that never loaded is no success
+        raise ValueError(
+            f"cell file {file} called sys.exit({'' if e.code is None else repr(e.code)}) while it was loading; "
+            "a cell file must define the cell, not exit"
+        ) from None
     except Exception as e:  # the user's code: report where it failed, not our stack
         frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == file.resolve()]
         where = f" (line {frames[-1].lineno})" if frames else ""
@@ -80,6 +85,10 @@ def load_cell_file(path: str | Path, name: str) -> Cell:
             obj = obj()
         except CellError as e:
             raise CellError(f"{file}:{name}: {e}") from None
+        except SystemExit as e:
+            raise ValueError(
+                f"{file}:{name}() called sys.exit({'' if e.code is None else repr(e.code)}) instead of returning a cell"
+            ) from None
         except Exception as e:
             raise ValueError(f"{file}:{name}() failed: {type(e).__name__}: {e}") from None
     if not isinstance(obj, Cell):

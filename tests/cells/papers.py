@@ -7,7 +7,11 @@
 * ``indrnn``: the independently recurrent network (Li et al. 2018): a<t> = relu(W x<t> + u ⊙ a<t-1> + b),
   the recurrence unit by unit, written with ``sp.Max``;
 * ``leaky``: a leaky-relu RNN written with a ``Piecewise``; ``hard``: a clipped (hard tanh) RNN with an
-  |x| term, reading a<t-1> through a product of its own.
+  |x| term, reading a<t-1> through a product of its own;
+* ``mi_rnn_biased``: the multiplicative-integration RNN as the paper writes it, U a<t-1> with its bias b;
+* written the way everyone writes them, with float constants and roots: ``half_tanh`` (tanh(0.5·s)),
+  ``leaky_max`` (Max(0.01·s, s)), ``sqrt_unit`` (s/√(1 + s²)), ``softplus_beta`` (log(1 + e^(βs))/β, β = 1.5,
+  shifted by −0.3), ``piecewise_float`` (a Piecewise whose condition and branch hold floats).
 """
 
 import sympy as sp
@@ -64,3 +68,41 @@ def hard():
     h = cell.stage("h", sp.Min(1, sp.Max(-1, sx + sa)))
     cell.stage("a", h + sp.Abs(sx) / 4)
     return cell.build()
+
+
+def mi_rnn_biased():
+    cell = CellBuilder("mi_rnn_biased", inputs=("x",), states=("a",), output="a", description="MI-RNN, U a + b")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    wx = cell.linear("Wx", [x], weight="W", bias=None)
+    ua = cell.linear("Ua", [a_prev], weight="U", bias="b")
+    alpha, beta1, beta2 = (cell.vector(n) for n in ("alpha", "beta1", "beta2"))
+    cell.stage("a", sp.tanh(alpha * wx * ua + beta1 * ua + beta2 * wx))
+    return cell.build()
+
+
+def _simple(name, activation):
+    cell = CellBuilder(name, inputs=("x",), states=("a",), output="a", description=name)
+    s = cell.linear("s", [cell.prev("a"), cell.input("x")], weight="W", bias="b")
+    cell.stage("a", activation(s))
+    return cell.build()
+
+
+def half_tanh():
+    return _simple("half_tanh", lambda s: sp.tanh(0.5 * s))
+
+
+def leaky_max():
+    return _simple("leaky_max", lambda s: sp.Max(0.01 * s, s))
+
+
+def sqrt_unit():
+    return _simple("sqrt_unit", lambda s: s / sp.sqrt(1 + s**2))
+
+
+def softplus_beta():
+    beta = 1.5
+    return _simple("softplus_beta", lambda s: sp.log(1 + sp.exp(beta * s)) / beta - 0.3)
+
+
+def piecewise_float():
+    return _simple("piecewise_float", lambda s: sp.Piecewise((0.25 * s + 0.375, s > 0.5), (sp.tanh(s), True)))

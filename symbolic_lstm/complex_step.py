@@ -1,0 +1,127 @@
+"""The gradient check's reference: ∂Error/∂(every entry) by the complex-step derivative of the reference interpreter.
+
+For f analytic near the real axis, f(x + ih) = f(x) + ih·f′(x) − h²f″(x)/2 − ih³f‴(x)/6 + …, so
+
+    f′(x) = Im f(x + ih) / h + O(h²)
+
+with no difference of nearby values: nothing cancels, so h can be tiny (1e-20 here) and the truncation error
+(h² ≈ 1e-40, relative) vanishes below round-off.  The result is as accurate as the float64 evaluation of f
+itself, for any smooth cell however sharp — where central differences trade truncation against round-off and
+reach only ~1e-9 (a multiplicative cell's products of sums reached 2e-7).  The interpreter
+(:mod:`symbolic_lstm.reference`) runs the cell's own stage expressions and knows no derivative, so the
+reference shares nothing with the derivation engine or the generated kernels but the cell definition.
+
+Functions with kinks are printed as the analytic branch the real part of their argument selects
+(:mod:`symbolic_lstm.printer_complex`): the step never crosses a kink, and each entry's derivative is that of
+the side the point lies on.  A point *at* a kink (an argument within round-off of it) is not judged: which
+side the kernels' float64 arithmetic lands on there is round-off, and the one-sided derivatives differ.
+
+Every entry is a separate derivative, all computed in one run of the interpreter along a leading axis of
+perturbed copies (in chunks), so a check costs a few forward passes rather than one per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .cell import Cell, Linear
+from .functions import NONSMOOTH
+from .printer_complex import ComplexStepPrinter
+from .reference import Reference
+
+#: The imaginary step: far below round-off of any value it is added to, far above underflow of its products.
+H = 1e-20
+#: Perturbed copies run at once (bounds the memory of one run to CHUNK problems).
+CHUNK = 512
+#: A kink argument within this of 0, relative to the largest |argument|, puts the point at the kink.
+KINK_BAND = 1e-9
+
+
+class ComplexStep:
+    """The loss of a gradient-check problem and its gradient with respect to every array, by complex step.
+
+    The loss is what ``check`` differentiates: ½ Σ (ŷ − a)² over the scored steps (every step for
+    "many-to-many", the last for "many-to-one", y then (B, n_a)), plus Σ v·s<t> for every extra state ``s``
+    given a weight array ``v`` (T, B, n_a).
+    """
+
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.complex = Reference(cell, ComplexStepPrinter)
+        self.real = Reference(cell) if self.has_kinks else None
+
+    @property
+    def has_kinks(self) -> bool:
+        return any(not isinstance(st, Linear) and st.expr.has(*NONSMOOTH) for st in self.cell.stages)
+
+    def outputs(
+        self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray], states: Sequence[str]
+    ) -> list[np.ndarray]:
+        """The output a<1..T> and then each of ``states`` over the steps, (T, B, n_a) each, in float64."""
+        steps, _ = self.complex.run(x, p, init)
+        return [np.stack([env[n] for env in steps]).real for n in (self.cell.output, *states)]
+
+    def at_kink(self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray]) -> bool:
+        """Does some kink argument lie within round-off of its kink at this point?"""
+        if self.real is None:
+            return False
+        _, args = self.real.run(x, p, init, kinks=True)
+        if args.size == 0:
+            return False
+        return bool(np.min(np.abs(args)) <= KINK_BAND * max(1.0, float(np.max(np.abs(args)))))
+
+    def loss(
+        self,
+        x: np.ndarray,
+        p: Mapping[str, np.ndarray],
+        init: Mapping[str, np.ndarray],
+        y: np.ndarray,
+        mode: str,
+        extra: Mapping[str, np.ndarray],
+    ) -> np.ndarray:
+        """The loss of every problem along the leading axes (complex where the inputs are)."""
+        steps, _ = self.complex.run(x, p, init)
+        out = self.cell.output
+        if mode == "many-to-many":
+            E = sum(0.5 * np.sum((y[t] - env[out]) ** 2, axis=(-2, -1)) for t, env in enumerate(steps))
+        else:
+            E = 0.5 * np.sum((y - steps[-1][out]) ** 2, axis=(-2, -1))
+        for s, v in extra.items():
+            E = E + sum(np.sum(v[t] * env[s], axis=(-2, -1)) for t, env in enumerate(steps))
+        return np.asarray(E)
+
+    def gradients(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        y: np.ndarray,
+        mode: str,
+        extra: Mapping[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """∂loss/∂arrays[key] for every key, each entry by one complex step.
+
+        ``arrays``: the parameters, ``x`` (T, B, n_x) and ``{state}0`` (B, n_a), float64.
+        """
+        names = list(arrays)
+        sizes = [arrays[k].size for k in names]
+        offsets = np.cumsum([0, *sizes])
+        flat = np.zeros(int(offsets[-1]))
+        for start in range(0, flat.size, CHUNK):
+            idx = np.arange(start, min(start + CHUNK, flat.size))
+            batch = {}
+            for k, lo, n in zip(names, offsets[:-1], sizes, strict=True):
+                copies = np.broadcast_to(arrays[k], (idx.size, *arrays[k].shape)).astype(np.complex128)
+                mine = (idx >= lo) & (idx < lo + n)  # the copies that perturb an entry of this array
+                copies.reshape(idx.size, -1)[np.nonzero(mine)[0], idx[mine] - lo] += 1j * H
+                batch[k] = copies
+            p = {k: v for k, v in batch.items() if k != "x" and not _is_initial(k, self.cell)}
+            init = {k: v for k, v in batch.items() if _is_initial(k, self.cell)}
+            flat[idx] = self.loss(batch["x"], p, init, y, mode, extra).imag / H
+        return {
+            k: flat[lo : lo + n].reshape(arrays[k].shape) for k, lo, n in zip(names, offsets[:-1], sizes, strict=True)
+        }
+
+
+def _is_initial(key: str, cell: Cell) -> bool:
+    return key.endswith("0") and key[:-1] in cell.states
