@@ -358,6 +358,13 @@ class KernelPlan:
             g = members[0]
             expr = g.act.expr.xreplace({node(g.stage.name): sp.Symbol(view)})  # type: ignore[union-attr]
             code = inplace(expr, view, SCRATCH, self.printer)
+            if len(members) > 1 and any(tmp in c for c in code for tmp in SCRATCH):
+                # the scratch buffers are (B, n_a): an activation that needs one runs gate by gate
+                code = []
+                for m in members:
+                    one = f"{view}_{m.short}"
+                    code.append(f"{one} = S[{self.slice(m)}]")
+                    code += inplace(expr.xreplace({sp.Symbol(view): sp.Symbol(one)}), one, SCRATCH, self.printer)
         stage = members[0].value
         return lines + [Line(c, stage=stage) for c in code]
 

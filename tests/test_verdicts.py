@@ -190,7 +190,7 @@ ACTIVATIONS = {
     "leaky": lambda e: sp.Max(0.01 * e, e),
     "scaled_tanh": lambda e: sp.tanh(0.5 * e),
 }
-_names = itertools.count()
+_examples = itertools.count()
 
 
 @st.composite
@@ -199,7 +199,7 @@ def random_cells(draw):
     optionally a unit parameter, a normalisation (mean stages) and a second state."""
     two = draw(st.booleans())
     states = ("a", "c") if two else ("a",)
-    b = CellBuilder(f"random_{next(_names)}", inputs=("x",), states=states, output="a")
+    b = CellBuilder("random_cell", inputs=("x",), states=states, output="a")
     leaves = ["x", *(f"{s}_prev" for s in states)]
     gates = []
     for i in range(draw(st.integers(1, 3))):
@@ -235,7 +235,7 @@ def random_cells(draw):
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cell=random_cells())
 def test_random_cells_pass_check_and_agree_with_torch(cell, tmp_path):
-    out = tmp_path / cell.name
+    out = tmp_path / f"example_{next(_examples)}"
     generate([cell], out)
     k = load(cell.name, out)
     report = check_module(k, seed=0, cell=cell)
@@ -345,3 +345,48 @@ def test_every_verdict_command_ends_with_a_verdict_line(args):
     assert r.exit_code == 0, r.output
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("all "), last
+
+
+# -- kinks -----------------------------------------------------------------------------------------------
+
+
+def _relu_problem(offset):
+    """IndRNN: a<1> = relu(W x + b + u a<0>) with W x = 1, b = −1 + offset, a<0> = 0: relu's input is offset."""
+    x = np.ones((1, 1, 1))
+    p = {"W": np.array([[1.0]]), "b": np.array([-1.0 + offset]), "u": np.array([0.5])}
+    return x, p, {"a0": np.zeros((1, 1))}
+
+
+def test_the_complex_step_takes_the_side_of_the_kink_its_point_is_on():
+    """relu's input 5e-4 above its kink: the complex step never crosses it (a central difference with h = 1e-3
+    straddles it and measures neither side) and gives the one-sided derivative exactly."""
+    from symbolic_lstm.complex_step import ComplexStep
+
+    ref = ComplexStep(get_cell(spec("indrnn")))
+    x, p, init = _relu_problem(5e-4)
+    assert not ref.at_kink(x, p, init)
+    g = ref.gradients({**p, "x": x, **init}, np.zeros((1, 1, 1)), "many-to-many", {})
+    assert abs(g["b"][0] - 5e-4) < 1e-15  # dE/db = a·relu′ = 5e-4 · 1
+    below = ref.gradients({**_relu_problem(-5e-4)[1], "x": x, **init}, np.zeros((1, 1, 1)), "many-to-many", {})
+    assert below["b"][0] == 0.0  # the other side: relu′ = 0
+
+
+def test_a_point_on_a_kink_is_not_judged_and_is_counted():
+    from symbolic_lstm.complex_step import ComplexStep
+
+    ref = ComplexStep(get_cell(spec("indrnn")))
+    assert ref.at_kink(*_relu_problem(0.0)) and ref.at_kink(*_relu_problem(1e-17))
+    assert not ComplexStep(get_cell("lstm")).has_kinks
+
+
+def test_a_group_of_activations_that_needs_scratch_runs_gate_by_gate(tmp_path):
+    """Two softsign gates over x<t> alone form one group of the step's block; softsign needs a scratch buffer,
+    and the scratch is (B, n_a): generate used to refuse the cell (a shape error in its smoke run)."""
+    b = CellBuilder("two_softsigns", inputs=("x",), states=("a",), output="a")
+    g1 = b.stage("g1", softsign(b.linear("s1", ["x"], weight="W1", bias="b1")))
+    g2 = b.stage("g2", softsign(b.linear("s2", ["x"], weight="W2", bias="b2")))
+    b.stage("a", sp.tanh(g1 + g2 + b.prev("a")))
+    cell = b.build()
+    generate([cell], tmp_path)
+    report = check_module(load("two_softsigns", tmp_path), cell=cell)
+    assert report.ok, str(report)
