@@ -10,6 +10,21 @@ An output block is a ```text fence right after ``<!-- output: CMD -->``: it show
 ``<!-- /time -->``; ``--update`` times CMD on this machine and writes it rounded ("50 s", "3.5 min").  The
 test suite (``tests/test_readme_outputs.py``) checks every output; durations are approximate by nature and
 are refreshed, not checked.
+
+A shown output *matches* what runs now when it has the same structure — the same lines, the same words,
+names, shapes, verdicts (✓, ✗, FAILED) and integers — and its other numbers agree within stated tolerances,
+because the last digits of floating-point results differ between machines (OpenBLAS picks its kernels per
+CPU, and thread counts change the order of sums):
+
+* an error magnitude written with an exponent (``3.031e-10``): both at most ``ROUND_OFF`` (1e-9: round-off,
+  far below check's 1e-7 bar), or else within a relative ``RTOL`` of each other;
+* any other decimal (a loss, an RMSE, a timing-free result): within a relative ``RTOL`` (10 %);
+* the text ``train`` samples from its model (after ``--- sample after epoch N (loss L) ---``) is not
+  compared at all: which characters a model trained for minutes draws varies with the last digits of its
+  weights.  The README says so where it shows a sample.
+
+``--update`` rewrites only the blocks that no longer match, so a refresh on another machine changes nothing
+that merely differs in round-off.
 """
 
 from __future__ import annotations
@@ -103,6 +118,57 @@ def duration(cmd: str) -> str:
     return f"{s / 60:.1f} min"
 
 
+#: Error magnitudes at most this are round-off-sized: any two of them match.
+ROUND_OFF = 1e-9
+#: Relative tolerance for every other non-integer number.
+RTOL = 0.1
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+SAMPLE = re.compile(r"^--- sample after epoch \d+ \(loss [\d.]+\) ---$")
+VARIES = "<sampled text: varies between machines>"
+
+
+def _without_samples(text: str) -> list[str]:
+    """The lines of ``text``, each sample's text (after a sample header, up to the next ``---`` or ``training``
+    line) replaced by one placeholder line."""
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        if inside and (line.startswith("--- ") or line.startswith("training loss")):
+            inside = False
+        if inside:
+            continue
+        out.append(line)
+        if SAMPLE.match(line):
+            inside = True
+            out.append(VARIES)
+    return out
+
+
+def _numbers_match(a: str, b: str) -> bool:
+    if not any(c in a + b for c in ".eE"):  # integers: exact
+        return a == b
+    x, y = float(a), float(b)
+    if "e" in (a + b).lower() and abs(x) <= ROUND_OFF and abs(y) <= ROUND_OFF:
+        return True
+    return abs(x - y) <= RTOL * max(abs(x), abs(y))
+
+
+def mismatches(shown: str, now: str) -> list[str]:
+    """Why ``now`` does not match ``shown`` (see the module docstring); empty when it does."""
+    old, new = _without_samples(shown), _without_samples(now)
+    if len(old) != len(new):
+        return [f"{len(old)} lines shown, {len(new)} printed now"]
+    found = []
+    for n, (a, b) in enumerate(zip(old, new, strict=True), 1):
+        if NUMBER.sub("#", a) != NUMBER.sub("#", b):
+            found.append(f"line {n}: text differs: {a!r} vs {b!r}")
+            continue
+        for x, y in zip(NUMBER.findall(a), NUMBER.findall(b), strict=True):
+            if not _numbers_match(x, y):
+                found.append(f"line {n}: {x} vs {y} (beyond the stated tolerance)")
+    return found
+
+
 def diff(block: Block, now: str) -> str:
     return "".join(
         difflib.unified_diff(
@@ -122,9 +188,10 @@ def main() -> int:
     stale = 0
     for block in reversed(blocks(text)):  # from the end, so earlier offsets stay valid
         now = produce(block)
-        if now != block.shown:
+        why = mismatches(block.shown, now)
+        if why:
             stale += 1
-            print(f"{'updated' if args.update else 'stale'}: {block.name}\n{diff(block, now)}")
+            print(f"{'updated' if args.update else 'stale'}: {block.name}\n" + "\n".join(why) + f"\n{diff(block, now)}")
             text = text[: block.start] + now + text[block.end :]
     if args.update and not args.no_times:
         text = TIME.sub(lambda m: f"<!-- time: {m['cmd']} -->{duration(m['cmd'])}<!-- /time -->", text)
@@ -132,7 +199,7 @@ def main() -> int:
         README.write_text(text, encoding="utf-8")
         print(f"README.md: {stale} output(s) refreshed" + ("" if args.no_times else ", durations timed"))
         return 0
-    print(f"{stale} stale output(s)" if stale else "every shown output is what the code prints")
+    print(f"{stale} stale output(s)" if stale else "every shown output is what the code prints (within tolerance)")
     return 1 if stale else 0
 
 

@@ -1,4 +1,4 @@
-"""Every built-in cell: derivation, proof, committed kernels checked against central differences, and
+"""Every built-in cell: derivation, proof, committed kernels checked against the complex-step reference, and
 one forward step compared with an independent NumPy formula (or torch, where it has the cell)."""
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ from symbolic_lstm.loader import module_for
 distributed = pytest.importorskip("distributed", reason="Dask is the [distributed] extra")
 from symbolic_lstm.distributed import DataParallel, KernelSource, connect, fit, gradients  # noqa: E402
 
+# Dask clusters take seconds to start and stop: these run with the slow tests (python -m pytest -m slow)
+pytestmark = pytest.mark.slow
+
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 TEXT = tr.Config("lstm", "tempest", window=12, hidden=6, epochs=2, batch=7, seed=5)  # 7: no even split
 SERIES = tr.Config("lstm", "sunspots", window=6, hidden=5, epochs=3, batch=50, seed=2)  # last batch short

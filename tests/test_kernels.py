@@ -1,4 +1,4 @@
-"""The generated NumPy module: API contract, gradients vs central differences, dtypes, edge shapes, errors."""
+"""The generated NumPy module: API contract, gradients vs the complex-step reference, dtypes, edge shapes, errors."""
 
 from __future__ import annotations
 

@@ -73,6 +73,7 @@ def test_backward_listing_pairs_code_with_derivation_steps():
     importlib.util.find_spec("nbclient") is None or importlib.util.find_spec("ipykernel") is None,
     reason="nbclient and ipykernel not installed (pip install '.[test]' or '.[notebook]')",
 )
+@pytest.mark.slow  # a Jupyter kernel each: with the slow tests (python -m pytest -m slow)
 @pytest.mark.parametrize("name", ["article.ipynb", "your_own_cell.ipynb"])
 def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
     import nbformat

@@ -1,4 +1,9 @@
-"""Every output the README shows is what the code prints now (scripts/readme_outputs.py refreshes them)."""
+"""Every output the README shows is what the code prints now (scripts/readme_outputs.py refreshes them).
+
+Compared as scripts/readme_outputs.py says: structure, words, names, verdicts and integers exactly; other
+numbers within a stated tolerance; sampled text not at all — so the test passes on any machine, whatever
+BLAS kernels and thread counts round the last digits.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +28,36 @@ def test_the_readme_shows_outputs_and_durations_from_the_code():
     assert len(readme_outputs.TIME.findall(text)) >= 8  # every stated duration is one the script times
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
+#: Outputs that take minutes to produce (60 epochs of the character model): with the slow tests.
+SLOW = {"symbolic-lstm train --sample-every 30"}
+
+
+@pytest.mark.parametrize(
+    "block",
+    [pytest.param(b, marks=pytest.mark.slow) if b.cmd in SLOW else b for b in BLOCKS],
+    ids=[b.name for b in BLOCKS],
+)
 def test_shown_output_is_what_runs(block):
     for module in ("torch", "jax", "matplotlib"):
         if block.code is not None and f"import {module}" in block.code:
             pytest.importorskip(module, reason=f"{module} not installed: this example's output is not reproduced")
     now = readme_outputs.produce(block)
-    assert now == block.shown, (
-        f"README shows a stale output for {block.name}; run: python scripts/readme_outputs.py --update\n"
-        + readme_outputs.diff(block, now)
+    why = readme_outputs.mismatches(block.shown, now)
+    assert not why, (
+        f"the README's output for {block.name} no longer matches what the code prints:\n"
+        + "\n".join(why)
+        + "\nIf the change is intended, refresh the README (python scripts/readme_outputs.py --update --no-times) "
+        "and review the diff; otherwise the code changed what users see.\n" + readme_outputs.diff(block, now)
     )
+
+
+def test_outputs_that_differ_only_in_round_off_match():
+    shown = "W_u   (n_a, n_a + n_x)   3.031e-10  ✓\ntraining loss: 3.495 (epoch 1) → 1.284 (epoch 60)\n"
+    assert not readme_outputs.mismatches(shown, shown.replace("3.031e-10", "3.105e-15").replace("1.284", "1.291"))
+    for changed in ("✗", "W_x", "epoch 61", "1.484", "3.031e-05", "(n_a,)"):
+        old = {"✗": "✓", "W_x": "W_u", "epoch 61": "epoch 60", "1.484": "1.284", "3.031e-05": "3.031e-10"}
+        now = shown.replace(old.get(changed, "(n_a, n_a + n_x)"), changed)
+        assert readme_outputs.mismatches(shown, now), changed
+    sample = "--- sample after epoch 30 (loss 1.541) ---\nPROSPERO:\nAnd so\ntraining loss: 1 → 2\n"
+    assert not readme_outputs.mismatches(sample, sample.replace("And so", "Or it\nat winding"))
+    assert readme_outputs.mismatches(sample, sample.replace("loss: 1 → 2", "loss: 1 → 3"))
