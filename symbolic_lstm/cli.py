@@ -229,7 +229,7 @@ def prove(
                 err=True,
             )
     modes = LOSS_MODES if loss == "both" else (loss,)
-    failed = 0
+    failed = proved = 0
     client = _dask_client(workers, scheduler)
     if client is not None:
         click.echo(f"proving on {_where(client, scheduler)}", err=True)
@@ -238,6 +238,7 @@ def prove(
         for line in prove_all(cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, **kw):
             click.echo(str(line))
             failed += not line.ok
+            proved += 1
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the proof is incomplete", err=True)
         sys.exit(130)
@@ -246,6 +247,9 @@ def prove(
             client.close()  # type: ignore[attr-defined]
     if failed:
         click.echo(f"{failed} gradient(s) differ from direct differentiation", err=True)
+        sys.exit(1)
+    if not proved:  # a proof of nothing is no proof: never a silent success
+        click.echo("no gradient was compared: nothing is proved", err=True)
         sys.exit(1)
     click.echo("all gradients equal direct differentiation of the unrolled Error")
 

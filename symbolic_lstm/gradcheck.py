@@ -110,7 +110,8 @@ class CheckReport(list):
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self) and self.forward_ok
+        """Every gradient and the forward pass within tolerance — and at least one gradient compared."""
+        return len(self) > 0 and all(r.ok for r in self) and self.forward_ok
 
     @property
     def skipped(self) -> int:
@@ -122,6 +123,8 @@ class CheckReport(list):
         tols = sorted({r.tol for r in self})
         tol = "/".join(f"{t:g}" for t in tols)
         forward = "" if self.forward_ok else f"; the forward pass differs from the cell's ({self.forward:.1e})"
+        if not self:
+            return "FAILED: no gradient was compared"
         if bad or not self.forward_ok:
             return "FAILED: " + (f"{', '.join(bad)} exceed {tol}" if bad else "gradients within tolerance") + forward
         return f"all {len(self)} gradients within {tol} of the complex-step reference"

@@ -106,7 +106,7 @@ for n in g:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
-@pytest.mark.parametrize("name", ["lstm", "gru", "layernorm"])
+@pytest.mark.parametrize("name", ["gru", *(pytest.param(c, marks=pytest.mark.slow) for c in ("lstm", "layernorm"))])
 def test_jax_arrays_which_are_immutable(name):
     """JAX arrays cannot be updated in place: the module must build every value as a new array.
 

@@ -239,6 +239,8 @@ assert set(zero) == set(p)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed (pip install '.[jax]')")
+# XLA compiles each cell for seconds: with the slow tests (test_array_api runs JAX arrays in the fast ones)
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru_torch", "layernorm", f"{PAPERS}:indrnn"])
 def test_jax_grad_is_the_derived_backward(cell, tmp_path):
     """In a child process (JAX starts threads; the proof tests fork workers)."""

@@ -28,13 +28,18 @@ def test_the_readme_shows_outputs_and_durations_from_the_code():
     assert len(readme_outputs.TIME.findall(text)) >= 8  # every stated duration is one the script times
 
 
-#: Outputs that take minutes to produce (60 epochs of the character model): with the slow tests.
+#: Outputs that take long to produce (60 epochs of the character model; two recurrent nets trained in torch):
+#: with the slow tests.
 SLOW = {"symbolic-lstm train --sample-every 30"}
+
+
+def _slow(b) -> bool:
+    return b.cmd in SLOW or (b.code is not None and "torch.optim" in b.code)
 
 
 @pytest.mark.parametrize(
     "block",
-    [pytest.param(b, marks=pytest.mark.slow) if b.cmd in SLOW else b for b in BLOCKS],
+    [pytest.param(b, marks=pytest.mark.slow) if _slow(b) else b for b in BLOCKS],
     ids=[b.name for b in BLOCKS],
 )
 def test_shown_output_is_what_runs(block):

@@ -247,6 +247,15 @@ def test_random_cells_pass_check_and_agree_with_torch(cell, tmp_path):
     _agrees_with_torch(cell, k)
 
 
+@pytest.mark.slow  # a symbolic proof per example: with the slow tests
+@settings(max_examples=10, deadline=None)
+@given(cell=random_cells())
+def test_random_cells_prove(cell):
+    """prove passes every cell check passes: the same generated cells, proved at n_a = 1, T = 2."""
+    lines = proof.prove(cell, n_a=1, n_x=1, T=2, points=2, workers=2)
+    assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
 def _agrees_with_torch(cell, k, T=4, B=3, n_x=3, n_a=5):
     """Torch autograd on the cell's own stages (SymPy's torch printer), the same weights: 1e-10."""
     import torch
@@ -390,3 +399,8 @@ def test_a_group_of_activations_that_needs_scratch_runs_gate_by_gate(tmp_path):
     generate([cell], tmp_path)
     report = check_module(load("two_softsigns", tmp_path), cell=cell)
     assert report.ok, str(report)
+
+
+def test_a_check_of_nothing_is_no_success(k):
+    report = check_module(k, problems=())
+    assert not report.ok and report.verdict() == "FAILED: no gradient was compared"
