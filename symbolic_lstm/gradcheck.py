@@ -79,6 +79,8 @@ NORMAL = Regime(weight_scale=2.0, tol=1e-7, atol=0.0)
 SATURATED = Regime(weight_scale=20.0, tol=1e-7, atol=1e-10)
 #: Largest relative difference between the module's forward pass and the reference interpreter's.
 FORWARD_TOL = 1e-10
+#: The problems a generated module must pass before it is written (see :mod:`symbolic_lstm.smoke`).
+SMOKE_PROBLEMS: tuple[Problem, ...] = ((3, 2, 3, 4, "many-to-many", True), (2, 1, 2, 3, "many-to-one", False))
 
 
 @dataclass(frozen=True)
@@ -233,16 +235,16 @@ def comparisons(
                 "pass cell= the Cell it was generated from"
             ) from None
     ref = ComplexStep(cell)
-    if getattr(k, "REDUCES_OVER_UNITS", False):
+    if cell.scalars:  # a mean over units (REDUCES_OVER_UNITS)
         problems = [(T, B, n_x, max(n_a, 4), mode, dc) for T, B, n_x, n_a, mode, dc in problems]
     rng = np.random.default_rng(seed)
     for problem in problems:
         T, B, n_x, n_a, mode, with_dc = problem
         p = {
             name: regime.weight_scale * v
-            for name, v in k.init_params(n_x, n_a, seed=int(rng.integers(1 << 30))).items()
+            for name, v in _init_params(k, cell, n_x, n_a, seed=int(rng.integers(1 << 30))).items()
         }
-        for name in getattr(k, "UNIT_PARAMS", ()):  # distinct per unit, even where init_params starts them equal
+        for name in cell.vectors:  # distinct per unit, even where init_params starts them equal
             p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
         x = rng.normal(size=(T, B, n_x))
         init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
@@ -264,6 +266,24 @@ def comparisons(
         numeric = None if at_kink else ref.gradients(arrays, y, mode, {s[1:]: v for s, v in extra.items()})
         grads = {key: grads[key] for key in arrays}  # the parameters' order, then x, then initial states
         yield Comparison(problem, grads, numeric, regime.atol * max(1.0, abs(E)), forward)
+
+
+def _init_params(k: ModuleType, cell: Cell, n_x: int, n_a: int, seed: int) -> dict[str, np.ndarray]:
+    """The module's ``init_params`` (the NumPy module's), or the same U(−1/√n_a, 1/√n_a) draw from the cell
+    for a module without one (the array-API module); unit parameters start at their stated value."""
+    if hasattr(k, "init_params"):
+        return k.init_params(n_x, n_a, seed=seed)
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(n_a)
+    p: dict[str, np.ndarray] = {}
+    for st in cell.linear_stages:
+        cols = sum(n_x if i in cell.inputs else n_a for i in st.inputs)
+        p[st.weight] = rng.uniform(-bound, bound, size=(n_a, cols))
+        if st.bias is not None:
+            p[st.bias] = rng.uniform(-bound, bound, size=n_a)
+    for v in cell.vectors:
+        p[v] = np.full(n_a, cell.vector_init[v]) if v in cell.vector_init else rng.uniform(-bound, bound, size=n_a)
+    return {name: p[name] for name in cell.params}
 
 
 def check_module(

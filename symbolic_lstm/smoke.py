@@ -1,9 +1,12 @@
 """A generated module that cannot run is never written: render, import from a temporary folder, run a tiny
 problem forward and backward, and only then move the file into place.
 
-The smoke run is not the gradient check (``symbolic-lstm check`` is): it catches printed code that fails to
-run at all — a name the printer used but never imported, a shape the template got wrong — and names the
-stage whose printed code failed, so that nothing broken reaches ``generated/`` or a user's folder.
+The smoke run catches printed code that fails to run at all — a name the printer used but never imported, a
+shape the template got wrong — and names the stage whose printed code failed.  Then it runs the gradient
+check itself on two small problems (:data:`symbolic_lstm.gradcheck.SMOKE_PROBLEMS`, against the
+complex-step derivative of the cell's own stages, well under a second): a module whose forward pass or
+gradients are wrong — a bug in the code generator, or a cell it cannot yet express — is refused too.  So
+nothing broken or wrong reaches ``generated/``, a user's folder or the user cache.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sympy as sp
 from .cell import Cell
 from .codegen import CodegenError
 from .files import write_atomic
+from .gradcheck import SMOKE_PROBLEMS, check_module
 
 #: (T, B, n_x, n_a) of the smoke problem: every loop runs more than once; n_a ≥ 4 keeps normalising cells away
 #: from their degenerate one- and two-unit cases.
@@ -100,10 +104,18 @@ def smoke_run(cell: Cell, backend: str, text: str) -> None:
                 module = _import(path)
                 for dtype in (np.float64, np.float32):
                     _exercise(module, cell, backend, dtype)
+                report = check_module(module, problems=SMOKE_PROBLEMS, cell=cell)
         except CodegenError:
             raise
         except Exception as e:  # the printed code's failure, attributed to the stage it came from
             raise CodegenError(_attribute(e, path, text, cell, backend)) from None
+    if not report.ok:
+        raise CodegenError(
+            f"cell {cell.name!r}: the generated {backend} module computes wrong values — {report.verdict()} "
+            f"(against the complex-step derivative of the cell's own stages, on {len(SMOKE_PROBLEMS)} small "
+            "problems); nothing was written. This is a bug in the code generator or a cell structure it does "
+            "not yet handle: please report it with the cell file"
+        )
 
 
 def _import(path: Path) -> types.ModuleType:

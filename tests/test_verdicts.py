@@ -404,3 +404,27 @@ def test_a_group_of_activations_that_needs_scratch_runs_gate_by_gate(tmp_path):
 def test_a_check_of_nothing_is_no_success(k):
     report = check_module(k, problems=())
     assert not report.ok and report.verdict() == "FAILED: no gradient was compared"
+
+
+# -- a module with wrong gradients is never written ------------------------------------------------------
+
+
+def _broken(text: str, backend: str) -> str:
+    """A generator bug injected: the forget gate's branch of δc<t-1> with its sign flipped."""
+    if backend == "numpy":
+        old, new = "np.multiply(Gamma_f, delta_c, out=dc_next)", "np.multiply(Gamma_f, -delta_c, out=dc_next)"
+    else:
+        old, new = "dc_next = Gamma_f*delta_c", "dc_next = -Gamma_f*delta_c"
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array-api"])
+def test_a_generator_bug_that_makes_wrong_gradients_is_refused_before_writing(backend, tmp_path, monkeypatch):
+    from symbolic_lstm import smoke
+
+    real = smoke.render
+    monkeypatch.setattr(smoke, "render", lambda cell, b: _broken(real(cell, b), b))
+    r = CliRunner().invoke(main, ["generate", "--cell", "lstm", "--out", str(tmp_path), "--backend", backend])
+    assert r.exit_code == 2 and "computes wrong values" in r.output and "c0" in r.output, r.output
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
