@@ -38,7 +38,7 @@ def spec(name: str) -> str:
 # -- prove: floats and roots ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", FLOAT_CELLS)
+@pytest.mark.parametrize("name", [*FLOAT_CELLS, "mi_rnn_biased"])
 def test_prove_is_exact_for_float_constants_and_roots(name):
     cell = get_cell(spec(name))
     T = 2 if name == "piecewise_float" else 3  # nested Piecewise grows fast with T
