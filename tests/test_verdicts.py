@@ -428,3 +428,17 @@ def test_a_generator_bug_that_makes_wrong_gradients_is_refused_before_writing(ba
     r = CliRunner().invoke(main, ["generate", "--cell", "lstm", "--out", str(tmp_path), "--backend", backend])
     assert r.exit_code == 2 and "computes wrong values" in r.output and "c0" in r.output, r.output
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array-api"])
+def test_a_cell_is_right_or_refused_never_written_wrong(backend, tmp_path):
+    """The SRU's output is not a state, which the kernels did not handle (they returned the state and trained
+    on it): generate must refuse it — or, once the generator handles it, write a module that passes check."""
+    r = CliRunner().invoke(main, ["generate", "--cell", spec("sru"), "--out", str(tmp_path), "--backend", backend])
+    if r.exit_code == 2:
+        assert "computes wrong values" in r.output or "cannot" in r.output, r.output
+        assert list(tmp_path.iterdir()) == []
+    else:
+        assert r.exit_code == 0, r.output
+        name = "sru" if backend == "numpy" else "sru_array_api"
+        assert check_module(load(name, tmp_path), cell=get_cell(spec("sru"))).ok

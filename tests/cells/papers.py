@@ -9,6 +9,7 @@
 * ``leaky``: a leaky-relu RNN written with a ``Piecewise``; ``hard``: a clipped (hard tanh) RNN with an
   |x| term, reading a<t-1> through a product of its own;
 * ``mi_rnn_biased``: the multiplicative-integration RNN as the paper writes it, U a<t-1> with its bias b;
+* ``sru``: an SRU whose output is not a state (generate must refuse it, or get it right);
 * written the way everyone writes them, with float constants and roots: ``half_tanh`` (tanh(0.5·s)),
   ``leaky_max`` (Max(0.01·s, s)), ``sqrt_unit`` (s/√(1 + s²)), ``softplus_beta`` (log(1 + e^(βs))/β, β = 1.5,
   shifted by −0.3), ``piecewise_float`` (a Piecewise whose condition and branch hold floats).
@@ -106,3 +107,17 @@ def softplus_beta():
 
 def piecewise_float():
     return _simple("piecewise_float", lambda s: sp.Piecewise((0.25 * s + 0.375, s > 0.5), (sp.tanh(s), True)))
+
+
+def sru():
+    """SRU (Lei et al. 2018): the state is c, the output h = r ⊙ tanh(c) + (1 − r) ⊙ (a projection of x) is not
+    a state (the paper's highway reads x itself; a bias-free projection stands in for it here)."""
+    cell = CellBuilder("sru", inputs=("x",), states=("c",), output="h", description="SRU, output not a state")
+    x, c_prev = cell.input("x"), cell.prev("c")
+    xt = cell.linear("xt", [x], weight="W", bias=None)
+    f = cell.stage("f", sigmoid(cell.linear("sum_f", [x], weight="W_f", bias="b_f")))
+    r = cell.stage("r", sigmoid(cell.linear("sum_r", [x], weight="W_r", bias="b_r")))
+    hw = cell.linear("hw", [x], weight="W_h", bias=None)
+    c = cell.stage("c", f * c_prev + (1 - f) * xt)
+    cell.stage("h", r * sp.tanh(c) + (1 - r) * hw)
+    return cell.build()
