@@ -442,3 +442,21 @@ def test_a_cell_is_right_or_refused_never_written_wrong(backend, tmp_path):
         assert r.exit_code == 0, r.output
         name = "sru" if backend == "numpy" else "sru_array_api"
         assert check_module(load(name, tmp_path), cell=get_cell(spec("sru"))).ok
+
+
+def test_a_point_on_a_pole_is_skipped_not_failed():
+    """softplus's derivative e^s/(1 + e^s) where the indeterminate e^s drew −1: that point is skipped."""
+    w = sp.Symbol("w", real=True)
+    E = sp.log(1 + sp.exp(w))
+    dE = sp.exp(w) / (1 + sp.exp(w))
+    pole = proof.Point({sp.exp(w): sp.Integer(-1), sp.log(1 + sp.exp(w)): sp.Integer(2), w: sp.Integer(1)}, {})
+    fine = proof.Point({sp.exp(w): sp.Rational(3, 7), sp.log(1 + sp.exp(w)): sp.Integer(2), w: sp.Integer(1)}, {})
+
+    def verdict(points, engine=dE):
+        job = proof._Job(
+            [E], {"many-to-many": frozenset({1})}, {"many-to-many": {"w": sp.Matrix([engine])}}, points, False
+        )
+        return proof._check(("w", 0, w), job)[1]["many-to-many"]
+
+    assert verdict([pole, fine]) and not verdict([pole])  # nothing compared is no proof
+    assert not verdict([pole, fine], engine=2 * dE)
