@@ -38,7 +38,7 @@ import multiprocessing
 import os
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -337,13 +337,22 @@ def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
 _EVALUATED = (*NONSMOOTH, sp.DiracDelta)
 
 
+#: Largest common denominator of a base's exponents taken as one root r = b^(1/L); beyond it (a float exponent
+#: such as 0.3 is p/2^52) each class of exponents modulo 1 gets its own value (see :class:`Point`).
+MAX_ROOT = 64
+
+
 @dataclass
 class Point:
     """Values of the indeterminates at one point: ``values`` for applications, symbols and symbolic powers;
-    ``roots`` for every base b of fractional powers, (r, L) with r standing for b^(1/L)."""
+    ``roots`` for every base b of fractional powers, (r, L) with r standing for b^(1/L), so b^(p/q) = r^(pL/q);
+    ``classes`` for bases whose exponents' common denominator exceeds ``MAX_ROOT``: for each exponent class
+    e modulo 1, (r, e₀) with r standing for b^e₀, so b^e = r·b^(e − e₀) — the relation differentiation
+    needs (b^e · b⁻¹ = b^(e−1)) without powers of r of astronomical degree."""
 
     values: dict[sp.Expr, sp.Expr]
     roots: dict[sp.Expr, tuple[sp.Expr, int]]
+    classes: dict[tuple[sp.Expr, sp.Expr], tuple[sp.Expr, sp.Expr]] = field(default_factory=dict)
 
     def at(self, expr: sp.Expr) -> sp.Expr:
         """``expr`` with every indeterminate its value (outermost first, as ``xreplace`` matches), b^(p/q) as
@@ -359,6 +368,9 @@ class Point:
             elif _is_root(e) and e.base in self.roots:
                 r, L = self.roots[e.base]
                 out = r ** int(e.exp * L)
+            elif _is_root(e) and (e.base, e.exp % 1) in self.classes:
+                r, e0 = self.classes[(e.base, e.exp % 1)]
+                out = r * walk(e.base) ** int(e.exp - e0)
             elif not e.args:
                 out = e
             else:
@@ -382,8 +394,12 @@ def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp
     for a in atoms:
         if _is_root(a):
             denominators[a.base] = math.lcm(denominators.get(a.base, 1), int(a.exp.q))
-    roots = {b: (draw(), L) for b, L in denominators.items()}
-    return Point(values, roots)
+    roots = {b: (draw(), L) for b, L in denominators.items() if L <= MAX_ROOT}
+    classes: dict[tuple[sp.Expr, sp.Expr], tuple[sp.Expr, sp.Expr]] = {}
+    for a in atoms:
+        if _is_root(a) and a.base not in roots and (a.base, a.exp % 1) not in classes:
+            classes[(a.base, a.exp % 1)] = (draw(), a.exp)
+    return Point(values, roots, classes)
 
 
 def prove(

@@ -12,7 +12,8 @@
 * ``sru``: an SRU whose output is not a state (generate must refuse it, or get it right);
 * written the way everyone writes them, with float constants and roots: ``half_tanh`` (tanh(0.5·s)),
   ``leaky_max`` (Max(0.01·s, s)), ``sqrt_unit`` (s/√(1 + s²)), ``softplus_beta`` (log(1 + e^(βs))/β, β = 1.5,
-  shifted by −0.3), ``piecewise_float`` (a Piecewise whose condition and branch hold floats).
+  shifted by −0.3), ``piecewise_float`` (a Piecewise whose condition and branch hold floats), ``float_power``
+  ((1 + s²)^0.3 − 1: 0.3 is p/2⁵⁴ exactly).
 """
 
 import sympy as sp
@@ -121,3 +122,7 @@ def sru():
     c = cell.stage("c", f * c_prev + (1 - f) * xt)
     cell.stage("h", r * sp.tanh(c) + (1 - r) * hw)
     return cell.build()
+
+
+def float_power():
+    return _simple("float_power", lambda s: (1 + s**2) ** 0.3 - 1)
