@@ -105,6 +105,7 @@ class CheckReport(list):
     states) and the reference interpreter's; the check fails if it exceeds ``FORWARD_TOL``."""
 
     forward: float = 0.0
+    compared: int = 0  # problems whose gradients were compared (not at a kink)
 
     @property
     def forward_ok(self) -> bool:
@@ -113,7 +114,7 @@ class CheckReport(list):
     @property
     def ok(self) -> bool:
         """Every gradient and the forward pass within tolerance — and at least one gradient compared."""
-        return len(self) > 0 and all(r.ok for r in self) and self.forward_ok
+        return len(self) > 0 and self.compared > 0 and all(r.ok for r in self) and self.forward_ok
 
     @property
     def skipped(self) -> int:
@@ -125,8 +126,8 @@ class CheckReport(list):
         tols = sorted({r.tol for r in self})
         tol = "/".join(f"{t:g}" for t in tols)
         forward = "" if self.forward_ok else f"; the forward pass differs from the cell's ({self.forward:.1e})"
-        if not self:
-            return "FAILED: no gradient was compared"
+        if not self or not self.compared:
+            return "FAILED: no gradient was compared" + (" (every problem's point lies at a kink)" if self else "")
         if bad or not self.forward_ok:
             return "FAILED: " + (f"{', '.join(bad)} exceed {tol}" if bad else "gradients within tolerance") + forward
         return f"all {len(self)} gradients within {tol} of the complex-step reference"
@@ -309,9 +310,10 @@ def check_module(
     judged: dict[str, float] = {}
     shapes: dict[str, set[str]] = {}
     skipped: dict[str, int] = {}
-    forward = 0.0
+    forward, compared = 0.0, 0
     for c in comparisons(k, seed, problems, regime, cell):
         forward = max(forward, c.forward)
+        compared += c.reference is not None
         for key, g in c.grads.items():
             shapes.setdefault(key, set()).add(_shape_name(key, k))
             worst.setdefault(key, 0.0)
@@ -324,7 +326,7 @@ def check_module(
         CheckRow(key, " | ".join(sorted(shapes[key])), worst[key], tol, judged[key] if regime.atol else None, n)
         for key, n in skipped.items()
     )
-    report.forward = forward
+    report.forward, report.compared = forward, compared
     return report
 
 

@@ -386,12 +386,21 @@ def test_the_complex_step_takes_the_side_of_the_kink_its_point_is_on():
     assert below["b"][0] == 0.0  # the other side: relu′ = 0
 
 
-def test_a_point_on_a_kink_is_not_judged_and_is_counted():
+def test_a_point_on_a_kink_is_not_judged_and_is_counted(monkeypatch, tmp_path):
     from symbolic_lstm.complex_step import ComplexStep
 
-    ref = ComplexStep(get_cell(spec("indrnn")))
+    cell = get_cell(spec("indrnn"))
+    ref = ComplexStep(cell)
     assert ref.at_kink(*_relu_problem(0.0)) and ref.at_kink(*_relu_problem(1e-17))
     assert not ComplexStep(get_cell("lstm")).has_kinks
+    generate([cell], tmp_path)
+    k = load("indrnn", tmp_path)
+    report = check_module(k, cell=cell)
+    assert report.ok and report.compared == 6 and report.skipped == 0
+    monkeypatch.setattr(ComplexStep, "at_kink", lambda self, *a: True)  # every point on a kink
+    report = check_module(k, cell=cell)
+    assert not report.ok and report.skipped > 0 and "every problem's point lies at a kink" in report.verdict()
+    assert "not compared" in str(report)
 
 
 def test_a_group_of_activations_that_needs_scratch_runs_gate_by_gate(tmp_path):
