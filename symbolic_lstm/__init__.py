@@ -13,7 +13,18 @@ __version__ = "0.1.0"
 from .cell import Cell, CellBuilder, CellError
 from .cells import get_cell
 from .derivation import derive
-from .functions import sigmoid, softsign
+from .functions import rsqrt, sigmoid, softsign
 from .loader import load
 
-__all__ = ["Cell", "CellBuilder", "CellError", "__version__", "derive", "get_cell", "load", "sigmoid", "softsign"]
+__all__ = [
+    "Cell",
+    "CellBuilder",
+    "CellError",
+    "__version__",
+    "derive",
+    "get_cell",
+    "load",
+    "rsqrt",
+    "sigmoid",
+    "softsign",
+]

@@ -133,3 +133,10 @@ def test_unit_parameters():
     q = b.vector("q")
     with pytest.raises(CellError, match="reads no node"):
         b.stage("a", sp.tanh(q))
+
+
+def test_the_building_blocks_the_readme_lists_import_from_the_package():
+    import symbolic_lstm
+
+    for name in ("CellBuilder", "sigmoid", "softsign", "rsqrt"):
+        assert hasattr(symbolic_lstm, name) and name in symbolic_lstm.__all__
