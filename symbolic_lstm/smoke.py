@@ -12,6 +12,7 @@ nothing broken or wrong reaches ``generated/``, a user's folder or the user cach
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import tempfile
 import traceback
@@ -176,7 +177,16 @@ def _attribute(e: BaseException, path: Path, text: str, cell: Cell, backend: str
     code = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
     stage = _stage_of(cell, backend, code)
     where = f"stage {stage!r}" if stage else "the template's own code"
-    return f"{head} in the code printed for {where}, line {lineno}: {code!r}: {what}; nothing was written"
+    hint = ""
+    if isinstance(e, NameError) and e.name in ("math", "scipy", "mpmath", "cmath"):
+        called = re.search(rf"\b{e.name}(?:\.\w+)*\.(\w+)\(", code)
+        function = called.group(1) if called else "a function"
+        hint = (
+            f"; SymPy printed {function} through {e.name}, which a generated module does not import: {function} "
+            "has no NumPy ufunc, so it is not supported in a stage — write the stage with NumPy's functions "
+            "(tanh, exp, log, sqrt …, sigmoid, softsign), or give a sympy.Function of your own a _numpycode method"
+        )
+    return f"{head} in the code printed for {where}, line {lineno}: {code!r}: {what}{hint}; nothing was written"
 
 
 def _stage_of(cell: Cell, backend: str, code: str) -> str | None:

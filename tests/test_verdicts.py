@@ -475,3 +475,16 @@ def test_a_point_on_a_pole_is_skipped_not_failed():
 
     assert verdict([pole, fine]) and not verdict([pole])  # nothing compared is no proof
     assert not verdict([pole, fine], engine=2 * dE)
+
+
+def test_a_function_numpy_cannot_print_is_named_with_what_to_do(tmp_path):
+    file = tmp_path / "erf_cell.py"
+    file.write_text(
+        "import sympy as sp\nfrom symbolic_lstm import CellBuilder\n\n\ndef build():\n"
+        '    b = CellBuilder("erf_cell", inputs=("x",), states=("a",), output="a")\n'
+        '    s = b.linear("s", [b.prev("a"), b.input("x")], weight="W", bias="b")\n'
+        '    b.stage("a", sp.erf(s))\n    return b.build()\n',
+        encoding="utf-8",
+    )
+    r = CliRunner().invoke(main, ["generate", "--cell", f"{file}:build", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "erf has no NumPy ufunc" in r.output and "_numpycode" in r.output, r.output
