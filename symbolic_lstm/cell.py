@@ -12,13 +12,16 @@ A cell is a list of stages, each producing one named vector per time step:
   variance.  The engine differentiates ``expr`` like any stage; the sum over units appears in the δ of the
   scalar (its branches fan out to every unit).
 
-Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  Every node but the
-per-step inputs has n_a units; inputs have n_x.  Nothing here knows any derivative: the chain rule lives
+Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  Inputs have n_x
+units; a linear stage has n_a units unless declared with ``units="n_x"`` (the Mogrifier's Q h); an elementwise
+stage has the units of what it reads.  An elementwise stage may read nodes of n_x and of n_a units side by
+side only in a cell declared ``square=True`` (n_x = n_a, checked when it runs): SRU's highway (1 − r) ⊙ x.  Nothing here knows any derivative: the chain rule lives
 in :mod:`symbolic_lstm.derivation`, which differentiates these expressions.
 """
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -33,12 +36,14 @@ class CellError(ValueError):
 
 @dataclass(frozen=True)
 class Linear:
-    """``name = weight [inputs…] + bias``: one matrix product over the concatenated inputs (bias may be None)."""
+    """``name = weight [inputs…] + bias``: one matrix product over the concatenated inputs (bias may be None);
+    ``units`` rows ("n_a", or "n_x" for a node the size of the input)."""
 
     name: str
     inputs: tuple[str, ...]
     weight: str
     bias: str | None
+    units: str = "n_a"
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -67,6 +72,8 @@ Stage = Linear | Elementwise | Reduce
 
 #: The number of units, as it appears in mean stages' derivatives (1/n_a).
 N_A = sp.Symbol("n_a", integer=True, positive=True)
+#: The widths a node may have: n_a units, n_x units, or one number per row (a row scalar).
+WIDTHS = ("n_a", "n_x", "1")
 
 
 def prev(state: str) -> str:
@@ -89,6 +96,8 @@ class Cell:
         origin: how ``--cell`` names it: the built-in name, or ``/abs/path/file.py:NAME`` for a user cell.
         vectors: unit parameters (shape (n_a,)) that elementwise stages read, e.g. ``("p_f", "p_u", "p_o")``.
         scalars: row-scalar nodes (one number per batch row): mean stages and stages that read only those.
+        widths: every node's width: "n_a", "n_x" (inputs, nodes declared or derived with n_x units) or "1".
+        square: the cell reads nodes of n_x and n_a units side by side, so it needs n_x = n_a.
     """
 
     name: str
@@ -102,6 +111,23 @@ class Cell:
     vectors: tuple[str, ...] = ()
     scalars: tuple[str, ...] = ()
     vector_init: Mapping[str, float] = field(default_factory=dict)  # constant initial values (LayerNorm γ = 1)
+    widths: Mapping[str, str] = field(default_factory=dict)
+    square: bool = False
+
+    def width(self, node: str) -> str:
+        """``node``'s width: "n_a", "n_x" or "1" (a row scalar)."""
+        if node in self.scalars:
+            return "1"
+        if node in self.inputs:
+            return "n_x"
+        return self.widths.get(node, "n_a")
+
+    @property
+    def uniform_widths(self) -> bool:
+        """Every node but the inputs has n_a units (or one per row), and the inputs enter only linear stages."""
+        return all(w != "n_x" for n, w in self.widths.items() if n not in self.inputs) and not any(
+            i in st.reads for st in self.stages if not isinstance(st, Linear) for i in self.inputs
+        )
 
     @property
     def spec(self) -> str:
@@ -134,6 +160,22 @@ class Cell:
         for st in self.linear_stages:
             out += [st.weight] if st.bias is None else [st.weight, st.bias]
         return (*out, *self.vectors)
+
+    def size(self, node: str, n_x: int, n_a: int) -> int:
+        """``node``'s number of units for these sizes (1 for a row scalar)."""
+        return {"n_a": n_a, "n_x": n_x, "1": 1}[self.width(node)]
+
+    def param_shapes(self, n_x: int, n_a: int) -> dict[str, tuple[int, ...]]:
+        """Every parameter's shape, in ``params`` order: a weight (its stage's units, Σ operand units), a bias
+        (its stage's units,), a unit parameter (n_a,)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for st in self.linear_stages:
+            rows = self.size(st.name, n_x, n_a)
+            shapes[st.weight] = (rows, sum(self.size(k, n_x, n_a) for k in st.inputs))
+            if st.bias is not None:
+                shapes[st.bias] = (rows,)
+        shapes.update({v: (n_a,) for v in self.vectors})
+        return {name: shapes[name] for name in self.params}
 
     def state_of_prev(self, node: str) -> str | None:
         """``"a_prev"`` → ``"a"``; None for any other node."""
@@ -171,6 +213,7 @@ class CellBuilder:
         states: Sequence[str] = ("a", "c"),
         output: str = "a",
         description: str = "",
+        square: bool = False,
     ) -> None:
         if not name.isidentifier():
             raise CellError(f"cell name {name!r} must be a Python identifier")
@@ -186,6 +229,8 @@ class CellBuilder:
         self._vectors: list[str] = []
         self._vector_init: dict[str, float] = {}
         self._scalars: set[str] = set()
+        self._square = bool(square)
+        self._widths: dict[str, str] = {**{prev(s): "n_a" for s in self._states}, **{i: "n_x" for i in self._inputs}}
         for n in self._known:
             self._check_identifier(n, "node")
 
@@ -226,9 +271,15 @@ class CellBuilder:
         weight: str,
         bias: str | None,
         latex: str | None = None,
+        units: str = "n_a",
     ) -> sp.Symbol:
-        """Add ``name = weight [inputs…] + bias`` (no bias when ``bias`` is None) and return its symbol."""
+        """Add ``name = weight [inputs…] + bias`` (no bias when ``bias`` is None) and return its symbol.
+
+        ``units``: "n_a" (default) or "n_x", the number of rows of ``weight`` (a node the size of the input).
+        """
         names = tuple(str(i) for i in inputs)
+        if units not in ("n_a", "n_x"):
+            raise CellError(f"stage {name!r}: units must be 'n_a' or 'n_x', got {units!r}")
         if not names:
             raise CellError(f"stage {name!r}: a linear stage needs at least one input")
         for i in names:
@@ -240,7 +291,8 @@ class CellBuilder:
             if p in self._params or p in self._known:
                 raise CellError(f"stage {name!r}: the name {p!r} is already used")
             self._params.add(p)
-        return self._add(Linear(name, names, weight, bias), latex)
+        self._widths[name] = units
+        return self._add(Linear(name, names, weight, bias, units), latex)
 
     def stage(self, name: str, expr: sp.Expr, *, latex: str | None = None) -> sp.Symbol:
         """Add the elementwise stage ``name = expr`` and return its symbol."""
@@ -253,12 +305,7 @@ class CellBuilder:
                 self._require_known(name, i)
         if not [i for i in free if i not in self._vectors]:
             raise CellError(f"stage {name!r}: the expression {expr} reads no node")
-        inputs = [i for i in free if i in self._inputs]
-        if inputs:
-            raise CellError(
-                f"stage {name!r} reads the input {inputs[0]!r} unit by unit, but inputs have n_x units and every "
-                "other node n_a: the shapes do not agree; an input enters a cell through a linear stage"
-            )
+        width = self._width_of(name, [i for i in free if i not in self._scalars])
         for i in free:
             d = diff_real(expr, sp.Symbol(i))
             if d.has(sp.Derivative, sp.Subs):
@@ -270,6 +317,7 @@ class CellBuilder:
         reads = tuple(sorted(free, key=order.__getitem__))
         if all(r in self._scalars for r in reads):
             self._scalars.add(name)  # reads only row scalars: one number per row itself
+        self._widths[name] = width
         return self._add(Elementwise(name, expr, reads), latex)
 
     def mean(self, name: str, expr: sp.Expr, *, latex: str | None = None) -> sp.Symbol:
@@ -278,6 +326,8 @@ class CellBuilder:
         st = self._stages.pop()
         if all(r in self._scalars for r in st.reads):
             raise CellError(f"stage {name!r}: a mean over units needs a per-unit input, got only row scalars")
+        if self._widths[name] == "n_x" and not self._square:
+            raise CellError(f"stage {name!r}: a mean is over n_a units; {name!r} reads nodes of n_x units")
         self._stages.append(Reduce(st.name, st.expr, st.reads))
         self._scalars.add(name)
         return sp.Symbol(name)
@@ -299,6 +349,11 @@ class CellBuilder:
         for n in (*self._states, self._output):
             if n in self._scalars:
                 raise CellError(f"cell {self.name!r}: {n!r} is a row scalar; states and the output need n_a units")
+            if self._widths.get(n) == "n_x" and not self._square:
+                raise CellError(
+                    f"cell {self.name!r}: {n!r} has n_x units (it reads only nodes of n_x units); states and the "
+                    "output need n_a units"
+                )
         return Cell(
             name=self.name,
             inputs=self._inputs,
@@ -310,6 +365,8 @@ class CellBuilder:
             vectors=tuple(self._vectors),
             scalars=tuple(st.name for st in self._stages if st.name in self._scalars),
             vector_init=dict(self._vector_init),
+            widths={n: ("n_a" if self._square and n not in self._inputs else w) for n, w in self._widths.items()},
+            square=self._square,
         )
 
     # -- helpers -------------------------------------------------------------------------------
@@ -322,6 +379,22 @@ class CellBuilder:
         if latex is not None:
             self._latex[st.name] = latex
         return sp.Symbol(st.name)
+
+    def _width_of(self, stage: str, reads: list[str]) -> str:
+        """The units of an elementwise stage: those of the nodes it reads (unit parameters have n_a)."""
+        widths = {r: ("n_a" if r in self._vectors else self._widths[r]) for r in reads}
+        found = set(widths.values())
+        if len(found) <= 1:
+            return found.pop() if found else "n_a"
+        if self._square:
+            return "n_a"
+        nx = next(r for r, w in widths.items() if w == "n_x")
+        na = next(r for r, w in widths.items() if w == "n_a")
+        raise CellError(
+            f"stage {stage!r} reads {nx!r} (n_x units) and {na!r} (n_a units) unit by unit: the sizes agree only "
+            f"when n_x = n_a; declare that with CellBuilder({self.name!r}, …, square=True) (as SRU's highway "
+            "(1 − r) ⊙ x needs), or bring the input in through a linear stage"
+        )
 
     def _require_known(self, stage: str, node: str) -> None:
         if node in self._known:
@@ -336,3 +409,5 @@ class CellBuilder:
     def _check_identifier(name: str, what: str) -> None:
         if not isinstance(name, str) or not name.isidentifier():
             raise CellError(f"{what} name {name!r} must be a Python identifier")
+        if keyword.iskeyword(name):
+            raise CellError(f"{what} name {name!r} is a Python keyword; every generated module would fail on it")

@@ -114,15 +114,17 @@ class UnrolledNet:
     def __init__(self, cell: Cell, n_a: int, n_x: int, T: int) -> None:
         if min(n_a, n_x, T) < 1:
             raise ValueError(f"n_a, n_x and T must be positive, got n_a={n_a}, n_x={n_x}, T={T}")
+        if cell.square and n_x != n_a:
+            raise ValueError(f"cell {cell.name!r} reads its input unit by unit beside n_a units: it needs n_x = n_a")
         self.cell, self.n_a, self.n_x, self.T = cell, n_a, n_x, T
-        self.size = {**{i: n_x for i in cell.inputs}}
         self.params: dict[str, sp.Matrix] = {}
         for st in cell.linear_stages:
             cols = sum(self.size_of(k) for k in st.inputs)
-            rows = [[sp.Symbol(f"{st.weight}[{i},{j}]", real=True) for j in range(cols)] for i in range(n_a)]
+            n = self.size_of(st.name)
+            rows = [[sp.Symbol(f"{st.weight}[{i},{j}]", real=True) for j in range(cols)] for i in range(n)]
             self.params[st.weight] = sp.Matrix(rows)
             if st.bias is not None:
-                self.params[st.bias] = _vec(st.bias, n_a)
+                self.params[st.bias] = _vec(st.bias, n)
         for name in cell.vectors:
             self.params[name] = _vec(name, n_a)
         self.inputs = {i: [_vec(f"{i}<{t}>", n_x) for t in range(1, T + 1)] for i in cell.inputs}
@@ -133,9 +135,8 @@ class UnrolledNet:
         self.step_errors = [self._error(t) for t in range(T)]
 
     def size_of(self, name: str) -> int:
-        if name in self.cell.scalars:
-            return 1
-        return self.size.get(name, self.n_a)
+        """Units of a node (or a unit parameter): n_a, n_x or 1 (a row scalar)."""
+        return {"n_a": self.n_a, "n_x": self.n_x, "1": 1}[self.cell.width(name)]
 
     def scored(self, t: int, mode: LossMode) -> bool:
         """Is the output of step t (1-based) scored by the loss?"""
@@ -162,7 +163,7 @@ class UnrolledNet:
                 # a row scalar (one entry) is read by every unit i
                 units = [
                     st.expr.xreplace({node(r): v[r][i if len(v[r]) > 1 else 0] for r in st.reads})
-                    for i in range(self.n_a)
+                    for i in range(self.size_of(st.name) if st.name not in self.cell.scalars else self.n_a)
                 ]
                 if isinstance(st, Reduce):
                     v[st.name] = sp.Matrix([sp.Add(*units) / self.n_a])
@@ -194,7 +195,7 @@ def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dic
     """
     cell, T = net.cell, net.T
     rules = {
-        st.name: linear_rules(st, rows=1, n=net.n_a, sizes={k: net.size_of(k) for k in st.inputs})
+        st.name: linear_rules(st, rows=1, n=net.size_of(st.name), sizes={k: net.size_of(k) for k in st.inputs})
         for st in cell.linear_stages
     }
     grads: dict[str, sp.Matrix] = {p: sp.zeros(*m.shape) for p, m in net.params.items()}

@@ -106,10 +106,33 @@ def test_activation_sympy_cannot_differentiate_names_the_stage():
         b.stage("a", g(s))
 
 
-def test_input_read_unit_by_unit_is_a_shape_mismatch():
+def test_input_read_unit_by_unit_beside_n_a_units_needs_a_square_cell():
     b = _builder()
-    with pytest.raises(CellError, match=r"stage 'a' reads the input 'x' unit by unit.*shapes do not agree"):
+    with pytest.raises(CellError, match=r"stage 'a' reads 'x' \(n_x units\) and 'a_prev' \(n_a units\).*square=True"):
         b.stage("a", sp.tanh(b.prev("a") + b.input("x")))
+    sq = CellBuilder("sq", inputs=("x",), states=("a",), output="a", square=True)
+    sq.stage("a", sp.tanh(sq.prev("a") + sq.input("x")))
+    cell = sq.build()
+    assert cell.square and cell.width("a") == "n_a" and cell.width("x") == "n_x"
+
+
+def test_nodes_of_n_x_units():
+    b = CellBuilder("nx", inputs=("x",), states=("a",), output="a")
+    q = b.linear("q", [b.prev("a")], weight="Q", bias=None, units="n_x")
+    x1 = b.stage("x1", 2 * sigmoid(q) * b.input("x"))
+    assert b.linear("s", [x1], weight="W", bias="b") is not None
+    with pytest.raises(CellError, match=r"'x1' \(n_x units\) and 'a_prev' \(n_a units\)"):
+        b.stage("bad", x1 * b.prev("a"))
+    b.stage("a", sp.tanh(sp.Symbol("s")))
+    cell = b.build()
+    assert [cell.width(n) for n in ("q", "x1", "s", "a")] == ["n_x", "n_x", "n_a", "n_a"]
+    with pytest.raises(CellError, match="units must be 'n_a' or 'n_x'"):
+        b.linear("r", [b.prev("a")], weight="R", bias=None, units="n_y")
+    out = CellBuilder("o", inputs=("x",), states=("a",), output="a")
+    q = out.linear("q", [out.prev("a")], weight="Q", bias=None, units="n_x")
+    out.stage("a", sp.tanh(out.input("x") * q))
+    with pytest.raises(CellError, match="'a' has n_x units"):
+        out.build()
 
 
 def test_unit_parameters():
