@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import jinja2
 import sympy as sp
 
+from .cell import Cell
 from .notation import ERROR, Partial, node
 from .paths import templates_dir
 
@@ -49,6 +50,66 @@ def emit_lines(lines: list[Line], indent: int) -> str:
             out.append(pad + code)
         prev = ln.guard
     return "\n".join(out)
+
+
+#: Names a generated module uses at module level: its imports, its functions and the builtins its code calls.
+#: A node or unit parameter may not take one (a local of that name would hide it); names beginning with an
+#: underscore are the modules' own helpers.
+MODULE_NAMES = frozenset({
+    "np", "xp", "array_namespace", "device", "annotations", "math", "scipy",
+    "forward", "backward", "mse_loss", "init_params", "init_head", "predict", "predict_proba",
+    "softmax_ce_loss", "linear_mse_loss", "release_buffers",
+    "range", "float", "int", "len", "tuple", "dict", "set", "list", "isinstance", "ValueError", "TypeError",
+    "sum", "max", "min", "abs", "any", "all", "zip", "str", "bool", "object", "type", "iter", "next",
+})  # fmt: skip
+#: Locals of the loss and head functions, whose first argument is named after the output.
+LOSS_LOCALS = frozenset({
+    "y", "mode", "check_finite", "labels", "head", "W_y", "b_y", "T", "B", "n_a", "n_y", "scored", "A", "rows",
+    "Z", "P", "total", "E", "Y", "dZ", "last", "shape", "text", "grads", "dtype", "name", "v", "diff", "zeros",
+})  # fmt: skip
+
+
+def check_names(cell: Cell, locals_: set[str] | frozenset[str], backend: str) -> None:
+    """Refuse a node or unit parameter named like a module-level name or a local of ``backend``'s kernels,
+    naming the clash and a way out (the loss functions rename the output's argument themselves)."""
+    for name in (*(n for n in cell.widths if cell.state_of_prev(n) is None), *cell.vectors):
+        reserved = set(locals_) - {"x"} if name in cell.inputs else locals_  # the kernels' x is the input
+        what = "a name the generated module uses itself" if name in MODULE_NAMES else None
+        if name.startswith("_"):
+            what = "names beginning with _ are the generated modules' own helpers"
+        elif name in reserved and what is None:
+            what = f"a variable of the {backend} kernels"
+        if what:
+            raise CodegenError(
+                f"cell {cell.name!r}: the node {name!r} clashes with {what}; rename it in the cell "
+                f"(for example {name.strip('_') + '_node'!r})"
+            )
+
+
+def param_shape_code(cell: Cell) -> dict[str, tuple[str, ...]]:
+    """Every parameter's shape as code in n_a and n_x, in ``cell.params`` order: a weight ("n_a", "n_a + n_x"),
+    a bias ("n_a",), a unit parameter ("n_a",); a stage of n_x units has n_x rows (the Mogrifier's Q)."""
+    shapes: dict[str, tuple[str, ...]] = {}
+    for st in cell.linear_stages:
+        rows = cell.width(st.name)
+        shapes[st.weight] = (rows, " + ".join(cell.width(k) for k in st.inputs))
+        if st.bias is not None:
+            shapes[st.bias] = (rows,)
+    shapes.update({v: ("n_a",) for v in cell.vectors})
+    return {name: shapes[name] for name in cell.params}
+
+
+def returned(cell: Cell) -> tuple[str, ...]:
+    """The sequences a generated ``forward`` returns, in order, before its cache: the output first, then the
+    states that are not the output (in the cell's order) — for the LSTM (a, c), for SRU (h, c)."""
+    return (cell.output, *(s for s in cell.states if s != cell.output))
+
+
+def output_argument(cell: Cell) -> str:
+    """The loss and head functions' name for the output: the output's own, unless one of their locals has it
+    (LEM's y, as the paper names it, beside the targets y): then ``<output>_out``."""
+    out = cell.output
+    return out if out not in LOSS_LOCALS and f"d{out}" not in LOSS_LOCALS else f"{out}_out"
 
 
 def seed(v: str) -> Partial:

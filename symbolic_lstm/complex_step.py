@@ -101,7 +101,7 @@ class ComplexStep:
     ) -> dict[str, np.ndarray]:
         """∂loss/∂arrays[key] for every key, each entry by one complex step.
 
-        ``arrays``: the parameters, ``x`` (T, B, n_x) and ``{state}0`` (B, n_a), float64.
+        ``arrays``: the parameters, the input (T, B, n_x) under its name and ``{state}0`` (B, n_a), float64.
         """
         names = list(arrays)
         sizes = [arrays[k].size for k in names]
@@ -115,9 +115,10 @@ class ComplexStep:
                 mine = (idx >= lo) & (idx < lo + n)  # the copies that perturb an entry of this array
                 copies.reshape(idx.size, -1)[np.nonzero(mine)[0], idx[mine] - lo] += 1j * H
                 batch[k] = copies
-            p = {k: v for k, v in batch.items() if k != "x" and not _is_initial(k, self.cell)}
+            inp = self.cell.inputs[0]
+            p = {k: v for k, v in batch.items() if k != inp and not _is_initial(k, self.cell)}
             init = {k: v for k, v in batch.items() if _is_initial(k, self.cell)}
-            flat[idx] = self.loss(batch["x"], p, init, y, mode, extra).imag / H
+            flat[idx] = self.loss(batch[inp], p, init, y, mode, extra).imag / H
         return {
             k: flat[lo : lo + n].reshape(arrays[k].shape) for k, lo, n in zip(names, offsets[:-1], sizes, strict=True)
         }

@@ -17,13 +17,24 @@ import sympy as sp
 
 from . import __version__
 from .cell import Cell, Linear, Reduce
-from .codegen import template_env, uni, uni_expr, uni_time
+from .codegen import (
+    check_names,
+    output_argument,
+    param_shape_code,
+    returned,
+    template_env,
+    uni,
+    uni_expr,
+    uni_time,
+)
 from .derivation import StepDerivation
 from .paths import PACKAGE_DIR, templates_dir
 from .printer_numpy import KernelPrinter, heaviside_at_zero
 from .schedule import Schedule
 
 TEMPLATE = "array_api/cell_module.py.j2"
+#: The kernels' own variables (a node may not take one of these names; see :func:`~.codegen.check_names`).
+LOCALS = frozenset({"p", "t", "T", "B", "n_a", "n_x", "initial", "steps", "seq", "cache", "grads", "name", "values"})
 BACKEND = "array-api"
 
 
@@ -61,6 +72,19 @@ class ArrayAPIPlan:
         self.input = self.schedule.input
         self.d: StepDerivation = self.schedule.d
         self.p = ArrayAPIPrinter()
+        inp = self.input
+        ours = LOCALS | {f"{inp}_all", f"d{inp}"} | {f"d{s}_next" for s in cell.states}
+        check_names(cell, ours | {n for n in (*cell.widths, *cell.vectors) if n.startswith("delta_")}, "array-API")
+
+    @property
+    def returns(self) -> tuple[str, ...]:
+        """What forward returns before the cache (see :func:`~.codegen.returned`)."""
+        return returned(self.cell)
+
+    @property
+    def out_arg(self) -> str:
+        """The loss function's argument for the output (see :func:`~.codegen.output_argument`)."""
+        return output_argument(self.cell)
 
     def columns(self, st: Linear, operand: str) -> str:
         """The columns of W that multiply ``operand``, as a slice (operands in order, n_a or n_x wide)."""
@@ -109,8 +133,11 @@ class ArrayAPIPlan:
 
     @property
     def input_delta(self) -> str:
-        """∂E/∂x<t>: the products of every linear stage that reads the input."""
-        return " + ".join(self.through_linear(self.input))
+        """∂E/∂x<t>: its elementwise branches (SRU's highway (1 − r) ⊙ x, the Mogrifier's 2σ(Q h) ⊙ x), then the
+        products of every linear stage that reads the input."""
+        value = self.schedule.elementwise_delta(self.input)
+        terms = ([] if value == 0 else [self.p.doprint(value)]) + self.through_linear(self.input)
+        return " + ".join(terms) if terms else f"xp.zeros_like({self.input})"
 
     def weight_width(self, st: Linear) -> str:
         return self.schedule.weight_width(st)
@@ -126,7 +153,17 @@ class ArrayAPIPlan:
         return [st.name for st in self.cell.stages]
 
     def width(self, name: str) -> str:
-        return "1" if name in self.cell.scalars else ("n_x" if name in self.cell.inputs else "n_a")
+        return self.cell.width(name)
+
+    @property
+    def param_shapes(self) -> dict[str, str]:
+        """Each parameter's shape as code in n_a and n_x."""
+        return {k: "(" + ", ".join(v) + ("," if len(v) == 1 else "") + ")" for k, v in param_shape_code(self.cell).items()}
+
+    @property
+    def n_a_from(self) -> str:
+        """A parameter whose first axis is n_a (the kernels read n_a from it)."""
+        return next(k for k, v in param_shape_code(self.cell).items() if v[0] == "n_a")
 
 
 def source_hash(cell: Cell) -> str:

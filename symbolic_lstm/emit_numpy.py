@@ -27,13 +27,26 @@ import sympy as sp
 
 from . import __version__
 from .cell import Cell, Elementwise, Linear, Reduce
-from .codegen import CodegenError, CommentPrinter, Line, matrix_symbol, template_env, uni, uni_expr, uni_time
+from .codegen import (
+    CodegenError,
+    CommentPrinter,
+    Line,
+    check_names,
+    matrix_symbol,
+    output_argument,
+    returned,
+    template_env,
+    uni,
+    uni_expr,
+    uni_time,
+)
 from .emit_latex import Timeline
 from .heads import linear_mse, softmax_ce
 from .notation import ERROR, Partial, node, target
 from .paths import PACKAGE_DIR, templates_dir
 from .printer_inplace import SIGMOID_INNER, inplace, sigmoid_of_scaled
 from .printer_numpy import KernelPrinter
+from .derivation import StepDerivation
 from .schedule import Gate, Group, Product, Schedule
 
 __all__ = ["CodegenError", "KernelPlan", "generate", "render", "source_hash"]
@@ -50,7 +63,45 @@ RESERVED = {
 RESERVED_PREFIXES = ("delta_", "grad_", "S_", "W_", "WT_", "SW_", "dW_", "dSr_")
 
 
-class KernelPlan:
+class LossCode:
+    """The loss and its derivative, from the engine, printed for NumPy (both NumPy layouts print them)."""
+
+    cell: Cell
+    d: StepDerivation
+    printer: KernelPrinter
+
+    @property
+    def loss_is_half_square(self) -> bool:
+        """Whether Error = ½ (∂Error/∂a)² holds identically (the article's ½(â − a)²): the kernel then takes E
+        from the gradient it returns anyway, one pass instead of three."""
+        e, de = self._loss_exprs
+        return sp.simplify(e - de**2 / 2) == 0
+
+    @cached_property
+    def _loss_exprs(self) -> tuple[sp.Expr, sp.Expr]:
+        """The Error of the output and its derivative, from the engine."""
+        out = self.cell.output
+        return self.d.loss(node(out), target(out)), self.d.partials[Partial(ERROR, node(out))]
+
+    def loss(self, output: str, hat: str) -> tuple[str, str]:
+        """The Error and its derivative (from the engine), printed with the given variable names."""
+        out = self.cell.output
+        e, de = self._loss_exprs
+        names = {node(out): sp.Symbol(output), target(out): sp.Symbol(hat)}
+        return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
+
+    @property
+    def returns(self) -> tuple[str, ...]:
+        """What forward returns before the cache (see :func:`~.codegen.returned`)."""
+        return returned(self.cell)
+
+    @property
+    def out_arg(self) -> str:
+        """The loss and head functions' argument for the output (see :func:`~.codegen.output_argument`)."""
+        return output_argument(self.cell)
+
+
+class KernelPlan(LossCode):
     """The schedule of ``cell``, spelled as NumPy for the template (slices, statements, buffer names)."""
 
     def __init__(self, cell: Cell) -> None:
@@ -72,6 +123,7 @@ class KernelPlan:
         for pr in self.products:
             ours |= {f"W_{pr.operand}", f"WT_{pr.operand}", f"SW_{pr.operand}", f"dW_{pr.operand}"}
             ours |= {f"{pr.operand}_rows", f"{pr.operand}_gates", f"dSr_{pr.operand}"}
+        check_names(self.cell, ours | {"p", "t"}, "NumPy")
         for name in [*self.d.graph.nodes, *self.cell.vectors]:
             if name in self.cell.inputs or self.cell.state_of_prev(name):
                 continue
@@ -377,6 +429,8 @@ class KernelPlan:
         """Elementwise stages not fused into the block, in order, writing into their buffers."""
         in_block = {g.act.name for g in self.gates if g.act is not None}
         lines: list[Line] = []
+        for g in self.early_gates:  # a gate complete at the step's start that a later product reads
+            lines += self._late_lines(g.value)
         written_aux: set[sp.Expr] = set()
         for st in self.cell.stages:
             if isinstance(st, Linear) or st.name in in_block:
@@ -412,9 +466,12 @@ class KernelPlan:
         return lines
 
     def _late_lines(self, k: str) -> list[Line]:
-        """Once the inner node ``k`` is computed: its product into the gates that read it, then the activation
-        of the gates it completes."""
+        """Once the inner node ``k`` is computed: its copy for backward if it is a gate's value, its product
+        into the gates that read it, then the activation of the gates it completes — and so on for those gates
+        (a linear stage that reads a linear stage: MinimalRNN's U [h<t-1>, z<t>])."""
         lines: list[Line] = []
+        if k in self.stored_stages and k in {g.value for g in self.gates}:
+            lines.append(Line(f"np.copyto({k}_seq[t], {k})", f"{uni(k)}<t>, kept for the weight gradient"))
         for pr in self.s.inner_products(k):
             names = ", ".join(uni(self.gates[i].stage.name) for i in pr.gates)
             lines.append(
@@ -427,6 +484,8 @@ class KernelPlan:
         done = [g for g in self.gates if g.phase == k]
         if done:
             lines.append(self.gate_aliases(done))
+        for g in done:
+            lines += self._late_lines(g.value)
         return lines
 
     def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
@@ -535,6 +594,8 @@ class KernelPlan:
             return f"{state}_seq[:-1].reshape(T * B, n_a)"
         if pr.kind == "input":
             return f"{k}.reshape(T * B, n_x)"
+        if k in self.cell.states:  # a state read after its update in the same step: steps 1 … T
+            return f"{k}_seq[1:].reshape(T * B, n_a)"
         return f"{k}_seq.reshape(T * B, n_a)"
 
     def _delta_all_steps(self, pr: Product) -> str:
@@ -620,20 +681,6 @@ class KernelPlan:
         fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
         return f"{lhs} = {text}{fork}"
 
-    # -- loss ---------------------------------------------------------------------------------------
-    @property
-    def loss_is_half_square(self) -> bool:
-        """Whether Error = ½ (∂Error/∂a)² holds identically (the article's ½(â − a)²): the kernel then takes E
-        from the gradient it returns anyway, one pass instead of three."""
-        e, de = self._loss_exprs
-        return sp.simplify(e - de**2 / 2) == 0
-
-    @cached_property
-    def _loss_exprs(self) -> tuple[sp.Expr, sp.Expr]:
-        """The Error of the output and its derivative, from the engine."""
-        out = self.cell.output
-        return self.d.loss(node(out), target(out)), self.d.partials[Partial(ERROR, node(out))]
-
     @property
     def recycled(self) -> list[str]:
         """Cache entries backward consumes (keep_cache=False) and the next forward may reuse."""
@@ -646,13 +693,6 @@ class KernelPlan:
         keys += ["pre"] if self.keep_pre else []
         keys += [f"{s}_seq" for s in self.cell.states]
         return keys + [f"{n}_seq" for n in self.aux.values()] + [f"{n}_seq" for n in self.stored_stages]
-
-    def loss(self, output: str, hat: str) -> tuple[str, str]:
-        """The Error and its derivative (from the engine), printed with the given variable names."""
-        out = self.cell.output
-        e, de = self._loss_exprs
-        names = {node(out): sp.Symbol(output), target(out): sp.Symbol(hat)}
-        return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
 
     # -- input checks ---------------------------------------------------------------------------------
     def gate_of_weight(self, weight: str) -> Linear:
@@ -671,7 +711,17 @@ class KernelPlan:
 
 
 def render(cell: Cell) -> str:
-    """The generated module for ``cell``, as text (byte-stable)."""
+    """The generated module for ``cell``, as text (byte-stable): the fused gate-buffer kernels, or the
+    stage-by-stage ones for a cell they cannot lay out (:func:`~.emit_numpy_stages.stages_reason`)."""
+    from .emit_numpy_stages import TEMPLATE as STAGES_TEMPLATE
+    from .emit_numpy_stages import StagePlan, stages_reason
+
+    if stages_reason(cell) is not None:
+        plan = StagePlan(cell)
+        env = template_env()
+        return env.get_template(STAGES_TEMPLATE).render(
+            **_api_context(plan), template=STAGES_TEMPLATE, uni=uni, uni_time=uni_time
+        )
     plan = KernelPlan(cell)
     env = template_env()
     env.filters["add_prefix"] = lambda s, prefix: prefix + s
@@ -681,11 +731,8 @@ def render(cell: Cell) -> str:
     early = [ln for grp in plan.early_groups for ln in plan.activation_lines(grp)]
     forward_code = [ln.code for ln in (*early, *forward_lines)]
     context = {
-        "version": __version__,
+        **_api_context(plan),
         "template": TEMPLATE,
-        "cell": cell,
-        "source_hash": source_hash(cell),
-        "plan": plan,
         "gates": plan.gates,
         "inner": SIGMOID_INNER,
         "hoisted": plan.hoisted_lines(),
@@ -696,15 +743,26 @@ def render(cell: Cell) -> str:
         "after_loop": plan.after_loop(),
         "forward_scratch": _scratch_in(forward_code),
         "backward_scratch": _scratch_in([ln.code for ln in backward_lines]),
+        "uni": uni,
+        "uni_time": uni_time,
+    }
+    return template.render(**context)
+
+
+def _api_context(plan: LossCode) -> dict[str, object]:
+    """What the shared part of both layouts (``numpy/_api.py.j2``: losses, heads, checks) reads."""
+    cell = plan.cell
+    return {
+        "version": __version__,
+        "cell": cell,
+        "source_hash": source_hash(cell),
+        "plan": plan,
         "loss_text": CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
         "head": head_code(plan.printer),
         "regression_dz": plan.printer.doprint(
             linear_mse().dz.xreplace({sp.Symbol("z"): sp.Symbol("Z"), sp.Symbol("y"): sp.Symbol("Y")})
         ),
-        "uni": uni,
-        "uni_time": uni_time,
     }
-    return template.render(**context)
 
 
 def head_code(printer: KernelPrinter) -> dict[str, str]:
@@ -740,6 +798,7 @@ CODEGEN_MODULES = (
     "codegen",
     "schedule",
     "emit_numpy",
+    "emit_numpy_stages",
     "heads",
 )
 

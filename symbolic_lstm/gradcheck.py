@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .codegen import returned
+
 if TYPE_CHECKING:
     from .cell import Cell
 
@@ -238,6 +240,8 @@ def comparisons(
     ref = ComplexStep(cell)
     if cell.scalars:  # a mean over units (REDUCES_OVER_UNITS)
         problems = [(T, B, n_x, max(n_a, 4), mode, dc) for T, B, n_x, n_a, mode, dc in problems]
+    if cell.square:  # the input is read unit by unit beside n_a units: n_x = n_a
+        problems = [(T, B, n_a, n_a, mode, dc) for T, B, _, n_a, mode, dc in problems]
     rng = np.random.default_rng(seed)
     for problem in problems:
         T, B, n_x, n_a, mode, with_dc = problem
@@ -250,18 +254,19 @@ def comparisons(
         x = rng.normal(size=(T, B, n_x))
         init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
         y = rng.normal(size=(T, B, n_a) if mode == "many-to-many" else (B, n_a))
-        extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in k.STATES[1:]} if with_dc else {}
+        others = returned(cell)[1:]  # the states that are not the output: their seeds are optional
+        extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in others} if with_dc else {}
 
         out = k.forward(x, p, **init)
         E, da = k.mse_loss(out[0], y, mode)
         grads = k.backward(da, out[-1], **extra)
-        arrays = {**p, "x": x, **init}
+        arrays = {**p, cell.inputs[0]: x, **init}
         if set(grads) != set(arrays):
             raise AssertionError(f"backward returned keys {sorted(grads)}, expected {sorted(arrays)}")
         for key, arr in arrays.items():
             if grads[key].shape != arr.shape:
                 raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
-        expected = ref.outputs(x, p, init, k.STATES[1:])
+        expected = ref.outputs(x, p, init, others)
         forward = max(relative_error(np.asarray(o), e) for o, e in zip(out[:-1], expected, strict=True))
         at_kink = ref.at_kink(x, p, init)  # which side the kernels land on is round-off: not judged
         numeric = None if at_kink else ref.gradients(arrays, y, mode, {s[1:]: v for s, v in extra.items()})
@@ -276,15 +281,10 @@ def _init_params(k: ModuleType, cell: Cell, n_x: int, n_a: int, seed: int) -> di
         return k.init_params(n_x, n_a, seed=seed)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(n_a)
-    p: dict[str, np.ndarray] = {}
-    for st in cell.linear_stages:
-        cols = sum(n_x if i in cell.inputs else n_a for i in st.inputs)
-        p[st.weight] = rng.uniform(-bound, bound, size=(n_a, cols))
-        if st.bias is not None:
-            p[st.bias] = rng.uniform(-bound, bound, size=n_a)
-    for v in cell.vectors:
-        p[v] = np.full(n_a, cell.vector_init[v]) if v in cell.vector_init else rng.uniform(-bound, bound, size=n_a)
-    return {name: p[name] for name in cell.params}
+    return {
+        name: np.full(shape, cell.vector_init[name]) if name in cell.vector_init else rng.uniform(-bound, bound, shape)
+        for name, shape in cell.param_shapes(n_x, n_a).items()
+    }
 
 
 def check_module(

@@ -30,7 +30,7 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be a cell name, 'path/file.py:NAME' or a Cell, got {type(cell).__name__}")
     m = module_for(cell, backend="array-api").module
-    states, out = cell.states, cell.states.index(cell.output)
+    states, inp = cell.states, cell.inputs[0]
 
     def forward(params: Mapping[str, jax.Array], x: jax.Array, initial: tuple[jax.Array, ...]) -> tuple:
         if len(initial) > len(states):
@@ -38,7 +38,7 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
         if not isinstance(params, Mapping):
             raise TypeError(f"params must be a dict of the cell's parameters {m.PARAMS}, got {type(params).__name__}")
         results = m.forward(x, dict(params), **{f"{s}0": v for s, v in zip(states, initial, strict=False)})
-        return results[out], results[-1]
+        return results[0], results[-1]  # the output comes first (codegen.returned)
 
     @jax.custom_vjp
     def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> jax.Array:
@@ -51,7 +51,7 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
     def run_bwd(residuals: Any, dy: jax.Array) -> tuple:
         cache, given = residuals
         g = m.backward(dy, cache)
-        return ({name: g[name] for name in cache["p"]}, g["x"], *(g[f"{s}0"] for s in states[:given]))
+        return ({name: g[name] for name in cache["p"]}, g[inp], *(g[f"{s}0"] for s in states[:given]))
 
     run.defvjp(run_fwd, run_bwd)
     run.__doc__ = f"The {cell.name} cell over a sequence; backward: the generated one. {recurrent.__doc__}"

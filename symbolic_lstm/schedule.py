@@ -209,7 +209,7 @@ class Schedule:
         pref = [(phases.index(found[i][2]), fn_order.index(names[i]), i) for i in range(n)]
         operands = dict.fromkeys(k for st, _, _ in found for k in st.inputs)
         product_sets = [{i for i, (st, _, _) in enumerate(found) if k in st.inputs} for k in operands]
-        input_set = next(s for k, s in zip(operands, product_sets, strict=True) if self.kind(k) == "input")
+        input_set = next((s for k, s in zip(operands, product_sets, strict=True) if self.kind(k) == "input"), set())
         act_sets = [
             {i for i in range(n) if (names[i], found[i][2]) == key}
             for key in dict.fromkeys((names[i], found[i][2]) for i in range(n))
@@ -227,7 +227,7 @@ class Schedule:
             return (
                 split,
                 sum(runs(s) for s in act_sets),
-                min(pos[i] for i in input_set) != 0,
+                bool(input_set) and min(pos[i] for i in input_set) != 0,
                 [pref[i] for i in perm],
             )
 
@@ -251,20 +251,21 @@ class Schedule:
                     kind=self.kind(k),
                     gates=tuple(g.index for g in readers),
                     columns=tuple(self.columns(g.stage, k) for g in readers),
-                    size="n_x" if k in cell.inputs else "n_a",
+                    size=cell.width(k),
                     total=len(self.gates),
                 )
             )
         return out
 
     def columns(self, st: Linear, operand: str) -> tuple[str, str]:
-        """(start, stop) of ``operand``'s columns inside ``st``'s weight, as code in n_a and n_x."""
+        """(start, stop) of ``operand``'s columns inside ``st``'s weight, as code in n_a and n_x (a row
+        scalar never enters a linear stage)."""
         widths = [self.width_of(k) for k in st.inputs]
         i = st.inputs.index(operand)
         return (" + ".join(widths[:i]) or "0", " + ".join(widths[: i + 1]))
 
     def width_of(self, operand: str) -> str:
-        return "n_x" if operand in self.cell.inputs else "n_a"
+        return self.cell.width(operand)
 
     def weight_width(self, st: Linear) -> str:
         """Columns of ``st``'s weight, as code: ``n_a + n_x``."""
@@ -359,17 +360,19 @@ class Schedule:
 
     @property
     def stored_stages(self) -> list[str]:
-        """Stage outputs backward reads that are neither states nor gate blocks: their own buffers.  Inner
-        nodes a product reads are stored too (the weight gradient's product over all steps reads them)."""
+        """Stage outputs with a per-step buffer of their own: those backward reads that are neither states nor
+        gate blocks, every inner node a product reads (the weight gradient's product over all steps reads it,
+        and a gate block no longer holds it then), and the output when it is not a state (forward returns it)."""
         in_block = {g.value for g in self.gates}
-        return [
-            st.name
-            for st in self.cell.stages
-            if (node(st.name) in self.backward_reads or st.name in self.inner_operands)
-            and st.name not in self.cell.states
-            and st.name not in in_block
-            and not isinstance(st, Linear)
-        ]
+        out = []
+        for st in self.cell.stages:
+            if st.name in self.cell.states:
+                continue
+            if st.name in self.inner_operands or st.name == self.cell.output:
+                out.append(st.name)
+            elif node(st.name) in self.backward_reads and st.name not in in_block and not isinstance(st, Linear):
+                out.append(st.name)
+        return out
 
     @property
     def forward_prev_states(self) -> list[str]:
@@ -394,21 +397,26 @@ class Schedule:
         order: elementwise branches evaluated through stored values, the caller's seed ∂E<t>/∂a<t> kept as
         the symbol ``d<output>[t]``."""
         d, cell = self.d, self.cell
-        rename = {seed(cell.output): sp.Symbol(f"d{cell.output}[t]")}
         out = []
         for v in d.materialised:
             if v in cell.inputs:
                 continue
             optional = v if (v in cell.states and v != cell.output) else None
-            expr = d.elementwise_part(v)
-            if optional:
-                expr = expr.xreplace({seed(v): 0})
-            value = d.evaluate(expr, keep=is_seed).xreplace(rename)
+            value = self.elementwise_delta(v)
             prev_state = cell.state_of_prev(v)
             target = str(future(prev_state)) if prev_state is not None else f"delta_{v}"
             products = tuple(pr for pr in self.products if pr.operand == v)
             out.append(Delta(v, value, products, target, optional))
         return out
+
+    def elementwise_delta(self, v: str) -> sp.Expr:
+        """The branches of δv that are not matrix products, evaluated through stored values, with the caller's
+        seed ∂E<t>/∂output<t> as the symbol ``d<output>[t]`` (a state's own optional seed is added apart)."""
+        cell = self.cell
+        expr = self.d.elementwise_part(v)
+        if v in cell.states and v != cell.output:
+            expr = expr.xreplace({seed(v): 0})
+        return self.d.evaluate(expr, keep=is_seed).xreplace({seed(cell.output): sp.Symbol(f"d{cell.output}[t]")})
 
     @property
     def delta_buffers(self) -> list[str]:

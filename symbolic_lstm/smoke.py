@@ -23,7 +23,7 @@ import numpy as np
 import sympy as sp
 
 from .cell import Cell
-from .codegen import CodegenError
+from .codegen import CodegenError, returned
 from .files import write_atomic
 from .gradcheck import SMOKE_PROBLEMS, check_module
 
@@ -128,19 +128,16 @@ def _import(path: Path) -> types.ModuleType:
 
 
 def _params(cell: Cell, n_x: int, n_a: int, rng: np.random.Generator, dtype: type) -> dict[str, np.ndarray]:
-    p = {}
-    for st in cell.linear_stages:
-        cols = sum(n_x if k in cell.inputs else n_a for k in st.inputs)
-        p[st.weight] = rng.uniform(-0.5, 0.5, size=(n_a, cols)).astype(dtype)
-        if st.bias is not None:
-            p[st.bias] = rng.uniform(-0.5, 0.5, size=n_a).astype(dtype)
-    for v in cell.vectors:
-        p[v] = (cell.vector_init.get(v, 0.0) + rng.uniform(-0.5, 0.5, size=n_a)).astype(dtype)
-    return {k: p[k] for k in cell.params}
+    return {
+        name: (cell.vector_init.get(name, 0.0) + rng.uniform(-0.5, 0.5, size=shape)).astype(dtype)
+        for name, shape in cell.param_shapes(n_x, n_a).items()
+    }
 
 
 def _exercise(module: types.ModuleType, cell: Cell, backend: str, dtype: type) -> None:
     T, B, n_x, n_a = SHAPE
+    if cell.square:  # the cell reads its input unit by unit beside n_a units
+        n_x = n_a
     rng = np.random.default_rng(0)
     p = _params(cell, n_x, n_a, rng, dtype)
     x = rng.normal(size=(T, B, n_x)).astype(dtype)
@@ -148,11 +145,12 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: str, dtype: type) -
     y = rng.normal(size=(T, B, n_a)).astype(dtype)
     extra = {f"d{s}": rng.normal(size=(T, B, n_a)).astype(dtype) for s in cell.states if s != cell.output}
     out = module.forward(x, p, **init)
-    if len(out) != len(cell.states) + 1:
-        raise CodegenError(f"forward returned {len(out)} values, expected the {len(cell.states)} states and the cache")
+    names = returned(cell)
+    if len(out) != len(names) + 1:
+        raise CodegenError(f"forward returned {len(out)} values, expected {', '.join(names)} and the cache")
     _E, da = module.mse_loss(out[0], y)
     grads = module.backward(da, out[-1], **extra)
-    want = {**p, "x": x, **init}
+    want = {**p, cell.inputs[0]: x, **init}
     for key, arr in want.items():
         g = np.asarray(grads.get(key))
         if g.shape != arr.shape:

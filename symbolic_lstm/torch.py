@@ -27,6 +27,7 @@ from torch import nn
 
 from .cell import Cell
 from .cells import get_cell
+from .codegen import returned
 from .loader import module_for
 
 __all__ = [
@@ -43,7 +44,8 @@ _DTYPES = (torch.float32, torch.float64)
 class _Kernels(torch.autograd.Function):
     """One node of torch's graph for the whole sequence: forward and backward are the generated kernels.
 
-    Inputs: (layer, x, *initial states, *parameters); outputs: every state's sequence (T, B, n_a).  The
+    Inputs: (layer, x, *initial states, *parameters); outputs: the sequences the kernels' forward returns
+    (T, B, n_a each): the output, then the states that are not the output (``codegen.returned``).  The
     kernels' backward consumes the forward cache (it stores the gate gradients in place, and the next forward
     reuses the buffers); a graph backpropagated again (``retain_graph=True``, ``gradcheck``) reruns the forward
     from the saved inputs first.
@@ -66,18 +68,19 @@ class _Kernels(torch.autograd.Function):
         x, *rest = ctx.saved_tensors[: ctx.n_inputs]
         cache = ctx.cache if ctx.cache is not None else _run(layer, x, rest)[-1]
         ctx.cache = None  # consumed by the kernels' backward below
-        states, out = layer.states, layer.cell.output
-        seeds = dict(zip(states, grads, strict=True))
+        names, out = returned(layer.cell), layer.cell.output
+        seeds = dict(zip(names, grads, strict=True))
         if seeds[out] is None:  # only another state's last value is used: no gradient from the outputs
             seeds[out] = torch.zeros((x.shape[0], x.shape[1], layer.hidden_size), dtype=x.dtype, device=x.device)
         if x.device.type == "cpu":
-            extra = {f"d{s}": None if seeds[s] is None else _np(seeds[s]) for s in states if s != out}
+            extra = {f"d{s}": None if seeds[s] is None else _np(seeds[s]) for s in names[1:]}
             g = layer.kernels.backward(_np(seeds[out]), cache, **extra, check_finite=False)
             g = {key: torch.from_numpy(v) for key, v in g.items()}
         else:
-            extra = {f"d{s}": seeds[s] for s in states if s != out}
+            extra = {f"d{s}": seeds[s] for s in names[1:]}
             g = layer.array_api.backward(seeds[out], cache, **extra)
-        return (None, g["x"], *(g[f"{s}0"] for s in states), *(g[name] for name in layer.param_names))
+        inp = layer.cell.inputs[0]
+        return (None, g[inp], *(g[f"{s}0"] for s in layer.states), *(g[name] for name in layer.param_names))
 
 
 def _run(layer: RecurrentLayer, x: torch.Tensor, rest: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> list:
@@ -179,7 +182,7 @@ class RecurrentLayer(nn.Module):
         """Run the cell over ``x``: (T, B, n_x), or (B, T, n_x) with ``batch_first``.
 
         ``state``: the initial value of each of the cell's states (a tuple in ``self.states`` order, each
-        (B, n_a)), or None for zeros.  Returns (output, state): the output state at every step, (T, B, n_a)
+        (B, n_a)), or None for zeros.  Returns (output, state): the output at every step, (T, B, n_a)
         (batch-first: (B, T, n_a)), and every state's last value (a tuple, each (B, n_a)).
         """
         if not isinstance(x, torch.Tensor):
@@ -197,9 +200,9 @@ class RecurrentLayer(nn.Module):
         B = seq.shape[1]
         initial = self._initial(state, B)
         params = [getattr(self, name) for name in self.param_names]
-        seqs = _Kernels.apply(self, seq, *initial, *params)
-        out = seqs[self.states.index(self.cell.output)]
-        last = tuple(s[-1] for s in seqs) if seq.shape[0] else initial
+        seqs = dict(zip(returned(self.cell), _Kernels.apply(self, seq, *initial, *params), strict=True))
+        out = seqs[self.cell.output]
+        last = tuple(seqs[s][-1] for s in self.states) if seq.shape[0] else tuple(initial)
         return (out.transpose(0, 1) if self.batch_first else out), last
 
     def _initial(self, state: tuple[torch.Tensor, ...] | torch.Tensor | None, B: int) -> list[torch.Tensor]:

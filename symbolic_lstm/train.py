@@ -507,7 +507,7 @@ def sample(
     out = k.forward(problem.one_hot(np.array([[problem.index[ch]] for ch in prime])), params)
     text = []
     for _ in range(length):
-        init = {f"{s}0": out[j][-1] for j, s in enumerate(k.STATES)}
+        init = {f"{s}0": out[j][-1] for j, s in enumerate(k.RETURNS) if s in k.STATES}  # the output may not be a state
         logits = np.log(k.predict_proba(out[0][-1:], head)[0, 0] + 1e-12) / temperature
         prob = np.exp(logits - logits.max())
         ch = int(rng.choice(problem.vocab, p=prob / prob.sum()))

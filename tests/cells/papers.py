@@ -126,3 +126,96 @@ def sru():
 
 def float_power():
     return _simple("float_power", lambda s: (1 + s**2) ** 0.3 - 1)
+
+
+# -- issue 27: cells as their papers write them ------------------------------------------------------------
+
+
+def sru_paper():
+    """SRU (Lei et al. 2018, eqs. 3–5): f = σ(W_f x + v_f ⊙ c<t-1> + b_f), r = σ(W_r x + v_r ⊙ c<t-1> + b_r),
+    c = f ⊙ c<t-1> + (1 − f) ⊙ (W x), h = r ⊙ c + (1 − r) ⊙ x — the highway reads x itself (n_x = n_a)."""
+    cell = CellBuilder("sru_paper", inputs=("x",), states=("c",), output="h", square=True, description="SRU")
+    x, c_prev = cell.input("x"), cell.prev("c")
+    v_f, v_r = cell.vector("v_f"), cell.vector("v_r")
+    f = cell.stage("f", sigmoid(cell.linear("sum_f", [x], weight="W_f", bias="b_f") + v_f * c_prev))
+    r = cell.stage("r", sigmoid(cell.linear("sum_r", [x], weight="W_r", bias="b_r") + v_r * c_prev))
+    xt = cell.linear("xt", [x], weight="W", bias=None)
+    c = cell.stage("c", f * c_prev + (1 - f) * xt)
+    cell.stage("h", r * c + (1 - r) * x)
+    return cell.build()
+
+
+def minimal_rnn():
+    """MinimalRNN (Chen 2017): z = W_z x, u = σ(U_h h<t-1> + U_z z + b_u), h = u ⊙ h<t-1> + (1 − u) ⊙ z —
+    a linear stage (u's sum) that reads another linear stage (z)."""
+    cell = CellBuilder("minimal_rnn", inputs=("x",), states=("h",), output="h", description="MinimalRNN")
+    x, h_prev = cell.input("x"), cell.prev("h")
+    z = cell.linear("z", [x], weight="W_z", bias=None)
+    u = cell.stage("u", sigmoid(cell.linear("sum_u", [h_prev, z], weight="U", bias="b_u")))
+    cell.stage("h", u * h_prev + (1 - u) * z)
+    return cell.build()
+
+
+def linear_over_linear():
+    """The smallest linear-over-linear cell: z = W x; s = V [a<t-1>, z] + b; a = tanh(s)."""
+    cell = CellBuilder("linear_over_linear", inputs=("x",), states=("a",), output="a")
+    z = cell.linear("z", [cell.input("x")], weight="W", bias=None)
+    cell.stage("a", sp.tanh(cell.linear("s", [cell.prev("a"), z], weight="V", bias="b")))
+    return cell.build()
+
+
+def cornn():
+    """coRNN (Rusch & Mishra 2021, eq. 3): z<n> = z<n-1> + Δt σ(W y<n-1> + 𝒲 z<n-1> + V u<n> + b)
+    − Δt γ y<n-1> − Δt ε z<n-1>; y<n> = y<n-1> + Δt z<n>; σ = tanh, output y (the papers' names)."""
+    dt, gamma, eps = 0.042, 2.7, 4.7
+    cell = CellBuilder("cornn", inputs=("u",), states=("y", "z"), output="y", description="coRNN")
+    y_prev, z_prev, u = cell.prev("y"), cell.prev("z"), cell.input("u")
+    s = cell.linear("s", [y_prev, z_prev, u], weight="W", bias="b")
+    z = cell.stage("z", z_prev + dt * sp.tanh(s) - dt * gamma * y_prev - dt * eps * z_prev)
+    cell.stage("y", y_prev + dt * z)
+    return cell.build()
+
+
+def lem():
+    """LEM (Rusch et al. 2022, eq. 3): Δt<n> = Δt σ̂(W_1 y<n-1> + V_1 u<n> + b_1), Δt̄ likewise (2);
+    z<n> = (1 − Δt<n>) ⊙ z<n-1> + Δt<n> ⊙ σ(W_z y<n-1> + V_z u<n> + b_z);
+    y<n> = (1 − Δt̄<n>) ⊙ y<n-1> + Δt̄<n> ⊙ σ(W_y z<n> + V_y u<n> + b_y) — W_y reads z after its update."""
+    dt = 1.0
+    cell = CellBuilder("lem", inputs=("u",), states=("y", "z"), output="y", description="LEM")
+    y_prev, z_prev, u = cell.prev("y"), cell.prev("z"), cell.input("u")
+    d1 = cell.stage("dt1", dt * sigmoid(cell.linear("s1", [y_prev, u], weight="W_1", bias="b_1")))
+    d2 = cell.stage("dt2", dt * sigmoid(cell.linear("s2", [y_prev, u], weight="W_2", bias="b_2")))
+    sz = cell.linear("sz", [y_prev, u], weight="W_z", bias="b_z")
+    z = cell.stage("z", (1 - d1) * z_prev + d1 * sp.tanh(sz))
+    sy = cell.linear("sy", [z, u], weight="W_y", bias="b_y")
+    cell.stage("y", (1 - d2) * y_prev + d2 * sp.tanh(sy))
+    return cell.build()
+
+
+def mogrifier(rounds: int = 4):
+    """Mogrifier LSTM (Melis et al. 2020, eq. 1–2): x¹ = 2σ(Q¹ h⁰) ⊙ x, h² = 2σ(R² x¹) ⊙ h⁰, x³ = 2σ(Q³ h²) ⊙ x¹,
+    h⁴ = 2σ(R⁴ x³) ⊙ h², then an LSTM on x^↑ and h^↑ — Q h and x^i have n_x units."""
+    cell = CellBuilder(f"mogrifier{rounds}", inputs=("x",), states=("h", "c"), output="h", description="Mogrifier")
+    xs = {-1: cell.input("x")}
+    hs = {0: cell.prev("h")}
+    for i in range(1, rounds + 1):
+        if i % 2:
+            q = cell.linear(f"q{i}", [hs[i - 1]], weight=f"Q{i}", bias=None, units="n_x")
+            xs[i] = cell.stage(f"x{i}", 2 * sigmoid(q) * xs[i - 2])
+            hs[i] = hs[i - 1]
+        else:
+            r = cell.linear(f"r{i}", [xs[i - 1]], weight=f"R{i}", bias=None)
+            hs[i] = cell.stage(f"h{i}", 2 * sigmoid(r) * hs[i - 2])
+            xs[i] = xs[i - 1]
+    x_up, h_up = xs[rounds], hs[rounds]
+    gates = {}
+    for g in ("f", "u", "o"):
+        gates[g] = cell.stage(f"Gamma_{g}", sigmoid(cell.linear(f"sum_{g}", [h_up, x_up], weight=f"W_{g}", bias=f"b_{g}")))
+    cc = cell.stage("cc", sp.tanh(cell.linear("sum_c", [h_up, x_up], weight="W_c", bias="b_c")))
+    c = cell.stage("c", cell.prev("c") * gates["f"] + gates["u"] * cc)
+    cell.stage("h", sp.tanh(c) * gates["o"])
+    return cell.build()
+
+
+def mogrifier2():
+    return mogrifier(2)

@@ -1,0 +1,215 @@
+"""Stage 4c: NumPy kernels stage by stage, for the cells the fused schedule does not take.
+
+The fused kernels (:mod:`symbolic_lstm.emit_numpy`) lay every linear stage out as an n_a-wide block of one
+gate buffer and read the input only through matrix products.  A cell with nodes of n_x units (the
+Mogrifier's Q h and x¹ = 2σ(Q h) ⊙ x) or that reads its input unit by unit (SRU's highway (1 − r) ⊙ x)
+does not fit that layout; it gets these kernels instead — the same module API (``init_params``,
+``forward``, ``backward``, the losses and heads, ``release_buffers``), the same derivation:
+
+* forward walks the stages in order, each written into a per-step buffer of its own width; a linear
+  stage's product over the input is hoisted out of the loop (one product for all steps);
+* backward prints the schedule's δ statements (:meth:`~symbolic_lstm.schedule.Schedule.deltas`) and
+  ∂E/∂x<t> with its elementwise branches, keeps each linear stage's δsum per step, and takes every weight
+  gradient as one product over all steps after the loop.
+
+Simpler than the fused layout and a little slower (one product per stage and operand); as exact.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import sympy as sp
+
+from .cell import Cell, Elementwise, Linear, Reduce
+from .codegen import Line, check_names, matrix_symbol, param_shape_code, uni, uni_expr, uni_time
+from .emit_numpy import LossCode
+from .printer_numpy import KernelPrinter
+from .schedule import Schedule
+
+TEMPLATE = "numpy/stages_module.py.j2"
+#: The kernels' own variables (see :func:`~symbolic_lstm.codegen.check_names`).
+LOCALS = frozenset({
+    "p", "t", "T", "B", "n_a", "n_x", "dtype", "arrays", "cache", "keep_cache", "check_finite", "grads",
+})  # fmt: skip
+PREFIXES = ("delta_", "dsum_", "grad_", "WT_", "Wk_", "d_next_")
+
+
+def stages_reason(cell: Cell) -> str | None:
+    """Why ``cell`` needs the stage-by-stage kernels (None: the fused ones take it)."""
+    nx = [n for n in cell.widths if cell.width(n) == "n_x" and n not in cell.inputs]
+    if nx:
+        return f"has nodes of n_x units ({', '.join(nx)})"
+    elementwise = [st.name for st in cell.stages if not isinstance(st, Linear) and set(st.reads) & set(cell.inputs)]
+    if elementwise:
+        return f"reads its input unit by unit (stage {', '.join(elementwise)})"
+    if not any(set(st.inputs) & set(cell.inputs) for st in cell.linear_stages):
+        return "reads its input through no linear stage"
+    return None
+
+
+class StagePlan(LossCode):
+    """Forward and backward statements of one step, stage by stage, printed for NumPy."""
+
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.s = Schedule(cell)
+        self.d = self.s.d
+        self.input = cell.inputs[0]
+        self.printer = KernelPrinter()
+        inp = self.input
+        ours = set(LOCALS) | {f"{inp}_all", f"d{inp}_all"} | {f"d{s}_next" for s in cell.states}
+        ours |= {f"d{s}" for s in cell.states} | {f"{s}0" for s in cell.states}
+        ours |= {n for n in (*cell.widths, *cell.vectors) if n.startswith(PREFIXES) or n.endswith("_seq")}
+        check_names(cell, ours, "NumPy")
+
+    @property
+    def why(self) -> str:
+        return stages_reason(self.cell) or "asked for them"
+
+    @cached_property
+    def shapes(self) -> dict[str, tuple[str, ...]]:
+        return param_shape_code(self.cell)
+
+    def shape_code(self, name: str) -> str:
+        v = self.shapes[name]
+        return "(" + ", ".join(v) + ("," if len(v) == 1 else "") + ")"
+
+    @property
+    def params_doc(self) -> str:
+        return "; ".join(f"{k} {self.shape_code(k)}" for k in self.cell.params)
+
+    def width(self, name: str) -> str:
+        return self.cell.width(name)
+
+    @property
+    def stored(self) -> list[str]:
+        """Every stage but the states (those have (T + 1)-step buffers of their own), in order."""
+        return [st.name for st in self.cell.stages if st.name not in self.cell.states]
+
+    @property
+    def n_a_from(self) -> str:
+        """A parameter whose first axis is n_a."""
+        return next(k for k, v in self.shapes.items() if v[0] == "n_a")
+
+    def stage_text(self, st: Elementwise | Reduce) -> str:
+        text = uni_expr(st.expr, self.cell.vectors)
+        return f"mean_i({text})" if isinstance(st, Reduce) else text
+
+    def columns(self, st: Linear, operand: str) -> str:
+        start, stop = self.s.columns(st, operand)
+        lo = "" if start == "0" else start
+        hi = "" if stop == self.s.weight_width(st) else stop
+        return f"{lo}:{hi}"
+
+    def block(self, st: Linear, operand: str) -> str:
+        """Name of the operand's columns of the stage's weight (``Wk_<stage>_<operand>``)."""
+        return f"Wk_{st.name}_{operand}"
+
+    @property
+    def blocks(self) -> list[Line]:
+        """Each linear stage's weight, split by operand (views), once per call."""
+        out = []
+        for st in self.cell.linear_stages:
+            for k in st.inputs:
+                cols = self.columns(st, k)
+                view = f'arrays["{st.weight}"]' + ("" if cols == ":" else f"[:, {cols}]")
+                out.append(Line(f"{self.block(st, k)} = {view}", f"{st.weight}'s {uni_time(k)} columns"))
+        return out
+
+    # -- forward --------------------------------------------------------------------------------------
+    def hoisted(self) -> list[Line]:
+        """Every linear stage's product over the input, for all steps at once, into the stage's buffer."""
+        inp, lines = self.input, []
+        for st in self.cell.linear_stages:
+            if inp in st.inputs:
+                rows = st.units
+                lines.append(
+                    Line(
+                        f"np.matmul({inp}_all.reshape(T * B, n_x), {self.block(st, inp)}.T, "
+                        f"out={st.name}_seq.reshape(T * B, {rows}))",
+                        f"{st.weight}^({inp}) {inp}<t> for every t in one product",
+                    )
+                )
+                if st.bias is not None:
+                    lines.append(Line(f'{st.name}_seq += arrays["{st.bias}"]'))
+        return lines
+
+    def forward_lines(self) -> list[Line]:
+        cell, inp, out = self.cell, self.input, []
+        for st in cell.stages:
+            buf = f"{st.name}_seq[t + 1]" if st.name in cell.states else f"{st.name}_seq[t]"
+            out.append(Line(f"{st.name} = {buf}"))
+            if isinstance(st, Linear):
+                text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (f" + {st.bias}" if st.bias else "")
+                rest = [k for k in st.inputs if k != inp]
+                hoisted = inp in st.inputs
+                for i, k in enumerate(rest):
+                    product = f"{k} @ {self.block(st, k)}.T"
+                    if i == 0 and not hoisted:
+                        out.append(Line(f"np.matmul({k}, {self.block(st, k)}.T, out={st.name})", f"{uni_time(st.name)} = {text}", stage=st.name))
+                    else:
+                        out.append(Line(f"{st.name} += {product}", "" if hoisted or i else text, stage=st.name))
+                if st.bias is not None and not hoisted:
+                    out.append(Line(f'{st.name} += arrays["{st.bias}"]', stage=st.name))
+                continue
+            code = self.printer.doprint(st.expr)
+            if isinstance(st, Reduce):
+                code = f"np.mean({code}, axis=-1, keepdims=True)"
+            out.append(Line(f"{st.name}[...] = {code}", f"{uni_time(st.name)} = {self.stage_text(st)}", stage=st.name))
+        return out
+
+    # -- backward -------------------------------------------------------------------------------------
+    def through_linear(self, v: str) -> list[str]:
+        """δsum · (v's columns of W) for every linear stage that reads v: the stage's reverse rule (matrix
+        calculus, :attr:`~symbolic_lstm.derivation.StepDerivation.rules`)."""
+        out = []
+        for st in self.d.graph.linear_consumers(v):
+            r = self.d.rules[st.name]
+            bind = {r.D: matrix_symbol(f"delta_{st.name}"), r.W[v]: matrix_symbol(self.block(st, v))}
+            out.append(self.printer.doprint(r.operand[v].xreplace(bind)))
+        return out
+
+    def backward_lines(self) -> list[Line]:
+        lines = []
+        for delta in self.s.deltas():
+            v = delta.node
+            terms = ([] if delta.value == 0 else [self.printer.doprint(delta.value)]) + self.through_linear(v)
+            code = " + ".join(terms) if terms else "0.0"
+            fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
+            lines.append(Line(f"{delta.target} = {code}", f"δ{uni_time(v)}{fork}", stage=v))
+            if delta.optional:
+                lines.append(Line(f"{delta.target} = {delta.target} + d{v}[t]", f"+ ∂E<t>/∂{uni(v)}<t> given by the caller", guard=f"d{v} is not None"))
+            if self.d.graph.is_linear(v):
+                lines.append(Line(f"dsum_{v}[t] = delta_{v}", "kept for the weight gradient"))
+        value = self.s.elementwise_delta(self.input)
+        terms = ([] if value == 0 else [self.printer.doprint(value)]) + self.through_linear(self.input)
+        lines.append(Line(f"d{self.input}_all[t] = {' + '.join(terms)}", f"∂E/∂{uni_time(self.input)}", stage=self.input))
+        return lines
+
+    def operand_all(self, k: str) -> str:
+        """The operand's value at every step, as (T·B, width)."""
+        w = self.width(k)
+        state = self.cell.state_of_prev(k)
+        if state:
+            return f"{state}_seq[:-1].reshape(T * B, {w})"
+        if k == self.input:
+            return f"{k}_all.reshape(T * B, {w})"
+        if k in self.cell.states:  # read after its update within the step: steps 1 … T
+            return f"{k}_seq[1:].reshape(T * B, {w})"
+        return f"{k}_seq.reshape(T * B, {w})"
+
+    def weight_gradient(self, st: Linear) -> str:
+        """∂E/∂W = Σ_t δsum<t>ᵀ [operands<t>]: each operand's columns by the stage's reverse rule, all steps at once."""
+        r = self.d.rules[st.name]
+        D = matrix_symbol(f"dsum_{st.name}.reshape(T * B, {st.units})")
+        blocks = [
+            self.printer.doprint(r.weight[k].xreplace({r.D: D, r.Z[k]: matrix_symbol(self.operand_all(k))}))
+            for k in st.inputs
+        ]
+        return blocks[0] if len(blocks) == 1 else f"np.concatenate([{', '.join(blocks)}], axis=1)"
+
+    def bias_gradient(self, st: Linear) -> str:
+        r = self.d.rules[st.name]
+        code = self.printer.doprint(r.bias.xreplace({r.D: matrix_symbol(f"dsum_{st.name}.reshape(T * B, {st.units})")}))
+        return f"({code}).reshape(-1)"
