@@ -15,8 +15,9 @@ A cell is a list of stages, each producing one named vector per time step:
 Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  Inputs have n_x
 units; a linear stage has n_a units unless declared with ``units="n_x"`` (the Mogrifier's Q h); an elementwise
 stage has the units of what it reads.  An elementwise stage may read nodes of n_x and of n_a units side by
-side only in a cell declared ``square=True`` (n_x = n_a, checked when it runs): SRU's highway (1 − r) ⊙ x.  Nothing here knows any derivative: the chain rule lives
-in :mod:`symbolic_lstm.derivation`, which differentiates these expressions.
+side only in a cell declared ``square=True`` (n_x = n_a, checked when it runs): SRU's highway (1 − r) ⊙ x.
+Nothing here knows any derivative: the chain rule lives in :mod:`symbolic_lstm.derivation`, which
+differentiates these expressions.
 """
 
 from __future__ import annotations

@@ -647,6 +647,13 @@ def train(
             problem = tr.Problem(tr.load_series(data), config.window, config.holdout)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    n_x = problem.vocab if isinstance(problem, tr.TextProblem) else 1
+    if cell.square and config.hidden != n_x:
+        raise click.BadParameter(
+            f"cell {cell.name} reads its input unit by unit beside n_a units, so n_a must equal n_x = {n_x} on "
+            f"{data}; pass --hidden {n_x}",
+            param_hint="--hidden",
+        )
     first = 0 if start is None else start[0]
     what = (
         f"{len(problem.train_ids)} training characters ({problem.vocab} distinct), {len(problem.test_ids)} held out"

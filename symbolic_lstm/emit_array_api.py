@@ -158,7 +158,9 @@ class ArrayAPIPlan:
     @property
     def param_shapes(self) -> dict[str, str]:
         """Each parameter's shape as code in n_a and n_x."""
-        return {k: "(" + ", ".join(v) + ("," if len(v) == 1 else "") + ")" for k, v in param_shape_code(self.cell).items()}
+        return {
+            k: "(" + ", ".join(v) + ("," if len(v) == 1 else "") + ")" for k, v in param_shape_code(self.cell).items()
+        }
 
     @property
     def n_a_from(self) -> str:

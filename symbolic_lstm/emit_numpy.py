@@ -40,13 +40,13 @@ from .codegen import (
     uni_expr,
     uni_time,
 )
+from .derivation import StepDerivation
 from .emit_latex import Timeline
 from .heads import linear_mse, softmax_ce
 from .notation import ERROR, Partial, node, target
 from .paths import PACKAGE_DIR, templates_dir
 from .printer_inplace import SIGMOID_INNER, inplace, sigmoid_of_scaled
 from .printer_numpy import KernelPrinter
-from .derivation import StepDerivation
 from .schedule import Gate, Group, Product, Schedule
 
 __all__ = ["CodegenError", "KernelPlan", "generate", "render", "source_hash"]

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import sympy as sp
-
 from .cell import Cell, Elementwise, Linear, Reduce
 from .codegen import Line, check_names, matrix_symbol, param_shape_code, uni, uni_expr, uni_time
 from .emit_numpy import LossCode
@@ -141,13 +139,21 @@ class StagePlan(LossCode):
             buf = f"{st.name}_seq[t + 1]" if st.name in cell.states else f"{st.name}_seq[t]"
             out.append(Line(f"{st.name} = {buf}"))
             if isinstance(st, Linear):
-                text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (f" + {st.bias}" if st.bias else "")
+                text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (
+                    f" + {st.bias}" if st.bias else ""
+                )
                 rest = [k for k in st.inputs if k != inp]
                 hoisted = inp in st.inputs
                 for i, k in enumerate(rest):
                     product = f"{k} @ {self.block(st, k)}.T"
                     if i == 0 and not hoisted:
-                        out.append(Line(f"np.matmul({k}, {self.block(st, k)}.T, out={st.name})", f"{uni_time(st.name)} = {text}", stage=st.name))
+                        out.append(
+                            Line(
+                                f"np.matmul({k}, {self.block(st, k)}.T, out={st.name})",
+                                f"{uni_time(st.name)} = {text}",
+                                stage=st.name,
+                            )
+                        )
                     else:
                         out.append(Line(f"{st.name} += {product}", "" if hoisted or i else text, stage=st.name))
                 if st.bias is not None and not hoisted:
@@ -179,12 +185,20 @@ class StagePlan(LossCode):
             fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
             lines.append(Line(f"{delta.target} = {code}", f"δ{uni_time(v)}{fork}", stage=v))
             if delta.optional:
-                lines.append(Line(f"{delta.target} = {delta.target} + d{v}[t]", f"+ ∂E<t>/∂{uni(v)}<t> given by the caller", guard=f"d{v} is not None"))
+                lines.append(
+                    Line(
+                        f"{delta.target} = {delta.target} + d{v}[t]",
+                        f"+ ∂E<t>/∂{uni(v)}<t> given by the caller",
+                        guard=f"d{v} is not None",
+                    )
+                )
             if self.d.graph.is_linear(v):
                 lines.append(Line(f"dsum_{v}[t] = delta_{v}", "kept for the weight gradient"))
         value = self.s.elementwise_delta(self.input)
         terms = ([] if value == 0 else [self.printer.doprint(value)]) + self.through_linear(self.input)
-        lines.append(Line(f"d{self.input}_all[t] = {' + '.join(terms)}", f"∂E/∂{uni_time(self.input)}", stage=self.input))
+        lines.append(
+            Line(f"d{self.input}_all[t] = {' + '.join(terms)}", f"∂E/∂{uni_time(self.input)}", stage=self.input)
+        )
         return lines
 
     def operand_all(self, k: str) -> str:

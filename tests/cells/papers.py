@@ -210,7 +210,9 @@ def mogrifier(rounds: int = 4):
     x_up, h_up = xs[rounds], hs[rounds]
     gates = {}
     for g in ("f", "u", "o"):
-        gates[g] = cell.stage(f"Gamma_{g}", sigmoid(cell.linear(f"sum_{g}", [h_up, x_up], weight=f"W_{g}", bias=f"b_{g}")))
+        gates[g] = cell.stage(
+            f"Gamma_{g}", sigmoid(cell.linear(f"sum_{g}", [h_up, x_up], weight=f"W_{g}", bias=f"b_{g}"))
+        )
     cc = cell.stage("cc", sp.tanh(cell.linear("sum_c", [h_up, x_up], weight="W_c", bias="b_c")))
     c = cell.stage("c", cell.prev("c") * gates["f"] + gates["u"] * cc)
     cell.stage("h", sp.tanh(c) * gates["o"])
