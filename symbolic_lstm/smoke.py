@@ -25,7 +25,7 @@ import sympy as sp
 from .cell import Cell
 from .codegen import CodegenError, returned
 from .files import write_atomic
-from .gradcheck import SMOKE_PROBLEMS, check_module
+from .gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
 
 #: (T, B, n_x, n_a) of the smoke problem: every loop runs more than once; n_a ≥ 4 keeps normalising cells away
 #: from their degenerate one- and two-unit cases.
@@ -114,9 +114,25 @@ def smoke_run(cell: Cell, backend: str, text: str) -> None:
         raise CodegenError(
             f"cell {cell.name!r}: the generated {backend} module computes wrong values — {report.verdict()} "
             f"(against the complex-step derivative of the cell's own stages, on {len(SMOKE_PROBLEMS)} small "
-            "problems); nothing was written. This is a bug in the code generator or a cell structure it does "
-            "not yet handle: please report it with the cell file"
+            f"problems){_at_fault(cell, report)}; nothing was written. This is a bug in the code generator or a "
+            "cell structure it does not yet handle: please report it with the cell file"
         )
+
+
+def _at_fault(cell: Cell, report: CheckReport) -> str:
+    """The stages the wrong gradients enter backward through: a weight's or bias's linear stage, the stages
+    reading a unit parameter, the input or a previous state."""
+    if not report.forward_ok:
+        return "; the forward pass itself is wrong"
+    stages: list[str] = []
+    for row in report:
+        if row.ok:
+            continue
+        owner = [st.name for st in cell.linear_stages if row.key in (st.weight, st.bias)]
+        node = f"{row.key[:-1]}_prev" if row.key.endswith("0") and row.key[:-1] in cell.states else row.key
+        readers = [st.name for st in cell.stages if node in st.reads]
+        stages += [s for s in owner or readers if s not in stages]
+    return f"; stages at fault (where those gradients enter): {', '.join(stages)}" if stages else ""
 
 
 def _import(path: Path) -> types.ModuleType:

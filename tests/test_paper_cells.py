@@ -312,6 +312,23 @@ def test_jax_bridge(name, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def test_a_generator_bug_in_the_stage_layout_is_refused_before_writing(tmp_path, monkeypatch):
+    """A sign flipped in the highway's branch of ∂E/∂x<t> (SRU as the paper writes it): nothing is written."""
+    from symbolic_lstm import smoke
+
+    real = smoke.render
+
+    def broken(cell, backend):
+        text = real(cell, backend)
+        assert "dx_all[t] = dh[t]*(1 - r)" in text
+        return text.replace("dx_all[t] = dh[t]*(1 - r)", "dx_all[t] = -dh[t]*(1 - r)", 1)
+
+    monkeypatch.setattr(smoke, "render", broken)
+    r = CliRunner().invoke(main, ["generate", "--cell", spec("sru_paper"), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "computes wrong values" in r.output and "x exceed" in r.output, r.output
+    assert "stages at fault (where those gradients enter): " in r.output and list(tmp_path.iterdir()) == []
+
+
 # -- names ----------------------------------------------------------------------------------------------
 
 

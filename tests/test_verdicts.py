@@ -442,6 +442,7 @@ def test_a_generator_bug_that_makes_wrong_gradients_is_refused_before_writing(ba
     monkeypatch.setattr(smoke, "render", lambda cell, b: _broken(real(cell, b), b))
     r = CliRunner().invoke(main, ["generate", "--cell", "lstm", "--out", str(tmp_path), "--backend", backend])
     assert r.exit_code == 2 and "computes wrong values" in r.output and "c0" in r.output, r.output
+    assert "stages at fault (where those gradients enter): " in r.output, r.output
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
 
 
