@@ -104,6 +104,8 @@ class LossCode:
 class KernelPlan(LossCode):
     """The schedule of ``cell``, spelled as NumPy for the template (slices, statements, buffer names)."""
 
+    layout = "fused"
+
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
         self.s = Schedule(cell)

@@ -49,6 +49,8 @@ def stages_reason(cell: Cell) -> str | None:
 class StagePlan(LossCode):
     """Forward and backward statements of one step, stage by stage, printed for NumPy."""
 
+    layout = "stages"
+
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
         self.s = Schedule(cell)

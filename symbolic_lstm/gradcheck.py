@@ -331,10 +331,12 @@ def check_module(
 
 
 def _shape_name(key: str, k: ModuleType) -> str:
-    if key == "x":
+    if key == getattr(k, "INPUT", "x"):
         return "(T, B, n_x)"
     if key.endswith("0") and key[:-1] in k.STATES:
         return "(B, n_a)"
+    if key in getattr(k, "PARAM_SHAPES", {}):  # the stage-by-stage layout: rows of n_x units too
+        return str(k.PARAM_SHAPES[key])
     if key in getattr(k, "WEIGHTS", ()):
         return f"(n_a, {getattr(k, 'WEIGHT_COLUMNS', {}).get(key, 'n_a + n_x')})"
     return "(n_a,)"

@@ -102,7 +102,7 @@ def test_which_numpy_layout_each_cell_gets(kernels):
     """The fused gate buffer where it lays the cell out; stage by stage for n_x-unit nodes or x read unit by unit."""
     for name in CELLS:
         k = module(kernels, name)
-        stages = getattr(k, "LAYOUT", "fused") == "stages"
+        stages = k.LAYOUT == "stages"
         assert stages == (name in ("sru_paper", "mogrifier2", "mogrifier")), name
 
 
