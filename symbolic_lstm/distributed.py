@@ -85,6 +85,9 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
         finally:
             signal.signal(signal.SIGINT, previous)
         client.register_plugin(_local_worker_plugin(), name="symbolic-lstm-local-worker")
+        # the client's view of the workers (scheduler_info) is refreshed periodically: on a loaded machine it
+        # can still list none right after start — wait until every worker has registered and been seen
+        client.wait_for_workers(workers, timeout=max(timeout, 120.0))
         return client
     if "://" not in scheduler and ":" not in scheduler:
         raise ValueError(f"a scheduler is addressed as tcp://HOST:PORT, got {scheduler!r}")
