@@ -114,7 +114,7 @@ def proving(args: argparse.Namespace) -> None:
 
     cell = get_cell(args.prove_cell)
     sizes = [(1, 1), (2, 2)]
-    print(f"## prove --cell {args.prove_cell} (n_a = n_x = 1 and 2, T = 3, both loss modes)")
+    print(f"## prove --unrolled --cell {args.prove_cell} (n_a = n_x = 1 and 2, T = 3, both loss modes)")
     print()
     print("| run | wall (s) | ratio |")
     print("|---|---:|---:|")

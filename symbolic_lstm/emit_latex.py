@@ -423,10 +423,43 @@ class DerivationDocument:
                 r"\begin{document}",
                 r"\maketitle",
                 self.body(keys),
+                every_t(self.cell),
                 r"\end{document}",
                 "",
             ]
         )
+
+
+def every_t(cell: Cell) -> str:
+    """The section that says why the per-step equations give the gradients for every sequence length: the
+    one-step lemma ``symbolic-lstm prove`` checks, and the induction over T (:mod:`symbolic_lstm.proof_step`)."""
+    states = [cell.latex_name(s) for s in cell.states]
+    lam = " + ".join(r"\langle \lambda_{%s}, %s^{<t>} \rangle" % (s, s) for s in states)
+    prev = ", ".join(f"{s}^{{<t-1>}}" for s in states)
+    out = cell.latex_name(cell.output)
+    return "\n".join(
+        [
+            r"\section*{Why these equations hold for every $T$}",
+            r"\textbf{Lemma (one step).} Let $\lambda_{s}$ be any adjoint arriving at each state $s^{<t>}$ from the "
+            r"steps after $t$, and let",
+            r"\[ L = %s + [\,E^{<t>}\,], \]" % lam,
+            r"with the step's Error $E^{<t>}$ of $%s^{<t>}$ scored or not. The backward equations above, with "
+            r"$\partial E^{<t+1>}/\partial s^{<t>} = \lambda_s$, give exactly $\partial L/\partial(%s)$, "
+            r"$\partial L/\partial x^{<t>}$ and this step's $\partial L/\partial \theta$: "
+            r"\texttt{symbolic-lstm prove} checks this identity by direct differentiation of $L$ at exact random "
+            r"rational points, at $n_a = n_x \in \{1, 2\}$." % (out, prev),
+            "",
+            r"\textbf{Induction over $T$.} The Error over $T$ steps is $E = \sum_t E^{<t>}$ with $\theta$ shared. "
+            r"Backpropagation starts from $\lambda^{<T>} = 0$ (nothing follows the last step) and at $t = T, \dots, 1$ "
+            r"applies the lemma with $\lambda^{<t>}$ the $\delta$ of the states that step $t+1$ returned. By the "
+            r"lemma that $\delta$ is $\partial(E^{<t+1>} + \dots + E^{<T>})/\partial s^{<t>}$ exactly, so by "
+            r"induction on $T - t$ every step's $\delta$ is exact, $\partial E/\partial x^{<t>}$ is step $t$'s, and "
+            r"$\partial E/\partial \theta = \sum_t$ (step $t$'s contribution). Many-to-one scores $E^{<T>}$ only. "
+            r"The boundary, the sums over steps and the scoring are checked against the unrolled Error at $T = 1$ "
+            r"and $T = 2$; the lemma is the same statement for every $t$, so the gradients are exact for every $T$.",
+            "",
+        ]
+    )
 
 
 def html_safe(tex: str) -> str:

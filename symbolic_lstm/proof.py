@@ -39,11 +39,12 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import sympy as sp
 
 from .cell import N_A, Cell, Linear, Reduce
-from .derivation import LOSS_MODES, LossMode, StepDerivation, derive, linear_rules
+from .derivation import LOSS_MODES, LinearRules, LossMode, StepDerivation, derive
 from .functions import NONSMOOTH, UnitSum
 from .notation import ERROR, Partial, future, node, target
 
@@ -59,12 +60,19 @@ class ProofLine:
     n_a: int
     n_x: int
     T: int
-    mode: LossMode
+    mode: str  # a loss mode; for the one-step lemma, whether the step's Error is scored
     method: str
+    kind: str = "unrolled"  # "unrolled" (T steps), or "lemma" (one step, free adjoints from the future)
 
     def __str__(self) -> str:
         mark = "✓" if self.ok else "✗"
         shape = "×".join(map(str, self.shape))
+        if self.kind == "lemma":
+            name = f"{self.gradient[:-1]}<t-1>" if self.gradient.endswith("0") else self.gradient
+            return (
+                f"{mark} ∂L/∂{name:<7} ({shape}, {self.entries} entries)  one step, n_a={self.n_a} n_x={self.n_x}, "
+                f"{self.mode}: {self.method}"
+            )
         return (
             f"{mark} dError/d{self.gradient:<4} ({shape}, {self.entries} entries)  "
             f"n_a={self.n_a} n_x={self.n_x} T={self.T} {self.mode}: {self.method}"
@@ -86,25 +94,27 @@ class ProofReport(list):
         import html
 
         rows = "".join(
-            "<tr><td>%s</td><td>∂Error/∂%s</td><td>%s</td><td>%d</td><td>n_a=%d, n_x=%d, T=%d</td><td>%s</td>"
+            "<tr><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>n_a=%d, n_x=%d, T=%d</td><td>%s</td>"
             "<td>%s</td></tr>"
             % (
                 "✓" if ln.ok else "✗",
-                html.escape(ln.gradient),
+                ("∂L/∂" if ln.kind == "lemma" else "∂Error/∂") + html.escape(ln.gradient),
                 "×".join(map(str, ln.shape)),
                 ln.entries,
                 ln.n_a,
                 ln.n_x,
                 ln.T,
-                ln.mode,
+                html.escape(ln.mode),
                 html.escape(ln.method),
             )
             for ln in self
         )
+        lemma = any(ln.kind == "lemma" for ln in self)
         verdict = "every gradient equals direct differentiation" if self.ok else "some gradients differ"
+        what = "of L = Σ_s ⟨λ_s, s&lt;t&gt;⟩ + [E&lt;t&gt;] over one step" if lemma else "of the unrolled Error"
         return (
             "<table><thead><tr><th></th><th>gradient</th><th>shape</th><th>entries</th><th>net</th><th>loss</th>"
-            f"<th>compared</th></tr></thead><tbody>{rows}</tbody></table><p>{verdict} of the unrolled Error</p>"
+            f"<th>compared</th></tr></thead><tbody>{rows}</tbody></table><p>{verdict} {what}</p>"
         )
 
 
@@ -188,54 +198,87 @@ class UnrolledNet:
             yield f"{s}0", self.initial[s].T
 
 
-def engine_gradients(net: UnrolledNet, d: StepDerivation, mode: LossMode) -> dict[str, sp.Matrix]:
-    """Backpropagation through time driven only by the engine's per-step results.
+def engine_gradients(
+    net: UnrolledNet,
+    d: StepDerivation,
+    mode: LossMode,
+    incoming: dict[str, sp.Matrix] | None = None,
+    scored: Callable[[int], bool] | None = None,
+) -> dict[str, sp.Matrix]:
+    """Backpropagation through time driven only by the engine's per-step results (:func:`step_backward`).
 
-    Rows are batch rows (B = 1): δ's are 1×n matrices, as in the kernels.
+    Rows are batch rows (B = 1): δ's are 1×n matrices, as in the kernels.  ``incoming``: the adjoint of each
+    state arriving after the last step (default: :func:`boundary`, zero) — the one-step lemma
+    (:mod:`symbolic_lstm.proof_step`) passes fresh symbols; ``scored(t)``: whether step t's Error is scored
+    (default: as ``mode`` says).
     """
     cell, T = net.cell, net.T
-    rules = {
-        st.name: linear_rules(st, rows=1, n=net.size_of(st.name), sizes={k: net.size_of(k) for k in st.inputs})
-        for st in cell.linear_stages
-    }
+    is_scored = scored or (lambda t: net.scored(t, mode))
     grads: dict[str, sp.Matrix] = {p: sp.zeros(*m.shape) for p, m in net.params.items()}
-    incoming = {s: sp.zeros(1, net.n_a) for s in cell.states}  # boundary: nothing after step T
+    if incoming is None:
+        incoming = boundary(net)
     per_input: dict[str, list[sp.Matrix]] = {i: [] for i in cell.inputs}
-    loss_partials = [p for p in d.partials if isinstance(p, Partial) and p.num == ERROR]
     for t in range(T, 0, -1):
-        values = net.steps[t - 1]
-        env: dict[sp.Symbol, list[sp.Expr]] = {node(k): list(m) for k, m in values.items()}
-        env[target(cell.output)] = list(net.hat[t - 1])
-        env.update({future(s): list(incoming[s]) for s in cell.states})
-        deltas: dict[str, sp.Matrix] = {}
-        for v in d.materialised:
-            expr = d.elementwise_part(v)
-            if not net.scored(t, mode):
-                expr = expr.xreplace({p: 0 for p in loss_partials})
-            expr = d.evaluate(expr)
-            row = sp.Matrix([[_at(expr, env, i, net.n_a) for i in range(net.size_of(v))]])
-            for st in d.graph.linear_consumers(v):
-                r = rules[st.name]
-                w = _columns(net, st, v)
-                row += explicit(r.operand[v], {r.D: deltas[st.name], r.W[v]: w})
-            deltas[v] = row
-            env[sp.Symbol(f"delta_{v}")] = list(row)
-        for st in cell.linear_stages:
-            r = rules[st.name]
-            blocks = [explicit(r.weight[k], {r.D: deltas[st.name], r.Z[k]: values[k].T}) for k in st.inputs]
-            grads[st.weight] += sp.Matrix.hstack(*blocks)
-            if st.bias is not None:
-                grads[st.bias] += explicit(r.bias, {r.D: deltas[st.name]}).T
-        for p in cell.vectors:
-            grads[p] += deltas[p].T
+        deltas, contributions = step_backward(net, d, t, incoming, is_scored(t))
+        accumulate(grads, contributions)  # θ is shared by every step: its gradient sums the steps'
         for i in cell.inputs:
             per_input[i].insert(0, deltas[i])
-        incoming = {s: deltas[f"{s}_prev"] for s in cell.states}
+        incoming = {s: deltas[f"{s}_prev"] for s in cell.states}  # handed to step t − 1
     for i in cell.inputs:
         grads[i] = sp.Matrix.vstack(*per_input[i])
     for s in cell.states:
         grads[f"{s}0"] = incoming[s]
     return grads
+
+
+def boundary(net: UnrolledNet) -> dict[str, sp.Matrix]:
+    """The adjoint arriving at each state after the last step: zero, since nothing follows step T."""
+    return {s: sp.zeros(1, net.size_of(s)) for s in net.cell.states}
+
+
+def accumulate(grads: dict[str, sp.Matrix], contributions: dict[str, sp.Matrix]) -> None:
+    """Add one step's parameter contributions to the running sums."""
+    for name, c in contributions.items():
+        grads[name] += c
+
+
+def step_backward(
+    net: UnrolledNet, d: StepDerivation, t: int, incoming: dict[str, sp.Matrix], scored: bool
+) -> tuple[dict[str, sp.Matrix], dict[str, sp.Matrix]]:
+    """The engine's backward through step t (1-based): δ of every materialised node (previous states and
+    inputs included) and the step's contribution to every parameter's gradient, given the adjoints
+    ``incoming`` from step t + 1 and whether step t's Error is scored."""
+    cell = net.cell
+    rules = d.rules  # matrix calculus at symbolic sizes, derived once per cell; the sizes are bound below
+    dims = {st.name: _dims(rules[st.name], net) for st in cell.linear_stages}
+    loss_partials = [p for p in d.partials if isinstance(p, Partial) and p.num == ERROR]
+    values = net.steps[t - 1]
+    env: dict[sp.Symbol, list[sp.Expr]] = {node(k): list(m) for k, m in values.items()}
+    env[target(cell.output)] = list(net.hat[t - 1])
+    env.update({future(s): list(incoming[s]) for s in cell.states})
+    deltas: dict[str, sp.Matrix] = {}
+    for v in d.materialised:
+        expr = d.elementwise_part(v)
+        if not scored:
+            expr = expr.xreplace({p: 0 for p in loss_partials})
+        expr = d.evaluate(expr)
+        row = sp.Matrix([[_at(expr, env, i, net.n_a) for i in range(net.size_of(v))]])
+        for st in d.graph.linear_consumers(v):
+            r = rules[st.name]
+            w = _columns(net, st, v)
+            row += explicit(r.operand[v], {r.D: deltas[st.name], r.W[v]: w}, dims[st.name])
+        deltas[v] = row
+        env[sp.Symbol(f"delta_{v}")] = list(row)
+    contributions: dict[str, sp.Matrix] = {}
+    for st in cell.linear_stages:
+        r = rules[st.name]
+        blocks = [explicit(r.weight[k], {r.D: deltas[st.name], r.Z[k]: values[k].T}, dims[st.name]) for k in st.inputs]
+        contributions[st.weight] = sp.Matrix.hstack(*blocks)
+        if st.bias is not None:
+            contributions[st.bias] = explicit(r.bias, {r.D: deltas[st.name]}, dims[st.name]).T
+    for p in cell.vectors:
+        contributions[p] = deltas[p].T
+    return deltas, contributions
 
 
 def _at(expr: sp.Expr, env: dict[sp.Symbol, list[sp.Expr]], i: int, n_a: int) -> sp.Expr:
@@ -254,24 +297,36 @@ def _at(expr: sp.Expr, env: dict[sp.Symbol, list[sp.Expr]], i: int, n_a: int) ->
     return expr.func(*(_at(a, env, i, n_a) for a in expr.args))
 
 
-def explicit(rule: sp.MatrixExpr, bind: dict[sp.MatrixSymbol, sp.Matrix]) -> sp.Matrix:
-    """Evaluate a matrix-calculus rule (products, transposes, sums, ones) on explicit matrices.
+def _dims(rules: LinearRules, net: UnrolledNet) -> dict[sp.Expr, int]:
+    """The symbolic sizes of a linear stage's rules bound to the net's: one batch row, the stage's units, each
+    operand's units."""
+    st = rules.stage
+    dims = {rules.D.shape[0]: 1, rules.D.shape[1]: net.size_of(st.name)}
+    dims.update({rules.Z[k].shape[1]: net.size_of(k) for k in st.inputs})
+    return dims
+
+
+def explicit(
+    rule: sp.MatrixExpr, bind: dict[sp.MatrixSymbol, sp.Matrix], dims: dict[sp.Expr, int] | None = None
+) -> sp.Matrix:
+    """Evaluate a matrix-calculus rule (products, transposes, sums, ones) on explicit matrices; ``dims`` binds
+    symbolic sizes (a column of ones 1_B).
 
     Done by hand rather than with ``doit()``, which would walk every entry's expression tree.
     """
     if isinstance(rule, sp.MatrixSymbol):
         return bind[rule]
     if isinstance(rule, sp.OneMatrix):
-        return sp.ones(*rule.shape)
+        return sp.ones(*(int(dims.get(n, n)) if dims else int(n) for n in rule.shape))
     if isinstance(rule, sp.Transpose):
-        return explicit(rule.arg, bind).T
+        return explicit(rule.arg, bind, dims).T
     if isinstance(rule, sp.MatMul):
         out: sp.Matrix | sp.Expr = sp.S.One
         for f in rule.args:
-            out = out * (explicit(f, bind) if isinstance(f, sp.MatrixExpr) else f)
+            out = out * (explicit(f, bind, dims) if isinstance(f, sp.MatrixExpr) else f)
         return out
     if isinstance(rule, sp.MatAdd):
-        terms = [explicit(a, bind) for a in rule.args]
+        terms = [explicit(a, bind, dims) for a in rule.args]
         return sum(terms[1:], terms[0])
     raise TypeError(f"cannot evaluate the matrix rule {rule}")
 
@@ -302,6 +357,58 @@ def exact_constants(cell: Cell) -> Cell:
         return expr.xreplace({f: sp.Rational(f) for f in floats}) if floats else expr
 
     stages = tuple(st if isinstance(st, Linear) else replace(st, expr=exact(st.expr)) for st in cell.stages)
+    return replace(cell, stages=stages)
+
+
+class _Opaque(sp.Function):
+    """A function the proof treats as an indeterminate, with the derivative of the SymPy function it stands
+    for (``_original``), and none of that function's simplifications: SymPy's tanh asks, for every
+    expression it meets, whether its argument is finite by splitting the argument into real and imaginary
+    parts — exponential in the depth of an unrolled net (a LayerNorm LSTM over two steps did not finish in
+    minutes; with the stand-in it takes a tenth of a second).  The proof never needs those properties."""
+
+    _original: type[sp.Function]
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        n = len(self.args)
+        d = _derivative_of(self._original, n, argindex)
+        return d.xreplace(dict(zip(_DUMMIES[(self._original, n)], self.args, strict=True)))
+
+
+_DUMMIES: dict[tuple[type, int], list[sp.Dummy]] = {}
+_DERIVATIVES: dict[tuple[type, int, int], sp.Expr] = {}
+
+
+def _derivative_of(f: type[sp.Function], nargs: int, argindex: int) -> sp.Expr:
+    """∂f/∂(argument ``argindex``) at dummy arguments, in stand-ins, once per function."""
+    key = (f, nargs, argindex)
+    if key not in _DERIVATIVES:
+        xs = _DUMMIES.setdefault((f, nargs), [sp.Dummy(f"u{i}") for i in range(nargs)])
+        _DERIVATIVES[key] = opaque(sp.diff(f(*xs), xs[argindex - 1]))
+    return _DERIVATIVES[key]
+
+
+#: SymPy's functions that get a stand-in (module-level classes, so a proof job pickles for Dask workers).
+_STANDS_IN: dict[type, type] = {}
+for _f in (sp.tanh, sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.sinh, sp.cosh, sp.atan, sp.asinh, sp.atanh, sp.erf):
+    _name = f"opaque_{_f.__name__}"
+    _cls = type(_name, (_Opaque,), {"_original": _f, "__module__": __name__, "__qualname__": _name})
+    globals()[_name] = _STANDS_IN[_f] = _cls
+
+
+def opaque(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with SymPy's elementary functions replaced by their stand-ins (see :class:`_Opaque`)."""
+    found = [f for f in sp.preorder_traversal(expr) if type(f) in _STANDS_IN]
+    if not found:
+        return expr
+    return expr.replace(lambda e: type(e) in _STANDS_IN, lambda e: _STANDS_IN[type(e)](*e.args))
+
+
+def for_proof(cell: Cell) -> Cell:
+    """The cell as the proof takes it: every float the exact rational of its double (:func:`exact_constants`),
+    every SymPy elementary function its stand-in (:func:`opaque`)."""
+    cell = exact_constants(cell)
+    stages = tuple(st if isinstance(st, Linear) else replace(st, expr=opaque(st.expr)) for st in cell.stages)
     return replace(cell, stages=stages)
 
 
@@ -382,6 +489,193 @@ class Point:
         return walk(expr)
 
 
+class UnjudgedPointError(Exception):
+    """The point lies on a pole (a denominator vanishes) or on a kink (a Max's arguments tie, |0|, a Piecewise
+    condition at equality): no verdict there."""
+
+
+class Evaluator:
+    """Exact values and derivatives at one :class:`Point`, in Python fractions, shared subtrees once.
+
+    ``value(e)`` is ``point.at(e)``; ``derivative(e, wrt)`` is ``point.at(sympy.diff(e, wrt))`` — forward-mode
+    differentiation of the expression tree: each node's derivative is the chain rule on its own arguments, a
+    function application's partials its ``fdiff`` evaluated at the point (σ′ = σ(1 − σ) in σ's own value) —
+    without building the derivative's expression, which for a deep cell is most of a proof's time.  Functions
+    with kinks take the derivative of the branch the point selects.
+
+    Raises (both):
+        UnjudgedPointError: the point is on a pole or a kink.
+    """
+
+    def __init__(self, point: Point) -> None:
+        self.point = point
+        self._values: dict[sp.Basic, Fraction] = {}
+        self._partials: dict[tuple[sp.Basic, int], Fraction] = {}
+        self._derivatives: dict[sp.Basic, dict[sp.Basic, Fraction]] = {}
+        self._deps: dict[sp.Basic, frozenset[sp.Basic]] = {}
+
+    def _depends(self, e: sp.Basic) -> frozenset[sp.Basic]:
+        """The symbols ``e`` contains (memoised over shared subtrees, unlike ``free_symbols``)."""
+        hit = self._deps.get(e)
+        if hit is None:
+            if isinstance(e, sp.Symbol):
+                hit = frozenset((e,))
+            elif not e.args:
+                hit = frozenset()
+            else:
+                hit = frozenset().union(*(self._depends(a) for a in e.args))
+            self._deps[e] = hit
+        return hit
+
+    def _exact(self, e: sp.Expr) -> Fraction:
+        v = self.point.at(e)
+        if v.is_Rational:
+            return Fraction(int(v.p), int(v.q))
+        if v.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            raise UnjudgedPointError("pole")
+        raise ValueError(f"{e} has no rational value at this point ({v}): an indeterminate has no value")
+
+    def value(self, e: sp.Basic) -> Fraction:
+        hit = self._values.get(e)
+        if hit is not None:
+            return hit
+        if e.is_Number:
+            if not e.is_Rational:
+                raise (
+                    UnjudgedPointError("pole")
+                    if e.has(sp.zoo, sp.nan, sp.oo, -sp.oo)
+                    else ValueError(f"not exact: {e}")
+                )
+            out = Fraction(int(e.p), int(e.q))
+        elif e in self.point.values and not isinstance(e, sp.Function):
+            out = self._exact(e)
+        elif isinstance(e, sp.Add):
+            out = sum((self.value(a) for a in e.args), Fraction(0))
+        elif isinstance(e, sp.Mul):
+            out = Fraction(1)
+            for a in e.args:
+                out *= self.value(a)
+        elif isinstance(e, sp.Pow) and e.exp.is_Integer:
+            b, n = self.value(e.base), int(e.exp)
+            if b == 0 and n < 0:
+                raise UnjudgedPointError("pole")
+            out = b**n
+        elif isinstance(e, sp.Max):
+            out = max(self.value(a) for a in e.args)
+        elif isinstance(e, sp.Min):
+            out = min(self.value(a) for a in e.args)
+        elif isinstance(e, sp.Abs):
+            out = abs(self.value(e.args[0]))
+        elif isinstance(e, sp.Piecewise):
+            out = self.value(self._branch(e))
+        elif isinstance(e, (sp.sign, sp.Heaviside, sp.DiracDelta)):
+            arg = sp.Rational(self.value(e.args[0]).numerator, self.value(e.args[0]).denominator)
+            out = self._exact(e.func(arg, *e.args[1:]))
+        else:  # an indeterminate (an activation's application, a root, a symbolic power): the point's value
+            out = self._exact(e)
+        self._values[e] = out
+        return out
+
+    def _branch(self, e: sp.Piecewise) -> sp.Expr:
+        """The branch of a Piecewise the point selects (UnjudgedPointError where a condition holds with equality)."""
+        for branch, cond in e.args:
+            if cond is sp.true or self._holds(cond):
+                return branch
+        raise UnjudgedPointError("no branch")
+
+    def _holds(self, cond: sp.Basic) -> bool:
+        if isinstance(cond, sp.core.relational.Relational):
+            a, b = self.value(cond.lhs), self.value(cond.rhs)
+            if a == b and not isinstance(cond, (sp.Eq, sp.Ne)):
+                raise UnjudgedPointError("kink")
+            return bool({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[cond.rel_op])
+        if isinstance(cond, sp.And):
+            return all(self._holds(c) for c in cond.args)
+        if isinstance(cond, sp.Or):
+            return any(self._holds(c) for c in cond.args)
+        if isinstance(cond, sp.Not):
+            return not self._holds(cond.args[0])
+        if cond in (sp.true, sp.false):
+            return bool(cond)
+        return bool(self.point.at(cond))
+
+    def derivative(self, e: sp.Basic, wrt: sp.Symbol) -> Fraction:
+        memo = self._derivatives.setdefault(wrt, {})
+        return self._d(e, wrt, memo)
+
+    def _d(self, e: sp.Basic, wrt: sp.Symbol, memo: dict[sp.Basic, Fraction]) -> Fraction:
+        hit = memo.get(e)
+        if hit is not None:
+            return hit
+        zero = Fraction(0)
+        if e == wrt:
+            out = Fraction(1)
+        elif e.is_Number or isinstance(e, sp.Symbol) or wrt not in self._depends(e):
+            out = zero
+        elif isinstance(e, sp.Add):
+            out = sum((self._d(a, wrt, memo) for a in e.args), zero)
+        elif isinstance(e, sp.Mul):
+            out = zero
+            for i, a in enumerate(e.args):
+                da = self._d(a, wrt, memo)
+                if da:
+                    rest = Fraction(1)
+                    for j, b in enumerate(e.args):
+                        if j != i:
+                            rest *= self.value(b)
+                    out += da * rest
+        elif isinstance(e, sp.Pow) and e.exp.is_Integer:
+            db = self._d(e.base, wrt, memo)
+            n = int(e.exp)
+            b = self.value(e.base)
+            if b == 0 and n < 1 and db:
+                raise UnjudgedPointError("pole")
+            out = n * b ** (n - 1) * db if db else zero
+        elif isinstance(e, sp.Pow) and _is_root(e):  # (p/q)·b^(p/q − 1)·b′, b^(p/q − 1) a power of b's root
+            db = self._d(e.base, wrt, memo)
+            exp = Fraction(int(e.exp.p), int(e.exp.q))
+            out = exp * self.value(sp.Pow(e.base, e.exp - 1)) * db if db else zero
+        elif isinstance(e, (sp.Max, sp.Min)):
+            vals = [self.value(a) for a in e.args]
+            best = max(vals) if isinstance(e, sp.Max) else min(vals)
+            chosen = {self._d(a, wrt, memo) for a, v in zip(e.args, vals, strict=True) if v == best}
+            if len(chosen) > 1:
+                raise UnjudgedPointError("kink")
+            out = chosen.pop()
+        elif isinstance(e, sp.Abs):
+            v, da = self.value(e.args[0]), self._d(e.args[0], wrt, memo)
+            if v == 0 and da:
+                raise UnjudgedPointError("kink")
+            out = da if v > 0 else -da
+        elif isinstance(e, (sp.sign, sp.Heaviside, sp.DiracDelta)):
+            v, da = self.value(e.args[0]), self._d(e.args[0], wrt, memo)
+            if v == 0 and da:
+                raise UnjudgedPointError("kink")
+            out = zero
+        elif isinstance(e, sp.Piecewise):
+            for _, cond in e.args:  # a condition at equality is a kink even when another branch is chosen first
+                if cond is not sp.true:
+                    self._holds(cond)
+            out = self._d(self._branch(e), wrt, memo)
+        elif isinstance(e, sp.Function) or isinstance(e, sp.Pow):  # an indeterminate: its partials at the point
+            out = zero
+            for i, a in enumerate(e.args):
+                da = self._d(a, wrt, memo)
+                if da:
+                    out += self._partial(e, i) * da
+        else:
+            raise TypeError(f"cannot differentiate {type(e).__name__} at a point: {e}")
+        memo[e] = out
+        return out
+
+    def _partial(self, e: sp.Expr, i: int) -> Fraction:
+        hit = self._partials.get((e, i))
+        if hit is None:
+            partial = e.fdiff(i + 1) if isinstance(e, sp.Function) else sp.diff(e, e.args[i])
+            hit = self._partials[(e, i)] = self.value(partial)
+        return hit
+
+
 def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp.Expr] | None = None) -> Point:
     """An independent random rational for every indeterminate (``draw``: another kind of value, such as a
     fresh symbol, for the exact expansion), and one for the root of every base of fractional powers."""
@@ -401,6 +695,17 @@ def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp
         if _is_root(a) and a.base not in roots and (a.base, a.exp % 1) not in classes:
             classes[(a.base, a.exp % 1)] = (draw(), a.exp)
     return Point(values, roots, classes)
+
+
+_DERIVATIONS: dict[tuple, StepDerivation] = {}
+
+
+def derivation_of(cell: Cell) -> StepDerivation:
+    """``derive(cell)``, once per cell and engine: the lemma and the induction's T = 1, 2 share it."""
+    key = (derive, cell.name, cell.stages, cell.inputs, cell.states, cell.output, cell.vectors, cell.scalars)
+    if key not in _DERIVATIONS:
+        _DERIVATIONS[key] = derive(cell)
+    return _DERIVATIONS[key]
 
 
 def prove(
@@ -427,9 +732,9 @@ def prove(
             raise ValueError(f"loss mode must be one of {', '.join(LOSS_MODES)}, got {mode!r}")
     if points < 1:
         raise ValueError(f"points must be at least 1, got {points}")
-    cell = exact_constants(cell)
+    cell = for_proof(cell)
     net = UnrolledNet(cell, n_a, n_x, T)
-    d = derive(cell)
+    d = derivation_of(cell)
     ours = {mode: engine_gradients(net, d, mode) for mode in modes}
     wrt = list(net.wrt())
     jobs = [(name, k, sym) for name, syms in wrt for k, sym in enumerate(syms)]
@@ -478,23 +783,49 @@ def _check(
     name, k, sym = job
     ctx = context or _JOB
     assert ctx is not None
-    per_step = [sp.diff(e, sym) for e in ctx.step_errors]
+    # the direct side: ∂(each term)/∂sym at each point, by forward-mode differentiation of the expression
+    # (None where the point lies on a pole or a kink: not a point to judge at); the engine's side evaluated in
+    # the same exact arithmetic, sharing the forward values
+    evaluators = _evaluators(ctx)
+    at_points = [_direct_at(ctx.step_errors, sym, ev) for ev in evaluators]
+    per_step = [sp.diff(e, sym) for e in ctx.step_errors] if ctx.exact else None
     verdict = {}
     for mode, grads in ctx.engine.items():
-        direct = sp.Add(*(g for t, g in enumerate(per_step, 1) if t in ctx.scored[mode]))
         ours = grads[name][k]
         ok, compared = True, 0
-        for point in ctx.points:
-            va, vb = point.at(direct), point.at(ours)
-            if _at_a_pole(va) or _at_a_pole(vb):
+        for ev, direct in zip(evaluators, at_points, strict=True):
+            if direct is None:
+                continue
+            try:
+                vb = ev.value(ours)
+            except UnjudgedPointError:
                 continue  # a denominator vanishes here (log's 1/(1 + e^s) where e^s drew −1): not a point to judge at
             compared += 1
-            ok = ok and va.is_Rational is True and vb.is_Rational is True and va == vb
+            ok = ok and sum((g for t, g in enumerate(direct, 1) if t in ctx.scored[mode]), Fraction(0)) == vb
         ok = ok and compared > 0
-        if ok and ctx.exact:
-            ok = _polynomial_zero(direct - ours)
+        if ok and per_step is not None:
+            direct_expr = sp.Add(*(g for t, g in enumerate(per_step, 1) if t in ctx.scored[mode]))
+            ok = _polynomial_zero(direct_expr - ours)
         verdict[mode] = bool(ok)
     return (name, k), verdict
+
+
+#: One evaluator per point of the current job, kept by each process across the entries it checks.
+_EVALUATORS: tuple[object, list[Evaluator]] | None = None
+
+
+def _evaluators(ctx: _Job) -> list[Evaluator]:
+    global _EVALUATORS
+    if _EVALUATORS is None or _EVALUATORS[0] is not ctx:
+        _EVALUATORS = (ctx, [Evaluator(p) for p in ctx.points])
+    return _EVALUATORS[1]
+
+
+def _direct_at(terms: list[sp.Expr], sym: sp.Symbol, ev: Evaluator) -> list[Fraction] | None:
+    try:
+        return [ev.derivative(e, sym) for e in terms]
+    except UnjudgedPointError:
+        return None
 
 
 def _at_a_pole(value: sp.Expr) -> bool:
