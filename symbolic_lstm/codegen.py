@@ -112,6 +112,23 @@ def output_argument(cell: Cell) -> str:
     return out if out not in LOSS_LOCALS and f"d{out}" not in LOSS_LOCALS else f"{out}_out"
 
 
+class ModuleApi:
+    """What every backend's plan says about the generated module's API: the sequences ``forward`` returns,
+    and the loss functions' name for the output."""
+
+    cell: Cell
+
+    @property
+    def returns(self) -> tuple[str, ...]:
+        """What forward returns before the cache (see :func:`returned`)."""
+        return returned(self.cell)
+
+    @property
+    def out_arg(self) -> str:
+        """The loss and head functions' argument for the output (see :func:`output_argument`)."""
+        return output_argument(self.cell)
+
+
 def seed(v: str) -> Partial:
     """∂Error<t>/∂v: the loss's own branch into ``v``."""
     return Partial(ERROR, node(v))

@@ -18,10 +18,9 @@ import sympy as sp
 from . import __version__
 from .cell import Cell, Linear, Reduce
 from .codegen import (
+    ModuleApi,
     check_names,
-    output_argument,
     param_shape_code,
-    returned,
     template_env,
     uni,
     uni_expr,
@@ -63,7 +62,7 @@ class Step:
     stage: str = ""  # the node whose expression this prints
 
 
-class ArrayAPIPlan:
+class ArrayAPIPlan(ModuleApi):
     """Forward and backward statements of one step, as expressions in ``xp``."""
 
     def __init__(self, cell: Cell) -> None:
@@ -75,16 +74,6 @@ class ArrayAPIPlan:
         inp = self.input
         ours = LOCALS | {f"{inp}_all", f"d{inp}"} | {f"d{s}_next" for s in cell.states}
         check_names(cell, ours | {n for n in (*cell.widths, *cell.vectors) if n.startswith("delta_")}, "array-API")
-
-    @property
-    def returns(self) -> tuple[str, ...]:
-        """What forward returns before the cache (see :func:`~.codegen.returned`)."""
-        return returned(self.cell)
-
-    @property
-    def out_arg(self) -> str:
-        """The loss function's argument for the output (see :func:`~.codegen.output_argument`)."""
-        return output_argument(self.cell)
 
     def columns(self, st: Linear, operand: str) -> str:
         """The columns of W that multiply ``operand``, as a slice (operands in order, n_a or n_x wide)."""

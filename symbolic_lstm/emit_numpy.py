@@ -31,10 +31,9 @@ from .codegen import (
     CodegenError,
     CommentPrinter,
     Line,
+    ModuleApi,
     check_names,
     matrix_symbol,
-    output_argument,
-    returned,
     template_env,
     uni,
     uni_expr,
@@ -63,7 +62,7 @@ RESERVED = {
 RESERVED_PREFIXES = ("delta_", "grad_", "S_", "W_", "WT_", "SW_", "dW_", "dSr_")
 
 
-class LossCode:
+class LossCode(ModuleApi):
     """The loss and its derivative, from the engine, printed for NumPy (both NumPy layouts print them)."""
 
     cell: Cell
@@ -89,16 +88,6 @@ class LossCode:
         e, de = self._loss_exprs
         names = {node(out): sp.Symbol(output), target(out): sp.Symbol(hat)}
         return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
-
-    @property
-    def returns(self) -> tuple[str, ...]:
-        """What forward returns before the cache (see :func:`~.codegen.returned`)."""
-        return returned(self.cell)
-
-    @property
-    def out_arg(self) -> str:
-        """The loss and head functions' argument for the output (see :func:`~.codegen.output_argument`)."""
-        return output_argument(self.cell)
 
 
 class KernelPlan(LossCode):
