@@ -326,7 +326,7 @@ def _prove_for_every_t(
     if not proved:
         click.echo("no gradient was compared: nothing is proved", err=True)
         sys.exit(1)
-    where = ", ".join(f"n_a = {a}, n_x = {x}" for a, x in sizes)
+    where = "; ".join(f"n_a = n_x = {a}" if a == x else f"n_a = {a}, n_x = {x}" for a, x in sizes)
     click.echo(
         f"proved for every T: one step's backward is the step's vector–Jacobian product ({where}); BPTT's "
         "boundary, sums over steps and loss modes hold at T = 1, 2; by induction over the steps, every gradient "
