@@ -10,9 +10,11 @@ import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TextIO
 
 import click
 
@@ -253,9 +255,13 @@ def prove(
     client = _dask_client(workers, scheduler)
     if client is not None:
         click.echo(f"proving on {_where(client, scheduler)}", err=True)
+    progress = ProofProgress(f"unrolled, T = {unroll}")
     try:
         kw = {"client": client} if client is not None else {"workers": jobs}
-        for line in prove_all(cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, **kw):
+        for line in prove_all(
+            cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, progress=progress, **kw
+        ):
+            progress.clear()
             click.echo(str(line))
             failed += not line.ok
             proved += 1
@@ -296,8 +302,11 @@ def _prove_for_every_t(
         click.echo(f"proving on {_where(client, scheduler)}", err=True)
     kw = {"client": client} if client is not None else {"workers": jobs}
 
+    progress = ProofProgress(LEMMA.name)
+
     def show(lines: list, obligation: str) -> None:
         nonlocal proved
+        progress.clear()
         for line in lines:
             click.echo(str(line))
             proved += 1
@@ -308,11 +317,15 @@ def _prove_for_every_t(
     try:
         click.echo(f"{LEMMA.name}: {LEMMA.statement} ({' / '.join(CASES)})")
         for n_a, n_x in sizes:
-            show(prove_step(cell, n_a, n_x, points=points, seed=seed, exact=exact, **kw), LEMMA.name)  # type: ignore[arg-type]
+            progress.label = f"{LEMMA.name}, n_a = {n_a}, n_x = {n_x}"
+            lines = prove_step(cell, n_a, n_x, points=points, seed=seed, exact=exact, progress=progress, **kw)  # type: ignore[arg-type]
+            show(lines, LEMMA.name)
         da, dx = driver_size(cell)
         click.echo(f"{DRIVER.name}: {DRIVER.statement} (n_a = {da}, n_x = {dx})")
         for T in (1, 2):
-            show(prove(cell, da, dx, T, modes, points=points, seed=seed, exact=exact, **kw), DRIVER.name)  # type: ignore[arg-type]
+            progress.label = f"{DRIVER.name}, T = {T}"
+            lines = prove(cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress, **kw)  # type: ignore[arg-type]
+            show(lines, DRIVER.name)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the proof is incomplete", err=True)
         sys.exit(130)
@@ -332,6 +345,34 @@ def _prove_for_every_t(
         "boundary, sums over steps and loss modes hold at T = 1, 2; by induction over the steps, every gradient "
         "is exact for any sequence length (README: why the proof is a proof)"
     )
+
+
+class ProofProgress:
+    """Progress of a proof on standard error, one line rewritten in place — which obligation, entries
+    decided of how many, the gradient just decided, the time since the start — on a terminal only: piped or
+    redirected, it writes nothing."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.on = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.monotonic()
+        self._width = 0
+
+    def __call__(self, done: int, total: int, gradient: str) -> None:
+        if not self.on:
+            return
+        text = f"{self.label}: {done}/{total} decided (last: {gradient}), {time.monotonic() - self.start:.0f} s"
+        self.stream.write("\r" + text.ljust(self._width))
+        self.stream.flush()
+        self._width = len(text)
+
+    def clear(self) -> None:
+        """Erase the line before results are printed."""
+        if self.on and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
 
 
 def _kernels(cell: Cell, directory: Path | None) -> ModuleType:

@@ -476,11 +476,19 @@ def _tree_sum(client: Any, parts: list[Any]) -> Any:
 # ---- the proof's obligations ------------------------------------------------------------------------------
 
 
-def prove_on(client: Any, check: Callable, context: Any, jobs: Sequence[Any]) -> dict:
+def prove_on(client: Any, check: Callable, context: Any, jobs: Sequence[Any], progress: Callable | None = None) -> dict:
     """``dict(check(job, context) for job in jobs)``, one Dask task per obligation (a gradient entry: its
     direct differentiation and comparison at every point and loss mode).  The context — the unrolled Error
-    and the engine's gradients, SymPy expressions — is sent once and copied between workers as they need it."""
-    _dask()
+    and the engine's gradients, SymPy expressions — is sent once and copied between workers as they need it.
+    ``progress(done, total, gradient)`` is called as each task's verdict arrives."""
+    distributed = _dask()
     shared = client.submit(_identity, context, pure=False)  # workers fetch it from each other
     futures = [client.submit(check, job, shared, pure=False) for job in jobs]
-    return dict(client.gather(futures))
+    if progress is None:
+        return dict(client.gather(futures))
+    out: dict = {}
+    for future in distributed.as_completed(futures):
+        key, verdict = future.result()
+        out[key] = verdict
+        progress(len(out), len(futures), key[0])
+    return out

@@ -719,6 +719,7 @@ def prove(
     exact: bool = False,
     workers: int | None = None,
     client: object | None = None,
+    progress: Progress | None = None,
 ) -> ProofReport:
     """Compare direct differentiation of the unrolled Error with the engine, gradient by gradient.
 
@@ -745,12 +746,12 @@ def prove(
     if client is not None:
         from .distributed import prove_on
 
-        verdicts = prove_on(client, _check, job, jobs)
+        verdicts = prove_on(client, _check, job, jobs, progress)
     else:
         global _JOB
         _JOB = job
         try:
-            verdicts = _run(len(jobs), workers, jobs)
+            verdicts = _run(len(jobs), workers, jobs, progress)
         finally:
             _JOB = None
     method = f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
@@ -841,12 +842,25 @@ def _leave_interrupts_to_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run(n: int, workers: int | None, jobs: list[tuple[str, int, sp.Symbol]]) -> dict:
+#: ``progress(done, total, gradient)``: called as each obligation (a gradient entry) is decided.
+Progress = Callable[[int, int, str], None]
+
+
+def _run(n: int, workers: int | None, jobs: list[tuple[str, int, sp.Symbol]], progress: Progress | None = None) -> dict:
     workers = min(workers or os.cpu_count() or 1, n)
+    out: dict = {}
+
+    def collect(results: Iterator) -> dict:
+        for key, verdict in results:
+            out[key] = verdict
+            if progress is not None:
+                progress(len(out), n, key[0])
+        return out
+
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         with multiprocessing.get_context("fork").Pool(workers, initializer=_leave_interrupts_to_parent) as pool:
-            return dict(pool.imap_unordered(_check, jobs))
-    return dict(map(_check, jobs))
+            return collect(pool.imap_unordered(_check, jobs))
+    return collect(map(_check, jobs))
 
 
 def _polynomial_zero(expr: sp.Expr) -> bool:

@@ -45,6 +45,7 @@ import sympy as sp
 from .cell import Cell
 from .derivation import LOSS_MODES
 from .proof import (
+    Progress,
     ProofLine,
     ProofReport,
     UnrolledNet,
@@ -92,6 +93,7 @@ def prove_step(
     exact: bool = False,
     workers: int | None = None,
     client: object | None = None,
+    progress: Progress | None = None,
 ) -> ProofReport:
     """Check the one-step lemma for ``cell`` at these sizes, in both cases (E<t> scored or not).
 
@@ -119,9 +121,9 @@ def prove_step(
     if client is not None:
         from .distributed import prove_on
 
-        verdicts = prove_on(client, _check_in, job, jobs)
+        verdicts = prove_on(client, _check_in, job, jobs, progress)
     else:
-        verdicts = _run_with(job, jobs, workers)
+        verdicts = _run_with(job, jobs, workers, progress)
     method = f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
     lines = ProofReport()
     for case in CASES:
@@ -137,12 +139,14 @@ def _check_in(job: tuple[str, int, sp.Symbol], context: _Job | None = None) -> t
     return _check(job, context)
 
 
-def _run_with(job: _Job, jobs: list[tuple[str, int, sp.Symbol]], workers: int | None) -> dict:
+def _run_with(
+    job: _Job, jobs: list[tuple[str, int, sp.Symbol]], workers: int | None, progress: Progress | None
+) -> dict:
     from . import proof
 
     proof._JOB = job
     try:
-        return _run(len(jobs), workers, jobs)
+        return _run(len(jobs), workers, jobs, progress)
     finally:
         proof._JOB = None
 

@@ -135,3 +135,39 @@ def test_a_point_on_a_kink_is_not_judged():
     with pytest.raises(proof.UnjudgedPointError):
         proof.Evaluator(point).derivative(sp.Max(0, s), s)
     assert proof.Evaluator(proof.Point({s: sp.Rational(1, 3)}, {})).derivative(sp.Max(0, 2 * s), s) == 2
+
+
+# -- progress ----------------------------------------------------------------------------------------------
+
+
+class _Terminal:
+    def __init__(self, tty: bool) -> None:
+        self.text, self.tty = "", tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_shows_on_a_terminal_and_is_silent_when_piped():
+    from symbolic_lstm.cli import ProofProgress
+
+    seen = []
+    proof_step.prove_step(get_cell("rnn"), 1, 1, points=1, workers=1, progress=lambda *a: seen.append(a))
+    total = seen[0][1]
+    assert [d for d, _, _ in seen] == list(range(1, total + 1)) and all(t == total for _, t, _ in seen)
+    assert {g for _, _, g in seen} == {"W_a", "b_a", "x", "a0"}
+    term, pipe = _Terminal(True), _Terminal(False)
+    for stream in (term, pipe):
+        shown = ProofProgress("lemma, n_a = 1", stream)
+        shown(3, 8, "W_a")
+        shown.clear()
+    assert "\rlemma, n_a = 1: 3/8 decided (last: W_a)" in term.text and term.text.endswith("\r")
+    assert pipe.text == ""
+    r = prove_cli("--cell", "rnn")  # CliRunner's streams are no terminal
+    assert r.exit_code == 0 and "\r" not in r.output
