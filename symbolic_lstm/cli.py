@@ -259,7 +259,7 @@ def prove(
     try:
         kw = {"client": client} if client is not None else {"workers": jobs}
         for line in prove_all(
-            cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, progress=progress, **kw
+            cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw
         ):
             progress.clear()
             click.echo(str(line))
@@ -318,13 +318,13 @@ def _prove_for_every_t(
         click.echo(f"{LEMMA.name}: {LEMMA.statement} ({' / '.join(CASES)})")
         for n_a, n_x in sizes:
             progress.label = f"{LEMMA.name}, n_a = {n_a}, n_x = {n_x}"
-            lines = prove_step(cell, n_a, n_x, points=points, seed=seed, exact=exact, progress=progress, **kw)  # type: ignore[arg-type]
+            lines = prove_step(cell, n_a, n_x, points=points, seed=seed, exact=exact, progress=progress.callback, **kw)  # type: ignore[arg-type]
             show(lines, LEMMA.name)
         da, dx = driver_size(cell)
         click.echo(f"{DRIVER.name}: {DRIVER.statement} (n_a = {da}, n_x = {dx})")
         for T in (1, 2):
             progress.label = f"{DRIVER.name}, T = {T}"
-            lines = prove(cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress, **kw)  # type: ignore[arg-type]
+            lines = prove(cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw)  # type: ignore[arg-type]
             show(lines, DRIVER.name)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the proof is incomplete", err=True)
@@ -366,6 +366,11 @@ class ProofProgress:
         self.stream.write("\r" + text.ljust(self._width))
         self.stream.flush()
         self._width = len(text)
+
+    @property
+    def callback(self) -> ProofProgress | None:
+        """What to pass as the proof's ``progress``: this reporter on a terminal, else None (no polling)."""
+        return self if self.on else None
 
     def clear(self) -> None:
         """Erase the line before results are printed."""

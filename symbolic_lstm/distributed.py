@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -481,14 +482,21 @@ def prove_on(client: Any, check: Callable, context: Any, jobs: Sequence[Any], pr
     direct differentiation and comparison at every point and loss mode).  The context — the unrolled Error
     and the engine's gradients, SymPy expressions — is sent once and copied between workers as they need it.
     ``progress(done, total, gradient)`` is called as each task's verdict arrives."""
-    distributed = _dask()
+    _dask()
     shared = client.submit(_identity, context, pure=False)  # workers fetch it from each other
     futures = [client.submit(check, job, shared, pure=False) for job in jobs]
     if progress is None:
         return dict(client.gather(futures))
     out: dict = {}
-    for future in distributed.as_completed(futures):
-        key, verdict = future.result()
-        out[key] = verdict
-        progress(len(out), len(futures), key[0])
+    pending = list(futures)
+    while pending:  # poll (as_completed wants a default client; ours is not one)
+        done = [f for f in pending if f.done()]
+        if not done:
+            time.sleep(0.05)
+            continue
+        for key, verdict in client.gather(done):
+            out[key] = verdict
+            progress(len(out), len(futures), key[0])
+        decided = {id(f) for f in done}
+        pending = [f for f in pending if id(f) not in decided]
     return out
