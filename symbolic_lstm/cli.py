@@ -324,7 +324,9 @@ def _prove_for_every_t(
         click.echo(f"{DRIVER.name}: {DRIVER.statement} (n_a = {da}, n_x = {dx})")
         for T in (1, 2):
             progress.label = f"{DRIVER.name}, T = {T}"
-            lines = prove(cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw)  # type: ignore[arg-type]
+            lines = prove(
+                cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw
+            )  # type: ignore[arg-type]
             show(lines, DRIVER.name)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the proof is incomplete", err=True)
