@@ -712,6 +712,18 @@ def train(
     # every output is checked before any work starts: a run is never lost to a path that cannot be written
     if checkpoint is not None:
         _output_file(checkpoint, "--checkpoint", force, tr.is_checkpoint, "a symbolic-lstm checkpoint")
+        continued = resume is not None and checkpoint.exists() and checkpoint.resolve() == Path(resume).resolve()
+        if checkpoint.exists() and not force and not continued:
+            try:
+                saved, (epoch, *_) = tr.load_checkpoint(checkpoint)
+                run = f"cell {saved.cell} on {saved.data}, epoch {epoch}"
+            except (OSError, ValueError):
+                run = "unreadable"
+            raise click.BadParameter(
+                f"{checkpoint} holds another run's checkpoint ({run}); continue that run with --resume "
+                f"{checkpoint}, choose another name, or pass --force to replace it",
+                param_hint="--checkpoint",
+            )
     if plot_file is not None:
         fmt = plot_file.suffix.lower().lstrip(".")
         if fmt not in tr.PLOT_FORMATS:

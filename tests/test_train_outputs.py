@@ -60,9 +60,17 @@ def test_files_we_did_not_write_are_not_overwritten(tmp_path):
     r = run("--epochs", "2", "--plot", str(photo))
     assert r.exit_code == 2 and "--force" in r.output
     ck, plot = tmp_path / "run.npz", tmp_path / "loss.png"
-    for _ in range(2):  # our own checkpoint and plot are overwritten by the next run
-        r = run("--epochs", "2", "--checkpoint", str(ck), "--plot", str(plot))
-        assert r.exit_code == 0, r.output
+    r = run("--epochs", "2", "--checkpoint", str(ck), "--plot", str(plot))
+    assert r.exit_code == 0, r.output
+    before = ck.read_bytes()
+    # another run's checkpoint is refused (it holds that run's state), naming it and the way to continue it
+    r = run("--epochs", "3", "--data", "tempest", "--checkpoint", str(ck))
+    assert r.exit_code == 2 and "holds another run's checkpoint (cell lstm on sunspots, epoch 2)" in r.output
+    assert f"--resume {ck}" in r.output and "--force" in r.output and ck.read_bytes() == before
+    r = run("--resume", str(ck), "--epochs", "3", "--checkpoint", str(ck))  # the run it holds continues it
+    assert r.exit_code == 0, r.output
+    r = run("--epochs", "2", "--checkpoint", str(ck), "--plot", str(plot), "--force")  # our plot: overwritten
+    assert r.exit_code == 0, r.output
     assert tr.is_checkpoint(ck) and tr.is_our_plot(plot)
     r = run("--epochs", "2", "--checkpoint", str(notes), "--force")
     assert r.exit_code == 0 and tr.is_checkpoint(notes)
