@@ -87,17 +87,27 @@ def _missing(name: str, folder: Path) -> str:
     writes it (only for a cell that exists)."""
     import difflib
 
+    from . import paths
     from .cells import BUILTIN
     from .stale import regenerate_command
 
     found = available(folder)
     text = f"no generated module {name!r} in {folder} (found: {', '.join(found) or 'none'})"
     cell, backend = (name[: -len("_array_api")], "array-api") if name.endswith("_array_api") else (name, "numpy")
+    # the installed package's generated/ is left as shipped: never suggest writing into site-packages
+    installed = folder.resolve() == paths.generated_dir().resolve() and not paths.is_checkout()
+    close = difflib.get_close_matches(name, [*found, *BUILTIN], n=1)
+    if cell in BUILTIN and installed:
+        return f"{text}; the installed package ships every built-in cell's module: reinstall symbolic-lstm"
     if cell in BUILTIN:
         return f"{text}; run: {regenerate_command(cell, folder, backend)}"
-    close = difflib.get_close_matches(name, [*found, *BUILTIN], n=1)
     if close:
         return f"{text}; did you mean {close[0]!r}?"
+    if installed:
+        return (
+            f"{text}; write a module to a folder of your own — symbolic-lstm generate --cell FILE.py:NAME --out "
+            f"mykernels — and load({name!r}, 'mykernels'); the installed package's generated/ is left as shipped"
+        )
     return f"{text}; a module is written by: symbolic-lstm generate --cell CELL --out {folder}"
 
 

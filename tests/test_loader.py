@@ -84,3 +84,18 @@ def test_load_never_runs_the_cell_file_a_module_names(tmp_path):
         warnings.simplefilter("error")
         load("lstm", tmp_path)
     assert not marker.exists()
+
+
+def test_an_installed_package_never_suggests_writing_into_itself(monkeypatch):
+    """In an installed copy generated/ sits in site-packages: the hint names a folder of the user's own."""
+    from symbolic_lstm import paths
+
+    with pytest.raises(ValueError) as checkout:
+        load("nosuch")
+    assert f"--out {generated_dir()}" in str(checkout.value)  # a checkout: its generated/ is the place
+    monkeypatch.setattr(paths, "is_checkout", lambda: False)
+    with pytest.raises(ValueError) as installed:
+        load("nosuch")
+    text = str(installed.value)
+    assert f"--out {generated_dir()}" not in text and "--out mykernels" in text
+    assert "load('nosuch', 'mykernels')" in text and "left as shipped" in text
