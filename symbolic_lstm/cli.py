@@ -859,9 +859,13 @@ def train(
             client.close()  # type: ignore[attr-defined]
     if client is not None:
         click.echo(f"{parallel.steps} steps on {parallel.n_workers} Dask workers", err=True)
-    click.echo(
-        f"training loss: {history.losses[0]:.4g} (epoch {first + 1}) → {history.losses[-1]:.4g} (epoch {config.epochs})"
-    )
+    if len(history.losses) == 1:  # one epoch (a resume by one): one number, not "x (epoch 4) → x (epoch 4)"
+        click.echo(f"training loss: {history.losses[0]:.4g} (epoch {config.epochs})")
+    else:
+        click.echo(
+            f"training loss: {history.losses[0]:.4g} (epoch {first + 1}) → {history.losses[-1]:.4g} "
+            f"(epoch {config.epochs})"
+        )
     if isinstance(problem, tr.TextProblem):
         nats = history.test_rmse
         click.echo(

@@ -69,6 +69,7 @@ def test_files_we_did_not_write_are_not_overwritten(tmp_path):
     assert f"--resume {ck}" in r.output and "--force" in r.output and ck.read_bytes() == before
     r = run("--resume", str(ck), "--epochs", "3", "--checkpoint", str(ck))  # the run it holds continues it
     assert r.exit_code == 0, r.output
+    assert "training loss: " in r.output and "(epoch 3)" in r.output and "→" not in r.output  # one epoch: one number
     r = run("--epochs", "2", "--checkpoint", str(ck), "--plot", str(plot), "--force")  # our plot: overwritten
     assert r.exit_code == 0, r.output
     assert tr.is_checkpoint(ck) and tr.is_our_plot(plot)
