@@ -6,12 +6,13 @@ proof or gradient check exits with 1.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TextIO
@@ -252,12 +253,8 @@ def prove(
                 err=True,
             )
     failed = proved = 0
-    client = _dask_client(workers, scheduler)
-    if client is not None:
-        click.echo(f"proving on {_where(client, scheduler)}", err=True)
     progress = ProofProgress(f"unrolled, T = {unroll}")
-    try:
-        kw = {"client": client} if client is not None else {"workers": jobs}
+    with _proof_executor(jobs, workers, scheduler) as kw:
         for line in prove_all(
             cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw
         ):
@@ -265,12 +262,6 @@ def prove(
             click.echo(str(line))
             failed += not line.ok
             proved += 1
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: the proof is incomplete", err=True)
-        sys.exit(130)
-    finally:
-        if client is not None:
-            client.close()  # type: ignore[attr-defined]
     if failed:
         click.echo(f"{failed} gradient(s) differ from direct differentiation", err=True)
         sys.exit(1)
@@ -297,11 +288,6 @@ def _prove_for_every_t(
 
     failed: dict[str, list[str]] = {LEMMA.name: [], DRIVER.name: []}
     proved = 0
-    client = _dask_client(workers, scheduler)
-    if client is not None:
-        click.echo(f"proving on {_where(client, scheduler)}", err=True)
-    kw = {"client": client} if client is not None else {"workers": jobs}
-
     progress = ProofProgress(LEMMA.name)
 
     def show(lines: list, obligation: str) -> None:
@@ -314,7 +300,7 @@ def _prove_for_every_t(
                 where = f"n_a={line.n_a} {line.mode}" if obligation == LEMMA.name else f"T={line.T} {line.mode}"
                 failed[obligation].append(f"{line.gradient} ({where})")
 
-    try:
+    with _proof_executor(jobs, workers, scheduler) as kw:
         click.echo(f"{LEMMA.name}: {LEMMA.statement} ({' / '.join(CASES)})")
         for n_a, n_x in sizes:
             progress.label = f"{LEMMA.name}, n_a = {n_a}, n_x = {n_x}"
@@ -328,12 +314,6 @@ def _prove_for_every_t(
                 cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw
             )  # type: ignore[arg-type]
             show(lines, DRIVER.name)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: the proof is incomplete", err=True)
-        sys.exit(130)
-    finally:
-        if client is not None:
-            client.close()  # type: ignore[attr-defined]
     if any(failed.values()):
         what = "; ".join(f"the {name} fails for {', '.join(lines)}" for name, lines in failed.items() if lines)
         click.echo(f"{what}: nothing follows for other T", err=True)
@@ -347,6 +327,23 @@ def _prove_for_every_t(
         "boundary, sums over steps and loss modes hold at T = 1, 2; by induction over the steps, every gradient "
         "is exact for any sequence length (README: why the proof is a proof)"
     )
+
+
+@contextlib.contextmanager
+def _proof_executor(jobs: int | None, workers: int | None, scheduler: str | None) -> Iterator[dict]:
+    """Where a proof's obligations run — ``{"workers": jobs}`` (local processes) or ``{"client": …}`` (Dask,
+    said on standard error) — for the body; Ctrl-C ends the proof with one line and exit code 130."""
+    client = _dask_client(workers, scheduler)
+    if client is not None:
+        click.echo(f"proving on {_where(client, scheduler)}", err=True)
+    try:
+        yield {"client": client} if client is not None else {"workers": jobs}
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: the proof is incomplete", err=True)
+        sys.exit(130)
+    finally:
+        if client is not None:
+            client.close()  # type: ignore[attr-defined]
 
 
 class ProofProgress:

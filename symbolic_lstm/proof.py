@@ -146,7 +146,7 @@ class UnrolledNet:
 
     def size_of(self, name: str) -> int:
         """Units of a node (or a unit parameter): n_a, n_x or 1 (a row scalar)."""
-        return {"n_a": self.n_a, "n_x": self.n_x, "1": 1}[self.cell.width(name)]
+        return self.cell.size(name, self.n_x, self.n_a)
 
     def scored(self, t: int, mode: LossMode) -> bool:
         """Is the output of step t (1-based) scored by the loss?"""
@@ -398,8 +398,7 @@ for _f in (sp.tanh, sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.sinh, sp.cosh, sp
 
 def opaque(expr: sp.Expr) -> sp.Expr:
     """``expr`` with SymPy's elementary functions replaced by their stand-ins (see :class:`_Opaque`)."""
-    found = [f for f in sp.preorder_traversal(expr) if type(f) in _STANDS_IN]
-    if not found:
+    if not any(type(f) in _STANDS_IN for f in sp.preorder_traversal(expr)):
         return expr
     return expr.replace(lambda e: type(e) in _STANDS_IN, lambda e: _STANDS_IN[type(e)](*e.args))
 
@@ -569,8 +568,8 @@ class Evaluator:
         elif isinstance(e, sp.Piecewise):
             out = self.value(self._branch(e))
         elif isinstance(e, (sp.sign, sp.Heaviside, sp.DiracDelta)):
-            arg = sp.Rational(self.value(e.args[0]).numerator, self.value(e.args[0]).denominator)
-            out = self._exact(e.func(arg, *e.args[1:]))
+            a = self.value(e.args[0])
+            out = self._exact(e.func(sp.Rational(a.numerator, a.denominator), *e.args[1:]))
         else:  # an indeterminate (an activation's application, a root, a symbolic power): the point's value
             out = self._exact(e)
         self._values[e] = out
@@ -743,18 +742,8 @@ def prove(
     rng = random.Random(seed)
     scored = {mode: frozenset(t for t in range(1, T + 1) if net.scored(t, mode)) for mode in modes}
     job = _Job(net.step_errors, scored, ours, [random_point(atoms, rng) for _ in range(points)], exact)
-    if client is not None:
-        from .distributed import prove_on
-
-        verdicts = prove_on(client, _check, job, jobs, progress)
-    else:
-        global _JOB
-        _JOB = job
-        try:
-            verdicts = _run(len(jobs), workers, jobs, progress)
-        finally:
-            _JOB = None
-    method = f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
+    verdicts = decide(job, jobs, workers, client, progress)
+    method = method_of(points, exact)
     lines = ProofReport()
     for mode in modes:
         for name, syms in wrt:
@@ -775,6 +764,32 @@ class _Job:
 
 
 _JOB: _Job | None = None
+
+
+def decide(
+    job: _Job,
+    jobs: list[tuple[str, int, sp.Symbol]],
+    workers: int | None,
+    client: object | None,
+    progress: Progress | None,
+) -> dict:
+    """Every obligation's verdicts (one per gradient entry): one Dask task each on ``client``, else in
+    ``workers`` local processes forked with ``job`` in hand."""
+    if client is not None:
+        from .distributed import prove_on
+
+        return prove_on(client, _check, job, jobs, progress)
+    global _JOB
+    _JOB = job
+    try:
+        return _run(len(jobs), workers, jobs, progress)
+    finally:
+        _JOB = None
+
+
+def method_of(points: int, exact: bool) -> str:
+    """How every line's identity was checked, as the lines print it."""
+    return f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
 
 
 def _check(
@@ -827,12 +842,6 @@ def _direct_at(terms: list[sp.Expr], sym: sp.Symbol, ev: Evaluator) -> list[Frac
         return [ev.derivative(e, sym) for e in terms]
     except UnjudgedPointError:
         return None
-
-
-def _at_a_pole(value: sp.Expr) -> bool:
-    """Did evaluating at a point divide by zero?  Rational functions are compared away from their poles: a
-    point on one is skipped (Schwartz–Zippel holds for points drawn off the denominators' zero sets)."""
-    return value.has(sp.zoo, sp.nan, sp.oo, -sp.oo)
 
 
 def _leave_interrupts_to_parent() -> None:

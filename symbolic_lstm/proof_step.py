@@ -50,12 +50,13 @@ from .proof import (
     ProofReport,
     UnrolledNet,
     _Job,
-    _run,
     _vec,
+    decide,
     derivation_of,
     engine_gradients,
     for_proof,
     indeterminates,
+    method_of,
     prove,
     random_point,
 )
@@ -118,37 +119,14 @@ def prove_step(
     atoms = indeterminates(terms + [e for g in ours.values() for m in g.values() for e in m])
     rng = random.Random(seed)
     job = _Job(terms, scored, ours, [random_point(atoms, rng) for _ in range(points)], exact)  # type: ignore[arg-type]
-    if client is not None:
-        from .distributed import prove_on
-
-        verdicts = prove_on(client, _check_in, job, jobs, progress)
-    else:
-        verdicts = _run_with(job, jobs, workers, progress)
-    method = f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
+    verdicts = decide(job, jobs, workers, client, progress)
+    method = method_of(points, exact)
     lines = ProofReport()
     for case in CASES:
         for name, syms in wrt:
             ok = all(verdicts[(name, k)][case] for k in range(len(syms)))
             lines.append(ProofLine(name, tuple(syms.shape), len(syms), ok, n_a, n_x, 1, case, method, "lemma"))  # type: ignore[arg-type]
     return lines
-
-
-def _check_in(job: tuple[str, int, sp.Symbol], context: _Job | None = None) -> tuple[tuple[str, int], dict]:
-    from .proof import _check
-
-    return _check(job, context)
-
-
-def _run_with(
-    job: _Job, jobs: list[tuple[str, int, sp.Symbol]], workers: int | None, progress: Progress | None
-) -> dict:
-    from . import proof
-
-    proof._JOB = job
-    try:
-        return _run(len(jobs), workers, jobs, progress)
-    finally:
-        proof._JOB = None
 
 
 def driver_size(cell: Cell) -> tuple[int, int]:
