@@ -128,6 +128,22 @@ class ModuleApi:
         """The loss and head functions' argument for the output (see :func:`output_argument`)."""
         return output_argument(self.cell)
 
+    def width(self, name: str) -> str:
+        """A node's width as code: "n_a", "n_x" or "1"."""
+        return self.cell.width(name)
+
+    @property
+    def param_shapes(self) -> dict[str, str]:
+        """Each parameter's shape as code in n_a and n_x: ``"(n_a, n_a + n_x)"``, ``"(n_a,)"``."""
+        return {
+            k: "(" + ", ".join(v) + ("," if len(v) == 1 else "") + ")" for k, v in param_shape_code(self.cell).items()
+        }
+
+    @property
+    def n_a_from(self) -> str:
+        """A parameter whose first axis is n_a (the kernels read n_a from it)."""
+        return next(k for k, v in param_shape_code(self.cell).items() if v[0] == "n_a")
+
 
 def seed(v: str) -> Partial:
     """∂Error<t>/∂v: the loss's own branch into ``v``."""

@@ -20,7 +20,6 @@ from .cell import Cell, Linear, Reduce
 from .codegen import (
     ModuleApi,
     check_names,
-    param_shape_code,
     template_env,
     uni,
     uni_expr,
@@ -140,21 +139,6 @@ class ArrayAPIPlan(ModuleApi):
     def stored(self) -> list[str]:
         """Every per-step node backward may read (the array-API module keeps them all; simple and portable)."""
         return [st.name for st in self.cell.stages]
-
-    def width(self, name: str) -> str:
-        return self.cell.width(name)
-
-    @property
-    def param_shapes(self) -> dict[str, str]:
-        """Each parameter's shape as code in n_a and n_x."""
-        return {
-            k: "(" + ", ".join(v) + ("," if len(v) == 1 else "") + ")" for k, v in param_shape_code(self.cell).items()
-        }
-
-    @property
-    def n_a_from(self) -> str:
-        """A parameter whose first axis is n_a (the kernels read n_a from it)."""
-        return next(k for k, v in param_shape_code(self.cell).items() if v[0] == "n_a")
 
 
 def source_hash(cell: Cell) -> str:

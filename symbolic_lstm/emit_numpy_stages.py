@@ -17,10 +17,8 @@ Simpler than the fused layout and a little slower (one product per stage and ope
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from .cell import Cell, Elementwise, Linear, Reduce
-from .codegen import Line, check_names, matrix_symbol, param_shape_code, uni, uni_expr, uni_time
+from .codegen import Line, check_names, matrix_symbol, uni, uni_expr, uni_time
 from .emit_numpy import LossCode
 from .printer_numpy import KernelPrinter
 from .schedule import Schedule
@@ -67,30 +65,14 @@ class StagePlan(LossCode):
     def why(self) -> str:
         return stages_reason(self.cell) or "asked for them"
 
-    @cached_property
-    def shapes(self) -> dict[str, tuple[str, ...]]:
-        return param_shape_code(self.cell)
-
-    def shape_code(self, name: str) -> str:
-        v = self.shapes[name]
-        return "(" + ", ".join(v) + ("," if len(v) == 1 else "") + ")"
-
     @property
     def params_doc(self) -> str:
-        return "; ".join(f"{k} {self.shape_code(k)}" for k in self.cell.params)
-
-    def width(self, name: str) -> str:
-        return self.cell.width(name)
+        return "; ".join(f"{k} {v}" for k, v in self.param_shapes.items())
 
     @property
     def stored(self) -> list[str]:
         """Every stage but the states (those have (T + 1)-step buffers of their own), in order."""
         return [st.name for st in self.cell.stages if st.name not in self.cell.states]
-
-    @property
-    def n_a_from(self) -> str:
-        """A parameter whose first axis is n_a."""
-        return next(k for k, v in self.shapes.items() if v[0] == "n_a")
 
     def stage_text(self, st: Elementwise | Reduce) -> str:
         text = uni_expr(st.expr, self.cell.vectors)
