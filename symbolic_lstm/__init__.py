@@ -3,7 +3,7 @@
 A recurrent cell written as functional stages (:mod:`symbolic_lstm.cell`) → the graph of one step with
 its forks (:mod:`symbolic_lstm.graph`) → the chain rule over that graph (:mod:`symbolic_lstm.derivation`)
 → emitters: LaTeX (:mod:`symbolic_lstm.emit_latex`) and vectorised NumPy kernels
-(:mod:`symbolic_lstm.emit_numpy`, ``templates/``) → ``generated/``, which :func:`load` imports.
+(:mod:`symbolic_lstm.codegen`, ``templates/``) → ``generated/``, which :func:`load` imports.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .functions import diff_real
+from .notation import latex_symbol
 
 
 class CellError(ValueError):
@@ -190,8 +191,6 @@ class Cell:
         state = self.state_of_prev(node)
         if state is not None:
             node = state
-        from .printer_latex import latex_symbol
-
         return self.latex.get(node) or latex_symbol(node)
 
 

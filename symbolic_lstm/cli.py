@@ -22,6 +22,8 @@ import click
 from . import __version__
 from .cell import Cell
 from .cells import BUILTIN, get_cell
+from .codegen.backends import BACKENDS
+from .codegen.backends import DEFAULT as DEFAULT_BACKEND
 from .derivation import LOSS_MODES
 from .files import write_atomic
 from .stale import freshness
@@ -429,11 +431,10 @@ def _emit(text: str | bytes, output: Path | None) -> None:
 @click.option("--force", is_flag=True, help="Overwrite a file that symbolic-lstm did not generate.")
 @click.option(
     "--backend",
-    type=click.Choice(["numpy", "array-api"]),
-    default="numpy",
+    type=click.Choice(list(BACKENDS)),
+    default=DEFAULT_BACKEND,
     show_default=True,
-    help="numpy: <cell>.py, fast, NumPy only; array-api: <cell>_array_api.py, runs on NumPy, PyTorch, CuPy, "
-    "JAX arrays (needs array-api-compat).",
+    help="; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values()) + ".",
 )
 def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> None:
     """Write the forward/backward kernels derived from the cell: NumPy (default) or array-API (--backend).
@@ -444,8 +445,8 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
     import os
 
     from .codegen import CodegenError
+    from .codegen.pipeline import module_name, render, write_checked
     from .paths import generated_dir, is_checkout
-    from .smoke import module_name, render, write_checked
     from .stale import is_generated
 
     folder = out_dir
@@ -512,7 +513,7 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
 def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: Path | None, stale: bool) -> None:
     """Check the generated kernels against the complex-step derivative of the cell's stages (float64), and their
     forward pass against the same interpreter; exit 1 if any error > TOL."""
-    from .emit_numpy import source_hash
+    from .codegen.pipeline import source_hash
     from .gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, check_module, format_table
     from .loader import available
     from .paths import generated_dir

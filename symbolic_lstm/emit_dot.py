@@ -16,7 +16,7 @@ import unicodedata
 import sympy as sp
 
 from .cell import Cell, Linear, Reduce
-from .codegen import CommentPrinter, uni, uni_expr, uni_time
+from .codegen.lines import CommentPrinter, uni, uni_expr, uni_time
 from .derivation import LOSS_MODES, LossMode, derive
 from .notation import ERROR, Partial, node
 

@@ -3,12 +3,21 @@
 SymPy has no sigmoid: ``diff(1/(1 + exp(-x)))`` gives ``exp(-x)/(1 + exp(-x))**2`` and simplification
 turns it into ``1/(4*cosh(x/2)**2)``.  A ``Function`` subclass whose ``fdiff`` returns ``σ(x)(1 − σ(x))``
 keeps every derivative expressible through the stored gate activation Γ = σ(sum), which is what the
-article (and any fast kernel) uses.  Printing lives in the printers (``printer_latex``, ``printer_numpy``).
+article (and any fast kernel) uses.
+
+Each function carries its printing beside its derivative, one place per primitive (the HIPS-autograd way),
+through SymPy's print methods: ``_numpycode`` (every NumPy-flavoured kernel printer; ``np.``/``xp.`` come
+from the printer's ``_module_format``), ``_latex`` (``sympy.latex`` and the article's printer) and
+``_comment`` (the generated code's comments).  A function of a user's own works the same way.
 """
 
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
+
+#: Indices of nested sums over units in LaTeX (Σ_i … Σ_j …).
+UNIT_INDICES = "ijklmn"
 
 
 class sigmoid(sp.Function):  # noqa: N801  (SymPy's convention: functions are lower-case classes)
@@ -36,6 +45,20 @@ class sigmoid(sp.Function):  # noqa: N801  (SymPy's convention: functions are lo
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real
 
+    # -- printing --------------------------------------------------------------------------------------
+    def _numpycode(self, printer: sp.printing.printer.Printer) -> str:
+        """½·tanh(x/2) + ½: one ufunc, no overflow for any |x| (1/(1 + exp(−x)) overflows in float32 for
+        x < −89)."""
+        arg = printer._print(sp.Rational(1, 2) * self.args[0])
+        return f"(0.5*{printer._module_format('numpy.tanh')}({arg}) + 0.5)"
+
+    def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
+        head = r"\sigma^{%s}" % exp if exp else r"\sigma"
+        return r"%s\left(%s\right)" % (head, printer._print(self.args[0]))
+
+    def _comment(self, printer: sp.printing.printer.Printer) -> str:
+        return f"σ({printer._print(self.args[0])})"
+
 
 class softsign(sp.Function):  # noqa: N801
     """softsign(x) = x / (1 + |x|); its derivative 1 / (1 + |x|)² needs the pre-activation x."""
@@ -62,6 +85,16 @@ class softsign(sp.Function):  # noqa: N801
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real
 
+    # -- printing --------------------------------------------------------------------------------------
+    def _numpycode(self, printer: sp.printing.printer.Printer) -> str:
+        """x/(1 + |x|), |x| as the printer spells it (the complex-step printer takes the branch)."""
+        x = self.args[0]
+        return f"({printer.parenthesize(x, PRECEDENCE['Mul'])}/(1 + {printer._print(sp.Abs(x, evaluate=False))}))"
+
+    def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
+        head = r"\operatorname{softsign}^{%s}" % exp if exp else r"\operatorname{softsign}"
+        return r"%s\left(%s\right)" % (head, printer._print(self.args[0]))
+
 
 class rsqrt(sp.Function):  # noqa: N801
     """rsqrt(x) = 1/√x (layer normalisation's 1/√(var + ε)); rsqrt'(x) = −½·rsqrt(x)³, through itself."""
@@ -82,6 +115,17 @@ class rsqrt(sp.Function):  # noqa: N801
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_positive
 
+    # -- printing --------------------------------------------------------------------------------------
+    def _numpycode(self, printer: sp.printing.printer.Printer) -> str:
+        return f"(1/{printer._module_format('numpy.sqrt')}({printer._print(self.args[0])}))"
+
+    def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
+        body = r"\frac{1}{\sqrt{%s}}" % printer._print(self.args[0])
+        return r"\left(%s\right)^{%s}" % (body, exp) if exp else body
+
+    def _comment(self, printer: sp.printing.printer.Printer) -> str:
+        return f"1/√({printer._print(self.args[0])})"
+
 
 class UnitSum(sp.Function):
     """Σ_i over the n_a units of one batch row (a reduction; the δ of a per-row scalar such as a mean).
@@ -90,6 +134,25 @@ class UnitSum(sp.Function):
     """
 
     nargs = 1
+
+    # -- printing --------------------------------------------------------------------------------------
+    def _numpycode(self, printer: sp.printing.printer.Printer) -> str:
+        return f"{printer._module_format('numpy.sum')}({printer._print(self.args[0])}, axis=-1, keepdims=True)"
+
+    def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
+        """Σ_i (…)_i; a sum inside a sum takes the next index (the printer counts the depth)."""
+        depth = getattr(printer, "unit_depth", 0)
+        idx = UNIT_INDICES[min(depth, len(UNIT_INDICES) - 1)]
+        printer.unit_depth = depth + 1  # type: ignore[attr-defined]
+        try:
+            inner = printer._print(self.args[0])
+        finally:
+            printer.unit_depth = depth  # type: ignore[attr-defined]
+        body = r"\sum_{%s=1}^{n_a} \left(%s\right)_{%s}" % (idx, inner, idx)
+        return r"\left(%s\right)^{%s}" % (body, exp) if exp else body
+
+    def _comment(self, printer: sp.printing.printer.Printer) -> str:
+        return f"Σ_i({printer._print(self.args[0])})"
 
 
 #: Activations a cell definition may use, by name (for user-facing messages and cell files).

@@ -16,12 +16,10 @@ import re
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
-from .functions import UnitSum
+from .functions import UNIT_INDICES, UnitSum
 
 #: Estimated width of a line of the standalone document, in glyphs of the estimate (landscape, 1.5 cm margins).
 LINE = 100.0
-#: Names of the nested sums over units, outermost first.
-UNIT_INDICES = "ijklmn"
 
 _SPACES = {r"\quad": 2.0, r"\qquad": 4.0, r"\,": 0.2, r"\;": 0.3, r"\!": 0.0, r"\ ": 0.3}
 _ZERO = {r"\left", r"\right", r"\Big", r"\big", r"\Bigg", r"\limits", r"\displaystyle", r"\mathsf"}

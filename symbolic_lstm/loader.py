@@ -72,12 +72,13 @@ def load(name: str = "lstm", directory: str | Path | None = None, *, warn_stale:
         code = "" if e.code is None else repr(e.code)
         raise ValueError(f"{path} called sys.exit({code}) while it was imported") from None
     except ModuleNotFoundError as e:
-        if e.name != "array_api_compat":
+        from .codegen.backends import of_module
+
+        backend = of_module(name)[1]
+        if e.name not in backend.imports:
             raise
         raise ModuleNotFoundError(
-            f"{name} is an array-API module and needs array-api-compat: pip install 'symbolic-lstm[array-api]' "
-            "(or pip install array-api-compat); the NumPy module needs nothing but NumPy",
-            name=e.name,
+            f"{name} is a module of the {backend.name} backend and needs {backend.needs}", name=e.name
         ) from None
     return module
 
@@ -89,18 +90,19 @@ def _missing(name: str, folder: Path) -> str:
 
     from . import paths
     from .cells import BUILTIN
+    from .codegen.backends import of_module
     from .stale import regenerate_command
 
     found = available(folder)
     text = f"no generated module {name!r} in {folder} (found: {', '.join(found) or 'none'})"
-    cell, backend = (name[: -len("_array_api")], "array-api") if name.endswith("_array_api") else (name, "numpy")
+    cell, backend = of_module(name)
     # the installed package's generated/ is left as shipped: never suggest writing into site-packages
     installed = folder.resolve() == paths.generated_dir().resolve() and not paths.is_checkout()
     close = difflib.get_close_matches(name, [*found, *BUILTIN], n=1)
     if cell in BUILTIN and installed:
         return f"{text}; the installed package ships every built-in cell's module: reinstall symbolic-lstm"
     if cell in BUILTIN:
-        return f"{text}; run: {regenerate_command(cell, folder, backend)}"
+        return f"{text}; run: {regenerate_command(cell, folder, backend.name)}"
     if close:
         return f"{text}; did you mean {close[0]!r}?"
     if installed:
@@ -144,16 +146,15 @@ def module_for(cell: Cell, directory: str | Path | None = None, backend: str = "
         CodegenError: the cell cannot be generated (the message names the stage).
         OSError: the cache folder cannot be written.
     """
-    from .emit_array_api import source_hash as array_api_hash
-    from .emit_numpy import source_hash
-    from .smoke import module_name, write_checked
+    from .codegen.pipeline import backend_of, write_checked
     from .stale import recorded_hash
 
-    name = module_name(cell, backend)
+    b = backend_of(backend)
+    name = b.module_name(cell)
     if directory is not None:
         folder = Path(directory)
         return Found(load(name, folder, warn_stale=False), folder / f"{name}.py", False)
-    current = array_api_hash(cell) if backend == "array-api" else source_hash(cell)
+    current = b.source_hash(cell)
     shipped = generated_dir() / f"{name}.py"
     if cell.origin == "" and shipped.is_file() and recorded_hash(shipped) == current:
         return Found(load(name, warn_stale=False), shipped, False)
@@ -162,5 +163,5 @@ def module_for(cell: Cell, directory: str | Path | None = None, backend: str = "
     made = not path.is_file()
     if made:
         folder.mkdir(parents=True, exist_ok=True)
-        write_checked(cell, backend, folder)
+        write_checked(cell, b, folder)
     return Found(load(name, folder, warn_stale=False), path, made)

@@ -4,7 +4,7 @@ Inside one step the engine uses *step-local* symbols named like the code variabl
 ``Gamma_f`` (a node's value at step t), ``c_prev`` (state c at t−1), ``delta_c`` (δc<t>, the total
 derivative of the Error with respect to c<t> where c forks), ``a_next`` … and :class:`Partial`, an
 unevaluated local partial ∂num/∂den.  :mod:`symbolic_lstm.emit_latex` translates them to the article's
-time-indexed notation; :mod:`symbolic_lstm.emit_numpy` prints them as NumPy.
+time-indexed notation; the code backends (:mod:`symbolic_lstm.codegen`) print them as code.
 """
 
 from __future__ import annotations
@@ -58,3 +58,20 @@ def target(output: str) -> sp.Symbol:
 
 def is_partial(e: sp.Basic) -> bool:
     return isinstance(e, Partial)
+
+
+def latex_symbol(name: str) -> str:
+    """A node or parameter name as LaTeX: Greek letters as SymPy spells them, a name of several letters as a
+    word, not a product of letters (``sum_f`` → ``\\mathrm{sum}_{f}``, ``W_in`` → ``W_{\\mathrm{in}}``),
+    ``c_tilde`` → ``\\tilde{c}``."""
+    head, _, tail = name.partition("_")
+    if tail in ("tilde", "hat", "bar"):
+        return r"\%s{%s}" % (tail, latex_symbol(head))
+
+    def word(part: str) -> str:
+        printed = sp.latex(sp.Symbol(part))
+        return printed if printed.startswith("\\") or len(part) == 1 or not part.isalpha() else r"\mathrm{%s}" % part
+
+    if not tail:
+        return word(head) if head.isalpha() else sp.latex(sp.Symbol(name))
+    return "%s_{%s}" % (word(head), word(tail) if tail.isalpha() else tail.replace("_", ","))

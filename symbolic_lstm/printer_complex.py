@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .printer_numpy import KernelPrinter, heaviside_at_zero
+from .codegen.printer import KernelPrinter, heaviside_at_zero
 
 
 class ComplexStepPrinter(KernelPrinter):
@@ -43,10 +43,6 @@ class ComplexStepPrinter(KernelPrinter):
     def _print_Abs(self, expr: sp.Expr) -> str:
         arg = self.parenthesize(expr.args[0], sp.printing.precedence.PRECEDENCE["Mul"])
         return f"({arg}*{self._module_format('numpy.sign')}({self._real(expr.args[0])}))"
-
-    def _print_softsign(self, expr: sp.Expr) -> str:
-        x = expr.args[0]
-        return f"({self.parenthesize(x, 50)}/(1 + {self._print_Abs(sp.Abs(x, evaluate=False))}))"
 
     def _print_sign(self, expr: sp.Expr) -> str:
         return f"{self._module_format('numpy.sign')}({self._real(expr.args[0])})"

@@ -1,6 +1,6 @@
 """SymPy's LaTeX printer, taught the article's notation.
 
-Adds only what SymPy lacks: σ, softsign, the unevaluated partial ∂num/∂den, and time-indexed names
+Adds only what SymPy lacks: the unevaluated partial ∂num/∂den, and time-indexed names
 (symbols named ``node<time>``: ``Gamma_f<t+1>`` prints as ``\\Gamma_f^{<t+1>}``).  Everything else —
 fractions, powers, tanh², parentheses — is SymPy's own ``latex()``.
 """
@@ -8,37 +8,23 @@ fractions, powers, tanh², parentheses — is SymPy's own ``latex()``.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from .cell import Cell
+from .notation import latex_symbol
+
+if TYPE_CHECKING:
+    from .cell import Cell
 
 _TIMED = re.compile(r"^(?P<delta>delta_)?(?P<name>.+)<(?P<time>[^<>]+)>$")
-
-
-def latex_symbol(name: str) -> str:
-    """A node or parameter name as LaTeX: Greek letters as SymPy spells them, a name of several letters as a
-    word, not a product of letters (``sum_f`` → ``\\mathrm{sum}_{f}``, ``W_in`` → ``W_{\\mathrm{in}}``),
-    ``c_tilde`` → ``\\tilde{c}``."""
-    head, _, tail = name.partition("_")
-    if tail in ("tilde", "hat", "bar"):
-        return r"\%s{%s}" % (tail, latex_symbol(head))
-
-    def word(part: str) -> str:
-        printed = sp.latex(sp.Symbol(part))
-        return printed if printed.startswith("\\") or len(part) == 1 or not part.isalpha() else r"\mathrm{%s}" % part
-
-    if not tail:
-        return word(head) if head.isalpha() else sp.latex(sp.Symbol(name))
-    return "%s_{%s}" % (word(head), word(tail) if tail.isalpha() else tail.replace("_", ","))
 
 
 class ArticleLatexPrinter(LatexPrinter):
     """LaTeX in the article's notation for one cell (``order='none'`` keeps the chain's order)."""
 
-    printmethod = "_article_latex"
+    printmethod = "_latex"  # the package's functions print themselves (functions.py)
 
     def __init__(self, cell: Cell, settings: dict[str, Any] | None = None) -> None:
         super().__init__({"order": "none", **(settings or {})})
@@ -78,32 +64,7 @@ class ArticleLatexPrinter(LatexPrinter):
     def _print_Partial(self, expr: sp.Expr) -> str:
         return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.num), self._print(expr.den))
 
-    def _print_sigmoid(self, expr: sp.Expr, exp: str | None = None) -> str:
-        arg = self._print(expr.args[0])
-        head = r"\sigma^{%s}" % exp if exp else r"\sigma"
-        return r"%s\left(%s\right)" % (head, arg)
-
-    def _print_rsqrt(self, expr: sp.Expr, exp: str | None = None) -> str:
-        body = r"\frac{1}{\sqrt{%s}}" % self._print(expr.args[0])
-        return r"\left(%s\right)^{%s}" % (body, exp) if exp else body
-
     unit_depth = 0  # how many sums over units enclose what is being printed (their indices must differ)
-
-    def _print_UnitSum(self, expr: sp.Expr) -> str:
-        from .latex_layout import UNIT_INDICES
-
-        idx = UNIT_INDICES[min(self.unit_depth, len(UNIT_INDICES) - 1)]
-        self.unit_depth += 1
-        try:
-            inner = self._print(expr.args[0])
-        finally:
-            self.unit_depth -= 1
-        return r"\sum_{%s=1}^{n_a} \left(%s\right)_{%s}" % (idx, inner, idx)
-
-    def _print_softsign(self, expr: sp.Expr, exp: str | None = None) -> str:
-        arg = self._print(expr.args[0])
-        head = r"\operatorname{softsign}^{%s}" % exp if exp else r"\operatorname{softsign}"
-        return r"%s\left(%s\right)" % (head, arg)
 
 
 def shift_label(time: str, off: int) -> str:

@@ -2,7 +2,8 @@
 
 Every generated file records the hash of its sources in its header (``SOURCE_HASH = "…"``).  This module
 reads that line from the file's text (nothing is imported or executed) and compares it with
-:func:`symbolic_lstm.emit_numpy.source_hash` of the cell named by the file's ``CELL = "…"`` line.
+the hash its backend (the file's ``BACKEND = "…"`` line) gives the cell named by its ``CELL = "…"`` line
+(:meth:`symbolic_lstm.codegen.backend.Backend.source_hash`).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def regenerate_command(spec: str, folder: str | Path | None, backend: str = "num
     cmd = f"symbolic-lstm generate --cell {shlex.quote(spec)}"
     if folder is not None and Path(folder).resolve() != generated_dir().resolve():
         cmd += f" --out {shlex.quote(str(folder))}"
-    return cmd + (f" --backend {backend}" if backend != "numpy" else "")
+    from .codegen.backends import DEFAULT
+
+    return cmd + (f" --backend {backend}" if backend != DEFAULT else "")
 
 
 def recorded_hash(path: str | Path) -> str | None:
@@ -99,8 +102,8 @@ def freshness(path: str | Path, run_cell_files: bool = False) -> Freshness:
     is rebuilt only with ``run_cell_files=True``, which runs that file — ``check --stale`` does, since the
     user asked; ``load()`` does not, so loading a module never runs code the module merely names.
     """
-    from . import emit_array_api, emit_numpy
     from .cells import get_cell
+    from .codegen.backends import BACKENDS, DEFAULT
 
     path = Path(path)
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -108,12 +111,11 @@ def freshness(path: str | Path, run_cell_files: bool = False) -> Freshness:
     name = cell.group(1) if cell else None
     spec = json.loads(spec_line.group(1)) if spec_line else name
     found = _BACKEND.search(text)
-    backend = found.group(1) if found else "numpy"
-    source_hash = emit_array_api.source_hash if backend == "array-api" else emit_numpy.source_hash
+    backend = found.group(1) if found else DEFAULT
     current = None
-    if spec is not None and (run_cell_files or ":" not in spec):
+    if spec is not None and backend in BACKENDS and (run_cell_files or ":" not in spec):
         try:
-            current = source_hash(get_cell(spec))
+            current = BACKENDS[backend].source_hash(get_cell(spec))
         except ValueError:  # a built-in that no longer exists, a cell file moved away or broken
             current = None
     return Freshness(path, name, recorded.group(1) if recorded else None, current, spec, backend)

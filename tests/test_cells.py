@@ -235,7 +235,7 @@ def test_every_cells_derivation_compiles(name, tmp_path):
 def test_a_cell_defined_only_in_this_file(tmp_path):
     """A minimal gated unit with a peephole-style unit parameter and a layer-normalised candidate."""
     from symbolic_lstm import CellBuilder, sigmoid
-    from symbolic_lstm.emit_numpy import generate
+    from symbolic_lstm.codegen.pipeline import generate
     from symbolic_lstm.functions import rsqrt
 
     b = CellBuilder("tiny_mgu", inputs=("x",), states=("a",), output="a", description="test-only cell")

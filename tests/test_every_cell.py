@@ -16,10 +16,11 @@ from symbolic_lstm import CellBuilder, load, proof, sigmoid
 from symbolic_lstm.cells import get_cell
 from symbolic_lstm.cli import main
 from symbolic_lstm.codegen import CodegenError
+from symbolic_lstm.codegen.pipeline import write_checked
+from symbolic_lstm.codegen.printer import KernelPrinter
+from symbolic_lstm.codegen.schedule import Schedule
+from symbolic_lstm.codegen.smoke import smoke_run
 from symbolic_lstm.gradcheck import check_module, numeric_gradient
-from symbolic_lstm.printer_numpy import KernelPrinter
-from symbolic_lstm.schedule import Schedule
-from symbolic_lstm.smoke import smoke_run, write_checked
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 USER_CELLS = ["gru_torch", "mi_rnn", "indrnn", "leaky", "hard"]
@@ -370,7 +371,7 @@ def test_cli_generate_reports_the_failing_stage(tmp_path):
 
 def test_smoke_run_accepts_every_builtin():
     from symbolic_lstm.cells import BUILTIN
-    from symbolic_lstm.smoke import render
+    from symbolic_lstm.codegen.pipeline import render
 
     for name in BUILTIN:
         smoke_run(get_cell(name), "numpy", render(get_cell(name), "numpy"))

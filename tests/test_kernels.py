@@ -9,7 +9,7 @@ import pytest
 
 from symbolic_lstm import load
 from symbolic_lstm.cells import lstm as lstm_cell
-from symbolic_lstm.emit_numpy import generate
+from symbolic_lstm.codegen.pipeline import generate
 from symbolic_lstm.functions import softsign
 from symbolic_lstm.gradcheck import DEFAULT_PROBLEMS, check_module, numeric_gradient, relative_error
 from symbolic_lstm.paths import generated_dir

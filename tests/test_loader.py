@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from symbolic_lstm import load
-from symbolic_lstm.emit_numpy import source_hash
+from symbolic_lstm.codegen.pipeline import source_hash
 from symbolic_lstm.paths import generated_dir
 from symbolic_lstm.stale import StaleModuleWarning, freshness, is_generated
 

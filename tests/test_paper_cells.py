@@ -25,8 +25,7 @@ from symbolic_lstm import CellBuilder, CellError, get_cell, load, proof, sigmoid
 from symbolic_lstm import train as tr
 from symbolic_lstm.cli import main
 from symbolic_lstm.codegen import CodegenError
-from symbolic_lstm.emit_array_api import render as render_array_api
-from symbolic_lstm.emit_numpy import render
+from symbolic_lstm.codegen.backends import BACKENDS
 from symbolic_lstm.gradcheck import check_module
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
@@ -314,7 +313,7 @@ def test_jax_bridge(name, tmp_path):
 
 def test_a_generator_bug_in_the_stage_layout_is_refused_before_writing(tmp_path, monkeypatch):
     """A sign flipped in the highway's branch of ∂E/∂x<t> (SRU as the paper writes it): nothing is written."""
-    from symbolic_lstm import smoke
+    from symbolic_lstm.codegen import pipeline as smoke
 
     real = smoke.render
 
@@ -340,7 +339,7 @@ def test_the_papers_names_work_and_the_losses_rename_their_argument(kernels):
 
 
 @pytest.mark.parametrize("bad", ["xp", "np", "range", "_state", "cache"])
-@pytest.mark.parametrize("backend", [render, render_array_api])
+@pytest.mark.parametrize("backend", [BACKENDS["numpy"].render, BACKENDS["array-api"].render])
 def test_a_name_the_modules_use_is_refused_by_every_backend_naming_it(bad, backend):
     cell = CellBuilder("clash", inputs=("x",), states=("a",), output="a")
     s = cell.linear(bad, [cell.prev("a"), cell.input("x")], weight="W", bias="b")

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from symbolic_lstm.codegen.backends.numpy.inplace import (
+    SIGMOID_INNER,
+    InplaceError,
+    inplace,
+    scratch_needed,
+    sigmoid_of_scaled,
+)
 from symbolic_lstm.functions import sigmoid, softsign
-from symbolic_lstm.printer_inplace import SIGMOID_INNER, InplaceError, inplace, scratch_needed, sigmoid_of_scaled
 
 NAMES = "Gamma_f Gamma_u Gamma_o c_tilde c c_prev delta_a delta_c tanh_c dc_next a y"
 SYMS = sp.symbols(NAMES)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from symbolic_lstm import CellBuilder, get_cell, load, proof, sigmoid, softsign
 from symbolic_lstm.cli import main
-from symbolic_lstm.emit_numpy import generate
+from symbolic_lstm.codegen.pipeline import generate
 from symbolic_lstm.functions import rsqrt
 from symbolic_lstm.gradcheck import FLOOR, NORMAL, SATURATED, check_module, comparisons, relative_error
 from symbolic_lstm.notation import Partial
@@ -436,7 +436,7 @@ def _broken(text: str, backend: str) -> str:
 
 @pytest.mark.parametrize("backend", ["numpy", "array-api"])
 def test_a_generator_bug_that_makes_wrong_gradients_is_refused_before_writing(backend, tmp_path, monkeypatch):
-    from symbolic_lstm import smoke
+    from symbolic_lstm.codegen import pipeline as smoke
 
     real = smoke.render
     monkeypatch.setattr(smoke, "render", lambda cell, b: _broken(real(cell, b), b))

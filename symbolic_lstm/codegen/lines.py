@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import jinja2
 import sympy as sp
 
-from .cell import Cell
-from .notation import ERROR, Partial, node
-from .paths import templates_dir
+from ..cell import Cell
+from ..notation import ERROR, Partial, node
+from ..paths import templates_dir
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 class CodegenError(ValueError):
@@ -186,6 +189,8 @@ def uni_expr(expr: sp.Expr, shared: tuple[str, ...] = ()) -> str:
 class CommentPrinter(sp.printing.str.StrPrinter):
     """Compact text for comments: ∂c<t>/∂Γ_f<t>, δc<t+1>, σ(…), products with '·'; chain order kept."""
 
+    printmethod = "_comment"  # the package's functions print themselves (functions.py): σ(…), Σ_i(…), 1/√(…)
+
     def __init__(self) -> None:
         super().__init__({"order": "none"})
 
@@ -209,15 +214,6 @@ class CommentPrinter(sp.printing.str.StrPrinter):
             return self.parenthesize(expr.base, 60, strict=True) + "²"
         return super()._print_Pow(expr, rational)
 
-    def _print_sigmoid(self, expr: sp.Expr) -> str:
-        return f"σ({self._print(expr.args[0])})"
-
-    def _print_UnitSum(self, expr: sp.Expr) -> str:
-        return f"Σ_i({self._print(expr.args[0])})"
-
-    def _print_rsqrt(self, expr: sp.Expr) -> str:
-        return f"1/√({self._print(expr.args[0])})"
-
     def _print_Heaviside(self, expr: sp.Expr) -> str:
         return f"H({self._print(expr.args[0])})"
 
@@ -230,6 +226,8 @@ class CommentPrinter(sp.printing.str.StrPrinter):
 
 def template_env() -> jinja2.Environment:
     """The Jinja2 environment every backend renders with: strict, whitespace-exact, the comment filters."""
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

@@ -1,6 +1,6 @@
-"""Stage 4d: kernels written against the Python array API standard (``templates/array_api/``).
+"""Kernels written against the Python array API standard (``templates/array_api/``).
 
-The same schedule as :mod:`symbolic_lstm.emit_numpy` (:mod:`symbolic_lstm.schedule`: its backward
+The same schedule as the NumPy backend (:mod:`symbolic_lstm.codegen.schedule`: its backward
 statements, the same validation), printed without NumPy's in-place ``out=`` calls, item assignment or
 gate blocks — the standard has none of them for every library (JAX arrays are immutable) — so the module
 runs on whatever arrays it is given: NumPy, PyTorch tensors, CuPy, JAX, through
@@ -10,14 +10,12 @@ per-step values kept in lists and stacked.  The NumPy backend stays the fast one
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-import sympy as sp
-
-from . import __version__
-from .cell import Cell, Linear, Reduce
-from .codegen import (
+from .... import __version__
+from ....cell import Cell, Linear, Reduce
+from ....derivation import StepDerivation
+from ...lines import (
     ModuleApi,
     check_names,
     template_env,
@@ -25,30 +23,13 @@ from .codegen import (
     uni_expr,
     uni_time,
 )
-from .derivation import StepDerivation
-from .paths import PACKAGE_DIR, templates_dir
-from .printer_numpy import KernelPrinter, heaviside_at_zero
-from .schedule import Schedule
+from ...schedule import Schedule
+from .printer import ArrayAPIPrinter
 
 TEMPLATE = "array_api/cell_module.py.j2"
 #: The kernels' own variables (a node may not take one of these names; see :func:`~.codegen.check_names`).
 LOCALS = frozenset({"p", "t", "T", "B", "n_a", "n_x", "initial", "steps", "seq", "cache", "grads", "name", "values"})
 BACKEND = "array-api"
-
-
-class ArrayAPIPrinter(KernelPrinter):
-    """The kernel printer with ``xp.`` (the arrays' namespace) in place of ``np.``."""
-
-    def _module_format(self, fqn: str, register: bool = True) -> str:
-        out = super()._module_format(fqn, register)
-        return "xp." + out[len("np.") :] if out.startswith("np.") else out
-
-    def _print_Heaviside(self, expr: sp.Expr) -> str:
-        """The standard has no heaviside: H(x) = (x > 0) as the arrays' dtype, H(0) = 0 unless the cell says."""
-        x = self._print(expr.args[0])
-        step = f"xp.astype(xp.greater({x}, 0), ({x}).dtype)"
-        h0 = heaviside_at_zero(expr)
-        return step if h0 == 0 else f"xp.where(xp.equal({x}, 0), xp.full_like({x}, {self._print(h0)}), {step})"
 
 
 @dataclass(frozen=True)
@@ -141,22 +122,7 @@ class ArrayAPIPlan(ModuleApi):
         return [st.name for st in self.cell.stages]
 
 
-def source_hash(cell: Cell) -> str:
-    """As :func:`symbolic_lstm.emit_numpy.source_hash`, over this backend's emitter and templates."""
-    from .emit_numpy import source_hash as numpy_hash  # the cell and the shared stages of the generator
-
-    h = hashlib.sha256(numpy_hash(cell).encode())
-    h.update((PACKAGE_DIR / "emit_array_api.py").read_bytes().replace(b"\r\n", b"\n"))
-    for path in sorted(templates_dir().glob("array_api/*.j2")):
-        h.update(path.read_bytes().replace(b"\r\n", b"\n"))
-    return h.hexdigest()[:16]
-
-
-def module_name(cell: Cell) -> str:
-    return f"{cell.name}_array_api"
-
-
-def render(cell: Cell) -> str:
+def render(cell: Cell, source_hash: str) -> str:
     """The array-API module for ``cell``, as text (byte-stable)."""
     plan = ArrayAPIPlan(cell)
     return (
@@ -167,7 +133,13 @@ def render(cell: Cell) -> str:
             template=TEMPLATE,
             cell=cell,
             plan=plan,
-            source_hash=source_hash(cell),
+            source_hash=source_hash,
             backend=BACKEND,
         )
     )
+
+
+def statements(cell: Cell) -> list[Step]:
+    """Every statement the module prints from a stage, as ``target = code`` (for the smoke run's attribution)."""
+    plan = ArrayAPIPlan(cell)
+    return [*plan.forward(), *plan.backward()]

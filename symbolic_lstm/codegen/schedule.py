@@ -31,10 +31,10 @@ from typing import Literal
 
 import sympy as sp
 
-from .cell import Cell, Elementwise, Linear, Reduce
-from .codegen import CodegenError, is_seed, seed
-from .derivation import StepDerivation, derive
-from .notation import Partial, future, node
+from ..cell import Cell, Elementwise, Linear, Reduce
+from ..derivation import StepDerivation, derive
+from ..notation import Partial, future, node
+from .lines import CodegenError, is_seed, seed
 
 OperandKind = Literal["input", "state", "inner"]
 
@@ -298,7 +298,7 @@ class Schedule:
     @property
     def nonsmooth(self) -> bool:
         """Does a stage use a function with kinks or jumps (relu, |x|, clipping, a Piecewise …)?"""
-        from .functions import NONSMOOTH
+        from ..functions import NONSMOOTH
 
         return any(isinstance(st, Elementwise | Reduce) and st.expr.has(*NONSMOOTH) for st in self.cell.stages)
 

@@ -17,11 +17,11 @@ Simpler than the fused layout and a little slower (one product per stage and ope
 
 from __future__ import annotations
 
-from .cell import Cell, Elementwise, Linear, Reduce
-from .codegen import Line, check_names, matrix_symbol, uni, uni_expr, uni_time
-from .emit_numpy import LossCode
-from .printer_numpy import KernelPrinter
-from .schedule import Schedule
+from ....cell import Cell, Elementwise, Linear, Reduce
+from ...lines import Line, check_names, matrix_symbol, template_env, uni, uni_expr, uni_time
+from ...printer import KernelPrinter
+from ...schedule import Schedule
+from .api import LossCode, api_context
 
 TEMPLATE = "numpy/stages_module.py.j2"
 #: The kernels' own variables (see :func:`~symbolic_lstm.codegen.check_names`).
@@ -211,3 +211,19 @@ class StagePlan(LossCode):
         r = self.d.rules[st.name]
         code = self.printer.doprint(r.bias.xreplace({r.D: matrix_symbol(f"dsum_{st.name}.reshape(T * B, {st.units})")}))
         return f"({code}).reshape(-1)"
+
+
+def render(cell: Cell, source_hash: str) -> str:
+    """The stage-by-stage module for ``cell``, as text (byte-stable)."""
+    plan = StagePlan(cell)
+    return (
+        template_env()
+        .get_template(TEMPLATE)
+        .render(**api_context(plan, source_hash), template=TEMPLATE, uni=uni, uni_time=uni_time)
+    )
+
+
+def statements(cell: Cell) -> list[Line]:
+    """Every statement the stage-by-stage module prints from a stage (for the smoke run's attribution)."""
+    plan = StagePlan(cell)
+    return [*plan.forward_lines(), *plan.backward_lines()]

@@ -17,21 +17,18 @@ decides (which products over which gates, which buffers) and this module spells 
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Sequence
 from functools import cached_property
-from pathlib import Path
 
 import sympy as sp
 
-from . import __version__
-from .cell import Cell, Elementwise, Linear, Reduce
-from .codegen import (
+from ....cell import Cell, Elementwise, Linear, Reduce
+from ....notation import Partial, node
+from ....timeline import Timeline
+from ...lines import (
     CodegenError,
     CommentPrinter,
     Line,
-    ModuleApi,
     check_names,
     matrix_symbol,
     template_env,
@@ -39,16 +36,12 @@ from .codegen import (
     uni_expr,
     uni_time,
 )
-from .derivation import StepDerivation
-from .emit_latex import Timeline
-from .heads import linear_mse, softmax_ce
-from .notation import ERROR, Partial, node, target
-from .paths import PACKAGE_DIR, templates_dir
-from .printer_inplace import SIGMOID_INNER, inplace, sigmoid_of_scaled
-from .printer_numpy import KernelPrinter
-from .schedule import Gate, Group, Product, Schedule
+from ...printer import KernelPrinter
+from ...schedule import Gate, Group, Product, Schedule
+from .api import LossCode, api_context
+from .inplace import SIGMOID_INNER, inplace, sigmoid_of_scaled
 
-__all__ = ["CodegenError", "KernelPlan", "generate", "render", "source_hash"]
+__all__ = ["KernelPlan", "render", "statements"]
 
 TEMPLATE = "numpy/cell_module.py.j2"
 #: Names of the (B, n_a) scratch buffers in-place statements may use.
@@ -60,34 +53,6 @@ RESERVED = {
 }  # fmt: skip
 #: Prefixes of the generated code's own variables (δ buffers, gradients, per-product weights and scratch).
 RESERVED_PREFIXES = ("delta_", "grad_", "S_", "W_", "WT_", "SW_", "dW_", "dSr_")
-
-
-class LossCode(ModuleApi):
-    """The loss and its derivative, from the engine, printed for NumPy (both NumPy layouts print them)."""
-
-    cell: Cell
-    d: StepDerivation
-    printer: KernelPrinter
-
-    @property
-    def loss_is_half_square(self) -> bool:
-        """Whether Error = ½ (∂Error/∂a)² holds identically (the article's ½(â − a)²): the kernel then takes E
-        from the gradient it returns anyway, one pass instead of three."""
-        e, de = self._loss_exprs
-        return sp.simplify(e - de**2 / 2) == 0
-
-    @cached_property
-    def _loss_exprs(self) -> tuple[sp.Expr, sp.Expr]:
-        """The Error of the output and its derivative, from the engine."""
-        out = self.cell.output
-        return self.d.loss(node(out), target(out)), self.d.partials[Partial(ERROR, node(out))]
-
-    def loss(self, output: str, hat: str) -> tuple[str, str]:
-        """The Error and its derivative (from the engine), printed with the given variable names."""
-        out = self.cell.output
-        e, de = self._loss_exprs
-        names = {node(out): sp.Symbol(output), target(out): sp.Symbol(hat)}
-        return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
 
 
 class KernelPlan(LossCode):
@@ -701,28 +666,23 @@ class KernelPlan(LossCode):
         return g.stage.weight, (" + ".join(rest) or "0")
 
 
-def render(cell: Cell) -> str:
-    """The generated module for ``cell``, as text (byte-stable): the fused gate-buffer kernels, or the
-    stage-by-stage ones for a cell they cannot lay out (:func:`~.emit_numpy_stages.stages_reason`)."""
-    from .emit_numpy_stages import TEMPLATE as STAGES_TEMPLATE
-    from .emit_numpy_stages import StagePlan, stages_reason
+def _scratch_in(code: list[str]) -> list[str]:
+    """The scratch buffers (tmp0, tmp1 …) these statements name; they are taken in order, so a prefix."""
+    used = [s for s in SCRATCH if any(re.search(rf"\b{s}\b", c) for c in code)]
+    return SCRATCH[: len(used)]
 
-    if stages_reason(cell) is not None:
-        plan = StagePlan(cell)
-        env = template_env()
-        return env.get_template(STAGES_TEMPLATE).render(
-            **_api_context(plan), template=STAGES_TEMPLATE, uni=uni, uni_time=uni_time
-        )
+
+def render(cell: Cell, source_hash: str) -> str:
+    """The fused gate-buffer module for ``cell``, as text (byte-stable)."""
     plan = KernelPlan(cell)
     env = template_env()
     env.filters["add_prefix"] = lambda s, prefix: prefix + s
     env.filters["prime_of"] = plan.prime_of
-    template = env.get_template(TEMPLATE)
     forward_lines, backward_lines = plan.forward_lines(), plan.backward_lines()
     early = [ln for grp in plan.early_groups for ln in plan.activation_lines(grp)]
     forward_code = [ln.code for ln in (*early, *forward_lines)]
     context = {
-        **_api_context(plan),
+        **api_context(plan, source_hash),
         "template": TEMPLATE,
         "gates": plan.gates,
         "inner": SIGMOID_INNER,
@@ -737,86 +697,11 @@ def render(cell: Cell) -> str:
         "uni": uni,
         "uni_time": uni_time,
     }
-    return template.render(**context)
+    return env.get_template(TEMPLATE).render(**context)
 
 
-def _api_context(plan: LossCode) -> dict[str, object]:
-    """What the shared part of both layouts (``numpy/_api.py.j2``: losses, heads, checks) reads."""
-    cell = plan.cell
-    return {
-        "version": __version__,
-        "cell": cell,
-        "source_hash": source_hash(cell),
-        "plan": plan,
-        "loss_text": CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
-        "head": head_code(plan.printer),
-        "regression_dz": plan.printer.doprint(
-            linear_mse().dz.xreplace({sp.Symbol("z"): sp.Symbol("Z"), sp.Symbol("y"): sp.Symbol("Y")})
-        ),
-    }
-
-
-def head_code(printer: KernelPrinter) -> dict[str, str]:
-    """The softmax cross-entropy head's backward statements, printed from its derivation (:mod:`.heads`)."""
-    h = softmax_ce()
-    r = h.rules
-    ms = matrix_symbol
-    return {
-        "dz": printer.doprint(h.dz.xreplace({sp.Symbol("p"): sp.Symbol("P"), sp.Symbol("y"): sp.Symbol("Y")})),
-        "dW": printer.doprint(r.weight["a"].xreplace({r.D: ms("dZ"), r.Z["a"]: ms("A")})),
-        "db": printer.doprint(r.bias.xreplace({r.D: ms("dZ")})),
-        "da": printer.doprint(r.operand["a"].xreplace({r.D: ms("dZ"), r.W["a"]: ms("W_y")})),
-    }
-
-
-def _scratch_in(code: list[str]) -> list[str]:
-    """The scratch buffers (tmp0, tmp1 …) these statements name; they are taken in order, so a prefix."""
-    used = [s for s in SCRATCH if any(re.search(rf"\b{s}\b", c) for c in code)]
-    return SCRATCH[: len(used)]
-
-
-#: The modules whose code decides what a generated file holds (with the templates and the cell).
-CODEGEN_MODULES = (
-    "cell",
-    "graph",
-    "derivation",
-    "functions",
-    "notation",
-    "printer_latex",
-    "printer_numpy",
-    "printer_inplace",
-    "emit_latex",
-    "codegen",
-    "schedule",
-    "emit_numpy",
-    "emit_numpy_stages",
-    "heads",
-)
-
-
-def source_hash(cell: Cell) -> str:
-    """SHA-256 (first 16 hex digits) of what produces the cell's module: its definition, the code generator, templates.
-
-    A generated file whose ``SOURCE_HASH`` differs from this is stale: regenerating it may change it.
-    """
-    h = hashlib.sha256()
-    h.update(repr(cell.name).encode())
-    for st in cell.stages:
-        h.update(repr(st if isinstance(st, Linear) else (st.name, sp.srepr(st.expr), st.reads)).encode())
-    h.update(repr((cell.inputs, cell.states, cell.output, cell.vectors, sorted(cell.vector_init.items()))).encode())
-    h.update(__version__.encode())
-    for name in CODEGEN_MODULES:
-        h.update((PACKAGE_DIR / f"{name}.py").read_bytes().replace(b"\r\n", b"\n"))
-    for path in sorted(templates_dir().glob("numpy/*.j2")):
-        h.update(path.read_bytes().replace(b"\r\n", b"\n"))
-    return h.hexdigest()[:16]
-
-
-def generate(cells: Sequence[Cell], out_dir: str | Path) -> list[Path]:
-    """Write ``<out_dir>/<cell>.py`` for every cell, atomically (creating ``out_dir``), each smoke-run first;
-    return the paths written."""
-    from .smoke import write_checked
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [write_checked(cell, "numpy", out) for cell in cells]
+def statements(cell: Cell) -> list[Line]:
+    """Every statement the fused module prints from a stage (for the smoke run's attribution)."""
+    kp = KernelPlan(cell)
+    lines = [*kp.forward_lines(), *kp.backward_lines()]
+    return lines + [ln for grp in kp.groups for ln in kp.activation_lines(grp)]

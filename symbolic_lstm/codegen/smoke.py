@@ -1,5 +1,5 @@
-"""A generated module that cannot run is never written: render, import from a temporary folder, run a tiny
-problem forward and backward, and only then move the file into place.
+"""The smoke run: a rendered module is imported from a temporary folder and run on a tiny problem forward and
+backward before :mod:`symbolic_lstm.codegen.pipeline` moves it into place.
 
 The smoke run catches printed code that fails to run at all — a name the printer used but never imported, a
 shape the template got wrong — and names the stage whose printed code failed.  Then it runs the gradient
@@ -13,95 +13,37 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import sys
 import tempfile
 import traceback
 import types
 from pathlib import Path
 
 import numpy as np
-import sympy as sp
 
-from .cell import Cell
-from .codegen import CodegenError, returned
-from .files import write_atomic
-from .gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
+from ..cell import Cell
+from ..gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
+from .backend import Backend
+from .lines import CodegenError, returned
 
 #: (T, B, n_x, n_a) of the smoke problem: every loop runs more than once; n_a ≥ 4 keeps normalising cells away
 #: from their degenerate one- and two-unit cases.
 SHAPE = (2, 2, 3, 4)
 
 
-def module_name(cell: Cell, backend: str) -> str:
-    """``lstm`` (NumPy) or ``lstm_array_api``."""
-    from .emit_array_api import module_name as array_api_name
-
-    return array_api_name(cell) if backend == "array-api" else cell.name
-
-
-def render(cell: Cell, backend: str) -> str:
-    """The module text for ``cell`` and ``backend`` ("numpy" or "array-api").
-
-    Raises:
-        CodegenError: the cell has a structure the kernels cannot take, or a stage uses a function no printer
-            knows (the message names the stage and the function).
-    """
-    from sympy.printing.codeprinter import PrintMethodNotImplementedError
-
-    from . import emit_array_api, emit_numpy
-
-    if backend not in ("numpy", "array-api"):
-        raise ValueError(f"backend must be 'numpy' or 'array-api', got {backend!r}")
-    try:
-        return emit_array_api.render(cell) if backend == "array-api" else emit_numpy.render(cell)
-    except PrintMethodNotImplementedError as e:
-        raise CodegenError(_unprintable(cell, backend, e)) from None
-
-
-def _unprintable(cell: Cell, backend: str, e: Exception) -> str:
-    """Which stage uses the function the printer does not know (in its expression or its derivative)."""
-    from .cell import Linear
-    from .derivation import derive
-
-    what = str(e).split(":", 1)[-1].split("\n", 1)[0].strip()
-
-    def uses(expr: sp.Expr) -> bool:
-        return any(type(f).__name__ == what for f in expr.atoms(sp.Function))
-
-    stage = next((st.name for st in cell.stages if not isinstance(st, Linear) and uses(st.expr)), None)
-    if stage is None:  # only a derivative uses it: the stage whose local partial it appears in
-        stage = next((str(p.num) for p, v in derive(cell).partials.items() if uses(v)), None)
-    where = f"stage {stage!r}" if stage else "a stage"
-    return (
-        f"cell {cell.name!r}: {where} uses {what}, which the {backend} printer cannot print (it knows NumPy's ufuncs, "
-        "sigmoid, softsign, rsqrt, Max, Min, Abs, sign, Heaviside and Piecewise; a sympy.Function of your own "
-        "needs a _numpycode method); nothing was written"
-    )
-
-
-def write_checked(cell: Cell, backend: str, folder: str | Path, text: str | None = None) -> Path:
-    """Render ``cell`` (unless ``text`` is given), smoke-run it, and write ``<folder>/<module>.py`` atomically.
-
-    Raises:
-        CodegenError: the cell cannot be printed, or the printed module fails its smoke run (nothing written).
-        OSError: the file cannot be written.
-    """
-    text = render(cell, backend) if text is None else text
-    smoke_run(cell, backend, text)
-    return write_atomic(Path(folder) / f"{module_name(cell, backend)}.py", text)
-
-
-def smoke_run(cell: Cell, backend: str, text: str) -> None:
+def smoke_run(cell: Cell, backend: str | Backend, text: str) -> None:
     """Import ``text`` as a module and run forward, the loss and backward on a tiny random problem.
 
     Raises:
         CodegenError: naming the stage whose printed code failed (or the template line, if no stage's).
     """
+    from .backends import get
+
+    backend = get(backend)
     with tempfile.TemporaryDirectory(prefix="symbolic-lstm-smoke-") as tmp:
-        path = Path(tmp) / f"{module_name(cell, backend)}.py"
+        path = Path(tmp) / f"{backend.module_name(cell)}.py"
         path.write_text(text, encoding="utf-8")
         try:
-            with _ArrayApiCompatOrNumPy():
+            with backend.importing():
                 module = _import(path)
                 for dtype in (np.float64, np.float32):
                     _exercise(module, cell, backend, dtype)
@@ -112,7 +54,7 @@ def smoke_run(cell: Cell, backend: str, text: str) -> None:
             raise CodegenError(_attribute(e, path, text, cell, backend)) from None
     if not report.ok:
         raise CodegenError(
-            f"cell {cell.name!r}: the generated {backend} module computes wrong values — {report.verdict()} "
+            f"cell {cell.name!r}: the generated {backend.name} module computes wrong values — {report.verdict()} "
             f"(against the complex-step derivative of the cell's own stages, on {len(SMOKE_PROBLEMS)} small "
             f"problems){_at_fault(cell, report)}; nothing was written. This is a bug in the code generator or a "
             "cell structure it does not yet handle: please report it with the cell file"
@@ -150,7 +92,7 @@ def _params(cell: Cell, n_x: int, n_a: int, rng: np.random.Generator, dtype: typ
     }
 
 
-def _exercise(module: types.ModuleType, cell: Cell, backend: str, dtype: type) -> None:
+def _exercise(module: types.ModuleType, cell: Cell, backend: Backend, dtype: type) -> None:
     T, B, n_x, n_a = SHAPE
     if cell.square:  # the cell reads its input unit by unit beside n_a units
         n_x = n_a
@@ -173,17 +115,17 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: str, dtype: type) -
             raise CodegenError(f"the gradient {key} has shape {g.shape}, expected {arr.shape} (stage of {key})")
         if not np.all(np.isfinite(g)):
             raise CodegenError(f"the gradient {key} is not finite on a tiny random problem")
-    if backend == "numpy":  # the fast module keeps the forward's dtype throughout
+    if backend.keeps_dtype:
         for key, g in grads.items():
             if g.dtype != np.dtype(dtype):
                 raise CodegenError(f"the gradient {key} came back as {g.dtype} from a {np.dtype(dtype)} forward pass")
 
 
-def _attribute(e: BaseException, path: Path, text: str, cell: Cell, backend: str) -> str:
+def _attribute(e: BaseException, path: Path, text: str, cell: Cell, backend: Backend) -> str:
     """The failure, in one message: which stage's printed code, at which line, and what went wrong."""
     frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path]
     what = f"{type(e).__name__}: {e}"
-    head = f"cell {cell.name!r}: the generated {backend} module fails its smoke run (T, B, n_x, n_a = {SHAPE})"
+    head = f"cell {cell.name!r}: the generated {backend.name} module fails its smoke run (T, B, n_x, n_a = {SHAPE})"
     if not frames:
         return f"{head}: {what}; nothing was written"
     lineno = frames[-1].lineno or 0
@@ -203,47 +145,10 @@ def _attribute(e: BaseException, path: Path, text: str, cell: Cell, backend: str
     return f"{head} in the code printed for {where}, line {lineno}: {code!r}: {what}{hint}; nothing was written"
 
 
-def _stage_of(cell: Cell, backend: str, code: str) -> str | None:
+def _stage_of(cell: Cell, backend: Backend, code: str) -> str | None:
     """The stage whose printed statement is ``code`` (None when the template wrote it)."""
     try:
-        if backend == "array-api":
-            from .emit_array_api import ArrayAPIPlan
-
-            plan = ArrayAPIPlan(cell)
-            for step in [*plan.forward(), *plan.backward()]:
-                if code.startswith(f"{step.target} = {step.code}"):
-                    return step.stage
-            return None
-        from .emit_numpy import KernelPlan
-
-        kp = KernelPlan(cell)
-        lines = [*kp.forward_lines(), *kp.backward_lines()]
-        lines += [ln for grp in kp.groups for ln in kp.activation_lines(grp)]
+        statements = backend.statements(cell)
     except CodegenError:  # pragma: no cover - render succeeded, so the plan builds
         return None
-    for ln in lines:
-        if ln.stage and code.startswith(ln.code):
-            return ln.stage
-    return None
-
-
-class _ArrayApiCompatOrNumPy:
-    """Where array-api-compat is not installed, stand NumPy (≥ 2, which implements the array API standard)
-    in for it while the smoke run imports an array-API module, so that one can be checked all the same."""
-
-    def __enter__(self) -> None:
-        self.added = False
-        try:
-            import array_api_compat  # noqa: F401
-        except ImportError:
-            if int(np.__version__.split(".")[0]) < 2:  # pragma: no cover - NumPy 1.x lacks the standard's names
-                return
-            shim = types.ModuleType("array_api_compat")
-            shim.array_namespace = lambda *arrays: np  # type: ignore[attr-defined]
-            shim.device = lambda x: "cpu"  # type: ignore[attr-defined]
-            sys.modules["array_api_compat"] = shim
-            self.added = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self.added:
-            sys.modules.pop("array_api_compat", None)
+    return next((st.stage for st in statements if code.startswith(st.code)), None)

@@ -1,8 +1,9 @@
-"""SymPy's NumPy printer, taught the few things kernels need.
+"""SymPy's NumPy printer, taught the few things kernels need: the printer every kernel backend, the
+complex-step check and the reference forward pass build on.
 
 * ``np.`` instead of ``numpy.`` (the generated module does ``import numpy as np``);
-* σ(x) as ``0.5*np.tanh(0.5*x) + 0.5`` — one ufunc, no overflow for any |x| (``1/(1 + exp(−x))`` overflows
-  in float32 for x < −89); softsign as ``x/(1 + np.abs(x))``;
+* the package's own functions (σ, softsign, rsqrt, Σ_i) print themselves (``_numpycode`` in
+  :mod:`symbolic_lstm.functions`), through this printer's ``_module_format`` and ``Abs``;
 * exact small rationals as decimals (``0.5*x``, which keeps float32 arrays float32) and negative integer
   powers as divisions (SymPy prints ``x**(-2.0)``);
 * functions with kinks as plain ufuncs: Max/Min → ``np.maximum``/``np.minimum`` (SymPy's own printer writes
@@ -34,20 +35,6 @@ class KernelPrinter(NumPyPrinter):
         return "np." + out[len("numpy.") :] if out.startswith("numpy.") else out
 
     # -- scalars ---------------------------------------------------------------------------------
-    def _print_sigmoid(self, expr: sp.Expr) -> str:
-        arg = self._print(sp.Rational(1, 2) * expr.args[0])
-        return f"(0.5*{self._module_format('numpy.tanh')}({arg}) + 0.5)"
-
-    def _print_softsign(self, expr: sp.Expr) -> str:
-        arg = self.parenthesize(expr.args[0], sp.printing.precedence.PRECEDENCE["Mul"])
-        return f"({arg}/(1 + {self._module_format('numpy.abs')}({self._print(expr.args[0])})))"
-
-    def _print_rsqrt(self, expr: sp.Expr) -> str:
-        return f"(1/{self._module_format('numpy.sqrt')}({self._print(expr.args[0])}))"
-
-    def _print_UnitSum(self, expr: sp.Expr) -> str:
-        return f"{self._module_format('numpy.sum')}({self._print(expr.args[0])}, axis=-1, keepdims=True)"
-
     def _print_Abs(self, expr: sp.Expr) -> str:
         return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
 
@@ -143,3 +130,19 @@ def heaviside_at_zero(expr: sp.Expr) -> sp.Expr:
 def pycode(expr: sp.Basic) -> str:
     """Print ``expr`` as NumPy code."""
     return KernelPrinter().doprint(expr)
+
+
+def printable_functions() -> list[str]:
+    """The functions a stage may use, as the kernels' printer knows them (computed, for error messages):
+    SymPy's functions it prints as NumPy ufuncs, those it has a rule for (Heaviside, Piecewise …) and the
+    package's own functions that print themselves."""
+    from .. import functions
+
+    p = KernelPrinter()
+    names = {k.lower() if k == "Sqrt" else k for k, v in p.known_functions.items() if v.startswith("numpy.")}
+    for attr in vars(KernelPrinter):
+        cls = getattr(sp, attr[len("_print_") :], None) if attr.startswith("_print_") else None
+        if isinstance(cls, type) and issubclass(cls, (sp.core.function.Application, sp.Piecewise)):
+            names.add(cls.__name__)
+    own = [f.__name__ for f in vars(functions).values() if isinstance(f, type) and hasattr(f, "_numpycode")]
+    return sorted(names, key=str.lower) + [n for n in own if n not in names]

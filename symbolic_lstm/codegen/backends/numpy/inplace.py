@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .functions import sigmoid, softsign
-from .printer_numpy import KernelPrinter, heaviside_at_zero
+from ....functions import sigmoid, softsign
+from ...printer import KernelPrinter, heaviside_at_zero
 
 
 class InplaceError(ValueError):

@@ -1,0 +1,114 @@
+"""What a code backend is: a name, how it names a cell's module, how it renders one, and what its output is
+made from (so a module records the hash of exactly the sources that could change it).
+
+A backend is a sub-package of :mod:`symbolic_lstm.codegen.backends` whose ``__init__`` defines one
+:class:`Backend` subclass, with its templates in ``templates/<backend.templates>/``; registering it is one line
+in :data:`symbolic_lstm.codegen.backends.BACKENDS`.  Nothing else in the package compares backend names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import sympy as sp
+
+from .. import __version__
+from ..cell import Cell, Linear
+from ..paths import PACKAGE_DIR, templates_dir
+
+#: The engine: what a cell's stages, derivatives, loss and heads are.  A kernel is printed from these, so a
+#: change here can change every module; the LaTeX, the notebooks and the checks are not among them.
+ENGINE_MODULES = ("cell", "graph", "derivation", "functions", "notation", "heads", "timeline")
+CODEGEN_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One printed statement of a module and the stage (node) whose expression it prints: how a smoke-run
+    failure at a line is attributed to the cell's stage."""
+
+    code: str
+    stage: str
+
+
+class Backend:
+    """A code backend.  Subclasses set the class attributes and implement :meth:`render` and :meth:`statements`.
+
+    Attributes:
+        name: what ``--backend`` takes ("numpy", "array-api").
+        summary: one line for ``generate --help``: the module's name and what it runs on.
+        suffix: appended to the cell's name for the module's name ("" → ``lstm``, "_array_api").
+        templates: its folder under ``templates/``.
+        keeps_dtype: the module returns gradients in the forward pass's dtype (the smoke run checks it).
+        imports: the modules a generated module imports beyond NumPy (``array_api_compat``).
+        needs: a line naming them and how to install them ("" for nothing).
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    suffix: ClassVar[str] = ""
+    templates: ClassVar[str]
+    keeps_dtype: ClassVar[bool] = False
+    imports: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[str] = ""
+
+    def module_name(self, cell: Cell) -> str:
+        """The generated module's name (and file stem) for ``cell``."""
+        return f"{cell.name}{self.suffix}"
+
+    def render(self, cell: Cell) -> str:
+        """The module text for ``cell`` (byte-stable).
+
+        Raises:
+            CodegenError: the cell has a structure this backend cannot print (the message names the stage).
+        """
+        raise NotImplementedError
+
+    def statements(self, cell: Cell) -> list[Statement]:
+        """Every statement the module prints from a stage of ``cell``."""
+        raise NotImplementedError
+
+    def importing(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which a module of this backend is imported for its smoke run (a stand-in for an optional
+        dependency, say)."""
+        return contextlib.nullcontext()
+
+    # -- what a module is made from ------------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        """The backend's own package folder."""
+        return Path(sys.modules[type(self).__module__].__file__ or "").resolve().parent
+
+    def source_files(self) -> list[Path]:
+        """What a module of this backend is rendered from, besides the cell: the engine, the shared code
+        generator (``codegen/*.py``), the backend's own package and its templates — never the LaTeX, the
+        notebooks or another backend."""
+        files = [PACKAGE_DIR / f"{name}.py" for name in ENGINE_MODULES]
+        files += sorted(CODEGEN_DIR.glob("*.py"))
+        files += sorted(self.folder.rglob("*.py"))
+        files += sorted((templates_dir() / self.templates).glob("*.j2"))
+        return files
+
+    def source_hash(self, cell: Cell) -> str:
+        """SHA-256 (first 16 hex digits) of what produces the cell's module: its definition, the package
+        version and :meth:`source_files`.  A module recording another hash is stale."""
+        h = hashlib.sha256(cell_fingerprint(cell))
+        h.update(__version__.encode())
+        for path in self.source_files():
+            h.update(path.read_bytes().replace(b"\r\n", b"\n"))
+        return h.hexdigest()[:16]
+
+
+def cell_fingerprint(cell: Cell) -> bytes:
+    """The cell's definition as bytes: its name, stages (expressions in ``srepr``), inputs, states, output and
+    unit parameters."""
+    parts = [repr(cell.name)]
+    for st in cell.stages:
+        parts.append(repr(st if isinstance(st, Linear) else (st.name, sp.srepr(st.expr), st.reads)))
+    parts.append(repr((cell.inputs, cell.states, cell.output, cell.vectors, sorted(cell.vector_init.items()))))
+    return "".join(parts).encode()

@@ -1,0 +1,74 @@
+"""What both NumPy layouts print alike: the loss and its derivative, the heads' backward statements, and the
+context the shared part of their templates (``numpy/_api.py.j2``: losses, heads, input checks) reads.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import sympy as sp
+
+from .... import __version__
+from ....cell import Cell
+from ....derivation import StepDerivation
+from ....heads import linear_mse, softmax_ce
+from ....notation import ERROR, Partial, node, target
+from ...lines import CommentPrinter, ModuleApi, matrix_symbol
+from ...printer import KernelPrinter
+
+
+class LossCode(ModuleApi):
+    """The loss and its derivative, from the engine, printed for NumPy (both NumPy layouts print them)."""
+
+    cell: Cell
+    d: StepDerivation
+    printer: KernelPrinter
+
+    @property
+    def loss_is_half_square(self) -> bool:
+        """Whether Error = ½ (∂Error/∂a)² holds identically (the article's ½(â − a)²): the kernel then takes E
+        from the gradient it returns anyway, one pass instead of three."""
+        e, de = self._loss_exprs
+        return sp.simplify(e - de**2 / 2) == 0
+
+    @cached_property
+    def _loss_exprs(self) -> tuple[sp.Expr, sp.Expr]:
+        """The Error of the output and its derivative, from the engine."""
+        out = self.cell.output
+        return self.d.loss(node(out), target(out)), self.d.partials[Partial(ERROR, node(out))]
+
+    def loss(self, output: str, hat: str) -> tuple[str, str]:
+        """The Error and its derivative (from the engine), printed with the given variable names."""
+        out = self.cell.output
+        e, de = self._loss_exprs
+        names = {node(out): sp.Symbol(output), target(out): sp.Symbol(hat)}
+        return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
+
+
+def api_context(plan: LossCode, source_hash: str) -> dict[str, object]:
+    """What the shared part of both layouts (``numpy/_api.py.j2``: losses, heads, checks) reads."""
+    cell = plan.cell
+    return {
+        "version": __version__,
+        "cell": cell,
+        "source_hash": source_hash,
+        "plan": plan,
+        "loss_text": CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
+        "head": head_code(plan.printer),
+        "regression_dz": plan.printer.doprint(
+            linear_mse().dz.xreplace({sp.Symbol("z"): sp.Symbol("Z"), sp.Symbol("y"): sp.Symbol("Y")})
+        ),
+    }
+
+
+def head_code(printer: KernelPrinter) -> dict[str, str]:
+    """The softmax cross-entropy head's backward statements, printed from its derivation (:mod:`.heads`)."""
+    h = softmax_ce()
+    r = h.rules
+    ms = matrix_symbol
+    return {
+        "dz": printer.doprint(h.dz.xreplace({sp.Symbol("p"): sp.Symbol("P"), sp.Symbol("y"): sp.Symbol("Y")})),
+        "dW": printer.doprint(r.weight["a"].xreplace({r.D: ms("dZ"), r.Z["a"]: ms("A")})),
+        "db": printer.doprint(r.bias.xreplace({r.D: ms("dZ")})),
+        "da": printer.doprint(r.operand["a"].xreplace({r.D: ms("dZ"), r.W["a"]: ms("W_y")})),
+    }
