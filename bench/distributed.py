@@ -69,7 +69,7 @@ def training(args: argparse.Namespace) -> None:
     def step_with(gradients):
         def step():
             _, g, gh = gradients(params, head, problem.starts(rng, args.B))
-            tr._update(opt, params, head, g, gh)
+            tr.update(opt, params, head, g, gh)
 
         return step
 

@@ -745,47 +745,30 @@ def train(
             "cell": cell.spec, "data": data, "window": window, "hidden": hidden, "batch": batch,
             "optimizer": optimizer, "lr": lr, "clip": None if no_clip else clip, "seed": seed,
         }  # fmt: skip
-        for name, value in given.items():
-            stored = getattr(saved, name)
-            options = {name} | ({"clip", "no_clip"} if name == "clip" else set())
-            mismatch = value != stored and not (name == "cell" and cell.name == stored)
-            if options & explicit and mismatch:
-                flag = "--no-clip" if name == "clip" and value is None else f"--{name.replace('_', '-')} {value}"
-                raise click.BadParameter(
-                    f"{flag} conflicts with {resume}, which was trained with {name} = {stored!r}; leave it out to "
-                    "keep the checkpoint's, or start a new run without --resume",
-                    param_hint=f"--{name.replace('_', '-')}",
-                )
-        if epochs is None or start[0] >= epochs:
-            raise click.BadParameter(
-                f"{resume} is at epoch {start[0]}; give the epoch to continue to with --epochs (more than {start[0]})",
-                param_hint="--epochs",
-            )
+        named = {k: v for k, v in given.items() if ({k} | ({"no_clip"} if k == "clip" else set())) & explicit}
+        try:
+            config = tr.resume_config(saved, start[0], resume, named, epochs, same_cell=cell.name == saved.cell)
+        except tr.SettingsConflictError as e:
+            raise click.BadParameter(str(e), param_hint=e.option) from None
         if "cell" not in explicit and cell.spec != saved.cell:
             try:
                 cell = get_cell(saved.cell)
             except ValueError as e:
-                msg = f"{resume} was trained with cell {saved.cell}: {e}"
-                raise click.BadParameter(msg, param_hint="--resume") from None
-        config = tr.Config(**{**tr.asdict(saved), "epochs": epochs})
-        data = config.data
+                raise click.BadParameter(
+                    f"{resume} was trained with cell {saved.cell}: {e}", param_hint="--resume"
+                ) from None
     else:
-        text = data in tr.TEXTS
-        window_d, hidden_d, epochs_d, holdout = (64, 128, 60, 0.1) if text else (12, 16, 300, 0.2)
-        config = tr.Config(
-            cell.spec, data, window or window_d, hidden or hidden_d, epochs or epochs_d, batch, optimizer, lr,
-            None if no_clip else clip, holdout, seed,
+        config = tr.new_config(
+            cell.spec, data, window=window, hidden=hidden, epochs=epochs, batch=batch, optimizer=optimizer, lr=lr,
+            clip=None if no_clip else clip, seed=seed,
         )  # fmt: skip
-    text = data in tr.TEXTS
+    data = config.data
     k = _kernels(cell, None)
     try:
-        if text:
-            problem: tr.TextProblem | tr.Problem = tr.TextProblem(tr.load_text(data), config.window, config.holdout)
-        else:
-            problem = tr.Problem(tr.load_series(data), config.window, config.holdout)
+        problem = tr.load_problem(data, config.window, config.holdout)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    n_x = problem.vocab if isinstance(problem, tr.TextProblem) else 1
+    n_x = problem.n_inputs
     if cell.square and config.hidden != n_x:
         raise click.BadParameter(
             f"cell {cell.name} reads its input unit by unit beside n_a units, so n_a must equal n_x = {n_x} on "
@@ -814,17 +797,16 @@ def train(
     samples: list[str] = []
     bar_shown = not quiet and sys.stdout.isatty()
 
+    def on_sample(epoch: int, sample: str) -> None:
+        samples.append(f"--- sample after epoch {epoch} (loss {losses[-1]:.3f}) ---\n{sample}")
+        if not bar_shown:
+            click.echo(samples.pop())
+
     def run(on_epoch: Callable[[int, float], None]) -> tr.History:
-        kw = {"checkpoint_every": checkpoint_every, "gradients": gradients}
-        if isinstance(problem, tr.TextProblem):
-
-            def on_sample(epoch: int, sample: str) -> None:
-                samples.append(f"--- sample after epoch {epoch} (loss {losses[-1]:.3f}) ---\n{sample}")
-                if not bar_shown:
-                    click.echo(samples.pop())
-
-            return tr.train_text(k, config, problem, start, on_epoch, checkpoint, on_sample, sample_every, **kw)[0]
-        return tr.train(k, config, problem, start, on_epoch, checkpoint, **kw)[0]
+        return tr.fit(
+            k, config, problem, start, on_epoch=on_epoch, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            gradients=gradients, on_sample=on_sample, sample_every=sample_every,
+        )[0]  # fmt: skip
 
     _SIGNAL[0] = signal.SIGINT
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a batch system's "stop" saves like Ctrl-C

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .train import Gradient, Optimizer, _update
+from .train.optimiser import Optimizer, update
+from .train.problems import Gradient
 
 #: How long to wait for a scheduler that does not answer (seconds): then a clear error, not a hang.
 CONNECT_TIMEOUT = 5.0
@@ -402,7 +403,7 @@ class DataParallel:
                 if epoch == 0:
                     held.append(batch)
                 E, g, gh = self.gradients(params, head, batch)
-                _update(optimizer, params, head, g, gh)
+                update(optimizer, params, head, g, gh)
                 total += E
                 if on_step is not None:
                     on_step(self.steps, E)

@@ -86,7 +86,7 @@ def test_checkpoint_every_writes_as_training_goes(tmp_path):
     from symbolic_lstm import load
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(tr, "save_checkpoint", spy)
+        m.setattr(tr.loop, "save_checkpoint", spy)
         tr.train(load("lstm"), config, problem, checkpoint=ck, checkpoint_every=3)
     assert seen == [3, 6, 7]  # every 3 epochs, and the end
     with pytest.raises(ValueError, match="at least 1 epoch"):

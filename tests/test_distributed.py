@@ -115,7 +115,7 @@ def _local_fit(k, params, head, batches, epochs, loss="softmax_ce", mode="many-t
         for x, y in batches:
             out = k.forward(x, params)
             _, da, gh = getattr(k, f"{loss}_loss")(out[0], y, head, mode)
-            tr._update(opt, params, head, k.backward(da, out[-1]), gh)
+            tr.update(opt, params, head, k.backward(da, out[-1]), gh)
     return params, head
 
 

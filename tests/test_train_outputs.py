@@ -122,7 +122,7 @@ def test_a_write_failing_at_the_end_costs_one_line_not_the_run(tmp_path, monkeyp
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(tr, "save_checkpoint", full)
+    monkeypatch.setattr(tr.loop, "save_checkpoint", full)
     plot = tmp_path / "loss.png"
     r = run("--epochs", "2", "--checkpoint", str(tmp_path / "run.npz"), "--plot", str(plot))
     assert r.exit_code == 1

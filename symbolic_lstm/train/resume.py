@@ -1,0 +1,79 @@
+"""A run's settings: a new run's from the options given (with each dataset's defaults), or a resumed run's from
+its checkpoint — where an option given again must agree with what the checkpoint was trained with."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from .checkpoints import Config
+from .data import TEXTS
+
+#: (window, hidden, epochs, holdout) a new run takes unless told: a text, a series.
+TEXT_DEFAULTS = (64, 128, 60, 0.1)
+SERIES_DEFAULTS = (12, 16, 300, 0.2)
+#: The settings a resumed run keeps from its checkpoint (an option given again must agree).
+KEPT = ("cell", "data", "window", "hidden", "batch", "optimizer", "lr", "clip", "seed")
+
+
+class SettingsConflictError(ValueError):
+    """A setting given for a resumed run disagrees with its checkpoint; ``option`` is the command-line flag."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def new_config(
+    cell: str,
+    data: str,
+    *,
+    window: int | None = None,
+    hidden: int | None = None,
+    epochs: int | None = None,
+    batch: int = 32,
+    optimizer: str = "adam",
+    lr: float = 0.01,
+    clip: float | None = 5.0,
+    seed: int = 0,
+) -> Config:
+    """The settings of a new run on ``data``; ``None`` takes the dataset's default (:data:`TEXT_DEFAULTS`,
+    :data:`SERIES_DEFAULTS`)."""
+    window_d, hidden_d, epochs_d, holdout = TEXT_DEFAULTS if data in TEXTS else SERIES_DEFAULTS
+    return Config(
+        cell, data, window or window_d, hidden or hidden_d, epochs or epochs_d, batch, optimizer, lr, clip,
+        holdout, seed,
+    )  # fmt: skip
+
+
+def resume_config(
+    saved: Config,
+    at: int,
+    path: str | Path,
+    given: dict[str, object],
+    epochs: int | None,
+    same_cell: bool = False,
+) -> Config:
+    """The settings of the run a checkpoint holds (``saved``, at epoch ``at``), continued to ``epochs``.
+
+    ``given`` holds the settings named on the command line (keys of :data:`KEPT`; ``clip`` None for
+    --no-clip); each must equal the checkpoint's — ``same_cell`` says the cell given is the checkpoint's
+    under another spelling (its name, where the checkpoint holds a path).
+
+    Raises:
+        SettingsConflictError: a given setting differs from the checkpoint's, or ``epochs`` is not past ``at``.
+    """
+    for name, value in given.items():
+        stored = getattr(saved, name)
+        if value != stored and not (name == "cell" and same_cell):
+            flag = "--no-clip" if name == "clip" and value is None else f"--{name.replace('_', '-')} {value}"
+            raise SettingsConflictError(
+                f"{flag} conflicts with {path}, which was trained with {name} = {stored!r}; leave it out to "
+                "keep the checkpoint's, or start a new run without --resume",
+                f"--{name.replace('_', '-')}",
+            )
+    if epochs is None or at >= epochs:
+        raise SettingsConflictError(
+            f"{path} is at epoch {at}; give the epoch to continue to with --epochs (more than {at})", "--epochs"
+        )
+    return Config(**{**asdict(saved), "epochs": epochs})
