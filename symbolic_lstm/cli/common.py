@@ -1,0 +1,156 @@
+"""What every ``symbolic-lstm`` command shares: the group, the --cell option, Dask options, the kernels of a cell,
+and writing outputs (atomically, never over a file that is not ours)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import click
+
+from .. import __version__
+from ..cell import Cell
+from ..cells import BUILTIN, get_cell
+from ..files import write_atomic
+
+
+class CellParam(click.ParamType):
+    """A built-in cell name or ``path/to/file.py:NAME``."""
+
+    name = "cell"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Cell:
+        if isinstance(value, Cell):
+            return value
+        try:
+            return get_cell(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+CELL = click.option(
+    "--cell",
+    type=CellParam(),
+    default="lstm",
+    show_default=True,
+    help=f"Cell to work on: built-in {', '.join(sorted(BUILTIN))}, or path/to/file.py:NAME.",
+)
+
+
+def dask_options(what: str) -> Callable[[Callable], Callable]:
+    """--workers N / --scheduler ADDRESS: run ``what`` on Dask (the [distributed] extra)."""
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            default=None,
+            help=f"{what} on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT).",
+        )(f)
+        return click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help=f"{what} on a local Dask cluster of N worker processes (pip install '.[distributed]').",
+        )(f)
+
+    return decorate
+
+
+def dask_client(workers: int | None, scheduler: str | None) -> object | None:
+    """The Dask client --workers / --scheduler ask for (None for neither); a usage error naming the address
+    when nothing answers there, or the extra to install."""
+    if workers is None and scheduler is None:
+        return None
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("give --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    try:
+        from ..distributed import connect
+
+        return connect(workers=workers, scheduler=scheduler)
+    except ImportError:
+        raise click.UsageError(
+            f"{'--workers' if workers else '--scheduler'} needs Dask: pip install 'symbolic-lstm[distributed]'"
+        ) from None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--scheduler" if scheduler else "--workers") from None
+
+
+def where(client: object, scheduler: str | None) -> str:
+    """How many workers a client has, and where: for the run's first lines."""
+    from ..distributed import workers_of
+
+    n = len(workers_of(client))
+    where = f"the cluster at {scheduler}" if scheduler else "a local cluster"
+    import importlib.util
+
+    # without bokeh, Dask's dashboard page only says to install it
+    link = getattr(client, "dashboard_link", None) if importlib.util.find_spec("bokeh") else None
+    return f"{n} Dask worker{'s' if n != 1 else ''} ({where}" + (f"; dashboard {link})" if link else ")")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="symbolic-lstm")
+def main() -> None:
+    """Backpropagation through an LSTM, derived by the chain rule over its functional stages.
+
+    Exit codes: 0 success; 1 a proof line or a gradient check failed, a stale module, or an output that could
+    not be written at the end of a run; 2 a usage error; 3 check --stale found a module it cannot judge.
+    """
+
+
+def kernels_of(cell: Cell, directory: Path | None) -> ModuleType:
+    """The cell's generated NumPy module: from ``directory``, the package (built-in cells) or, for a user
+    cell, the user cache, where it is generated on first use (said on standard error)."""
+    from ..codegen import CodegenError
+    from ..loader import cache_dir, module_for
+
+    try:
+        found = module_for(cell, directory)
+    except CodegenError as e:
+        raise click.BadParameter(str(e), param_hint="--cell") from None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--dir" if directory is not None else "--cell") from None
+    except OSError as e:
+        raise click.UsageError(
+            f"cannot write the kernels of {cell.spec} into {cache_dir()}: {e.strerror}; "
+            "set XDG_CACHE_HOME to a writable folder"
+        ) from None
+    if found.generated:
+        click.echo(f"generated the kernels of {cell.spec} into {found.path} (first use, kept for next time)", err=True)
+    return found.module
+
+
+def emit_output(text: str | bytes, output: Path | None) -> None:
+    """Write ``text`` (or a drawing's bytes) to ``output`` atomically, or to standard output."""
+    if output is None:
+        text = text.decode("utf-8") if isinstance(text, bytes) else text
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        if str(output) in ("", "."):
+            raise click.BadParameter("expected a file name, got an empty one", param_hint="--output")
+        try:
+            write_atomic(output, text)
+        except OSError as e:
+            raise click.BadParameter(f"cannot write {output}: {e.strerror}", param_hint="--output") from None
+        click.echo(f"wrote {output}", err=True)
+
+
+def output_file(path: Path, option: str, force: bool, ours: Callable[[Path], bool], what: str) -> None:
+    """Fail now, as a usage error, for an output file that cannot be written later or is someone else's."""
+    if str(path) in ("", "."):
+        raise click.BadParameter("expected a file name, got an empty one", param_hint=option)
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder; expected a file name", param_hint=option)
+    folder = path.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"cannot write {path}: the folder {folder} does not exist", param_hint=option)
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"cannot write {path}: the folder {folder} is not writable", param_hint=option)
+    if path.exists() and not force and not ours(path):
+        raise click.BadParameter(
+            f"{path} exists and is not {what}; use --force to overwrite it, or choose another name", param_hint=option
+        )

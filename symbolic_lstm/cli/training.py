@@ -1,0 +1,370 @@
+"""``train``: a cell on the shipped data, resumable, interrupt-safe, data-parallel over Dask."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ..cell import Cell
+from ..cells import get_cell
+from .common import CELL, dask_client, dask_options, kernels_of, main, output_file, where
+
+if TYPE_CHECKING:
+    from .. import train as tr
+
+
+@main.command(short_help="train a cell on shipped real data (The Tempest, yearly sunspots)")
+@CELL
+@click.option(
+    "--data",
+    type=click.Choice(["tempest", "sunspots"]),
+    default="tempest",
+    show_default=True,
+    help="tempest: character model of Shakespeare's The Tempest; sunspots: yearly sunspot forecast.",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=1, max=1000),
+    default=None,
+    help="Steps per sequence [tempest: 64 characters; sunspots: 12 years].",
+)
+@click.option(
+    "--hidden", "-n", type=click.IntRange(min=1, max=4096), default=None, help="n_a [tempest: 128; sunspots: 16]."
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="[tempest: 60, of 20 batches each; sunspots: 300]"
+)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
+@click.option(
+    "--clip", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Gradient-norm clip."
+)
+@click.option("--no-clip", is_flag=True, help="Do not clip the gradient.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Save parameters, optimiser state and settings here (.npz) at the end (an existing file is overwritten "
+    "only if it is a checkpoint, unless --force).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Continue from a checkpoint up to --epochs; its settings are kept (an option given too must agree).",
+)
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Save the loss curve (and the sunspot forecast) as PNG, PDF or SVG by the suffix (needs matplotlib: "
+    "pip install '.[plot]').",
+)
+@click.option(
+    "--sample-every", type=click.IntRange(min=1), default=10, show_default=True, help="tempest: epochs between samples."
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="E",
+    help="Also write the --checkpoint every E epochs (atomically; Ctrl-C writes the last whole epoch's).",
+)
+@dask_options("Data-parallel training")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is also off when output is not a terminal).")
+@click.option("--force", is_flag=True, help="Overwrite a --checkpoint or --plot file that symbolic-lstm did not write.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    cell: Cell,
+    data: str,
+    window: int | None,
+    hidden: int | None,
+    epochs: int | None,
+    batch: int,
+    optimizer: str,
+    lr: float,
+    clip: float,
+    no_clip: bool,
+    seed: int,
+    checkpoint: Path | None,
+    resume: Path | None,
+    plot_file: Path | None,
+    sample_every: int,
+    checkpoint_every: int | None,
+    workers: int | None,
+    scheduler: str | None,
+    quiet: bool,
+    force: bool,
+) -> None:
+    """Train the cell on real data shipped with the package, with W* = W − α ∂Error/∂W (SGD) or Adam.
+
+    \b
+    tempest   character-level language model of The Tempest: softmax cross-entropy head on every step,
+              samples printed as it learns, held-out loss on the play's last tenth
+    sunspots  one-step-ahead forecast of the yearly sunspot numbers 1700–2008 through a linear read-out;
+              held-out years compared with the naive forecast "next year = this year"
+
+    With --resume, the checkpoint's settings are kept (cell, data, window, hidden, batch, optimizer, lr, clip,
+    seed); one given on the command line must agree with it. The resumed run ends where the uninterrupted run
+    would have, bit for bit.
+
+    With --workers N or --scheduler ADDRESS, every batch is split over the Dask workers, each computing its
+    shard's gradients with the generated kernels; the sum updates the parameters once per step, as one
+    process would (equal to round-off). Ctrl-C (or SIGTERM) writes the --checkpoint of the last whole epoch
+    and exits 130.
+    """
+    from .. import train as tr
+
+    explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
+    _check_outputs(checkpoint, checkpoint_every, resume, plot_file, force)  # before any work: nothing is lost
+    given = {
+        "cell": cell.spec, "data": data, "window": window, "hidden": hidden, "batch": batch,
+        "optimizer": optimizer, "lr": lr, "clip": None if no_clip else clip, "seed": seed,
+    }  # fmt: skip
+    cell, config, start = _settings(cell, given, epochs, resume, explicit)
+    k = kernels_of(cell, None)
+    problem = _problem(cell, config)
+    first = 0 if start is None else start[0]
+    client = dask_client(workers, scheduler)  # after every check: a bad address fails before any work
+    click.echo(
+        f"{cell.name} on {config.data}: n_a = {config.hidden}, window {config.window}, {_size(problem)}; "
+        f"{config.optimizer} lr {config.lr}, clip {config.clip}; epochs {first + 1}–{config.epochs}"
+    )
+    gradients, parallel = None, None
+    if client is not None:
+        from ..distributed import DataParallel
+
+        click.echo(f"data-parallel on {where(client, scheduler)}: each batch of {config.batch} split over them")
+        parallel = DataParallel(client, k)
+        gradients = parallel.select(parallel.load(tr.load_problem, config.data, config.window, config.holdout))
+
+    def run(on_epoch: Callable[[int, float], None], on_sample: Callable[[int, str], None]) -> tr.History:
+        return tr.fit(
+            k, config, problem, start, on_epoch=on_epoch, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            gradients=gradients, on_sample=on_sample, sample_every=sample_every,
+        )[0]  # fmt: skip
+
+    _SIGNAL[0] = signal.SIGINT
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a batch system's "stop" saves like Ctrl-C
+    try:
+        history = _with_progress(run, config.epochs - first, shown=not quiet and sys.stdout.isatty())
+    except tr.TrainingInterrupted as stop:
+        more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
+        more += f" --workers {workers}" if workers else f" --scheduler {scheduler}" if scheduler else ""
+        _interrupted(stop, config.epochs, more)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if client is not None:
+            client.close()  # type: ignore[attr-defined]
+    if parallel is not None:
+        click.echo(f"{parallel.steps} steps on {parallel.n_workers} Dask workers", err=True)
+    title = _report(history, problem, cell, config, first)
+    _write_results(history, checkpoint, plot_file, title)
+
+
+def _check_outputs(
+    checkpoint: Path | None, checkpoint_every: int | None, resume: Path | None, plot_file: Path | None, force: bool
+) -> None:
+    """Usage errors for outputs that could not be written, or would replace what is not this run's: every output
+    is checked before any work starts, so a run is never lost to a path."""
+    from .. import train as tr
+
+    if checkpoint_every is not None and checkpoint is None:
+        raise click.BadParameter("needs --checkpoint FILE to write to", param_hint="--checkpoint-every")
+    if checkpoint is not None:
+        output_file(checkpoint, "--checkpoint", force, tr.is_checkpoint, "a symbolic-lstm checkpoint")
+        continued = resume is not None and checkpoint.exists() and checkpoint.resolve() == Path(resume).resolve()
+        if checkpoint.exists() and not force and not continued:
+            try:
+                saved, (epoch, *_) = tr.load_checkpoint(checkpoint)
+                run = f"cell {saved.cell} on {saved.data}, epoch {epoch}"
+            except (OSError, ValueError):
+                run = "unreadable"
+            raise click.BadParameter(
+                f"{checkpoint} holds another run's checkpoint ({run}); continue that run with --resume "
+                f"{checkpoint}, choose another name, or pass --force to replace it",
+                param_hint="--checkpoint",
+            )
+    if plot_file is not None:
+        fmt = plot_file.suffix.lower().lstrip(".")
+        if fmt not in tr.PLOT_FORMATS:
+            raise click.BadParameter(
+                f"{plot_file}: the plot is written as {', '.join(tr.PLOT_FORMATS)} (by the file's suffix), "
+                f"got {plot_file.suffix or 'no suffix'!r}",
+                param_hint="--plot",
+            )
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise click.UsageError("--plot needs matplotlib: pip install matplotlib (or the '[plot]' extra)") from None
+        output_file(plot_file, "--plot", force, tr.is_our_plot, "a plot symbolic-lstm wrote")
+
+
+def _settings(
+    cell: Cell, given: dict[str, object], epochs: int | None, resume: Path | None, explicit: set[str]
+) -> tuple[Cell, tr.Config, tr.Start | None]:
+    """(cell, settings, where to start): a new run's from ``given``, or the checkpoint's (``--resume``), where a
+    setting named on the command line must agree (``explicit``: the options named there)."""
+    from .. import train as tr
+
+    if resume is None:
+        return cell, tr.new_config(**given, epochs=epochs), None  # type: ignore[arg-type]
+    try:
+        saved, start = tr.load_checkpoint(resume)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--resume") from None
+    named = {k: v for k, v in given.items() if ({k} | ({"no_clip"} if k == "clip" else set())) & explicit}
+    try:
+        config = tr.resume_config(saved, start[0], resume, named, epochs, same_cell=cell.name == saved.cell)
+    except tr.SettingsConflictError as e:
+        raise click.BadParameter(str(e), param_hint=e.option) from None
+    if "cell" not in explicit and cell.spec != saved.cell:
+        try:
+            cell = get_cell(saved.cell)
+        except ValueError as e:
+            raise click.BadParameter(
+                f"{resume} was trained with cell {saved.cell}: {e}", param_hint="--resume"
+            ) from None
+    return cell, config, start
+
+
+def _problem(cell: Cell, config: tr.Config) -> tr.Problem | tr.TextProblem:
+    """The run's dataset as a problem; a usage error for a window it cannot take, or a square cell's --hidden."""
+    from .. import train as tr
+
+    try:
+        problem = tr.load_problem(config.data, config.window, config.holdout)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    n_x = problem.n_inputs
+    if cell.square and config.hidden != n_x:
+        raise click.BadParameter(
+            f"cell {cell.name} reads its input unit by unit beside n_a units, so n_a must equal n_x = {n_x} on "
+            f"{config.data}; pass --hidden {n_x}",
+            param_hint="--hidden",
+        )
+    return problem
+
+
+def _size(problem: tr.Problem | tr.TextProblem) -> str:
+    from .. import train as tr
+
+    if isinstance(problem, tr.TextProblem):
+        train, test = len(problem.train_ids), len(problem.test_ids)
+        return f"{train} training characters ({problem.vocab} distinct), {test} held out"
+    return f"{problem.n_train} training windows, {problem.n_test} held out"
+
+
+def _with_progress(run: Callable[..., tr.History], epochs: int, shown: bool) -> tr.History:
+    """``run(on_epoch, on_sample)`` with a progress bar on a terminal (samples printed between its updates), or
+    samples as they come when ``shown`` is False."""
+    losses: list[float] = []
+    samples: list[str] = []
+
+    def on_sample(epoch: int, sample: str) -> None:
+        samples.append(f"--- sample after epoch {epoch} (loss {losses[-1]:.3f}) ---\n{sample}")
+        if not shown:
+            click.echo(samples.pop())
+
+    if not shown:
+        return run(lambda _e, loss: losses.append(loss), on_sample)
+    with click.progressbar(
+        length=epochs, label="training", item_show_func=lambda _: f"loss {losses[-1]:.4g}" if losses else ""
+    ) as bar:
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            losses.append(loss)
+            bar.update(1)
+            while samples:  # print samples between progress updates
+                click.echo("\n" + samples.pop(0))
+
+        history = run(on_epoch, on_sample)
+    for rest in samples:
+        click.echo(rest)
+    return history
+
+
+def _report(
+    history: tr.History, problem: tr.Problem | tr.TextProblem, cell: Cell, config: tr.Config, first: int
+) -> str:
+    """Print the run's losses and held-out result; return the plot's title."""
+    from .. import train as tr
+
+    if len(history.losses) == 1:  # one epoch (a resume by one): one number, not "x (epoch 4) → x (epoch 4)"
+        click.echo(f"training loss: {history.losses[0]:.4g} (epoch {config.epochs})")
+    else:
+        click.echo(
+            f"training loss: {history.losses[0]:.4g} (epoch {first + 1}) → {history.losses[-1]:.4g} "
+            f"(epoch {config.epochs})"
+        )
+    if isinstance(problem, tr.TextProblem):
+        nats = history.test_rmse
+        click.echo(
+            f"held-out loss {nats:.3f} nats/char ({nats / math.log(2):.2f} bits) on the last tenth of the play; "
+            f"a uniform guess over {problem.vocab} characters: {history.baseline_rmse:.3f}"
+        )
+        return f"{cell.name} on {config.data} (characters)"
+    click.echo(
+        f"held-out RMSE {history.test_rmse:.1f} sunspots vs {history.baseline_rmse:.1f} for "
+        f"'next year = this year' ({problem.n_test} years, "
+        f"{int(history.test_years[0])}–{int(history.test_years[-1])})"
+    )
+    return f"{cell.name} on yearly sunspots"
+
+
+def _write_results(history: tr.History, checkpoint: Path | None, plot_file: Path | None, title: str) -> None:
+    """Say what was written; a failure to write costs one line each and exit 1, never the run."""
+    from .. import train as tr
+
+    failed = []
+    if history.checkpoint_error is not None:
+        failed.append(history.checkpoint_error)
+    elif checkpoint is not None:
+        click.echo(f"wrote {checkpoint}", err=True)
+    if plot_file is not None:
+        try:
+            tr.plot(history, plot_file, title)
+            click.echo(f"wrote {plot_file}", err=True)
+        except OSError as e:
+            failed.append(f"cannot write the plot {plot_file}: {e.strerror or e}")
+    if failed:
+        for line in failed:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+_SIGNAL = [signal.SIGINT]  # what stopped training: Ctrl-C, unless _interrupt says SIGTERM
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _SIGNAL[0] = signal.Signals(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted(stop: BaseException, epochs: int, more: str) -> None:
+    """Say where an interrupted run stopped and how to continue it (``more``: options to repeat); exit
+    128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells do."""
+    from ..train import TrainingInterrupted
+
+    assert isinstance(stop, TrainingInterrupted)
+    if stop.checkpoint is None:
+        click.echo(f"\ninterrupted after epoch {stop.epoch}; nothing saved (no --checkpoint)", err=True)
+    elif stop.error is not None:
+        click.echo(f"\ninterrupted after epoch {stop.epoch}; error: {stop.error}", err=True)
+    else:
+        click.echo(
+            f"\ninterrupted: wrote {stop.checkpoint} at epoch {stop.epoch}; continue with\n"
+            f"  symbolic-lstm train --resume {stop.checkpoint} --epochs {epochs} --checkpoint {stop.checkpoint}{more}",
+            err=True,
+        )
+    sys.exit(128 + _SIGNAL[0])
