@@ -478,6 +478,16 @@ def _tree_sum(client: Any, parts: list[Any]) -> Any:
 # ---- the proof's obligations ------------------------------------------------------------------------------
 
 
+class DaskExecutor:
+    """A proof's executor (:class:`symbolic_lstm.proof.Executor`) on a Dask cluster: one task per obligation."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def map(self, check: Callable, context: Any, jobs: Sequence[Any], progress: Callable | None = None) -> dict:
+        return prove_on(self.client, check, context, jobs, progress)
+
+
 def prove_on(client: Any, check: Callable, context: Any, jobs: Sequence[Any], progress: Callable | None = None) -> dict:
     """``dict(check(job, context) for job in jobs)``, one Dask task per obligation (a gradient entry: its
     direct differentiation and comparison at every point and loss mode).  The context — the unrolled Error

@@ -40,6 +40,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any, Protocol
 
 import sympy as sp
 
@@ -717,15 +718,15 @@ def prove(
     seed: int = 0,
     exact: bool = False,
     workers: int | None = None,
-    client: object | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> ProofReport:
     """Compare direct differentiation of the unrolled Error with the engine, gradient by gradient.
 
     Each step's Error is differentiated once per symbol and shared by both loss modes (many-to-one
-    scores only the last step).  The differentiations are independent, so they run in ``workers``
-    forked processes (default: one per CPU) that send back only verdicts, or, given a Dask ``client``
-    (:func:`symbolic_lstm.distributed.connect`), as one task per gradient entry on its cluster.
+    scores only the last step).  The differentiations are independent, so they run on ``executor``: by
+    default :class:`LocalProcesses` (``workers`` forked processes, default one per CPU, that send back only
+    verdicts); :class:`symbolic_lstm.distributed.DaskExecutor` runs one task per gradient entry on a cluster.
     """
     for mode in modes:
         if mode not in LOSS_MODES:
@@ -742,7 +743,7 @@ def prove(
     rng = random.Random(seed)
     scored = {mode: frozenset(t for t in range(1, T + 1) if net.scored(t, mode)) for mode in modes}
     job = _Job(net.step_errors, scored, ours, [random_point(atoms, rng) for _ in range(points)], exact)
-    verdicts = decide(job, jobs, workers, client, progress)
+    verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress)
     method = method_of(points, exact)
     lines = ProofReport()
     for mode in modes:
@@ -766,25 +767,32 @@ class _Job:
 _JOB: _Job | None = None
 
 
-def decide(
-    job: _Job,
-    jobs: list[tuple[str, int, sp.Symbol]],
-    workers: int | None,
-    client: object | None,
-    progress: Progress | None,
-) -> dict:
-    """Every obligation's verdicts (one per gradient entry): one Dask task each on ``client``, else in
-    ``workers`` local processes forked with ``job`` in hand."""
-    if client is not None:
-        from .distributed import prove_on
+class Executor(Protocol):
+    """Where a proof's obligations run: ``map(check, context, jobs, progress)`` returns
+    ``dict(check(job, context) for job in jobs)``, calling ``progress(done, total, gradient)`` as verdicts
+    arrive.  :class:`LocalProcesses` here; :class:`symbolic_lstm.distributed.DaskExecutor` on a cluster."""
 
-        return prove_on(client, _check, job, jobs, progress)
-    global _JOB
-    _JOB = job
-    try:
-        return _run(len(jobs), workers, jobs, progress)
-    finally:
-        _JOB = None
+    def map(self, check: Callable, context: Any, jobs: list, progress: Progress | None) -> dict: ...
+
+
+@dataclass(frozen=True)
+class LocalProcesses:
+    """``workers`` processes forked with the context in hand (default: one per CPU; one runs in this process)."""
+
+    workers: int | None = None
+
+    def map(self, check: Callable, context: Any, jobs: list, progress: Progress | None) -> dict:
+        global _JOB
+        _JOB = context
+        try:
+            return _run(check, self.workers, jobs, progress)
+        finally:
+            _JOB = None
+
+
+def decide(job: _Job, jobs: list[tuple[str, int, sp.Symbol]], executor: Executor, progress: Progress | None) -> dict:
+    """Every obligation's verdicts (one per gradient entry), run on ``executor``."""
+    return executor.map(_check, job, jobs, progress)
 
 
 def method_of(points: int, exact: bool) -> str:
@@ -855,7 +863,8 @@ def _leave_interrupts_to_parent() -> None:
 Progress = Callable[[int, int, str], None]
 
 
-def _run(n: int, workers: int | None, jobs: list[tuple[str, int, sp.Symbol]], progress: Progress | None = None) -> dict:
+def _run(check: Callable, workers: int | None, jobs: list, progress: Progress | None = None) -> dict:
+    n = len(jobs)
     workers = min(workers or os.cpu_count() or 1, n)
     out: dict = {}
 
@@ -868,8 +877,8 @@ def _run(n: int, workers: int | None, jobs: list[tuple[str, int, sp.Symbol]], pr
 
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         with multiprocessing.get_context("fork").Pool(workers, initializer=_leave_interrupts_to_parent) as pool:
-            return collect(pool.imap_unordered(_check, jobs))
-    return collect(map(_check, jobs))
+            return collect(pool.imap_unordered(check, jobs))
+    return collect(map(check, jobs))
 
 
 def _polynomial_zero(expr: sp.Expr) -> bool:

@@ -45,6 +45,8 @@ import sympy as sp
 from .cell import Cell
 from .derivation import LOSS_MODES
 from .proof import (
+    Executor,
+    LocalProcesses,
     Progress,
     ProofLine,
     ProofReport,
@@ -93,7 +95,7 @@ def prove_step(
     seed: int = 0,
     exact: bool = False,
     workers: int | None = None,
-    client: object | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> ProofReport:
     """Check the one-step lemma for ``cell`` at these sizes, in both cases (E<t> scored or not).
@@ -119,7 +121,7 @@ def prove_step(
     atoms = indeterminates(terms + [e for g in ours.values() for m in g.values() for e in m])
     rng = random.Random(seed)
     job = _Job(terms, scored, ours, [random_point(atoms, rng) for _ in range(points)], exact)  # type: ignore[arg-type]
-    verdicts = decide(job, jobs, workers, client, progress)
+    verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress)
     method = method_of(points, exact)
     lines = ProofReport()
     for case in CASES:
@@ -138,11 +140,15 @@ def driver_size(cell: Cell) -> tuple[int, int]:
 
 
 def prove_driver(
-    cell: Cell, points: int = 2, seed: int = 0, workers: int | None = None, client: object | None = None
+    cell: Cell,
+    points: int = 2,
+    seed: int = 0,
+    workers: int | None = None,
+    executor: Executor | None = None,
 ) -> ProofReport:
     """The induction's base and step: the unrolled proof at T = 1 and T = 2, both loss modes."""
     n_a, n_x = driver_size(cell)
     lines = ProofReport()
     for T in (1, 2):
-        lines.extend(prove(cell, n_a, n_x, T, LOSS_MODES, points=points, seed=seed, workers=workers, client=client))
+        lines.extend(prove(cell, n_a, n_x, T, LOSS_MODES, points=points, seed=seed, workers=workers, executor=executor))
     return lines

@@ -22,7 +22,7 @@ from symbolic_lstm.cli import main
 from symbolic_lstm.loader import module_for
 
 distributed = pytest.importorskip("distributed", reason="Dask is the [distributed] extra")
-from symbolic_lstm.distributed import DataParallel, KernelSource, connect, fit, gradients  # noqa: E402
+from symbolic_lstm.distributed import DaskExecutor, DataParallel, KernelSource, connect, fit, gradients  # noqa: E402
 
 # Dask clusters take seconds to start and stop: these run with the slow tests (python -m pytest -m slow)
 pytestmark = pytest.mark.slow
@@ -290,7 +290,7 @@ def test_a_wrong_engine_fails_on_dask_too(monkeypatch, clients):
 
     monkeypatch.setattr(proof, "derive", derive_and_tamper)
     args = (get_cell("lstm"), 1, 1, 2, ("many-to-many",))
-    lines = proof.prove(*args, client=clients(2))
+    lines = proof.prove(*args, executor=DaskExecutor(clients(2)))
     assert {"W_o", "a0"} <= {ln.gradient for ln in lines if not ln.ok}
     assert [str(ln) for ln in lines] == [str(ln) for ln in proof.prove(*args, workers=1)]
 

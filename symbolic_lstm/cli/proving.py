@@ -176,13 +176,15 @@ def _prove_for_every_t(
 
 @contextlib.contextmanager
 def _proof_executor(jobs: int | None, workers: int | None, scheduler: str | None) -> Iterator[dict]:
-    """Where a proof's obligations run — ``{"workers": jobs}`` (local processes) or ``{"client": …}`` (Dask,
+    """Where a proof's obligations run — ``{"workers": jobs}`` (local processes) or ``{"executor": …}`` (Dask,
     said on standard error) — for the body; Ctrl-C ends the proof with one line and exit code 130."""
     client = dask_client(workers, scheduler)
     if client is not None:
+        from ..distributed import DaskExecutor
+
         click.echo(f"proving on {where(client, scheduler)}", err=True)
     try:
-        yield {"client": client} if client is not None else {"workers": jobs}
+        yield {"executor": DaskExecutor(client)} if client is not None else {"workers": jobs}
     except KeyboardInterrupt:
         click.echo("\ninterrupted: the proof is incomplete", err=True)
         sys.exit(130)
