@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from .cell import Cell
-from .cells import get_cell
+from .cells import as_cell
 from .loader import module_for
 
 __all__ = ["recurrent"]
@@ -25,10 +25,7 @@ __all__ = ["recurrent"]
 def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
     """``run(params, x, *initial_states) -> outputs (T, B, n_a)`` for ``cell`` (a name, ``path.py:NAME`` or a
     :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the module docstring)."""
-    if isinstance(cell, str):
-        cell = get_cell(cell)
-    if not isinstance(cell, Cell):
-        raise TypeError(f"cell must be a cell name, 'path/file.py:NAME' or a Cell, got {type(cell).__name__}")
+    cell = as_cell(cell)
     m = module_for(cell, backend="array-api").module
     states, inp = cell.states, cell.inputs[0]
 

@@ -22,15 +22,11 @@ from types import ModuleType
 import sympy as sp
 
 from .cell import Cell, Linear, Reduce
-from .cells import get_cell
+from .cells import as_cell
 from .emit_latex import html_safe
 from .printer_latex import ArticleLatexPrinter
 
 __all__ = ["Graph", "Listing", "Stages", "backward_listing", "graph", "stages"]
-
-
-def _cell(cell: str | Cell) -> Cell:
-    return get_cell(cell) if isinstance(cell, str) else cell
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class Stages:
 
 def stages(cell: str | Cell) -> Stages:
     """The cell's functional stages, typeset in Jupyter (``stages("lstm")``)."""
-    return Stages(_cell(cell))
+    return Stages(as_cell(cell))
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ def graph(cell: str | Cell, unroll: int | None = None, loss: str = "many-to-many
     """The graph ``symbolic-lstm graph`` draws, as a displayable object."""
     from .emit_dot import graph_dot
 
-    return Graph(graph_dot(_cell(cell), unroll, loss))  # type: ignore[arg-type]
+    return Graph(graph_dot(as_cell(cell), unroll, loss))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .cell import Cell
-from .cells import get_cell
+from .cells import as_cell, get_cell
 from .codegen import returned
 from .loader import module_for
 
@@ -129,10 +129,7 @@ class RecurrentLayer(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(cell, str):
-            cell = get_cell(cell)
-        if not isinstance(cell, Cell):
-            raise TypeError(f"cell must be a cell name, 'path/file.py:NAME' or a Cell, got {type(cell).__name__}")
+        cell = as_cell(cell)
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")

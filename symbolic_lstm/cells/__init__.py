@@ -48,6 +48,21 @@ def get_cell(spec: str) -> Cell:
     return factory()
 
 
+def as_cell(cell: str | Cell) -> Cell:
+    """A cell given by name (``"lstm"``), by file (``"path/to/file.py:NAME"``) or as itself: how every front end
+    (the torch and JAX bridges, the notebook helpers) takes one.
+
+    Raises:
+        TypeError: ``cell`` is neither a str nor a Cell.
+        ValueError: as :func:`get_cell`, for a name that does not resolve.
+    """
+    if isinstance(cell, Cell):
+        return cell
+    if isinstance(cell, str):
+        return get_cell(cell)
+    raise TypeError(f"cell must be a cell name, 'path/file.py:NAME' or a Cell, got {type(cell).__name__}")
+
+
 def load_cell_file(path: str | Path, name: str) -> Cell:
     """Run the Python file at ``path`` and return its cell ``name`` (a Cell, or a function returning one)."""
     file = Path(path)
