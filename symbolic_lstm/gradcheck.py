@@ -81,7 +81,7 @@ NORMAL = Regime(weight_scale=2.0, tol=1e-7, atol=0.0)
 SATURATED = Regime(weight_scale=20.0, tol=1e-7, atol=1e-10)
 #: Largest relative difference between the module's forward pass and the reference interpreter's.
 FORWARD_TOL = 1e-10
-#: The problems a generated module must pass before it is written (see :mod:`symbolic_lstm.smoke`).
+#: The problems a generated module must pass before it is written (see :mod:`symbolic_lstm.codegen.smoke`).
 SMOKE_PROBLEMS: tuple[Problem, ...] = ((3, 2, 3, 4, "many-to-many", True), (2, 1, 2, 3, "many-to-one", False))
 
 

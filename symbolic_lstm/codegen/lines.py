@@ -1,8 +1,8 @@
 """What every code backend shares: names and comments in the article's notation, the Jinja2 environment,
 the seed partials ∂Error<t>/∂v, and the error a backend raises for a cell it cannot print.
 
-Backends (:mod:`symbolic_lstm.emit_numpy`, :mod:`symbolic_lstm.emit_array_api`) print the same
-:class:`~symbolic_lstm.schedule.Schedule`; nothing here decides what a kernel computes.
+Backends (:mod:`symbolic_lstm.codegen.backends`) print the same
+:class:`~symbolic_lstm.codegen.schedule.Schedule`; nothing here decides what a kernel computes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Stage 4a: the kernel schedule — what the generated kernels compute, over which buffers, in which order.
+"""The kernel schedule — what the generated kernels compute, over which buffers, in which order.
 
 Plain data, computed once from the derivation and printed by every code backend
-(:mod:`symbolic_lstm.emit_numpy` in place, :mod:`symbolic_lstm.emit_array_api` as expressions).  The
+(the NumPy backend in place, the array-API backend as expressions).  The
 decisions it makes change no mathematics:
 
 * **Gates.**  Every linear stage is a *gate*: a column block of n_a in the step's gate buffer.  A linear

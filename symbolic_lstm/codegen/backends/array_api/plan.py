@@ -27,7 +27,7 @@ from ...schedule import Schedule
 from .printer import ArrayAPIPrinter
 
 TEMPLATE = "array_api/cell_module.py.j2"
-#: The kernels' own variables (a node may not take one of these names; see :func:`~.codegen.check_names`).
+#: The kernels' own variables: a node may not take one (:func:`~symbolic_lstm.codegen.lines.check_names`).
 LOCALS = frozenset({"p", "t", "T", "B", "n_a", "n_x", "initial", "steps", "seq", "cache", "grads", "name", "values"})
 BACKEND = "array-api"
 

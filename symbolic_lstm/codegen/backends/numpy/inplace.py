@@ -1,6 +1,6 @@
 """Print an elementwise expression as NumPy statements that write into an existing buffer.
 
-``dest = Gamma_f*c_prev + Gamma_u*c_tilde`` printed by :class:`~symbolic_lstm.printer_numpy.KernelPrinter`
+``dest = Gamma_f*c_prev + Gamma_u*c_tilde`` printed by :class:`~symbolic_lstm.codegen.printer.KernelPrinter`
 allocates a temporary for every operation.  Inside a time loop that is a fresh allocation (and, for large
 batches, fresh pages) per operation per step.  :func:`inplace` prints the same expression as a sequence of
 ufunc calls with ``out=``::

@@ -1,6 +1,6 @@
-"""Stage 4c: NumPy kernels stage by stage, for the cells the fused schedule does not take.
+"""NumPy kernels stage by stage, for the cells the fused schedule does not take.
 
-The fused kernels (:mod:`symbolic_lstm.emit_numpy`) lay every linear stage out as an n_a-wide block of one
+The fused kernels (:mod:`.fused`) lay every linear stage out as an n_a-wide block of one
 gate buffer and read the input only through matrix products.  A cell with nodes of n_x units (the
 Mogrifier's Q h and x¹ = 2σ(Q h) ⊙ x) or that reads its input unit by unit (SRU's highway (1 − r) ⊙ x)
 does not fit that layout; it gets these kernels instead — the same module API (``init_params``,
@@ -8,7 +8,7 @@ does not fit that layout; it gets these kernels instead — the same module API 
 
 * forward walks the stages in order, each written into a per-step buffer of its own width; a linear
   stage's product over the input is hoisted out of the loop (one product for all steps);
-* backward prints the schedule's δ statements (:meth:`~symbolic_lstm.schedule.Schedule.deltas`) and
+* backward prints the schedule's δ statements (:meth:`~symbolic_lstm.codegen.schedule.Schedule.deltas`) and
   ∂E/∂x<t> with its elementwise branches, keeps each linear stage's δsum per step, and takes every weight
   gradient as one product over all steps after the loop.
 
@@ -24,7 +24,7 @@ from ...schedule import Schedule
 from .api import LossCode, api_context
 
 TEMPLATE = "numpy/stages_module.py.j2"
-#: The kernels' own variables (see :func:`~symbolic_lstm.codegen.check_names`).
+#: The kernels' own variables (see :func:`~symbolic_lstm.codegen.lines.check_names`).
 LOCALS = frozenset({
     "p", "t", "T", "B", "n_a", "n_x", "dtype", "arrays", "cache", "keep_cache", "check_finite", "grads",
 })  # fmt: skip

@@ -1,0 +1,182 @@
+"""The fused layout's backward pass: the schedule's δ statements printed in place (σ' from the stored gate, forks
+added), the products back through the linear stages grouped by operand, and every weight gradient as one product
+per operand over all steps after the loop.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import sympy as sp
+
+from ...lines import (
+    CodegenError,
+    Line,
+    matrix_symbol,
+    uni,
+    uni_time,
+)
+from ...schedule import Gate, Group, Product
+from .forward import ForwardLines
+
+
+class BackwardLines(ForwardLines):
+    """The backward statements of one step, and the weight gradients after the loop."""
+
+    # -- backward -----------------------------------------------------------------------------------
+    @cached_property
+    def sigmoid_primes(self) -> list[Group]:
+        """σ runs of two or more gates: backward takes σ'(sum_g) = Γ_g(1 − Γ_g) for all of them in two
+        passes over the run's columns, where each gate's δ would otherwise take two of its own."""
+        return [grp for grp in self.s.groups if grp.function == "sigmoid" and grp.stop - grp.start > 1]
+
+    def prime_of(self, g: Gate) -> str:
+        """Name of the (B, n_a) view holding σ'(sum_g) = Γ_g(1 − Γ_g) during a backward step."""
+        return f"{g.value}_prime"
+
+    def _with_sigmoid_primes(self, value: sp.Expr) -> sp.Expr:
+        for grp in self.sigmoid_primes:
+            for g in self.s.gates[grp.start : grp.stop]:
+                G = sp.Symbol(g.value)
+                value = value.subs(G * (1 - G), sp.Symbol(self.prime_of(g)))
+        return value
+
+    @property
+    def full_copy(self) -> bool:
+        """Whether a step's backward copies all of dS to the row-major dSr (for a product over every gate)."""
+        return self.regroup and any(pr.all_gates for pr in self.recurrent_products)
+
+    @property
+    def split_products(self) -> list[Product]:
+        """Recurrent products whose gates are not adjacent: their δsum gets a row-major scratch of its own."""
+        return [pr for pr in self.recurrent_products if not pr.contiguous]
+
+    def _delta_in(self, pr: Product) -> tuple[str, list[Line]]:
+        """The row-major δsum (B, k·n_a) of the product's gates, and the copies that make it."""
+        if pr.count == 1:  # one gate: its block of dS, contiguous
+            return f"dS[{self.gate_index(pr)}]", []
+        if pr.all_gates:  # every gate: the row-major copy of dS that BLAS reads as one (B, G·n_a) matrix
+            return "dSr", [Line("np.copyto(dSr_by_gate, dS)", "δsum_g<t> into the row-major dSr")]
+        if pr.contiguous:
+            idx = self.gate_index(pr)
+            return f"dSr[:, {self.rows(pr)}]", [Line(f"np.copyto(dSr_by_gate[{idx}], dS[{idx}])")]
+        view = f"dSr_{pr.operand}.reshape(B, {pr.count}, n_a).transpose(1, 0, 2)"
+        return f"dSr_{pr.operand}", [Line(f"np.copyto({view}, dS[{pr.operand}_gates])")]
+
+    def backward_lines(self) -> list[Line]:
+        d, lines = self.d, []
+        aux = self.s.aux_names()
+        for delta in self.s.deltas():
+            v = delta.node
+            value = self._with_sigmoid_primes(delta.value.xreplace(aux))
+            comment = self.comment(v)
+            target_var = delta.target
+            if delta.products:
+                (pr,) = delta.products
+                D, copies = self._delta_in(pr)
+                lines += copies
+                rules = d.rules[self.s.gates[pr.start].stage.name]
+                rule = rules.operand[v].xreplace({rules.D: matrix_symbol(D), rules.W[v]: matrix_symbol(f"W_{v}")})
+                if not isinstance(rule, sp.MatMul) or len(rule.args) != 2:
+                    raise CodegenError(f"cell {self.cell.name!r}: unexpected reverse rule {rule} for {v!r}")
+                lhs, rhs = (self.printer.doprint(a) for a in rule.args)
+                if value == 0:
+                    lines.append(Line(f"np.matmul({lhs}, {rhs}, out={target_var})", comment, stage=v))
+                else:
+                    lines += self._inplace(value, target_var, comment)
+                    lines.append(Line(f"{target_var} += {lhs} @ {rhs}", stage=v))
+            elif v in self.cell.scalars:  # δ of a row scalar: a (B, 1) array
+                lines.append(Line(f"{target_var} = {self.printer.doprint(value)}", comment, stage=v))
+            else:
+                lines += self._inplace(value, target_var, comment)
+            if delta.optional:
+                lines.append(
+                    Line(
+                        f"{target_var} += d{v}[t]",
+                        f"+ ∂E<t>/∂{uni(v)}<t> given by the caller",
+                        guard=f"d{v} is not None",
+                    )
+                )
+        return lines
+
+    def end_of_step(self) -> str:
+        """Step t's δsum into the row-major gradient buffer the weight products read after the loop."""
+        if not self.regroup:
+            return "dgates[t] = dS[0]"
+        if self.full_copy:
+            return "dgates[t] = dSr"
+        return f"np.copyto(dgates[t].reshape(B, {self.G}, n_a).transpose(1, 0, 2), dS)"
+
+    def _all_steps(self, pr: Product) -> str:
+        """The product's operand for every step, stacked as (T·B, size)."""
+        k = pr.operand
+        state = self.cell.state_of_prev(k)
+        if state:
+            return f"{state}_seq[:-1].reshape(T * B, n_a)"
+        if pr.kind == "input":
+            return f"{k}.reshape(T * B, n_x)"
+        if k in self.cell.states:  # a state read after its update in the same step: steps 1 … T
+            return f"{k}_seq[1:].reshape(T * B, n_a)"
+        return f"{k}_seq.reshape(T * B, n_a)"
+
+    def _delta_all_steps(self, pr: Product) -> str:
+        if pr.all_gates:
+            return "dS2"
+        if pr.contiguous:
+            return f"dS2[:, {self.rows(pr)}]"
+        return f"dS2.reshape(T * B, {self.G}, n_a)[:, {pr.operand}_gates].reshape(T * B, -1)"
+
+    @property
+    def uniform(self) -> bool:
+        """Every gate reads the same operands in the same order (the LSTM family): their weight gradients
+        share one (G·n_a, width) array, each product writing its columns in place, each gate's a view."""
+        return len({g.stage.inputs for g in self.s.gates}) == 1
+
+    def after_loop(self) -> list[Line]:
+        """Weight, bias and input gradients: one product over all steps each."""
+        lines = []
+        if self.uniform:
+            width = self.s.weight_width(self.s.gates[0].stage)
+            lines.append(Line(f"dW = np.empty(({self.GN}, {width}), dtype)", "every gate's ∂E/∂W_g, gate by gate"))
+        for pr in self.s.products:
+            rules = self.d.rules[self.s.gates[pr.start].stage.name]
+            k = pr.operand
+            D, Z = matrix_symbol(self._delta_all_steps(pr)), matrix_symbol(self._all_steps(pr))
+            rule = rules.weight[k].xreplace({rules.D: D, rules.Z[k]: Z})
+            comment = f"∂E/∂W_g^({uni(k)}) = Σ_t δsum_g<t>ᵀ {uni_time(k)}"
+            if self.uniform and isinstance(rule, sp.MatMul) and len(rule.args) == 2:
+                lhs, rhs = (self.printer.doprint(a) for a in rule.args)
+                lo, hi = pr.columns[0]
+                cols = f"{'' if lo == '0' else lo}:{'' if hi == width else hi}"
+                lines.append(Line(f"np.matmul({lhs}, {rhs}, out=dW[:, {cols}])", comment))
+                continue
+            lines.append(Line(f"dW_{k} = {self.printer.doprint(rule)}", comment))
+            if pr.count > 1:
+                lines.append(Line(f"dW_{k}_by_gate = dW_{k}.reshape({pr.count}, n_a, {pr.size})"))
+        if self.uniform:
+            lines.append(Line(f"dW_by_gate = dW.reshape({self.G}, n_a, -1)"))
+        if self.s.has_bias:
+            rules = self.d.rules[self.s.gates[0].stage.name]
+            code = self.printer.doprint(rules.bias.xreplace({rules.D: matrix_symbol("dS2")}))
+            lines.append(Line(f"db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
+        pr = self.s.input_product
+        k = pr.operand
+        rules = self.d.rules[self.s.gates[pr.start].stage.name]
+        bind = {rules.D: matrix_symbol(self._delta_all_steps(pr)), rules.W[k]: matrix_symbol(f"W_{k}")}
+        code = self.printer.doprint(rules.operand[k].xreplace(bind))
+        comment = f"∂E/∂{k}<t> = Σ_g δsum_g<t>·∂sum_g<t>/∂{k}<t>, every t at once"
+        lines.append(Line(f"d{k} = ({code}).reshape(T, B, n_x)", comment))
+        return lines
+
+    def weight_gradient(self, g: Gate) -> str:
+        """∂E/∂W_g: the gate's block of each product's weight gradient, side by side in its columns' order."""
+        if self.uniform:
+            return f"dW_by_gate[{self.slice(g)}]"
+        blocks = []
+        for pr in self.s.products_of(g):
+            if pr.count == 1:
+                blocks.append(f"dW_{pr.operand}")
+            else:
+                at = self.slice(g) if pr.all_gates else str(pr.local(g.index))
+                blocks.append(f"dW_{pr.operand}_by_gate[{at}]")
+        return blocks[0] if len(blocks) == 1 else f"np.concatenate([{', '.join(blocks)}], axis=1)"

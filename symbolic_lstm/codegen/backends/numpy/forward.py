@@ -1,0 +1,220 @@
+"""The fused layout's forward pass: the input's product hoisted over all steps, each step's sums (one product per
+operand over the gates that read it, regrouped gate by gate), each activation one ufunc call in place, the
+stages after the gates, and what forward keeps for backward.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ....cell import Linear, Reduce
+from ....notation import node
+from ...lines import (
+    Line,
+    uni,
+    uni_expr,
+    uni_time,
+)
+from ...schedule import Gate, Group, Product
+from .inplace import inplace, sigmoid_of_scaled
+from .names import SCRATCH, FusedNames
+
+
+class ForwardLines(FusedNames):
+    """The forward statements of one step (and the hoisted products before the loop)."""
+
+    def hoisted_lines(self) -> list[Line]:
+        """The input's product for every step at once, into the row-major gate buffer (zeros elsewhere)."""
+        pr, inp, G = self.s.input_product, self.s.input, self.G
+        fold = self.fold_of(pr)
+        lhs = f"{inp}.reshape(T * B, n_x)"
+        comment = f"the {inp}<t> half for every t in one product"
+        if pr.all_gates:
+            return [Line(f"np.matmul({lhs}, W_{inp}.T{fold}, out=gates.reshape(T * B, {self.GN}))", comment)]
+        rm = f"gates.reshape(T * B, {self.GN})"
+        if pr.contiguous:
+            lines = [Line(f"np.matmul({lhs}, W_{inp}.T{fold}, out={rm}[:, {inp}_rows])", comment)]
+            if pr.start > 0:
+                lines.append(Line(f"{rm}[:, :{pr.start} * n_a] = 0", f"gates that do not read {inp}<t>"))
+            if pr.stop < G:
+                lines.append(Line(f"{rm}[:, {pr.stop} * n_a:] = 0", f"gates that do not read {inp}<t>"))
+            return lines
+        others = [i for i in range(G) if i not in pr.gates]
+        by = f"gates.reshape(T * B, {G}, n_a)"
+        return [
+            Line(f"{by}[:, {inp}_gates] = ({lhs} @ W_{inp}.T{fold}).reshape(T * B, {pr.count}, n_a)", comment),
+            Line(f"{by}[:, {others}] = 0", f"gates that do not read {inp}<t>"),
+        ]
+
+    @property
+    def recurrent_products(self) -> list[Product]:
+        """Products taken inside the loop (previous states and inner nodes): their forward weights and scratch."""
+        return [pr for pr in self.s.products if pr.kind != "input"]
+
+    def scratch(self, pr: Product) -> str:
+        return "SW" if pr.all_gates else f"SW_{pr.operand}"
+
+    @property
+    def full_product_first(self) -> bool:
+        """One state product over every gate, and the input product over every gate too: the state's product
+        writes the step's row-major sums (out=) and the input half is added."""
+        states = self.s.state_products
+        return len(states) == 1 and states[0].all_gates and self.s.input_product.all_gates
+
+    def step_sums(self) -> list[Line]:
+        """The step's sums: the hoisted input half plus each previous state's product, row-major, then
+        regrouped gate by gate (+ b) into the step's block ``S``; one gate needs no regrouping."""
+        lines: list[Line] = []
+        inp = self.s.input
+
+        def guard(pr: Product) -> str:
+            s = self.cell.state_of_prev(pr.operand)
+            return f"t > 0 or {s}0 is not None  # (nothing to add at t = 1 when {s}<0> = 0)"
+
+        def product(pr: Product, out: str) -> Line:
+            s = self.cell.state_of_prev(pr.operand)
+            comment = f"W_g^({uni(pr.operand)}) {uni_time(pr.operand)}"
+            return Line(f"np.matmul({s}_seq[t], WT_{pr.operand}, out={out})", comment, guard=guard(pr))
+
+        if not self.regroup:
+            lines.append(Line("S = by_gate[t]"))
+            for pr in self.s.state_products:
+                lines.append(product(pr, self.scratch(pr)))
+                lines.append(Line(f"S[0] += {self.scratch(pr)}", guard=guard(pr)))
+            return lines
+        if self.full_product_first:
+            pr = self.s.state_products[0]
+            lines.append(product(pr, "SW"))
+            lines.append(Line("SW += gates[t]", f"+ the {inp}<t> half", guard=guard(pr)))
+            lines.append(Line("np.copyto(SW, gates[t])", guard="else"))
+            sums = "SW"
+        else:
+            lines.append(Line("np.copyto(SX, gates[t])", f"the {inp}<t> half"))
+            for pr in self.s.state_products:
+                lines.append(product(pr, self.scratch(pr)))
+                if pr.contiguous:
+                    add = f"SX[:, {self.rows(pr)}] += {self.scratch(pr)}"
+                else:
+                    add = f"SX_by_gate[{pr.operand}_gates] += {self.by_gate(pr, self.scratch(pr))}"
+                lines.append(Line(add, guard=guard(pr)))
+            sums = "SX"
+        lines.append(Line("S = by_gate[t]"))
+        if self.s.has_bias:
+            lines.append(
+                Line(
+                    f"np.add({sums}_by_gate, b_by_gate, out=S)",
+                    "the sums + b_g, gate by gate: each gate's (B, n_a) block contiguous",
+                )
+            )
+        else:
+            lines.append(
+                Line(f"np.copyto(S, {sums}_by_gate)", "the sums gate by gate: each gate's (B, n_a) block contiguous")
+            )
+        return lines
+
+    @property
+    def sums_name(self) -> str:
+        return "SW" if self.full_product_first else "SX"
+
+    def activation_lines(self, grp: Group) -> list[Line]:
+        """One activation run in place on its view of the block (its pre-activations stored first if read)."""
+        view = f"S_{grp.name}"
+        members = self.s.gates[grp.start : grp.stop]
+        values, sums = ", ".join(uni(g.value) for g in members), ", ".join(uni(g.stage.name) for g in members)
+        comment = f"{values} = {grp.function}({sums})"
+        lines = [Line(f"{view} = S[{grp.name}_]", f"{comment}, in place")]
+        if grp.keeps_pre:
+            lines.append(Line(f"np.copyto(pre[t, {grp.name}_], {view})", "pre-activations, read by backward"))
+        if grp.folded:  # the block already holds ½·sum (forward scaled these columns of W and b)
+            code = sigmoid_of_scaled(view)
+        else:
+            g = members[0]
+            expr = g.act.expr.xreplace({node(g.stage.name): sp.Symbol(view)})  # type: ignore[union-attr]
+            code = inplace(expr, view, SCRATCH, self.printer)
+            if len(members) > 1 and any(tmp in c for c in code for tmp in SCRATCH):
+                # the scratch buffers are (B, n_a): an activation that needs one runs gate by gate
+                code = []
+                for m in members:
+                    one = f"{view}_{m.short}"
+                    code.append(f"{one} = S[{self.slice(m)}]")
+                    code += inplace(expr.xreplace({sp.Symbol(view): sp.Symbol(one)}), one, SCRATCH, self.printer)
+        stage = members[0].value
+        return lines + [Line(c, stage=stage) for c in code]
+
+    def gate_aliases(self, gates: list[Gate]) -> Line:
+        values = ", ".join(g.value for g in gates)
+        views = ", ".join(f"S[{self.slice(g)}]" for g in gates)
+        return Line(f"{values} = {views}")
+
+    def forward_lines(self) -> list[Line]:
+        """Elementwise stages not fused into the block, in order, writing into their buffers."""
+        in_block = {g.act.name for g in self.s.gates if g.act is not None}
+        lines: list[Line] = []
+        for g in self.early_gates:  # a gate complete at the step's start that a later product reads
+            lines += self._late_lines(g.value)
+        written_aux: set[sp.Expr] = set()
+        for st in self.cell.stages:
+            if isinstance(st, Linear) or st.name in in_block:
+                continue
+            expr = st.expr
+            for f, name in self.s.aux.items():
+                if f in expr.atoms(sp.Function) and f not in written_aux:
+                    lines += self._aux_lines(f, name)
+                    written_aux.add(f)
+            expr = expr.xreplace({f: sp.Symbol(n) for f, n in self.s.aux.items()})
+            comment = f"{uni(st.name)}<t> = {self.stage_text(st)}"
+            if st.name in self.cell.scalars:  # one number per row: a small (B, 1) array, allocated
+                code = self.printer.doprint(expr)
+                if isinstance(st, Reduce):
+                    code = f"{self.printer._module_format('numpy.mean')}({code}, axis=-1, keepdims=True)"
+                lines.append(Line(f"{st.name} = {code}", comment, stage=st.name))
+                if st.name in self.s.stored_stages:
+                    lines.append(Line(f"{st.name}_seq[t] = {st.name}"))
+            elif st.name in self.cell.states:
+                lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
+                lines += self._inplace(expr, st.name, comment)
+            elif st.name in self.s.stored_stages:
+                lines.append(Line(f"{st.name} = {st.name}_seq[t]"))
+                lines += self._inplace(expr, st.name, comment)
+            else:
+                lines.append(Line(f"{st.name} = {self.printer.doprint(expr)}", comment, stage=st.name))
+            # an auxiliary of this stage's output (tanh(c) after c) is computed right after it
+            for f, name in self.s.aux.items():
+                if f not in written_aux and set(map(str, f.args)) <= self.s.defined_after(st.name):
+                    lines += self._aux_lines(f, name)
+                    written_aux.add(f)
+            lines += self._late_lines(st.name)
+        return lines
+
+    def _late_lines(self, k: str) -> list[Line]:
+        """Once the inner node ``k`` is computed: its copy for backward if it is a gate's value, its product
+        into the gates that read it, then the activation of the gates it completes — and so on for those gates
+        (a linear stage that reads a linear stage: MinimalRNN's U [h<t-1>, z<t>])."""
+        lines: list[Line] = []
+        if k in self.s.stored_stages and k in {g.value for g in self.s.gates}:
+            lines.append(Line(f"np.copyto({k}_seq[t], {k})", f"{uni(k)}<t>, kept for the weight gradient"))
+        for pr in self.s.inner_products(k):
+            names = ", ".join(uni(self.s.gates[i].stage.name) for i in pr.gates)
+            lines.append(
+                Line(f"np.matmul({k}, WT_{k}, out={self.scratch(pr)})", f"{names} += W^({uni(k)}) {uni_time(k)}")
+            )
+            lines.append(Line(f"S[{self.gate_index(pr)}] += {self.by_gate(pr, self.scratch(pr))}"))
+        for grp in self.s.groups:
+            if grp.phase == k:
+                lines += self.activation_lines(grp)
+        done = [g for g in self.s.gates if g.phase == k]
+        if done:
+            lines.append(self.gate_aliases(done))
+        for g in done:
+            lines += self._late_lines(g.value)
+        return lines
+
+    def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
+        """Compute an auxiliary (tanh(c<t>) …) into its buffer."""
+        comment = f"{uni_expr(f, self.cell.vectors)}, stored for backward"
+        return [Line(f"{name} = {name}_seq[t]"), *self._inplace(f, name, comment)]
+
+    def _inplace(self, expr: sp.Expr, dest: str, comment: str) -> list[Line]:
+        """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: tmp0, tmp1 …); comment on the first."""
+        code = inplace(expr, dest, SCRATCH, self.printer)
+        return [Line(c, comment if i == 0 else "", stage=dest) for i, c in enumerate(code)]
