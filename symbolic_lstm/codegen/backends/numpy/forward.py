@@ -61,6 +61,48 @@ class ForwardLines(FusedNames):
         states = self.s.state_products
         return len(states) == 1 and states[0].all_gates and self.s.input_product.all_gates
 
+    def loop_buffers(self, scratch: list[str]) -> list[Line]:
+        """What the time loop writes into, made once per call: the bias (added to the hoisted product, or as each
+        step's sums are regrouped), the step blocks, the transposed weights of each recurrent product and its
+        scratch, the row-major sums and the in-place ufuncs' ``scratch``."""
+        G, fold = len(self.s.gates), " * fold" if self.s.folds else ""
+        lines: list[Line] = []
+        if self.s.has_bias and self.regroup:
+            comment = "+ b_g as each step's sums are regrouped (no pass of its own)"
+            lines.append(Line(f"b_by_gate = (b_gates{fold}).reshape({G}, 1, n_a)", comment))
+        elif self.s.has_bias:
+            lines.append(Line(f"gates += b_gates{fold}"))
+        lines.append(
+            Line(
+                f"by_gate = gates.reshape(T, {G}, B, n_a)",
+                "step t's block, gate by gate (written once its sums are in)",
+            )
+        )
+        if self.keep_pre:
+            lines.append(Line('pre = _buffer("pre", by_gate.shape, dtype)', "pre-activations, read by backward"))
+        for pr in self.recurrent_products:
+            k = pr.operand
+            comment = (
+                f"(n_a, {self.width(pr).replace(' * ', ' ')}): W_g^({uni(k)})ᵀ of the gates that read {uni_time(k)}, "
+                "contiguous for BLAS"
+            )
+            lines.append(Line(f"WT_{k} = np.ascontiguousarray(W_{k}.T){self.fold_of(pr)}", comment))
+        for pr in self.recurrent_products:
+            then = ", then the step's sums" if pr.all_gates and self.full_product_first else ""
+            comment = f"scratch: the {uni_time(pr.operand)} product{then}"
+            lines.append(Line(f"{self.scratch(pr)} = np.empty((B, {self.width(pr)}), dtype)", comment))
+        if self.regroup:
+            if not self.full_product_first:
+                comment = "the step's sums, row-major as the products give them"
+                lines.append(Line(f"SX = np.empty((B, {self.GN}), dtype)", comment))
+            sums = self.sums_name
+            lines.append(Line(f"{sums}_by_gate = {sums}.reshape(B, {G}, n_a).transpose(1, 0, 2)"))
+        if scratch:
+            names = ", ".join(scratch) + ("," if len(scratch) == 1 else "")
+            code = f"{names} = (np.empty((B, n_a), dtype) for _ in range({len(scratch)}))"
+            lines.append(Line(code, "scratch for in-place ufuncs"))
+        return lines
+
     def step_sums(self) -> list[Line]:
         """The step's sums: the hoisted input half plus each previous state's product, row-major, then
         regrouped gate by gate (+ b) into the step's block ``S``; one gate needs no regrouping."""

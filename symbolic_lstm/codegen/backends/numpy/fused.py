@@ -78,7 +78,7 @@ def render(cell: Cell, source_hash: str) -> str:
         "forward_lines": forward_lines,
         "backward_lines": backward_lines,
         "after_loop": plan.after_loop(),
-        "forward_scratch": _scratch_in(forward_code),
+        "loop_buffers": plan.loop_buffers(_scratch_in(forward_code)),
         "backward_scratch": _scratch_in([ln.code for ln in backward_lines]),
         "uni": uni,
         "uni_time": uni_time,
