@@ -50,18 +50,14 @@ from .proof import (
     Progress,
     ProofLine,
     ProofReport,
-    UnrolledNet,
     _Job,
-    _vec,
     decide,
     derivation_of,
-    engine_gradients,
-    for_proof,
-    indeterminates,
     method_of,
     prove,
-    random_point,
 )
+from .proof_exact import for_proof, indeterminates, random_point
+from .proof_net import UnrolledNet, engine_gradients, symbol_vector
 
 #: The two cases of the lemma: the step's Error scored (many-to-many, or t = T), or not (many-to-one, t < T).
 CASES = ("E<t> scored", "E<t> not scored")
@@ -108,7 +104,7 @@ def prove_step(
     cell = for_proof(cell)
     net = UnrolledNet(cell, n_a, n_x, 1)  # states<0> are the symbols s<t-1>, x<1> is x<t>
     d = derivation_of(cell)
-    lam = {s: _vec(f"lambda_{s}", net.size_of(s)).T for s in cell.states}  # adjoints from the future: free
+    lam = {s: symbol_vector(f"lambda_{s}", net.size_of(s)).T for s in cell.states}  # adjoints from the future: free
     future = sp.Add(*(lam[s][i] * net.steps[0][s][i] for s in cell.states for i in range(net.size_of(s))))
     terms = [future, net.step_errors[0]]
     scored = {CASES[0]: frozenset({1, 2}), CASES[1]: frozenset({1})}  # which of ``terms`` L adds, per case

@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from symbolic_lstm import get_cell, proof, proof_step
+from symbolic_lstm import get_cell, proof, proof_net, proof_step
 from symbolic_lstm.cells import BUILTIN
 from symbolic_lstm.cli import main
 from symbolic_lstm.derivation import derive as real_derive
@@ -77,7 +77,7 @@ def test_a_dropped_branch_of_a_fork_fails_the_lemma(monkeypatch):
 
 def test_a_boundary_that_is_not_zero_fails_the_induction_only(monkeypatch):
     """δa<T+1> ≠ 0: the lemma (free adjoints) still holds; the base and step of the induction do not."""
-    monkeypatch.setattr(proof, "boundary", lambda net: {s: sp.ones(1, net.n_a) for s in net.cell.states})
+    monkeypatch.setattr(proof_net, "boundary", lambda net: {s: sp.ones(1, net.n_a) for s in net.cell.states})
     r = prove_cli("--cell", "rnn")
     assert r.exit_code == 1, r.output
     assert "the induction fails for" in r.output and "the lemma fails" not in r.output
@@ -104,7 +104,7 @@ def test_a_contribution_counted_twice_fails_both(monkeypatch):
         for name, c in contributions.items():
             grads[name] += 2 * c
 
-    monkeypatch.setattr(proof, "accumulate", twice)
+    monkeypatch.setattr(proof_net, "accumulate", twice)
     r = prove_cli("--cell", "gru")
     assert r.exit_code == 1, r.output
     assert "the lemma fails for W_" in r.output and "the induction fails for W_" in r.output

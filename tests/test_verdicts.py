@@ -71,14 +71,14 @@ def test_roots_are_one_indeterminate_per_base():
     assert point.at(sp.sqrt(u) ** 3 * u ** sp.Rational(-3, 2)) == 1
     assert point.at(s / sp.sqrt(u) - s * sp.sqrt(u) / u) == 0
     assert point.at(sp.sqrt(u)).is_Rational and point.at(2 * sp.sqrt(u)) != point.at(sp.sqrt(u))
-    assert proof._polynomial_zero(sp.sqrt(u) * u - u ** sp.Rational(3, 2))
-    assert not proof._polynomial_zero(sp.sqrt(u) - u ** sp.Rational(1, 3))
+    assert proof.polynomial_zero(sp.sqrt(u) * u - u ** sp.Rational(3, 2))
+    assert not proof.polynomial_zero(sp.sqrt(u) - u ** sp.Rational(1, 3))
     # a float exponent: 0.3 is p/2^54, far too fine for one root; its class modulo 1 gets one value instead
     e = sp.Rational(0.3)
     point = proof.random_point(proof.indeterminates([u**e, s]), __import__("random").Random(2))
     assert not point.roots and len(point.classes) == 1
     assert point.at(u**e / u - u ** (e - 1)) == 0 and point.at(u**e) != point.at(u ** (e - 1))
-    assert proof._polynomial_zero(sp.diff(u**e, s) - e * 2 * s * u ** (e - 1))
+    assert proof.polynomial_zero(sp.diff(u**e, s) - e * 2 * s * u ** (e - 1))
 
 
 def test_prove_catches_a_wrong_partial_in_a_root_cell(monkeypatch):
