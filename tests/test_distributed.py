@@ -105,7 +105,7 @@ def test_a_user_cell_reaches_the_workers_as_source(clients, tmp_path, monkeypatc
     p1, _, _, _ = _run(found.module, config, client)
     _equal(p0, p1)
     digest = KernelSource.of(found.module).digest
-    seen = client.run(lambda: sorted(sys.modules["symbolic_lstm.distributed"]._LOADED))
+    seen = client.run(lambda: sorted(sys.modules["symbolic_lstm.distributed.tasks"]._LOADED))
     assert all(digest in names for names in seen.values())
 
 

@@ -1,0 +1,121 @@
+"""Connecting to a Dask cluster: a local one (processes forked here) or a scheduler's address, with clear errors
+for an address that is not one; and which workers a client has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: How long to wait for a scheduler that does not answer (seconds): then a clear error, not a hang.
+CONNECT_TIMEOUT = 5.0
+#: How many times one step is retried after losing a worker (its tasks are recomputed elsewhere).
+RETRIES = 3
+
+
+def require_dask() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(
+            "Dask is not installed: pip install 'symbolic-lstm[distributed]' (dask[distributed])"
+        ) from None
+    return distributed
+
+
+def connect(workers: int | None = None, scheduler: str | None = None, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """A Dask client: a local cluster of ``workers`` processes (one thread each), or the cluster whose
+    scheduler listens at ``scheduler`` (``tcp://HOST:PORT``).  Close it when done (it is a context manager).
+
+    Raises:
+        ImportError: the ``[distributed]`` extra is not installed.
+        ValueError: neither or both given, ``workers`` < 1, or a scheduler that does not answer within
+            ``timeout`` seconds (named), or one without workers.
+    """
+    if (workers is None) == (scheduler is None):
+        raise ValueError("give the number of local workers or a scheduler's address, not both or neither")
+    distributed = require_dask()
+    if scheduler is None:
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive number of processes, got {workers!r}")
+        import logging
+        import signal
+
+        # Ctrl-C reaches every process of the terminal's group: the workers must leave it to this one, which
+        # saves and closes the cluster (else each prints a KeyboardInterrupt traceback).  Workers started now
+        # inherit the ignored signal; the plugin covers those a nanny restarts later.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            # the client owns this cluster: closing it stops the workers
+            client = distributed.Client(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # any free port (client.dashboard_link says which)
+                silence_logs=logging.ERROR,
+                set_as_default=False,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        client.register_plugin(_local_worker_plugin(), name="symbolic-lstm-local-worker")
+        # the client's view of the workers (scheduler_info) is refreshed periodically: on a loaded machine it
+        # can still list none right after start — wait until every worker has registered and been seen
+        client.wait_for_workers(workers, timeout=max(timeout, 120.0))
+        return client
+    if "://" not in scheduler and ":" not in scheduler:
+        raise ValueError(f"a scheduler is addressed as tcp://HOST:PORT, got {scheduler!r}")
+    try:
+        client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(
+            f"no Dask scheduler answered at {scheduler} within {timeout:g} s ({why}); start one with "
+            "`dask scheduler` and workers with `dask worker ADDRESS`"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (OSError, TimeoutError) as e:
+        client.close()
+        raise ValueError(
+            f"the Dask scheduler at {scheduler} has no workers ({e}); start some with `dask worker`"
+        ) from None
+    return client
+
+
+def _ignore_interrupts() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _not_a_closed_peer(record: Any) -> bool:
+    """False for a worker's log record of a transfer cut short because the other worker closed the connection
+    (``CommClosedError``): what closing a local cluster mid-step does, and what Dask recovers from by fetching
+    elsewhere or recomputing — the death of a worker is reported by its nanny and the scheduler all the same."""
+    from distributed.comm.core import CommClosedError
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, CommClosedError)
+
+
+def _local_worker_plugin() -> Any:
+    """A worker plugin (run again on every restarted worker) for a local cluster's workers: SIGINT is for the
+    client, and a transfer from a peer that closed its end is not an error to print (Ctrl-C closes the cluster
+    while shards may be fetching the parameters from each other)."""
+    distributed = require_dask()
+
+    class LocalWorker(distributed.WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            import logging
+
+            _ignore_interrupts()
+            log = logging.getLogger("distributed.worker")
+            if _not_a_closed_peer not in log.filters:
+                log.addFilter(_not_a_closed_peer)
+
+    return LocalWorker()
+
+
+def workers_of(client: Any) -> list[str]:
+    """The addresses of the client's workers, sorted (shard i is placed on worker i mod n)."""
+    return sorted(client.scheduler_info()["workers"])
