@@ -8,13 +8,12 @@ its forks (:mod:`symbolic_lstm.graph`) → the chain rule over that graph (:mod:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .cell import Cell, CellBuilder, CellError
 from .cells import get_cell
 from .derivation import derive
 from .functions import rsqrt, sigmoid, softsign
 from .loader import load
+from .version import __version__
 
 __all__ = [
     "Cell",

@@ -137,6 +137,12 @@ class Cell:
         return self.origin or self.name
 
     @property
+    def returns(self) -> tuple[str, ...]:
+        """The sequences a generated ``forward`` returns, in order, before its cache: the output first, then the
+        states that are not the output (in the cell's order) — for the LSTM (a, c), for SRU (h, c)."""
+        return (self.output, *(s for s in self.states if s != self.output))
+
+    @property
     def prev_states(self) -> tuple[str, ...]:
         return tuple(prev(s) for s in self.states)
 

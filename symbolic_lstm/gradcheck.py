@@ -45,8 +45,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .codegen import returned
-
 if TYPE_CHECKING:
     from .cell import Cell
 
@@ -254,7 +252,7 @@ def comparisons(
         x = rng.normal(size=(T, B, n_x))
         init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
         y = rng.normal(size=(T, B, n_a) if mode == "many-to-many" else (B, n_a))
-        others = returned(cell)[1:]  # the states that are not the output: their seeds are optional
+        others = cell.returns[1:]  # the states that are not the output: their seeds are optional
         extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in others} if with_dc else {}
 
         out = k.forward(x, p, **init)

@@ -35,7 +35,7 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
         if not isinstance(params, Mapping):
             raise TypeError(f"params must be a dict of the cell's parameters {m.PARAMS}, got {type(params).__name__}")
         results = m.forward(x, dict(params), **{f"{s}0": v for s, v in zip(states, initial, strict=False)})
-        return results[0], results[-1]  # the output comes first (codegen.returned)
+        return results[0], results[-1]  # the output comes first (Cell.returns)
 
     @jax.custom_vjp
     def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> jax.Array:

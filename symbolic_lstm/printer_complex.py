@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .codegen.printer import KernelPrinter, heaviside_at_zero
+from .printer_numpy import KernelPrinter, heaviside_at_zero
 
 
 class ComplexStepPrinter(KernelPrinter):

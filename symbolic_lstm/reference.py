@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 
 from .cell import Cell, Linear, Reduce
-from .codegen.printer import KernelPrinter
+from .printer_numpy import KernelPrinter
 
 Arrays = Mapping[str, np.ndarray]
 

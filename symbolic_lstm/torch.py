@@ -27,7 +27,6 @@ from torch import nn
 
 from .cell import Cell
 from .cells import as_cell, get_cell
-from .codegen import returned
 from .loader import module_for
 
 __all__ = [
@@ -45,7 +44,7 @@ class _Kernels(torch.autograd.Function):
     """One node of torch's graph for the whole sequence: forward and backward are the generated kernels.
 
     Inputs: (layer, x, *initial states, *parameters); outputs: the sequences the kernels' forward returns
-    (T, B, n_a each): the output, then the states that are not the output (``codegen.returned``).  The
+    (T, B, n_a each): the output, then the states that are not the output (``Cell.returns``).  The
     kernels' backward consumes the forward cache (it stores the gate gradients in place, and the next forward
     reuses the buffers); a graph backpropagated again (``retain_graph=True``, ``gradcheck``) reruns the forward
     from the saved inputs first.
@@ -68,7 +67,7 @@ class _Kernels(torch.autograd.Function):
         x, *rest = ctx.saved_tensors[: ctx.n_inputs]
         cache = ctx.cache if ctx.cache is not None else _run(layer, x, rest)[-1]
         ctx.cache = None  # consumed by the kernels' backward below
-        names, out = returned(layer.cell), layer.cell.output
+        names, out = layer.cell.returns, layer.cell.output
         seeds = dict(zip(names, grads, strict=True))
         if seeds[out] is None:  # only another state's last value is used: no gradient from the outputs
             seeds[out] = torch.zeros((x.shape[0], x.shape[1], layer.hidden_size), dtype=x.dtype, device=x.device)
@@ -197,7 +196,7 @@ class RecurrentLayer(nn.Module):
         B = seq.shape[1]
         initial = self._initial(state, B)
         params = [getattr(self, name) for name in self.param_names]
-        seqs = dict(zip(returned(self.cell), _Kernels.apply(self, seq, *initial, *params), strict=True))
+        seqs = dict(zip(self.cell.returns, _Kernels.apply(self, seq, *initial, *params), strict=True))
         out = seqs[self.cell.output]
         last = tuple(seqs[s][-1] for s in self.states) if seq.shape[0] else tuple(initial)
         return (out.transpose(0, 1) if self.batch_first else out), last

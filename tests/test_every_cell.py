@@ -17,10 +17,10 @@ from symbolic_lstm.cells import get_cell
 from symbolic_lstm.cli import main
 from symbolic_lstm.codegen import CodegenError
 from symbolic_lstm.codegen.pipeline import write_checked
-from symbolic_lstm.codegen.printer import KernelPrinter
 from symbolic_lstm.codegen.schedule import Schedule
 from symbolic_lstm.codegen.smoke import smoke_run
 from symbolic_lstm.gradcheck import check_module, numeric_gradient
+from symbolic_lstm.printer_numpy import KernelPrinter
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 USER_CELLS = ["gru_torch", "mi_rnn", "indrnn", "leaky", "hard"]

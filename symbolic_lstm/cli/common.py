@@ -10,10 +10,10 @@ from types import ModuleType
 
 import click
 
-from .. import __version__
 from ..cell import Cell
 from ..cells import BUILTIN, get_cell
 from ..files import write_atomic
+from ..version import __version__
 
 
 class CellParam(click.ParamType):

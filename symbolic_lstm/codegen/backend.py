@@ -17,13 +17,14 @@ from typing import ClassVar
 
 import sympy as sp
 
-from .. import __version__
 from ..cell import Cell, Linear
 from ..paths import PACKAGE_DIR, templates_dir
+from ..version import __version__
 
-#: The engine: what a cell's stages, derivatives, loss and heads are.  A kernel is printed from these, so a
-#: change here can change every module; the LaTeX, the notebooks and the checks are not among them.
-ENGINE_MODULES = ("cell", "graph", "derivation", "functions", "notation", "heads", "timeline")
+#: The engine (what a cell's stages, derivatives, loss and heads are) and the NumPy printer every backend builds
+#: on.  A kernel is printed from these, so a change here can change every module; the LaTeX, the notebooks and
+#: the checks are not among them.
+ENGINE_MODULES = ("cell", "graph", "derivation", "functions", "notation", "heads", "timeline", "printer_numpy")
 CODEGEN_DIR = Path(__file__).resolve().parent
 
 

@@ -102,12 +102,6 @@ def param_shape_code(cell: Cell) -> dict[str, tuple[str, ...]]:
     return {name: shapes[name] for name in cell.params}
 
 
-def returned(cell: Cell) -> tuple[str, ...]:
-    """The sequences a generated ``forward`` returns, in order, before its cache: the output first, then the
-    states that are not the output (in the cell's order) — for the LSTM (a, c), for SRU (h, c)."""
-    return (cell.output, *(s for s in cell.states if s != cell.output))
-
-
 def output_argument(cell: Cell) -> str:
     """The loss and head functions' name for the output: the output's own, unless one of their locals has it
     (LEM's y, as the paper names it, beside the targets y): then ``<output>_out``."""
@@ -123,8 +117,8 @@ class ModuleApi:
 
     @property
     def returns(self) -> tuple[str, ...]:
-        """What forward returns before the cache (see :func:`returned`)."""
-        return returned(self.cell)
+        """What forward returns before the cache (see :attr:`~symbolic_lstm.cell.Cell.returns`)."""
+        return self.cell.returns
 
     @property
     def out_arg(self) -> str:

@@ -14,10 +14,10 @@ import sympy as sp
 
 from ..cell import Cell, Linear
 from ..files import write_atomic
+from ..printer_numpy import printable_functions
 from .backend import Backend
 from .backends import get
 from .lines import CodegenError
-from .printer import printable_functions
 from .smoke import smoke_run
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from ..cell import Cell
 from ..gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
 from .backend import Backend
-from .lines import CodegenError, returned
+from .lines import CodegenError
 
 #: (T, B, n_x, n_a) of the smoke problem: every loop runs more than once; n_a ≥ 4 keeps normalising cells away
 #: from their degenerate one- and two-unit cases.
@@ -103,7 +103,7 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: Backend, dtype: typ
     y = rng.normal(size=(T, B, n_a)).astype(dtype)
     extra = {f"d{s}": rng.normal(size=(T, B, n_a)).astype(dtype) for s in cell.states if s != cell.output}
     out = module.forward(x, p, **init)
-    names = returned(cell)
+    names = cell.returns
     if len(out) != len(names) + 1:
         raise CodegenError(f"forward returned {len(out)} values, expected {', '.join(names)} and the cache")
     _E, da = module.mse_loss(out[0], y)

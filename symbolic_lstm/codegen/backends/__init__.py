@@ -10,6 +10,8 @@ from ..backend import Backend
 from .array_api import ArrayApiBackend
 from .numpy import NumPyBackend
 
+__all__ = ["BACKENDS", "DEFAULT", "ArrayApiBackend", "Backend", "NumPyBackend", "get", "of_module"]
+
 BACKENDS: dict[str, Backend] = {b.name: b for b in (NumPyBackend(), ArrayApiBackend())}
 #: The backend a command uses unless told otherwise: NumPy only, the fast one.
 DEFAULT = "numpy"

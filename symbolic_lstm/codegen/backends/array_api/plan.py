@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .... import __version__
 from ....cell import Cell, Linear, Reduce
 from ....derivation import StepDerivation
+from ....version import __version__
 from ...lines import (
     ModuleApi,
     check_names,

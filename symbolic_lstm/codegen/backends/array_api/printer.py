@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ...printer import KernelPrinter, heaviside_at_zero
+from ....printer_numpy import KernelPrinter, heaviside_at_zero
 
 
 class ArrayAPIPrinter(KernelPrinter):

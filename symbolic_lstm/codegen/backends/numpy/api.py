@@ -8,13 +8,13 @@ from functools import cached_property
 
 import sympy as sp
 
-from .... import __version__
 from ....cell import Cell
 from ....derivation import StepDerivation
 from ....heads import linear_mse, softmax_ce
 from ....notation import ERROR, Partial, node, target
+from ....printer_numpy import KernelPrinter
+from ....version import __version__
 from ...lines import CommentPrinter, ModuleApi, matrix_symbol
-from ...printer import KernelPrinter
 
 
 class LossCode(ModuleApi):

@@ -8,6 +8,7 @@ import sympy as sp
 
 from ....cell import Elementwise, Linear, Reduce
 from ....notation import Partial
+from ....printer_numpy import KernelPrinter
 from ....timeline import Timeline
 from ...lines import (
     CodegenError,
@@ -17,7 +18,6 @@ from ...lines import (
     uni_expr,
     uni_time,
 )
-from ...printer import KernelPrinter
 from ...schedule import Gate, Group, Product, Schedule
 from .api import LossCode
 

@@ -18,8 +18,8 @@ Simpler than the fused layout and a little slower (one product per stage and ope
 from __future__ import annotations
 
 from ....cell import Cell, Elementwise, Linear, Reduce
+from ....printer_numpy import KernelPrinter
 from ...lines import Line, check_names, matrix_symbol, template_env, uni, uni_expr, uni_time
-from ...printer import KernelPrinter
 from ...schedule import Schedule
 from .api import LossCode, api_context
 

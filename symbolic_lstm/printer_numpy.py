@@ -136,7 +136,7 @@ def printable_functions() -> list[str]:
     """The functions a stage may use, as the kernels' printer knows them (computed, for error messages):
     SymPy's functions it prints as NumPy ufuncs, those it has a rule for (Heaviside, Piecewise …) and the
     package's own functions that print themselves."""
-    from .. import functions
+    from . import functions
 
     p = KernelPrinter()
     names = {k.lower() if k == "Sqrt" else k for k, v in p.known_functions.items() if v.startswith("numpy.")}
