@@ -20,6 +20,7 @@ from .stale import GENERATED_MARK, StaleModuleWarning, freshness, is_generated
 
 if TYPE_CHECKING:
     from .cell import Cell
+    from .codegen.backend import Backend
 
 
 def available(directory: str | Path | None = None) -> list[str]:
@@ -129,7 +130,7 @@ class Found:
     generated: bool
 
 
-def module_for(cell: Cell, directory: str | Path | None = None, backend: str = "numpy") -> Found:
+def module_for(cell: Cell, directory: str | Path | None = None, backend: str | Backend = "numpy") -> Found:
     """The generated module of ``cell``, generating it into the user cache when a user cell has none yet.
 
     * ``directory`` given: the module in that folder (ValueError naming the command that writes it if absent);
