@@ -268,7 +268,9 @@ def comparisons(
         forward = max(relative_error(np.asarray(o), e) for o, e in zip(out[:-1], expected, strict=True))
         at_kink = ref.at_kink(x, p, init)  # which side the kernels land on is round-off: not judged
         numeric = None if at_kink else ref.gradients(arrays, y, mode, {s[1:]: v for s, v in extra.items()})
-        grads = {key: grads[key] for key in arrays}  # the parameters' order, then x, then initial states
+        # the parameters' order, then x, then initial states; as NumPy arrays, so the comparison is NumPy's float64
+        # arithmetic whatever the module's library (a JAX array's subtraction would run in float32 without x64)
+        grads = {key: np.asarray(grads[key]) for key in arrays}
         yield Comparison(problem, grads, numeric, regime.atol * max(1.0, abs(E)), forward)
 
 
