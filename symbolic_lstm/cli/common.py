@@ -102,14 +102,16 @@ def main() -> None:
     """
 
 
-def kernels_of(cell: Cell, directory: Path | None) -> ModuleType:
-    """The cell's generated NumPy module: from ``directory``, the package (built-in cells) or, for a user
-    cell, the user cache, where it is generated on first use (said on standard error)."""
+def kernels_of(cell: Cell, directory: Path | None, backend: str = "numpy") -> ModuleType:
+    """The cell's generated module (NumPy unless ``backend`` says): from ``directory``, the package (built-in
+    cells) or, for a user cell, the user cache, where it is generated on first use (said on standard error)."""
     from ..codegen import CodegenError
     from ..loader import cache_dir, module_for
 
     try:
-        found = module_for(cell, directory)
+        found = module_for(cell, directory, backend)
+    except ModuleNotFoundError as e:  # the backend's modules import what is not installed (jax)
+        raise click.UsageError(str(e)) from None
     except CodegenError as e:
         raise click.BadParameter(str(e), param_hint="--cell") from None
     except ValueError as e:

@@ -106,10 +106,19 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
     "cell, code generator and templates (runs the cell files named in user-cell modules); exit 1 if any, "
     "3 if none is stale but a module's cell cannot be found (moved or broken), so it is not known fresh.",
 )
-def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: Path | None, stale: bool) -> None:
+@click.option(
+    "--backend",
+    type=click.Choice(list(BACKENDS)),
+    default=DEFAULT_BACKEND,
+    show_default=True,
+    help="Which generated module of the cell to check.",
+)
+def check(
+    cell: Cell, seed: int, tol: float | None, saturated: bool, directory: Path | None, stale: bool, backend: str
+) -> None:
     """Check the generated kernels against the complex-step derivative of the cell's stages (float64), and their
     forward pass against the same interpreter; exit 1 if any error > TOL."""
-    from ..codegen.pipeline import source_hash
+    from ..codegen.pipeline import module_name, source_hash
     from ..gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, check_module, format_table
     from ..loader import available
     from ..paths import generated_dir
@@ -131,21 +140,22 @@ def check(cell: Cell, seed: int, tol: float | None, saturated: bool, directory: 
             )
             sys.exit(3)
         return
-    module = kernels_of(cell, directory)
-    if getattr(module, "SOURCE_HASH", None) != source_hash(cell):
+    module = kernels_of(cell, directory, backend)
+    if getattr(module, "SOURCE_HASH", None) != source_hash(cell, backend):
         from ..stale import regenerate_command
 
         folder = directory if directory is not None else generated_dir()
         click.echo(
-            f"warning: {folder / (cell.name + '.py')} was generated from another version of the cell, code generator "
-            f"or templates; run: {regenerate_command(cell.spec, folder)}",
+            f"warning: {folder / (module_name(cell, backend) + '.py')} was generated from another version of the cell, "
+            f"code generator or templates; run: {regenerate_command(cell.spec, folder, backend)}",
             err=True,
         )
     regime = SATURATED if saturated else NORMAL
     tol = regime.tol if tol is None else tol
     report = check_module(module, seed=seed, tol=tol, regime=regime, cell=cell)
     click.echo(
-        f"cell {cell.name}: {len(DEFAULT_PROBLEMS)} random problems (T, B incl. 1; both loss modes), float64"
+        f"cell {cell.name}{'' if backend == DEFAULT_BACKEND else f' ({backend} module)'}: {len(DEFAULT_PROBLEMS)} "
+        "random problems (T, B incl. 1; both loss modes), float64"
         + (", saturated gates (weights x20)" if saturated else "")
     )
     click.echo(format_table(report))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from ..backend import Backend
 from .array_api import ArrayApiBackend
+from .jax import JaxBackend
 from .numpy import NumPyBackend
 
-__all__ = ["BACKENDS", "DEFAULT", "ArrayApiBackend", "Backend", "NumPyBackend", "get", "of_module"]
+__all__ = ["BACKENDS", "DEFAULT", "ArrayApiBackend", "Backend", "JaxBackend", "NumPyBackend", "get", "of_module"]
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (NumPyBackend(), ArrayApiBackend())}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (NumPyBackend(), ArrayApiBackend(), JaxBackend())}
 #: The backend a command uses unless told otherwise: NumPy only, the fast one.
 DEFAULT = "numpy"
 

@@ -1,0 +1,41 @@
+"""The JAX backend: forward and backward each one ``lax.scan`` over the steps, compiled by XLA once per shape, the
+compile time independent of T; see :mod:`.plan`.  Needs the ``[jax]`` extra."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from ....cell import Cell
+from ...backend import Backend, Statement
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    suffix = "_jax"
+    templates = "jax"
+    keeps_dtype = True  # float32 in, float32 out; float64 computed in float64 (x64 on for the call)
+    summary = "<cell>_jax.py, lax.scan loops compiled by XLA once per shape (needs jax)"
+    imports = ("jax", "jaxlib")
+    needs = "jax: pip install 'symbolic-lstm[jax]' (or pip install jax); the NumPy module needs nothing but NumPy"
+
+    def render(self, cell: Cell) -> str:
+        from . import plan
+
+        return plan.render(cell, self.source_hash(cell))
+
+    def statements(self, cell: Cell) -> list[Statement]:
+        from . import plan
+
+        return [Statement(f"{st.target} = {st.code}", st.stage) for st in plan.statements(cell) if st.stage]
+
+    @contextlib.contextmanager
+    def importing(self) -> Iterator[None]:
+        """A module of this backend cannot be smoke-run without JAX: say what to install."""
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            from ...lines import CodegenError
+
+            raise CodegenError(f"the jax backend's modules import {self.needs}") from None
+        yield

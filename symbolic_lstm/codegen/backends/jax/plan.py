@@ -1,0 +1,115 @@
+"""The JAX backend's plan: the cell's stages and δ statements as expressions (:mod:`..expressions`), arranged
+for two ``lax.scan`` loops.
+
+* forward: every linear stage's product over the input (with its bias) is hoisted out of the loop — one
+  product over all steps — and the scan carries the states, stacking every stage's value per step;
+* backward: a reverse scan over t runs the derived δ statements, carrying δ of the previous states and
+  stacking each linear stage's δsum (and each unit parameter's δ); after it, every weight gradient is one
+  product per operand over all steps, and so is ∂E/∂x.
+"""
+
+from __future__ import annotations
+
+from ....cell import Cell, Linear
+from ....version import __version__
+from ...expressions import ExpressionPlan, Step
+from ...lines import template_env, uni_time
+
+TEMPLATE = "jax/cell_module.py.j2"
+#: The kernels' own variables: a node may not take one (:func:`~symbolic_lstm.codegen.lines.check_names`).
+LOCALS = frozenset({
+    "p", "t", "T", "B", "n_a", "n_x", "initial", "seq", "cache", "grads", "carry", "ys", "dtype", "jax", "lax",
+    "scan_forward", "scan_backward", "prev", "seeds", "name", "values", "step",
+})  # fmt: skip
+
+
+class JaxPlan(ExpressionPlan):
+    """Forward and backward statements of one step for ``lax.scan``, in ``xp`` (``jax.numpy``)."""
+
+    backend_label = "JAX"
+    locals_ = LOCALS
+
+    @property
+    def hoisted(self) -> list[Linear]:
+        """Linear stages that read the input: their input product (and bias) is taken over all steps at once."""
+        return [st for st in self.cell.linear_stages if self.input in st.inputs]
+
+    def hoisted_code(self, st: Linear) -> str:
+        """``x_all`` times the input's columns of W, plus the bias: (T, B, rows)."""
+        code = f"{self.input}_all @ xp.matrix_transpose({st.weight}[:, {self.columns(st, self.input)}])"
+        return code + (f" + {st.bias}" if st.bias else "")
+
+    def forward(self) -> list[Step]:
+        """The step's statements; a hoisted stage adds its precomputed input product (``XW_<stage>``)."""
+        out = []
+        for step in super().forward():
+            st = next((s for s in self.hoisted if s.name == step.target), None)
+            if st is not None:
+                terms = [self.product(st, k) for k in st.inputs if k != self.input] + [f"XW_{st.name}"]
+                step = Step(step.target, " + ".join(terms), step.comment, step.stage)
+            out.append(step)
+        return out
+
+    def backward(self) -> list[Step]:
+        """δ statements; a state's own seed ∂E<t>/∂s<t> is always added (zeros when not given)."""
+        out = []
+        for step in super().backward(seeds=False):
+            out.append(step)
+            if step.stage in self.cell.states and step.stage != self.cell.output:
+                out.append(Step(step.target, f"{step.target} + d{step.stage}[t]", "+ ∂E<t>/∂" + uni_time(step.stage)))
+        return out
+
+    @property
+    def carried(self) -> str:
+        """The forward scan's carry: the previous states, unpacked."""
+        names = [f"{s}_prev" for s in self.cell.states]
+        return ", ".join(names) + ("," if len(names) == 1 else "")
+
+    @property
+    def carried_back(self) -> str:
+        """The backward scan's carry: δ of the previous states (from step t+1), unpacked."""
+        names = [f"d{s}_next" for s in self.cell.states]
+        return ", ".join(names) + ("," if len(names) == 1 else "")
+
+    @property
+    def input_elementwise(self) -> str | None:
+        """∂E/∂x<t>'s branches that are not products (SRU's highway), per step; None when it has none."""
+        value = self.schedule.elementwise_delta(self.input)
+        return None if value == 0 else self.p.doprint(value)
+
+    @property
+    def input_after_scan(self) -> str:
+        """∂E/∂x over all steps: each linear stage's δsum times the input's columns of its W (one product each),
+        plus the branches that are not products, stacked by the scan."""
+        inp = self.input
+        terms = [f"D_{st.name} @ {st.weight}[:, {self.columns(st, inp)}]" for st in self.d.graph.linear_consumers(inp)]
+        if self.input_elementwise is not None:
+            terms.append(f"d{inp}_own")
+        return " + ".join(terms) if terms else f"xp.zeros_like({inp}_all)"
+
+    def operand_all(self, k: str) -> str:
+        """The sequence (T, B, ·) of a linear stage's operand over all steps."""
+        if k == self.input:
+            return f"{k}_all"
+        state = self.cell.state_of_prev(k)
+        return f"{state}_prev_all" if state is not None else f'seq["{k}"]'
+
+    @property
+    def unit_deltas(self) -> list[str]:
+        """The unit parameters, whose δ the backward scan stacks per step."""
+        return list(self.cell.vectors)
+
+
+def render(cell: Cell, source_hash: str) -> str:
+    """The JAX module for ``cell``, as text (byte-stable)."""
+    plan = JaxPlan(cell)
+    return (
+        template_env()
+        .get_template(TEMPLATE)
+        .render(version=__version__, template=TEMPLATE, cell=cell, plan=plan, source_hash=source_hash, backend="jax")
+    )
+
+
+def statements(cell: Cell) -> list[Step]:
+    plan = JaxPlan(cell)
+    return [*plan.forward(), *plan.backward()]

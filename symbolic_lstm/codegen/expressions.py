@@ -1,0 +1,136 @@
+"""Stages and δ statements as expressions in ``xp`` (an array namespace): the plan of every backend that prints one
+expression per stage instead of NumPy's in-place calls — the array-API backend (a Python loop over steps) and
+the JAX backend (two ``lax.scan`` loops).  The statements are the schedule's (:mod:`.schedule`); the printer is
+the kernels' NumPy printer with ``xp.`` for ``np.``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..cell import Cell, Linear, Reduce
+from ..derivation import StepDerivation
+from ..printer_numpy import KernelPrinter, heaviside_at_zero
+from .lines import ModuleApi, check_names, uni, uni_expr, uni_time
+from .schedule import Schedule
+
+
+class ExpressionPrinter(KernelPrinter):
+    """The kernel printer with ``xp.`` (the arrays' namespace) in place of ``np.``."""
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        out = super()._module_format(fqn, register)
+        return "xp." + out[len("np.") :] if out.startswith("np.") else out
+
+    def _print_Heaviside(self, expr: sp.Expr) -> str:
+        """The standard has no heaviside: H(x) = (x > 0) as the arrays' dtype, H(0) = 0 unless the cell says."""
+        x = self._print(expr.args[0])
+        step = f"xp.astype(xp.greater({x}, 0), ({x}).dtype)"
+        h0 = heaviside_at_zero(expr)
+        return step if h0 == 0 else f"xp.where(xp.equal({x}, 0), xp.full_like({x}, {self._print(h0)}), {step})"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of the per-step code: ``target = code`` and the derivation step it implements."""
+
+    target: str
+    code: str
+    comment: str = ""
+    stage: str = ""  # the node whose expression this prints
+
+
+class ExpressionPlan(ModuleApi):
+    """Forward and backward statements of one step, as expressions in ``xp``.  A backend sets ``locals_`` (its
+    kernels' own variables) and ``backend_label`` (for the name-clash message)."""
+
+    locals_: frozenset[str] = frozenset()
+    backend_label = "expression"
+
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.schedule = Schedule(cell)
+        self.input = self.schedule.input
+        self.d: StepDerivation = self.schedule.d
+        self.p = ExpressionPrinter()
+        inp = self.input
+        ours = self.locals_ | {f"{inp}_all", f"d{inp}"} | {f"d{s}_next" for s in cell.states}
+        check_names(
+            cell, ours | {n for n in (*cell.widths, *cell.vectors) if n.startswith("delta_")}, self.backend_label
+        )
+
+    def columns(self, st: Linear, operand: str) -> str:
+        """The columns of W that multiply ``operand``, as a slice (operands in order, n_a or n_x wide)."""
+        start, stop = self.schedule.columns(st, operand)
+        return f"{start}:{stop}"
+
+    def product(self, st: Linear, k: str) -> str:
+        """``k @ W[:, k's columns]ᵀ``: the operand ``k``'s term of the linear stage ``st``."""
+        return f"{k} @ xp.matrix_transpose({st.weight}[:, {self.columns(st, k)}])"
+
+    def forward_comments(self) -> list[str]:
+        """Each stage as the derivation writes it (for the module's docstring)."""
+        return [step.comment for step in ExpressionPlan.forward(self)]
+
+    def forward(self) -> list[Step]:
+        out = []
+        for st in self.cell.stages:
+            if isinstance(st, Linear):
+                terms = [self.product(st, k) for k in st.inputs]
+                if st.bias is not None:
+                    terms.append(st.bias)
+                text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (
+                    f" + {st.bias}" if st.bias else ""
+                )
+                out.append(Step(st.name, " + ".join(terms), f"{uni_time(st.name)} = {text}", st.name))
+            elif isinstance(st, Reduce):
+                code = f"xp.mean({self.p.doprint(st.expr)}, axis=-1, keepdims=True)"
+                comment = f"{uni_time(st.name)} = mean_i({uni_expr(st.expr, self.cell.vectors)})"
+                out.append(Step(st.name, code, comment, st.name))
+            else:
+                comment = f"{uni_time(st.name)} = {uni_expr(st.expr, self.cell.vectors)}"
+                out.append(Step(st.name, self.p.doprint(st.expr), comment, st.name))
+        return out
+
+    def backward(self, seeds: bool = True) -> list[Step]:
+        """δ of every materialised node, in backward order (the schedule's statements); linear stages' δ feed
+        the matrix products.  ``seeds``: add a state's optional seed ``d<s>[t]`` when the caller gave one."""
+        d = self.d
+        out = []
+        for delta in self.schedule.deltas():
+            v = delta.node
+            terms = ([] if delta.value == 0 else [self.p.doprint(delta.value)]) + self.through_linear(v)
+            target = delta.target
+            code = " + ".join(terms) if terms else "0.0"
+            fork = "  (fork: branches added)" if d.graph.is_fork(v) else ""
+            out.append(Step(target, code, f"δ{uni_time(v)}{fork}", v))
+            if delta.optional and seeds:
+                out.append(Step(target, f"{target} + d{v}[t] if d{v} is not None else {target}", "+ ∂E<t>/∂" + uni(v)))
+        return out
+
+    def through_linear(self, v: str) -> list[str]:
+        """The branches of δv through the linear stages that read v: δsum · (v's columns of W), one per stage."""
+        return [f"delta_{st.name} @ {st.weight}[:, {self.columns(st, v)}]" for st in self.d.graph.linear_consumers(v)]
+
+    @property
+    def input_delta(self) -> str:
+        """∂E/∂x<t>: its elementwise branches (SRU's highway (1 − r) ⊙ x, the Mogrifier's 2σ(Q h) ⊙ x), then the
+        products of every linear stage that reads the input."""
+        value = self.schedule.elementwise_delta(self.input)
+        terms = ([] if value == 0 else [self.p.doprint(value)]) + self.through_linear(self.input)
+        return " + ".join(terms) if terms else f"xp.zeros_like({self.input})"
+
+    def weight_width(self, st: Linear) -> str:
+        return self.schedule.weight_width(st)
+
+    @property
+    def unpack(self) -> str:
+        names = list(self.cell.params)
+        return f"{', '.join(names)}{',' if len(names) == 1 else ''} = (p[k] for k in PARAMS)"
+
+    @property
+    def stored(self) -> list[str]:
+        """Every per-step node backward may read (the array-API module keeps them all; simple and portable)."""
+        return [st.name for st in self.cell.stages]
