@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .threads import blas_threads
+
 if TYPE_CHECKING:
     from .cell import Cell
 
@@ -311,7 +313,10 @@ def check_module(
     shapes: dict[str, set[str]] = {}
     skipped: dict[str, int] = {}
     forward, compared = 0.0, 0
-    for c in comparisons(k, seed, problems, regime, cell):
+    B, n_x, n_a = (max((pr[i] for pr in problems), default=1) for i in (1, 2, 3))
+    with blas_threads(B, n_x, n_a):  # small problems: one BLAS thread
+        found = list(comparisons(k, seed, problems, regime, cell))
+    for c in found:
         forward = max(forward, c.forward)
         compared += c.reference is not None
         for key, g in c.grads.items():

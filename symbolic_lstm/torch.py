@@ -17,6 +17,7 @@ to ours and back, and :meth:`RecurrentLayer.from_checkpoint` loads a ``train --c
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +29,7 @@ from torch import nn
 from .cell import Cell
 from .cells import as_cell, get_cell
 from .loader import module_for
+from .threads import blas_threads
 
 __all__ = [
     "RecurrentLayer",
@@ -73,7 +75,8 @@ class _Kernels(torch.autograd.Function):
             seeds[out] = torch.zeros((x.shape[0], x.shape[1], layer.hidden_size), dtype=x.dtype, device=x.device)
         if x.device.type == "cpu":
             extra = {f"d{s}": None if seeds[s] is None else _np(seeds[s]) for s in names[1:]}
-            g = layer.kernels.backward(_np(seeds[out]), cache, **extra, check_finite=False)
+            with _threads(layer, x):
+                g = layer.kernels.backward(_np(seeds[out]), cache, **extra, check_finite=False)
             g = {key: torch.from_numpy(v) for key, v in g.items()}
         else:
             extra = {f"d{s}": seeds[s] for s in names[1:]}
@@ -91,10 +94,16 @@ def _run(layer: RecurrentLayer, x: torch.Tensor, rest: tuple[torch.Tensor, ...] 
     if x.device.type == "cpu":
         p = {name: _np(t) for name, t in zip(names, params, strict=True)}
         init = {f"{s}0": _np(t) for s, t in zip(layer.states, initial, strict=True)}
-        return list(layer.kernels.forward(_np(x), p, **init, check_finite=False))
+        with _threads(layer, x):
+            return list(layer.kernels.forward(_np(x), p, **init, check_finite=False))
     p = dict(zip(names, params, strict=True))
     init = {f"{s}0": t for s, t in zip(layer.states, initial, strict=True)}
     return list(layer.array_api.forward(x, p, **init))
+
+
+def _threads(layer: RecurrentLayer, x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """BLAS threads for the layer's products at this batch (:mod:`symbolic_lstm.threads`)."""
+    return blas_threads(x.shape[1], layer.input_size, layer.hidden_size, len(layer.cell.linear_stages))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -100,6 +100,12 @@ def main() -> None:
     Exit codes: 0 success; 1 a proof line or a gradient check failed, a stale module, or an output that could
     not be written at the end of a run; 2 a usage error; 3 check --stale found a module it cannot judge.
     """
+    from ..threads import threads_for
+
+    try:
+        threads_for(1, 1, 1)  # SYMBOLIC_LSTM_THREADS, if set, must be a thread count: said before any work
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def kernels_of(cell: Cell, directory: Path | None, backend: str = "numpy") -> ModuleType:

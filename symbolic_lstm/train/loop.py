@@ -10,6 +10,7 @@ from types import ModuleType
 
 import numpy as np
 
+from ..threads import blas_threads
 from .checkpoints import Config, Start, save_checkpoint
 from .optimiser import Optimizer, update
 from .problems import Gradients, Problem, TextProblem, evaluate, sample, text_loss
@@ -186,7 +187,9 @@ def fit(
         if on_sample is not None and isinstance(problem, TextProblem) and (e % sample_every == 0 or e == config.epochs):
             on_sample(e, sample(k, problem, params, head, np.random.default_rng(e - 1)))
 
-    _epochs(config, first, (params, head, opt, rng), epoch, history, after, checkpoint, checkpoint_every)
+    gates = len(getattr(k, "WEIGHTS", ())) or 4
+    with blas_threads(config.batch, problem.n_inputs, config.hidden, gates):  # one thread for small products
+        _epochs(config, first, (params, head, opt, rng), epoch, history, after, checkpoint, checkpoint_every)
     if isinstance(problem, TextProblem):
         history.test_rmse = text_loss(k, problem, params, head, problem.test_ids)  # nats per character
         history.baseline_rmse = float(np.log(problem.vocab))  # a uniform guess over the characters

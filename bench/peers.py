@@ -1,0 +1,257 @@
+"""Benchmark: the generated NumPy and JAX modules against what a user would pick instead, at small and large shapes.
+
+    python bench/peers.py                          # the LSTM and the README's MGU at the issue's shapes, float32
+    python bench/peers.py --cells lstm --shapes 16x50x64 --reps 9
+
+Every implementation computes forward + ½Σ(a − y)² over all steps + every gradient (parameters and x), on the
+same inputs and weights:
+
+* ``numpy``      the generated NumPy module (``load(cell)``);
+* ``jax``        the generated JAX module's ``scan_forward`` + ``scan_backward`` (the derived backward), under
+                 ``jax.jit``;
+* ``jax-grad``   the same ``lax.scan`` forward differentiated by ``jax.grad`` under ``jax.jit`` (XLA's autodiff);
+* ``torch-loop`` the cell's stages as a Python loop of torch ops (the array-API module on torch tensors),
+                 differentiated by torch's autograd;
+* ``torch-lstm`` ``torch.nn.LSTM`` (oneDNN), LSTM only, weights mapped from ours.
+
+Before anything is timed, every implementation's gradients are checked equal to the NumPy module's in float64
+(1e-8 relative), so no row times a wrong answer.  Each repetition runs every implementation once, interleaved
+(the order rotates), after a warm-up that compiles; the table gives min and median (ms) and ``ratio`` = median /
+the best peer's median (peers: jax-grad, torch-loop, torch-lstm; below 1: faster than the best of them).  One
+JSON line per cell and shape follows the table.  BLAS and torch threads are left as the environment sets them
+(printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
+from symbolic_lstm.loader import module_for  # noqa: E402
+
+#: (B, T, n) as the issue's table: n = n_x = n_a.
+SHAPES = {"64x100x256": (64, 100, 256), "16x50x64": (16, 50, 64), "1x1000x128": (1, 1000, 128)}
+PEERS = ("jax-grad", "torch-loop", "torch-lstm")
+
+
+def mgu():
+    """The README's minimal gated unit (Zhou et al. 2016), a user cell."""
+    import sympy as sp
+
+    cell = CellBuilder("mgu", inputs=("x",), states=("a",), output="a", description="minimal gated unit")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    f = cell.stage("Gamma_f", sigmoid(cell.linear("sum_f", [a_prev, x], weight="W_f", bias="b_f")))
+    fa = cell.stage("fa", f * a_prev)
+    h = cell.stage("h_tilde", sp.tanh(cell.linear("sum_h", [fa, x], weight="W_h", bias="b_h")))
+    cell.stage("a", (1 - f) * a_prev + f * h)
+    return cell.build()
+
+
+def cell_of(name: str):
+    return mgu() if name == "mgu" else get_cell(name)
+
+
+def problem(k, B: int, T: int, n: int, dtype: type, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    p = {name: v.astype(dtype) for name, v in k.init_params(n, n, seed=seed).items()}
+    return p, rng.normal(size=(T, B, n)).astype(dtype), rng.normal(size=(T, B, n)).astype(dtype)
+
+
+# -- the implementations: each make(p, x, y) -> run() returning {name: gradient} (parameters and "x") -------------
+def numpy_impl(cell, p, x, y):
+    k = module_for(cell).module
+
+    def run():
+        out = k.forward(x, p)
+        return k.backward(k.mse_loss(out[0], y)[1], out[-1])
+
+    return run
+
+
+def _jax_inputs(cell, p, x, y):
+    import jax.numpy as jnp
+
+    params = {n: jnp.asarray(v) for n, v in p.items()}
+    init = tuple(jnp.zeros((x.shape[1], next(iter(p.values())).shape[0]), x.dtype) for _ in cell.states)
+    return params, jnp.asarray(x), jnp.asarray(y), init
+
+
+def jax_impl(cell, p, x, y):
+    import jax
+
+    m = module_for(cell, backend="jax").module
+    params, X, Y, init = _jax_inputs(cell, p, x, y)
+
+    @jax.jit
+    def step(P, X, Y):
+        seq = m.scan_forward(X, P, init)
+        grads, dx, _ = m.scan_backward(seq[cell.output] - Y, {}, X, P, init, seq)
+        return {**grads, "x": dx}
+
+    return lambda: jax.block_until_ready(step(params, X, Y))
+
+
+def jax_grad_impl(cell, p, x, y):
+    import jax
+    import jax.numpy as jnp
+
+    m = module_for(cell, backend="jax").module
+    params, X, Y, init = _jax_inputs(cell, p, x, y)
+
+    def loss(P, X):
+        return 0.5 * jnp.sum((m.scan_forward(X, P, init)[cell.output] - Y) ** 2)
+
+    step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+    def run():
+        gp, gx = jax.block_until_ready(step(params, X))
+        return {**gp, "x": gx}
+
+    return run
+
+
+def torch_loop_impl(cell, p, x, y):
+    import torch
+
+    m = module_for(cell, backend="array-api").module
+
+    def run():
+        P = {n: torch.from_numpy(v).requires_grad_() for n, v in p.items()}
+        X = torch.from_numpy(x).requires_grad_()
+        out = m.forward(X, P)
+        (0.5 * torch.sum((out[0] - torch.from_numpy(y)) ** 2)).backward()
+        return {**{n: t.grad for n, t in P.items()}, "x": X.grad}
+
+    return run
+
+
+def torch_lstm_impl(cell, p, x, y):
+    """nn.LSTM with our weights: torch's gates (i, f, g, o) are our (u, f, c, o); one bias (b_hh = 0)."""
+    import torch
+
+    n_a = p["W_f"].shape[0]
+    order = ("u", "f", "c", "o")
+    lstm = torch.nn.LSTM(x.shape[2], n_a).to(torch.float64 if x.dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(torch.from_numpy(np.concatenate([p[f"W_{g}"][:, n_a:] for g in order])))
+        lstm.weight_hh_l0.copy_(torch.from_numpy(np.concatenate([p[f"W_{g}"][:, :n_a] for g in order])))
+        lstm.bias_ih_l0.copy_(torch.from_numpy(np.concatenate([p[f"b_{g}"] for g in order])))
+        lstm.bias_hh_l0.zero_()
+    Y = torch.from_numpy(y)
+
+    def run():
+        lstm.zero_grad()
+        X = torch.from_numpy(x).requires_grad_()
+        (0.5 * torch.sum((lstm(X)[0] - Y) ** 2)).backward()
+        gi, gh, b = lstm.weight_ih_l0.grad, lstm.weight_hh_l0.grad, lstm.bias_ih_l0.grad
+        out = {"x": X.grad}
+        for i, g in enumerate(order):
+            rows = slice(i * n_a, (i + 1) * n_a)
+            out[f"W_{g}"] = torch.cat([gh[rows], gi[rows]], dim=1)
+            out[f"b_{g}"] = b[rows]
+        return out
+
+    return run
+
+
+IMPLS = {
+    "numpy": numpy_impl,
+    "jax": jax_impl,
+    "jax-grad": jax_grad_impl,
+    "torch-loop": torch_loop_impl,
+    "torch-lstm": torch_lstm_impl,
+}
+NEEDS = {"jax": "jax", "jax-grad": "jax", "torch-loop": "torch", "torch-lstm": "torch"}
+
+
+def available(cell_name: str) -> list[str]:
+    names = [n for n in IMPLS if importlib.util.find_spec(NEEDS.get(n, "numpy")) is not None]
+    if cell_name != "lstm":  # torch's fused cells are the LSTM and the GRU; only the LSTM's weights are mapped
+        names = [n for n in names if n != "torch-lstm"]
+    if any(n.startswith("torch") for n in names) and importlib.util.find_spec("array_api_compat") is None:
+        names = [n for n in names if n != "torch-loop"]
+    return names
+
+
+def check_equal(cell, names: list[str]) -> None:
+    """Every implementation's gradients equal the NumPy module's, float64, on a small problem."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    k = module_for(cell).module
+    p, x, y = problem(k, 3, 7, 5, np.float64, seed=1)
+    want = IMPLS["numpy"](cell, p, x, y)()
+    for name in names:
+        got = {
+            n: np.asarray(v.detach() if hasattr(v, "detach") else v) for n, v in IMPLS[name](cell, p, x, y)().items()
+        }
+        for key in [*p, "x"]:
+            ref = want[key]
+            err = float(np.max(np.abs(got[key] - ref)) / max(1e-300, float(np.max(np.abs(ref)))))
+            if not err < 1e-8:
+                raise SystemExit(f"{name} on {cell.name}: gradient {key} differs from the NumPy module's ({err:.1e})")
+    jax.config.update("jax_enable_x64", False)
+
+
+def bench(cell, shape: tuple[int, int, int], names: list[str], reps: int, dtype: type) -> dict:
+    k = module_for(cell).module
+    p, x, y = problem(k, *shape, dtype)
+    runs = {name: IMPLS[name](cell, p, x, y) for name in names}
+    for run in runs.values():  # warm-up: compile, allocate
+        run()
+        run()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            runs[name]()
+            times[name].append(1e3 * (time.perf_counter() - t0))
+    return {name: (min(t), statistics.median(t)) for name, t in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", nargs="+", default=["lstm", "mgu"], choices=["lstm", "mgu", "gru", "gru_torch", "rnn"])
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = ap.parse_args()
+    dtype = np.dtype(args.dtype).type
+    threads = {v: os.environ.get(v, "unset") for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.dtype}, threads: {threads}")
+    rows = []
+    for cell_name in args.cells:
+        cell = cell_of(cell_name)
+        names = available(cell_name)
+        check_equal(cell, names)
+        print(f"# {cell_name}: every implementation's gradients equal the NumPy module's (float64, 1e-8): {names}")
+        for shape_name in args.shapes:
+            result = bench(cell, SHAPES[shape_name], names, args.reps, dtype)
+            peers = [result[n][1] for n in PEERS if n in result]
+            best = min(peers) if peers else float("nan")
+            rows.append((cell_name, shape_name, result, best))
+    print(f"{'cell':<6} {'B x T x n':<11} {'impl':<11} {'min ms':>9} {'median ms':>10} {'ratio':>6}")
+    for cell_name, shape_name, result, best in rows:
+        for name, (lo, med) in result.items():
+            print(f"{cell_name:<6} {shape_name:<11} {name:<11} {lo:>9.2f} {med:>10.2f} {med / best:>6.2f}")
+    for cell_name, shape_name, result, best in rows:
+        print(json.dumps({"cell": cell_name, "shape": shape_name, "dtype": args.dtype, "best_peer_ms": best,
+                          **{n: {"min_ms": lo, "median_ms": med} for n, (lo, med) in result.items()}}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""BLAS threads chosen for the work: one thread where the matrix products are small, the library's default where
+they are large.
+
+A step's recurrent product of a small batch (16 × 64 by 64 × 256, say) is over in microseconds: a second BLAS
+thread saves nothing and, when its core is busy with another process, costs a lot — ``train -q`` took 439 s with
+OpenBLAS's default threads on a loaded 2-core machine and 59 s with one.  The callers of the NumPy modules
+(``train``, ``check``, the smoke run, the torch bridge) run inside :func:`blas_threads`, which limits BLAS through
+``threadpoolctl`` (the ``[threads]`` extra; without it nothing changes) by the size of the work.
+
+The user decides first: ``SYMBOLIC_LSTM_THREADS=N`` sets the limit everywhere; a thread count set for the BLAS
+library itself (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) is left alone.  A given
+setting and shape always choose the same count, so a training run is bit-reproducible for it (OpenBLAS sums a
+product in the same order for the same thread count).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+#: Multiply-adds of one step's products (B · n_a · gates · (n_a + n_x)) below which one thread is used.  Measured
+#: with ``bench/threads.py`` on an idle 2-core machine: equal at 0.5 M, one thread 12–28 % slower at 4–8 M, 1.5×
+#: slower from 34 M; on a busy one, the default threads were 7× slower at 3 M (``train`` on The Tempest, batch
+#: 32, n_a 128).  Up to 8 M, one thread risks a little to save a lot.
+SMALL = 8_000_000
+#: Environment variables by which the user sets the threads: ours first, then the BLAS libraries' own.
+OURS = "SYMBOLIC_LSTM_THREADS"
+THEIRS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threads_for(batch: int, n_x: int, n_a: int, gates: int = 4) -> int | None:
+    """How many BLAS threads a step of this size gets: 1 for small work, None (the library's default) otherwise;
+    the environment decides first (see the module docstring).
+
+    Raises:
+        ValueError: ``SYMBOLIC_LSTM_THREADS`` is set to something other than a positive integer.
+    """
+    ours = os.environ.get(OURS, "").strip()
+    if ours:
+        if not ours.isdigit() or int(ours) < 1:
+            raise ValueError(f"{OURS} must be a positive integer (the BLAS threads to use), got {ours!r}")
+        return int(ours)
+    if any(os.environ.get(v, "").strip() for v in THEIRS):
+        return None
+    return 1 if batch * n_a * gates * (n_a + n_x) < SMALL else None
+
+
+@contextlib.contextmanager
+def blas_threads(batch: int, n_x: int, n_a: int, gates: int = 4) -> Iterator[int | None]:
+    """Run the block with BLAS limited to :func:`threads_for` threads (nothing changes without threadpoolctl, or
+    where the count is None); yields the limit applied."""
+    limit = threads_for(batch, n_x, n_a, gates)
+    if limit is None:
+        yield None
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield None
+        return
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield limit
