@@ -160,3 +160,18 @@ def test_the_bridge_compiles_in_the_same_time_for_any_t_and_works_under_vmap(tmp
     assert done.returncode == 0, done.stderr[-3000:]
     short, long = map(float, done.stdout.split())
     assert long < 4 * short + 2, (short, long)
+
+
+def test_train_backend_jax_trains_as_the_numpy_module_does(tmp_path):
+    """The same run, one flag apart: the losses and the held-out error agree (the gradients are the same to
+    round-off); the heads (linear read-out, softmax) are the JAX module's, printed from their derivations."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    runs = {}
+    for backend in ("numpy", "jax"):
+        for data in ("sunspots", "tempest"):
+            args = ["train", "--data", data, "--epochs", "2", "--hidden", "8", "--backend", backend, "-q"]
+            r = subprocess.run([sys.executable, "-m", "symbolic_lstm", *args], capture_output=True, text=True, env=env)
+            assert r.returncode == 0, r.stderr[-3000:]
+            runs[backend, data] = [ln for ln in r.stdout.splitlines() if ln.startswith(("training loss", "held-out"))]
+    for data in ("sunspots", "tempest"):
+        assert runs["jax", data] == runs["numpy", data] and len(runs["jax", data]) == 2, runs

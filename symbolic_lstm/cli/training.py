@@ -13,6 +13,8 @@ import click
 
 from ..cell import Cell
 from ..cells import get_cell
+from ..codegen.backends import BACKENDS
+from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
 from .common import CELL, dask_client, dask_options, kernels_of, main, output_file, where
 
 if TYPE_CHECKING:
@@ -80,6 +82,14 @@ if TYPE_CHECKING:
     help="Also write the --checkpoint every E epochs (atomically; Ctrl-C writes the last whole epoch's).",
 )
 @dask_options("Data-parallel training")
+@click.option(
+    "--backend",
+    type=click.Choice([name for name, b in BACKENDS.items() if b.trains]),
+    default=DEFAULT_BACKEND,
+    show_default=True,
+    help="Which generated module trains: numpy (NumPy only) or jax (lax.scan loops compiled by XLA: ahead where "
+    "the per-step work is small, such as batch 1; needs jax). The same gradients either way.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is also off when output is not a terminal).")
 @click.option("--force", is_flag=True, help="Overwrite a --checkpoint or --plot file that symbolic-lstm did not write.")
 @click.pass_context
@@ -103,6 +113,7 @@ def train(
     checkpoint_every: int | None,
     workers: int | None,
     scheduler: str | None,
+    backend: str,
     quiet: bool,
     force: bool,
 ) -> None:
@@ -127,12 +138,18 @@ def train(
 
     explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
     _check_outputs(checkpoint, checkpoint_every, resume, plot_file, force)  # before any work: nothing is lost
+    if backend != DEFAULT_BACKEND and (workers or scheduler):
+        raise click.BadParameter(
+            f"data-parallel training (--workers, --scheduler) runs the {DEFAULT_BACKEND} module; leave out --backend "
+            f"{backend}, or train in this process",
+            param_hint="--backend",
+        )
     given = {
         "cell": cell.spec, "data": data, "window": window, "hidden": hidden, "batch": batch,
         "optimizer": optimizer, "lr": lr, "clip": None if no_clip else clip, "seed": seed,
     }  # fmt: skip
     cell, config, start = _settings(cell, given, epochs, resume, explicit)
-    k = kernels_of(cell, None)
+    k = kernels_of(cell, None, backend)
     problem = _problem(cell, config)
     first = 0 if start is None else start[0]
     client = dask_client(workers, scheduler)  # after every check: a bad address fails before any work

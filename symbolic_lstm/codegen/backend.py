@@ -46,6 +46,8 @@ class Backend:
         suffix: appended to the cell's name for the module's name ("" → ``lstm``, "_array_api").
         templates: its folder under ``templates/``.
         keeps_dtype: the module returns gradients in the forward pass's dtype (the smoke run checks it).
+        trains: the module has the heads ``train`` needs (``init_head``, ``linear_mse_loss``, ``softmax_ce_loss``,
+            ``predict``, ``predict_proba``): ``train --backend`` offers it.
         imports: the modules a generated module imports beyond NumPy (``array_api_compat``).
         needs: a line naming them and how to install them ("" for nothing).
     """
@@ -55,6 +57,7 @@ class Backend:
     suffix: ClassVar[str] = ""
     templates: ClassVar[str]
     keeps_dtype: ClassVar[bool] = False
+    trains: ClassVar[bool] = False
     imports: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[str] = ""
 

@@ -52,7 +52,7 @@ class Problem:
         many-to-one read-out of a<T>.  Pure, so a Dask worker holding this problem can run it for a shard."""
         out = k.forward(self.x[:, idx], params)
         E, da, gh = k.linear_mse_loss(out[0], self.y[idx], head, "many-to-one")
-        return E, k.backward(da, out[-1]), gh
+        return E, _numpy(k.backward(da, out[-1])), _numpy(gh)
 
     n_inputs = 1  # one number per year in, one predicted
 
@@ -110,7 +110,7 @@ class TextProblem:
         x, labels = self.chunks(starts)
         out = k.forward(x, params)
         E, da, gh = k.softmax_ce_loss(out[0], labels, head)
-        return E, k.backward(da, out[-1]), gh
+        return E, _numpy(k.backward(da, out[-1])), _numpy(gh)
 
     @property
     def n_inputs(self) -> int:
@@ -138,7 +138,7 @@ def evaluate(k: ModuleType, problem: Problem, params: dict, head: dict) -> tuple
     """Held-out RMSE of the model and of the naive forecast, in the data's units; and the predictions."""
     test = slice(problem.n_train, None)
     out = k.forward(problem.x[:, test], params)
-    pred = k.predict(out[0][-1:], head)[0]  # (N_test, 1)
+    pred = np.asarray(k.predict(out[0][-1:], head))[0]  # (N_test, 1)
     truth = problem.y[test]
     rmse = float(np.sqrt(np.mean((pred - truth) ** 2))) * problem.scale
     base = float(np.sqrt(np.mean((problem.last[test] - truth) ** 2))) * problem.scale
@@ -162,7 +162,7 @@ def sample(
     text = []
     for _ in range(length):
         init = {f"{s}0": out[j][-1] for j, s in enumerate(k.RETURNS) if s in k.STATES}  # the output may not be a state
-        logits = np.log(k.predict_proba(out[0][-1:], head)[0, 0] + 1e-12) / temperature
+        logits = np.log(np.asarray(k.predict_proba(out[0][-1:], head))[0, 0] + 1e-12) / temperature
         prob = np.exp(logits - logits.max())
         ch = int(rng.choice(problem.vocab, p=prob / prob.sum()))
         text.append(problem.chars[ch])
@@ -177,3 +177,9 @@ def text_loss(k: ModuleType, problem: TextProblem, params: dict, head: dict, ids
     out = k.forward(problem.one_hot(ids[idx]), params)
     E, _, _ = k.softmax_ce_loss(out[0], ids[idx + 1], head)
     return E / idx.size
+
+
+def _numpy(arrays: dict) -> dict[str, np.ndarray]:
+    """A module's gradients as NumPy arrays (the JAX module returns JAX arrays; NumPy's are returned as they are),
+    so the optimiser's arithmetic is NumPy's whatever the module."""
+    return {name: np.asarray(v) for name, v in arrays.items()}

@@ -14,6 +14,7 @@ class JaxBackend(Backend):
     name = "jax"
     suffix = "_jax"
     templates = "jax"
+    trains = True
     keeps_dtype = True  # float32 in, float32 out; float64 computed in float64 (x64 on for the call)
     summary = "<cell>_jax.py, lax.scan loops compiled by XLA once per shape (needs jax)"
     imports = ("jax", "jaxlib")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ....cell import Cell, Linear
 from ....version import __version__
 from ...expressions import ExpressionPlan, Step
+from ...head_rules import head_code, regression_dz
 from ...lines import template_env, uni_time
 
 TEMPLATE = "jax/cell_module.py.j2"
@@ -86,6 +87,15 @@ class JaxPlan(ExpressionPlan):
         if self.input_elementwise is not None:
             terms.append(f"d{inp}_own")
         return " + ".join(terms) if terms else f"xp.zeros_like({inp}_all)"
+
+    @property
+    def head(self) -> dict[str, str]:
+        """The softmax head's statements, printed from its derivation in ``xp``."""
+        return head_code(self.p)
+
+    @property
+    def regression_dz(self) -> str:
+        return regression_dz(self.p)
 
     def operand_all(self, k: str) -> str:
         """The sequence (T, B, ·) of a linear stage's operand over all steps."""

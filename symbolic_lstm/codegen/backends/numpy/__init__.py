@@ -18,6 +18,7 @@ class NumPyBackend(Backend):
     name = "numpy"
     summary = "<cell>.py, fast, NumPy only"
     templates = "numpy"
+    trains = True
     keeps_dtype = True  # float32 in, float32 out: every buffer takes the forward pass's dtype
 
     def render(self, cell: Cell) -> str:

@@ -10,11 +10,11 @@ import sympy as sp
 
 from ....cell import Cell
 from ....derivation import StepDerivation
-from ....heads import linear_mse, softmax_ce
 from ....notation import ERROR, Partial, node, target
 from ....printer_numpy import KernelPrinter
 from ....version import __version__
-from ...lines import CommentPrinter, ModuleApi, matrix_symbol
+from ...head_rules import head_code, regression_dz
+from ...lines import CommentPrinter, ModuleApi
 
 
 class LossCode(ModuleApi):
@@ -55,20 +55,5 @@ def api_context(plan: LossCode, source_hash: str) -> dict[str, object]:
         "plan": plan,
         "loss_text": CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
         "head": head_code(plan.printer),
-        "regression_dz": plan.printer.doprint(
-            linear_mse().dz.xreplace({sp.Symbol("z"): sp.Symbol("Z"), sp.Symbol("y"): sp.Symbol("Y")})
-        ),
-    }
-
-
-def head_code(printer: KernelPrinter) -> dict[str, str]:
-    """The softmax cross-entropy head's backward statements, printed from its derivation (:mod:`.heads`)."""
-    h = softmax_ce()
-    r = h.rules
-    ms = matrix_symbol
-    return {
-        "dz": printer.doprint(h.dz.xreplace({sp.Symbol("p"): sp.Symbol("P"), sp.Symbol("y"): sp.Symbol("Y")})),
-        "dW": printer.doprint(r.weight["a"].xreplace({r.D: ms("dZ"), r.Z["a"]: ms("A")})),
-        "db": printer.doprint(r.bias.xreplace({r.D: ms("dZ")})),
-        "da": printer.doprint(r.operand["a"].xreplace({r.D: ms("dZ"), r.W["a"]: ms("W_y")})),
+        "regression_dz": regression_dz(plan.printer),
     }
