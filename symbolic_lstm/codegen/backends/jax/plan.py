@@ -40,9 +40,59 @@ class JaxPlan(ExpressionPlan):
         code = f"{self.input}_all @ xp.matrix_transpose({st.weight}[:, {self.columns(st, self.input)}])"
         return code + (f" + {st.bias}" if st.bias else "")
 
+    @property
+    def grouped(self) -> dict[str, list[Linear]]:
+        """Previous states that two or more linear stages read: one product per step over all of them (their
+        columns of every W side by side), sliced per stage — the NumPy backend's grouping by operand."""
+        readers = {k: [st for st in self.cell.linear_stages if k in st.inputs] for k in self.cell.prev_states}
+        return {k: sts for k, sts in readers.items() if len(sts) > 1}
+
+    def _rows(self, k: str) -> list[tuple[Linear, str, str]]:
+        """(stage, first row, end row) of each reader of ``k`` in the stacked product, as code."""
+        out: list[tuple[Linear, str, str]] = []
+        seen: dict[str, int] = {}
+
+        def code() -> str:
+            return " + ".join(w if c == 1 else f"{c}*{w}" for w, c in seen.items()) or "0"
+
+        for st in self.grouped[k]:
+            start = code()
+            width = self.cell.width(st.name)
+            seen[width] = seen.get(width, 0) + 1
+            out.append((st, start, code()))
+        return out
+
+    def stacked_forward(self, k: str) -> str:
+        """``WT_<k>``: the readers' columns for ``k``, transposed and side by side — (width of k, Σ rows)."""
+        blocks = [f"xp.matrix_transpose({st.weight}[:, {self.columns(st, k)}])" for st in self.grouped[k]]
+        return f"xp.concat([{', '.join(blocks)}], axis=1)"
+
+    def stacked_backward(self, k: str) -> str:
+        """``WS_<k>``: the readers' columns for ``k``, stacked — (Σ rows, width of k)."""
+        return f"xp.concat([{', '.join(f'{st.weight}[:, {self.columns(st, k)}]' for st in self.grouped[k])}], axis=0)"
+
+    def product(self, st: Linear, k: str) -> str:
+        """A grouped operand's term is a slice of the step's one product; any other, its own product."""
+        if k not in self.grouped:
+            return super().product(st, k)
+        start, stop = next((a, b) for s, a, b in self._rows(k) if s is st)
+        return f"P_{k}[:, {start}:{stop}]"
+
+    def through_linear(self, v: str) -> list[str]:
+        """δ of a grouped operand through its readers: one product, [δsum of each reader] · WS_<v>."""
+        if v not in self.grouped:
+            return super().through_linear(v)
+        deltas = ", ".join(f"delta_{st.name}" for st in self.grouped[v])
+        return [f"xp.concat([{deltas}], axis=1) @ WS_{v}"]
+
     def forward(self) -> list[Step]:
         """The step's statements; a hoisted stage adds its precomputed input product (``XW_<stage>``)."""
-        out = []
+        out = [
+            Step(
+                f"P_{k}", f"{k} @ WT_{k}", f"W_g^({uni_time(k)}) {uni_time(k)} of every gate that reads it, one product"
+            )
+            for k in self.grouped
+        ]
         for step in super().forward():
             st = next((s for s in self.hoisted if s.name == step.target), None)
             if st is not None:
