@@ -10,6 +10,8 @@ for two ``lax.scan`` loops.
 
 from __future__ import annotations
 
+import re
+
 from ....cell import Cell, Linear
 from ....version import __version__
 from ...expressions import ExpressionPlan, Step
@@ -137,6 +139,18 @@ class JaxPlan(ExpressionPlan):
         if self.input_elementwise is not None:
             terms.append(f"d{inp}_own")
         return " + ".join(terms) if terms else f"xp.zeros_like({inp}_all)"
+
+    @property
+    def stored(self) -> list[str]:
+        """What the forward scan keeps per step: the sequences forward returns, the states, the operands of the
+        weight gradients, and the stages backward's statements read — nothing else (the array-API module keeps
+        every stage)."""
+        names = [st.name for st in self.cell.stages]
+        needed = {*self.cell.returns, *self.cell.states}
+        needed |= {k for st in self.cell.linear_stages for k in st.inputs if k in names}
+        code = " ".join(step.code for step in self.backward()) + " " + (self.input_elementwise or "")
+        needed |= {n for n in names if re.search(rf"\b{re.escape(n)}\b", code)}
+        return [n for n in names if n in needed]
 
     @property
     def head(self) -> dict[str, str]:
