@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import ClassVar
 
 import sympy as sp
@@ -116,3 +118,18 @@ def cell_fingerprint(cell: Cell) -> bytes:
         parts.append(repr(st if isinstance(st, Linear) else (st.name, sp.srepr(st.expr), st.reads)))
     parts.append(repr((cell.inputs, cell.states, cell.output, cell.vectors, sorted(cell.vector_init.items()))))
     return "".join(parts).encode()
+
+
+class ExpressionBackend(Backend):
+    """A backend whose package has a ``plan`` module printing one expression per stage
+    (:mod:`symbolic_lstm.codegen.expressions`): ``plan.render(cell, source_hash)`` and ``plan.statements(cell)``
+    (``target = code`` steps).  The plan is imported when first used: the registry is read by every command."""
+
+    def _plan(self) -> ModuleType:
+        return importlib.import_module(f"{type(self).__module__}.plan")
+
+    def render(self, cell: Cell) -> str:
+        return self._plan().render(cell, self.source_hash(cell))
+
+    def statements(self, cell: Cell) -> list[Statement]:
+        return [Statement(f"{st.target} = {st.code}", st.stage) for st in self._plan().statements(cell) if st.stage]

@@ -8,11 +8,10 @@ import sys
 import types
 from collections.abc import Iterator
 
-from ....cell import Cell
-from ...backend import Backend, Statement
+from ...backend import ExpressionBackend
 
 
-class ArrayApiBackend(Backend):
+class ArrayApiBackend(ExpressionBackend):
     name = "array-api"
     summary = "<cell>_array_api.py, runs on NumPy, PyTorch, CuPy, JAX arrays (needs array-api-compat)"
     suffix = "_array_api"
@@ -22,16 +21,6 @@ class ArrayApiBackend(Backend):
         "array-api-compat: pip install 'symbolic-lstm[array-api]' (or pip install array-api-compat); "
         "the NumPy module needs nothing but NumPy"
     )
-
-    def render(self, cell: Cell) -> str:
-        from . import plan
-
-        return plan.render(cell, self.source_hash(cell))
-
-    def statements(self, cell: Cell) -> list[Statement]:
-        from . import plan
-
-        return [Statement(f"{st.target} = {st.code}", st.stage) for st in plan.statements(cell) if st.stage]
 
     @contextlib.contextmanager
     def importing(self) -> Iterator[None]:

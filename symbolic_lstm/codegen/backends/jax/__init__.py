@@ -6,11 +6,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from ....cell import Cell
-from ...backend import Backend, Statement
+from ...backend import ExpressionBackend
 
 
-class JaxBackend(Backend):
+class JaxBackend(ExpressionBackend):
     name = "jax"
     suffix = "_jax"
     templates = "jax"
@@ -19,16 +18,6 @@ class JaxBackend(Backend):
     summary = "<cell>_jax.py, lax.scan loops compiled by XLA once per shape (needs jax)"
     imports = ("jax", "jaxlib")
     needs = "jax: pip install 'symbolic-lstm[jax]' (or pip install jax); the NumPy module needs nothing but NumPy"
-
-    def render(self, cell: Cell) -> str:
-        from . import plan
-
-        return plan.render(cell, self.source_hash(cell))
-
-    def statements(self, cell: Cell) -> list[Statement]:
-        from . import plan
-
-        return [Statement(f"{st.target} = {st.code}", st.stage) for st in plan.statements(cell) if st.stage]
 
     @contextlib.contextmanager
     def importing(self) -> Iterator[None]:
