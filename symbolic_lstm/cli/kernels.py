@@ -14,7 +14,7 @@ from ..stale import freshness
 from .common import CELL, kernels_of, main
 
 
-@main.command(short_help="write the kernels derived from the cell (NumPy, or array-API with --backend)")
+@main.command(short_help="write the kernels derived from the cell (NumPy; array-API or JAX with --backend)")
 @CELL
 @click.option(
     "--out",
@@ -33,7 +33,7 @@ from .common import CELL, kernels_of, main
     help="; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values()) + ".",
 )
 def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> None:
-    """Write the forward/backward kernels derived from the cell: NumPy (default) or array-API (--backend).
+    """Write the forward/backward kernels derived from the cell: NumPy (default), array-API or JAX (--backend).
 
     The module is imported and run forward and backward on a tiny problem before it is moved into place: a
     module that fails to run is never written (exit 2, naming the stage whose code failed).
