@@ -13,7 +13,7 @@ import sympy as sp
 from ..cell import Cell, Linear, Reduce
 from ..derivation import StepDerivation
 from ..printer_numpy import KernelPrinter, heaviside_at_zero
-from .lines import ModuleApi, check_names, uni, uni_expr, uni_time
+from .lines import ModuleApi, check_names, uni, uni_expr, uni_time, unpacking
 from .schedule import Schedule
 
 
@@ -128,7 +128,7 @@ class ExpressionPlan(ModuleApi):
     @property
     def unpack(self) -> str:
         names = list(self.cell.params)
-        return f"{', '.join(names)}{',' if len(names) == 1 else ''} = (p[k] for k in PARAMS)"
+        return f"{unpacking(names)} = (p[k] for k in PARAMS)"
 
     @property
     def stored(self) -> list[str]:

@@ -37,6 +37,11 @@ class Line:
     stage: str = ""
 
 
+def unpacking(names: list[str]) -> str:
+    """Names as the target of a tuple unpacking: ``a, c`` — and ``a,`` for one name."""
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
 def emit_lines(lines: list[Line], indent: int) -> str:
     """Statements as code indented by ``indent`` spaces, each with its comment; consecutive lines with the same
     guard go under one ``if guard:`` (a guard ``"cond  # note"`` puts the note after the colon; ``"else"``

@@ -2,7 +2,8 @@
 for two ``lax.scan`` loops.
 
 * forward: every linear stage's product over the input (with its bias) is hoisted out of the loop — one
-  product over all steps — and the scan carries the states, stacking every stage's value per step;
+  product over all steps — and the scan carries the states, multiplies each previous state once by the
+  columns of every stage that reads it (grouped by operand), and stacks per step only what backward reads;
 * backward: a reverse scan over t runs the derived δ statements, carrying δ of the previous states and
   stacking each linear stage's δsum (and each unit parameter's δ); after it, every weight gradient is one
   product per operand over all steps, and so is ∂E/∂x.
@@ -11,12 +12,13 @@ for two ``lax.scan`` loops.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 
 from ....cell import Cell, Linear
 from ....version import __version__
 from ...expressions import ExpressionPlan, Step
 from ...head_rules import head_code, regression_dz
-from ...lines import template_env, uni_time
+from ...lines import template_env, uni_time, unpacking
 
 TEMPLATE = "jax/cell_module.py.j2"
 #: The kernels' own variables: a node may not take one (:func:`~symbolic_lstm.codegen.lines.check_names`).
@@ -42,7 +44,7 @@ class JaxPlan(ExpressionPlan):
         code = f"{self.input}_all @ xp.matrix_transpose({st.weight}[:, {self.columns(st, self.input)}])"
         return code + (f" + {st.bias}" if st.bias else "")
 
-    @property
+    @cached_property
     def grouped(self) -> dict[str, list[Linear]]:
         """Previous states that two or more linear stages read: one product per step over all of them (their
         columns of every W side by side), sliced per stage — the NumPy backend's grouping by operand."""
@@ -115,14 +117,12 @@ class JaxPlan(ExpressionPlan):
     @property
     def carried(self) -> str:
         """The forward scan's carry: the previous states, unpacked."""
-        names = [f"{s}_prev" for s in self.cell.states]
-        return ", ".join(names) + ("," if len(names) == 1 else "")
+        return unpacking([f"{s}_prev" for s in self.cell.states])
 
     @property
     def carried_back(self) -> str:
         """The backward scan's carry: δ of the previous states (from step t+1), unpacked."""
-        names = [f"d{s}_next" for s in self.cell.states]
-        return ", ".join(names) + ("," if len(names) == 1 else "")
+        return unpacking([f"d{s}_next" for s in self.cell.states])
 
     @property
     def input_elementwise(self) -> str | None:

@@ -14,6 +14,7 @@ from ...lines import (
     uni,
     uni_expr,
     uni_time,
+    unpacking,
 )
 from ...schedule import Gate, Group, Product
 from .inplace import inplace, sigmoid_of_scaled
@@ -98,7 +99,7 @@ class ForwardLines(FusedNames):
             sums = self.sums_name
             lines.append(Line(f"{sums}_by_gate = {sums}.reshape(B, {G}, n_a).transpose(1, 0, 2)"))
         if scratch:
-            names = ", ".join(scratch) + ("," if len(scratch) == 1 else "")
+            names = unpacking(scratch)
             code = f"{names} = (np.empty((B, n_a), dtype) for _ in range({len(scratch)}))"
             lines.append(Line(code, "scratch for in-place ufuncs"))
         return lines
