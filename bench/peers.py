@@ -12,7 +12,10 @@ same inputs and weights:
 * ``jax-grad``   the same ``lax.scan`` forward differentiated by ``jax.grad`` under ``jax.jit`` (XLA's autodiff);
 * ``torch-loop`` the cell's stages as a Python loop of torch ops (the array-API module on torch tensors),
                  differentiated by torch's autograd;
-* ``torch-lstm`` ``torch.nn.LSTM`` (oneDNN), LSTM only, weights mapped from ours.
+* ``torch-lstm`` ``torch.nn.LSTM`` (oneDNN), LSTM only, weights mapped from ours;
+* ``bridge``     ours inside PyTorch: ``symbolic_lstm.torch.RecurrentLayer`` (the NumPy module on the tensors'
+                 memory), differentiated by torch's autograd through the derived backward;
+* ``bridge-jax`` the same layer with ``backend="jax"`` (the JAX module, tensors handed over by DLPack).
 
 Before anything is timed, every implementation's gradients are checked equal to the NumPy module's in float64
 (1e-8 relative), so no row times a wrong answer.  Each repetition runs every implementation once, interleaved
@@ -167,18 +170,44 @@ def torch_lstm_impl(cell, p, x, y):
     return run
 
 
+def _bridge(backend: str):
+    def make(cell, p, x, y):
+        import torch
+
+        from symbolic_lstm.torch import RecurrentLayer
+
+        dtype = torch.float64 if x.dtype == np.float64 else torch.float32
+        layer = RecurrentLayer(cell, x.shape[2], p[next(iter(p))].shape[0], dtype=dtype, backend=backend)
+        layer.load_params(p)
+        Y = torch.from_numpy(y)
+
+        def run():
+            layer.zero_grad()
+            X = torch.from_numpy(x).requires_grad_()
+            (0.5 * torch.sum((layer(X)[0] - Y) ** 2)).backward()
+            return {**{n: getattr(layer, n).grad for n in layer.param_names}, "x": X.grad}
+
+        return run
+
+    return make
+
+
 IMPLS = {
     "numpy": numpy_impl,
     "jax": jax_impl,
     "jax-grad": jax_grad_impl,
     "torch-loop": torch_loop_impl,
     "torch-lstm": torch_lstm_impl,
+    "bridge": _bridge("numpy"),
+    "bridge-jax": _bridge("jax"),
 }
-NEEDS = {"jax": "jax", "jax-grad": "jax", "torch-loop": "torch", "torch-lstm": "torch"}
+NEEDS = {"jax": "jax", "jax-grad": "jax", "torch-loop": "torch", "torch-lstm": "torch", "bridge": "torch"}
 
 
 def available(cell_name: str) -> list[str]:
     names = [n for n in IMPLS if importlib.util.find_spec(NEEDS.get(n, "numpy")) is not None]
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("jax") is None:
+        names = [n for n in names if n != "bridge-jax"]
     if cell_name != "lstm":  # torch's fused cells are the LSTM and the GRU; only the LSTM's weights are mapped
         names = [n for n in names if n != "torch-lstm"]
     if any(n.startswith("torch") for n in names) and importlib.util.find_spec("array_api_compat") is None:
@@ -229,6 +258,7 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--impls", nargs="+", choices=list(IMPLS), help="only these (default: all installed)")
     args = ap.parse_args()
     dtype = np.dtype(args.dtype).type
     threads = {v: os.environ.get(v, "unset") for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
@@ -236,7 +266,7 @@ def main() -> None:
     rows = []
     for cell_name in args.cells:
         cell = cell_of(cell_name)
-        names = available(cell_name)
+        names = [n for n in available(cell_name) if args.impls is None or n in args.impls]
         check_equal(cell, names)
         print(f"# {cell_name}: every implementation's gradients equal the NumPy module's (float64, 1e-8): {names}")
         for shape_name in args.shapes:

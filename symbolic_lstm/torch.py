@@ -8,6 +8,10 @@ derivation, proved and gradient-checked.
 
 * CPU tensors run the fast NumPy module without copying: ``tensor.numpy()`` and ``torch.from_numpy`` share
   memory both ways (the outputs are views of the kernels' buffers).
+* ``backend="jax"`` runs CPU tensors on the cell's JAX module instead (its ``lax.scan`` forward and derived
+  backward, compiled by XLA once per shape), handing tensors across through DLPack without copies: about 2×
+  the NumPy module's speed at batch 1 and small batches, slower where large products dominate (OpenBLAS's
+  GEMM leads there; ``python bench/peers.py --impls bridge bridge-jax``).  Needs the ``[jax]`` extra.
 * Tensors on other devices (CUDA) run the array-API module on the tensors themselves.
 * Gradients flow into ``x`` and the initial state, so layers stack and an initial state can be learned.
 
@@ -18,7 +22,8 @@ to ours and back, and :meth:`RecurrentLayer.from_checkpoint` loads a ``train --c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import importlib.util
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +45,8 @@ __all__ = [
 ]
 
 _DTYPES = (torch.float32, torch.float64)
+#: What may run CPU tensors (other devices always run the array-API module).
+BACKENDS = ("numpy", "jax")
 
 
 class _Kernels(torch.autograd.Function):
@@ -55,7 +62,7 @@ class _Kernels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, layer: RecurrentLayer, x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         out = _run(layer, x, rest)
-        seqs = tuple(torch.from_numpy(o) for o in out[:-1]) if x.device.type == "cpu" else tuple(out[:-1])
+        seqs = tuple(torch.from_numpy(o) for o in out[:-1]) if _on_numpy(layer, x) else tuple(out[:-1])
         ctx.layer, ctx.cache, ctx.n_inputs = layer, out[-1], 1 + len(rest)
         # references, no copies: the inputs for a second backward over this graph, and the outputs, which are
         # views of the buffers backward reads, so that torch refuses a backward after they were edited in place
@@ -73,7 +80,9 @@ class _Kernels(torch.autograd.Function):
         seeds = dict(zip(names, grads, strict=True))
         if seeds[out] is None:  # only another state's last value is used: no gradient from the outputs
             seeds[out] = torch.zeros((x.shape[0], x.shape[1], layer.hidden_size), dtype=x.dtype, device=x.device)
-        if x.device.type == "cpu":
+        if layer.backend == "jax":
+            g = _jax_backward(layer, seeds, cache)
+        elif x.device.type == "cpu":
             extra = {f"d{s}": None if seeds[s] is None else _np(seeds[s]) for s in names[1:]}
             with _threads(layer, x):
                 g = layer.kernels.backward(_np(seeds[out]), cache, **extra, check_finite=False)
@@ -91,6 +100,8 @@ def _run(layer: RecurrentLayer, x: torch.Tensor, rest: tuple[torch.Tensor, ...] 
     n = len(layer.states)
     initial, params = rest[:n], rest[n:]
     names = layer.param_names
+    if layer.backend == "jax":
+        return _jax_forward(layer, x, initial, params)
     if x.device.type == "cpu":
         p = {name: _np(t) for name, t in zip(names, params, strict=True)}
         init = {f"{s}0": _np(t) for s, t in zip(layer.states, initial, strict=True)}
@@ -99,6 +110,52 @@ def _run(layer: RecurrentLayer, x: torch.Tensor, rest: tuple[torch.Tensor, ...] 
     p = dict(zip(names, params, strict=True))
     init = {f"{s}0": t for s, t in zip(layer.states, initial, strict=True)}
     return list(layer.array_api.forward(x, p, **init))
+
+
+def _on_numpy(layer: RecurrentLayer, x: torch.Tensor) -> bool:
+    return layer.backend == "numpy" and x.device.type == "cpu"
+
+
+# -- backend="jax": the JAX module on the tensors' memory, through DLPack ------------------------------------
+def _to_jax(t: torch.Tensor) -> object:
+    """A CPU tensor as a JAX array (``jax.Array``) on the same memory (DLPack; JAX copies only a misaligned
+    buffer).  JAX is imported here, for this backend only."""
+    import jax
+
+    return jax.dlpack.from_dlpack(t.detach().contiguous())
+
+
+def _x64(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """float64 tensors are computed in float64: JAX's x64 on for the call, as the JAX module does."""
+    import jax
+
+    return jax.enable_x64(True) if x.dtype == torch.float64 else contextlib.nullcontext()
+
+
+def _jax_forward(
+    layer: RecurrentLayer, x: torch.Tensor, initial: Sequence[torch.Tensor], params: Sequence[torch.Tensor]
+) -> list:
+    """The JAX module's compiled forward: the returned sequences as tensors on its buffers, then the cache."""
+    m = layer.jax_module
+    with _x64(x):
+        xs = _to_jax(x)
+        p = {name: _to_jax(t) for name, t in zip(layer.param_names, params, strict=True)}
+        init = tuple(_to_jax(t) for t in initial)
+        seq = m._forward(xs, p, init)
+        return [*(torch.from_dlpack(seq[name]) for name in layer.cell.returns), (xs, p, init, seq)]
+
+
+def _jax_backward(layer: RecurrentLayer, seeds: dict, cache: tuple) -> dict[str, torch.Tensor]:
+    """The JAX module's compiled backward from the outputs' gradients (seeds by state, None: zero)."""
+    xs, p, init, seq = cache
+    out = layer.cell.output
+    with _x64(seeds[out]):
+        given = {s: _to_jax(g) for s, g in seeds.items() if g is not None and s != out}
+        grads, dx, d0 = layer.jax_module._backward(_to_jax(seeds[out]), given, xs, p, init, seq)
+    g = {name: torch.from_dlpack(v) for name, v in grads.items()}
+    g[layer.cell.inputs[0]] = torch.from_dlpack(dx)
+    g.update({f"{s}0": torch.from_dlpack(v) for s, v in zip(layer.states, d0, strict=True)})
+    return g
 
 
 def _threads(layer: RecurrentLayer, x: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -122,6 +179,8 @@ class RecurrentLayer(nn.Module):
         dtype: torch.float32 or torch.float64 (default: torch's default dtype).
         device: where the parameters live; CUDA runs the array-API module.
         seed: seed of the initial parameters (the generated module's ``init_params``).
+        backend: what runs CPU tensors: ``"numpy"`` (the NumPy module, default) or ``"jax"`` (the JAX
+            module through DLPack; faster at small batches; the ``[jax]`` extra).
 
     Parameters are ``nn.Parameter`` s named as the cell's (``W_f`` (n_a, n_a + n_x), ``b_f`` (n_a,) …).
     """
@@ -135,8 +194,13 @@ class RecurrentLayer(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         seed: int = 0,
+        backend: str = "numpy",
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+        if backend == "jax" and importlib.util.find_spec("jax") is None:
+            raise ImportError("backend='jax' needs JAX: pip install -e '.[jax]' (or pip install jax)")
         cell = as_cell(cell)
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -145,8 +209,10 @@ class RecurrentLayer(nn.Module):
         if dtype not in _DTYPES:
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.cell, self.input_size, self.hidden_size, self.batch_first = cell, input_size, hidden_size, batch_first
+        self.backend = backend
         self.kernels: ModuleType = module_for(cell).module
         self._array_api: ModuleType | None = None
+        self.jax_module: ModuleType | None = module_for(cell, backend="jax").module if backend == "jax" else None
         init = self.kernels.init_params(input_size, hidden_size, seed=seed, dtype=np.dtype(str(dtype).split(".")[-1]))
         for name, value in init.items():
             self.register_parameter(name, nn.Parameter(torch.as_tensor(value, device=device)))
@@ -176,8 +242,10 @@ class RecurrentLayer(nn.Module):
         return self._array_api
 
     def extra_repr(self) -> str:
-        return f"{self.cell.spec}, {self.input_size}, {self.hidden_size}, states={self.states}" + (
-            ", batch_first=True" if self.batch_first else ""
+        return (
+            f"{self.cell.spec}, {self.input_size}, {self.hidden_size}, states={self.states}"
+            + (", batch_first=True" if self.batch_first else "")
+            + (f", backend={self.backend!r}" if self.backend != "numpy" else "")
         )
 
     # -- running ------------------------------------------------------------------------------------
@@ -199,6 +267,8 @@ class RecurrentLayer(nn.Module):
             raise TypeError(f"x has dtype {x.dtype} but the layer's parameters are {self.dtype}")
         if x.device != self.device:
             raise ValueError(f"x is on {x.device} but the layer's parameters are on {self.device}")
+        if self.backend == "jax" and x.device.type != "cpu":
+            raise ValueError(f"backend='jax' runs CPU tensors, got x on {x.device}; use backend='numpy' there")
         seq = x.transpose(0, 1) if self.batch_first else x
         if not seq.is_contiguous():
             seq = seq.contiguous()

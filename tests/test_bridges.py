@@ -258,3 +258,57 @@ def test_an_output_edited_in_place_is_refused_not_differentiated_wrongly():
         out.add_(1.0)  # the kernels' buffer, which backward reads
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+TORCH_ON_JAX = r"""
+import sys
+import numpy as np, pytest, torch
+from symbolic_lstm.torch import RecurrentLayer
+
+for cell in sys.argv[1:]:
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+        ours = RecurrentLayer(cell, 3, 5, dtype=dtype, seed=2, batch_first=True)
+        fast = RecurrentLayer(cell, 3, 5, dtype=dtype, seed=2, batch_first=True, backend="jax")
+        assert "backend='jax'" in repr(fast)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(4, 6, 3, dtype=dtype, generator=g)
+        h0 = tuple(torch.randn(4, 5, dtype=dtype, generator=g) for _ in ours.states)
+        got = []
+        for layer in (ours, fast):
+            X, H = x.clone().requires_grad_(), tuple(h.clone().requires_grad_() for h in h0)
+            out, last = layer(X, H)
+            assert out.dtype == dtype and out.shape == (4, 6, 5)
+            # the output and every state's last value reach the loss: the other states' seeds are used too
+            loss = (out ** 2).sum() + sum((s ** 3).sum() for s in last)
+            got.append([out, *torch.autograd.grad(loss, [X, *H, *layer.parameters()])])
+        for a, b in zip(*got):
+            np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=tol, atol=tol)
+
+layer = RecurrentLayer("lstm", 2, 3, dtype=torch.float64, backend="jax")
+x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+assert torch.autograd.gradcheck(lambda x: layer(x)[0], (x,))
+out, last = layer(torch.zeros(0, 2, 2, dtype=torch.float64))  # an empty sequence: the initial state comes back
+assert out.shape == (0, 2, 3) and all(s.shape == (2, 3) for s in last)
+out, _ = layer(x)
+loss = out.sum()
+with torch.no_grad():
+    out.add_(1.0)  # the JAX module's buffer, which backward reads
+with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+    loss.backward()
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed (pip install '.[jax]')")
+def test_the_layer_runs_on_the_jax_module_with_the_same_gradients(tmp_path):
+    """backend="jax": the JAX module through DLPack gives the NumPy module's outputs and gradients (1e-10 in
+    float64; float32 kept), passes gradcheck, and refuses an output edited in place.  In a child process."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    cells = ["lstm", "gru", f"{PAPERS}:mi_rnn"]
+    done = subprocess.run([sys.executable, "-c", TORCH_ON_JAX, *cells], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_an_unknown_backend_is_named():
+    with pytest.raises(ValueError, match="backend must be one of 'numpy', 'jax', got 'tf'"):
+        RecurrentLayer("lstm", 3, 4, backend="tf")
