@@ -1,27 +1,51 @@
 """Atomic file writes: a temporary file in the target folder, then ``os.replace``.
 
-An interrupted run never leaves a half-written module or document behind.
+An interrupted run never leaves a half-written module or document behind.  A new file gets the mode the
+umask gives (``0o666 & ~umask``), a replaced one keeps its mode, and a symlink is written through (the
+link stays, its target is replaced).  Code (``code=True``: generated modules) is never writable by group
+or others, whatever the umask.  Temporary files are named ``.<name>.<random>.tmp``: :func:`clean_temporaries`
+removes those a killed writer left.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> Path:
-    """Write ``text`` (UTF-8, '\\n' newlines; or raw bytes) to ``path`` atomically; return the path."""
+def umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, code: bool = False) -> Path:
+    """Write ``text`` (UTF-8, '\\n' newlines; or raw bytes) to ``path`` atomically; return the path.
+
+    The file's mode: an existing file's own, else what the umask gives; ``code=True`` also takes away
+    group and other write (a module someone else could edit would run their code).  A symlink at ``path``
+    is followed: its target is replaced and the link kept.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~umask()
+    if code:
+        mode &= ~0o022
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         binary = isinstance(text, bytes)
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": "\n"})) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -29,3 +53,22 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> Path:
             pass
         raise
     return path
+
+
+def temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files :func:`write_atomic` leaves beside ``path`` when it is killed mid-write."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    return sorted(p for p in target.parent.glob(f".{target.name}.*.tmp") if p.is_file() and not p.is_symlink())
+
+
+def clean_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove what a killed writer of ``path`` left (call it while holding the file's lock); return them."""
+    removed = []
+    for p in temporaries(path):
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:  # another user's, or gone already: not ours to clean
+            pass
+    return removed

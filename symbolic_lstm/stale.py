@@ -51,6 +51,7 @@ class Freshness:
         return self.current is not None and self.recorded != self.current
 
     backend: str = "numpy"
+    refused: str | None = None  # why the cell file the header names was not run
 
     @property
     def unknown(self) -> bool:
@@ -60,6 +61,8 @@ class Freshness:
     def describe(self) -> str:
         if self.cell is None or self.recorded is None:
             return f"{self.path}: no CELL / SOURCE_HASH line; not a module symbolic-lstm generated"
+        if self.current is None and self.refused is not None:
+            return f"{self.path}: cannot tell whether it is stale: {self.refused}"
         if self.current is None:
             who = self.spec or self.cell
             return (
@@ -100,7 +103,9 @@ def freshness(path: str | Path, run_cell_files: bool = False) -> Freshness:
 
     A built-in cell is rebuilt from the installed package.  A user cell (``CELL_SPEC = "/path/f.py:NAME"``)
     is rebuilt only with ``run_cell_files=True``, which runs that file — ``check --stale`` does, since the
-    user asked; ``load()`` does not, so loading a module never runs code the module merely names.
+    user asked; ``load()`` does not, so loading a module never runs code the module merely names.  Even then
+    the file runs only if its path is absolute (as ``generate`` writes it; a relative one would name a file
+    of the current folder) and it passes :func:`symbolic_lstm.trust.check_code_file`.
     """
     from .cells import get_cell
     from .codegen.backends import BACKENDS, DEFAULT
@@ -112,10 +117,27 @@ def freshness(path: str | Path, run_cell_files: bool = False) -> Freshness:
     spec = json.loads(spec_line.group(1)) if spec_line else name
     found = _BACKEND.search(text)
     backend = found.group(1) if found else DEFAULT
-    current = None
-    if spec is not None and backend in BACKENDS and (run_cell_files or ":" not in spec):
+    current, refused = None, None
+    if spec is not None and ":" in spec and run_cell_files:
+        refused = _why_not_run(spec.rpartition(":")[0])
+    if spec is not None and backend in BACKENDS and (run_cell_files or ":" not in spec) and refused is None:
         try:
             current = BACKENDS[backend].source_hash(get_cell(spec))
         except ValueError:  # a built-in that no longer exists, a cell file moved away or broken
             current = None
-    return Freshness(path, name, recorded.group(1) if recorded else None, current, spec, backend)
+    return Freshness(path, name, recorded.group(1) if recorded else None, current, spec, backend, refused)
+
+
+def _why_not_run(cell_file: str) -> str | None:
+    """Why the cell file a module's header names is not run (None: it may be)."""
+    from .trust import UntrustedPathError, check_code_file
+
+    if not Path(cell_file).is_absolute():
+        return f"its header names the cell file {cell_file!r} by a relative path, which is not run"
+    if not Path(cell_file).is_file():
+        return None  # reported as not found
+    try:
+        check_code_file(cell_file, "cell file")
+    except UntrustedPathError as e:
+        return str(e)
+    return None

@@ -4,6 +4,7 @@ and writing outputs (atomically, never over a file that is not ours)."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -112,11 +113,16 @@ def kernels_of(cell: Cell, directory: Path | None, backend: str = "numpy") -> Mo
     """The cell's generated module (NumPy unless ``backend`` says): from ``directory``, the package (built-in
     cells) or, for a user cell, the user cache, where it is generated on first use (said on standard error)."""
     from ..codegen import CodegenError
-    from ..loader import cache_dir, module_for
+    from ..loader import CacheRepairedWarning, cache_dir, module_for
+    from ..trust import UntrustedPathError
 
     try:
-        found = module_for(cell, directory, backend)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", CacheRepairedWarning)
+            found = module_for(cell, directory, backend)
     except ModuleNotFoundError as e:  # the backend's modules import what is not installed (jax)
+        raise click.UsageError(str(e)) from None
+    except UntrustedPathError as e:
         raise click.UsageError(str(e)) from None
     except CodegenError as e:
         raise click.BadParameter(str(e), param_hint="--cell") from None
@@ -127,7 +133,12 @@ def kernels_of(cell: Cell, directory: Path | None, backend: str = "numpy") -> Mo
             f"cannot write the kernels of {cell.spec} into {cache_dir()}: {e.strerror}; "
             "set XDG_CACHE_HOME to a writable folder"
         ) from None
-    if found.generated:
+    for w in said:
+        if issubclass(w.category, CacheRepairedWarning):
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if found.generated and not said:
         click.echo(f"generated the kernels of {cell.spec} into {found.path} (first use, kept for next time)", err=True)
     return found.module
 

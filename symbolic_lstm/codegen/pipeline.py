@@ -63,7 +63,7 @@ def write_checked(cell: Cell, backend: str | Backend, folder: str | Path, text: 
     b = backend_of(backend)
     text = render(cell, b) if text is None else text
     smoke_run(cell, b, text)
-    return write_atomic(Path(folder) / f"{b.module_name(cell)}.py", text)
+    return write_atomic(Path(folder) / f"{b.module_name(cell)}.py", text, code=True)
 
 
 def generate(cells: Sequence[Cell], out_dir: str | Path, backend: str | Backend = "numpy") -> list[Path]:
