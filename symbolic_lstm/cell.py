@@ -32,6 +32,13 @@ from .functions import diff_real
 from .notation import latex_symbol
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: every run of whitespace (newlines, tabs, line separators) one space,
+    other control characters dropped — what may follow ``#`` in Python or ``%`` in LaTeX."""
+    text = "".join(ch if ch.isprintable() or ch.isspace() else "" for ch in text)
+    return " ".join(text.split())
+
+
 class CellError(ValueError):
     """A cell definition is inconsistent; the message names the stage at fault."""
 
@@ -115,6 +122,15 @@ class Cell:
     vector_init: Mapping[str, float] = field(default_factory=dict)  # constant initial values (LayerNorm γ = 1)
     widths: Mapping[str, str] = field(default_factory=dict)
     square: bool = False
+
+    def __post_init__(self) -> None:
+        # the name becomes a file and module name, the description a comment line in generated Python and
+        # LaTeX: checked and made one printable line here, where every cell passes, not by the smoke run
+        if not isinstance(self.name, str) or not self.name.isidentifier() or keyword.iskeyword(self.name):
+            raise CellError(f"cell name {self.name!r} must be a Python identifier that is not a keyword")
+        if not isinstance(self.description, str):
+            raise CellError(f"a cell's description is a str, got {type(self.description).__name__}")
+        object.__setattr__(self, "description", one_line(self.description))
 
     def width(self, node: str) -> str:
         """``node``'s width: "n_a", "n_x" or "1" (a row scalar)."""
@@ -221,8 +237,8 @@ class CellBuilder:
         description: str = "",
         square: bool = False,
     ) -> None:
-        if not name.isidentifier():
-            raise CellError(f"cell name {name!r} must be a Python identifier")
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise CellError(f"cell name {name!r} must be a Python identifier that is not a keyword")
         self.name = name
         self._inputs = tuple(inputs)
         self._states = tuple(states)
