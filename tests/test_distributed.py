@@ -22,7 +22,7 @@ from symbolic_lstm.cli import main
 from symbolic_lstm.loader import module_for
 
 distributed = pytest.importorskip("distributed", reason="Dask is the [distributed] extra")
-from symbolic_lstm.distributed import DaskExecutor, DataParallel, KernelSource, connect, fit, gradients  # noqa: E402
+from symbolic_lstm.distributed import DaskExecutor, DataParallel, KernelSource, connect, fit, gradients, workers_of  # noqa: E402
 
 # Dask clusters take seconds to start and stop: these run with the slow tests (python -m pytest -m slow)
 pytestmark = pytest.mark.slow
@@ -240,6 +240,62 @@ def test_a_scheduler_that_does_not_answer_is_a_usage_error(command):
     assert r.exit_code == 2, r.output
     assert address in r.output and "dask scheduler" in r.output and "Traceback" not in r.output
     assert time.monotonic() - start < 20
+
+
+def _silent_listener():
+    """A socket that accepts connections and never answers (what a stuck or foreign service does)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    return s
+
+
+def _http_server():
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_something_that_is_not_a_scheduler_is_named_within_the_timeout():
+    """A silent listener and an HTTP server accept the connection and never answer Dask's handshake (a Dask
+    client waited 60–100 s there); unusable addresses are named at once.  No traceback follows (a failed
+    Client's __del__ printed one 10 s later): the checks run before any Client exists."""
+    listener, server = _silent_listener(), _http_server()
+    try:
+        for address in (f"tcp://127.0.0.1:{listener.getsockname()[1]}", f"tcp://127.0.0.1:{server.server_address[1]}"):
+            start = time.monotonic()
+            r = subprocess.run(
+                [sys.executable, "-m", "symbolic_lstm", "train", "--cell", "rnn", "--scheduler", address],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert time.monotonic() - start < 5 + 10, address  # 5 s handshake, plus starting Python here
+            assert r.returncode == 2 and address in r.stderr and "within 5 s" in r.stderr, r.stderr
+            assert "Traceback" not in r.stderr, r.stderr
+        for address in ("http://127.0.0.1:1", "inproc://nowhere", "tls://127.0.0.1:1"):
+            with pytest.raises(ValueError, match=f"cannot reach a Dask scheduler at {address}"):
+                connect(scheduler=address)
+    finally:
+        listener.close()
+        server.shutdown()
+
+
+def test_a_worker_address_is_not_taken_for_a_scheduler(clients):
+    worker = workers_of(clients(1))[0]
+    with pytest.raises(ValueError, match="answered, but as a Dask Worker, not a scheduler"):
+        connect(scheduler=worker)
+
+
+def test_a_local_cluster_listens_on_this_machine_only(clients):
+    """The scheduler, the workers and the dashboard (unauthenticated: it shows the tasks and runs none, but
+    whoever reaches a scheduler runs code on its workers) bind to 127.0.0.1."""
+    client = clients(1)
+    assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+    assert all(w.startswith("tcp://127.0.0.1:") for w in workers_of(client))
+    assert client.dashboard_link.startswith("http://127.0.0.1:")
 
 
 def test_cli_options_that_do_not_go_together():

@@ -49,7 +49,8 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=":0",  # any free port (client.dashboard_link says which)
+                host="127.0.0.1",  # scheduler and workers: this machine only
+                dashboard_address="127.0.0.1:0",  # any free port, this machine only (unauthenticated)
                 silence_logs=logging.ERROR,
                 set_as_default=False,
             )
@@ -62,6 +63,7 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
         return client
     if "://" not in scheduler and ":" not in scheduler:
         raise ValueError(f"a scheduler is addressed as tcp://HOST:PORT, got {scheduler!r}")
+    _identify(scheduler, timeout)
     try:
         client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
@@ -78,6 +80,41 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
             f"the Dask scheduler at {scheduler} has no workers ({e}); start some with `dask worker`"
         ) from None
     return client
+
+
+def _identify(address: str, timeout: float) -> None:
+    """Ask ``address`` who it is, in at most ``timeout`` seconds (a Dask client would wait a minute and more for
+    something that accepts the connection and never answers, and leave a traceback behind); ValueError
+    naming the address and what answered, unless a Dask scheduler did."""
+    import asyncio
+
+    from distributed.comm import connect as dask_connect
+
+    async def ask() -> object:
+        comm = await dask_connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    hint = "start one with `dask scheduler` and workers with `dask worker ADDRESS`"
+    try:
+        answer = asyncio.run(asyncio.wait_for(ask(), timeout))
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ValueError(
+            f"no Dask scheduler answered at {address} within {timeout:g} s (nothing listens there, or what does "
+            f"never answered Dask's handshake); {hint}"
+        ) from None
+    except Exception as e:  # an address Dask cannot use, whatever the reason: one line
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot reach a Dask scheduler at {address}: {why}; {hint}") from None
+    kind = answer.get("type") if isinstance(answer, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(
+            f"{address} answered, but as a Dask {kind or 'peer of unknown kind'}, not a scheduler; give the address "
+            "`dask scheduler` prints (tcp://HOST:8786)"
+        )
 
 
 def _ignore_interrupts() -> None:
