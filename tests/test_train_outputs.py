@@ -129,7 +129,10 @@ def test_a_write_failing_at_the_end_costs_one_line_not_the_run(tmp_path, monkeyp
     assert "held-out RMSE" in r.output  # the run's result is kept …
     assert plot.exists()  # … and so is what could be written
     errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
-    assert errors == [f"error: cannot write the checkpoint {tmp_path / 'run.npz'}: No space left on device"]
+    assert errors == [
+        f"error: cannot write the checkpoint {tmp_path / 'run.npz'} at epoch 2: No space left on device; no checkpoint "
+        "of this run is on disk"
+    ]
     assert "Traceback" not in r.output
 
 

@@ -4,6 +4,7 @@ and writing outputs (atomically, never over a file that is not ours)."""
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -169,6 +170,12 @@ def output_file(path: Path, option: str, force: bool, ours: Callable[[Path], boo
         raise click.BadParameter(f"cannot write {path}: the folder {folder} does not exist", param_hint=option)
     if not os.access(folder, os.W_OK):
         raise click.BadParameter(f"cannot write {path}: the folder {folder} is not writable", param_hint=option)
+    if path.exists() and not force and not path.stat().st_mode & stat.S_IWUSR:
+        raise click.BadParameter(
+            f"{path} is read-only (mode {stat.S_IMODE(path.stat().st_mode):04o}); use --force to replace it anyway, "
+            "or choose another name",
+            param_hint=option,
+        )
     if path.exists() and not force and not ours(path):
         raise click.BadParameter(
             f"{path} exists and is not {what}; use --force to overwrite it, or choose another name", param_hint=option

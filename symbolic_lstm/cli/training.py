@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -138,6 +139,14 @@ def train(
 
     explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
     _check_outputs(checkpoint, checkpoint_every, resume, plot_file, force)  # before any work: nothing is lost
+    held = ctx.with_resource(contextlib.ExitStack())  # released when the command ends, however it ends
+    if checkpoint is not None:
+        try:
+            removed = held.enter_context(tr.checkpoint_lock(checkpoint))
+        except tr.CheckpointLockedError as e:
+            raise click.BadParameter(str(e), param_hint="--checkpoint") from None
+        if removed:
+            click.echo(f"removed {len(removed)} temporary file(s) a killed run left beside {checkpoint}", err=True)
     if backend != DEFAULT_BACKEND and (workers or scheduler):
         raise click.BadParameter(
             f"data-parallel training (--workers, --scheduler) runs the {DEFAULT_BACKEND} module; leave out --backend "
@@ -169,6 +178,8 @@ def train(
         return tr.fit(
             k, config, problem, start, on_epoch=on_epoch, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
             gradients=gradients, on_sample=on_sample, sample_every=sample_every,
+            on_checkpoint_error=lambda message: click.echo(f"\nwarning: {message}; training goes on", err=True),
+            lock=False,  # held above, from before any work
         )[0]  # fmt: skip
 
     _SIGNAL[0] = signal.SIGINT
@@ -179,6 +190,10 @@ def train(
         more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
         more += f" --workers {workers}" if workers else f" --scheduler {scheduler}" if scheduler else ""
         _interrupted(stop, config.epochs, more)
+    except tr.DivergedError as e:
+        hint = "a smaller --lr" + ("" if config.clip is not None else " or a --clip")
+        click.echo(f"\nerror: training diverged: {e}; try {hint}", err=True)
+        sys.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if client is not None:

@@ -15,18 +15,26 @@ One job a module: :mod:`.data` (the shipped datasets), :mod:`.problems` (batches
 
 from __future__ import annotations
 
-from .checkpoints import Config, Start, is_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoints import (
+    CheckpointLockedError,
+    Config,
+    Start,
+    checkpoint_lock,
+    is_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .data import DATASETS, TEXTS, Series, load_series, load_text
-from .loop import History, TrainingInterrupted, fit, train, train_text
+from .loop import DivergedError, History, TrainingInterrupted, fit, train, train_text
 from .optimiser import Optimizer, update
 from .plots import PLOT_FORMATS, PLOT_MARK, figure, is_our_plot, plot
 from .problems import Gradient, Gradients, Problem, TextProblem, evaluate, load_problem, sample, text_loss
 from .resume import SettingsConflictError, new_config, resume_config
 
 __all__ = [
-    "DATASETS", "PLOT_FORMATS", "PLOT_MARK", "TEXTS", "Config", "Gradient", "Gradients", "History", "Optimizer",
-    "Problem", "Series", "SettingsConflictError", "Start", "TextProblem", "TrainingInterrupted", "evaluate", "figure",
-    "fit", "is_checkpoint", "is_our_plot", "load_checkpoint", "load_problem", "load_series", "load_text",
-    "new_config", "plot", "resume_config", "sample", "save_checkpoint", "text_loss", "train", "train_text",
-    "update",
+    "DATASETS", "PLOT_FORMATS", "PLOT_MARK", "TEXTS", "CheckpointLockedError", "Config", "DivergedError",
+    "Gradient", "Gradients", "History", "Optimizer", "Problem", "Series", "SettingsConflictError", "Start",
+    "TextProblem", "TrainingInterrupted", "checkpoint_lock", "evaluate", "figure", "fit", "is_checkpoint",
+    "is_our_plot", "load_checkpoint", "load_problem", "load_series", "load_text", "new_config", "plot",
+    "resume_config", "sample", "save_checkpoint", "text_loss", "train", "train_text", "update",
 ]  # fmt: skip

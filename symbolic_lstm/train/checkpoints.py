@@ -5,6 +5,8 @@ Written atomically; read with ``allow_pickle=False``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +57,55 @@ def save_checkpoint(
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_atomic(path, buf.getvalue())
+
+
+class CheckpointLockedError(ValueError):
+    """Another run is writing the same checkpoint file (its lock names the process)."""
+
+
+@contextmanager
+def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
+    """Hold ``<path>.lock`` while a run writes ``path``: a second run with the same checkpoint is refused
+    (CheckpointLockedError naming the process that holds it) instead of both writing and the last one winning.
+    The lock is an OS file lock (``flock``), released even when the holder is killed; once it is held, the
+    temporary files a killed writer left beside ``path`` are removed — yielded, so a caller can say so.
+    Where there are no file locks (Windows), nothing is locked."""
+    import os
+    import socket
+    import time
+
+    from ..files import clean_temporaries
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield clean_temporaries(path)
+        return
+    path = Path(path)
+    target = Path(os.path.realpath(path))
+    lock = target.with_name(target.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "a process that wrote nothing yet"
+            raise CheckpointLockedError(
+                f"{path} is being written by another run ({holder}); wait for it to end, or choose another "
+                "checkpoint file"
+            ) from None
+        os.ftruncate(fd, 0)
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode())
+        try:
+            yield clean_temporaries(target)
+        finally:
+            try:
+                os.unlink(lock)  # still held: no one can have taken it meanwhile
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path) -> tuple[Config, Start]:

@@ -3,6 +3,7 @@ Ctrl-C (the last whole epoch), then the held-out evaluation — one loop for eve
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from types import ModuleType
 import numpy as np
 
 from ..threads import blas_threads
-from .checkpoints import Config, Start, save_checkpoint
+from .checkpoints import Config, Start, checkpoint_lock, save_checkpoint
 from .optimiser import Optimizer, update
 from .problems import Gradients, Problem, TextProblem, evaluate, sample, text_loss
 
@@ -27,6 +28,7 @@ class History:
     test_truth: np.ndarray | None = None
     test_pred: np.ndarray | None = None
     checkpoint_error: str | None = None  # why the checkpoint could not be written (the run itself is kept)
+    checkpoint_epoch: int | None = None  # the epoch the checkpoint file holds (None: this run wrote none)
 
     def _repr_png_(self) -> bytes | None:
         """Jupyter plots the run inline (:func:`~.plots.figure`) where matplotlib is installed."""
@@ -58,6 +60,85 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.epoch, self.checkpoint, self.error = epoch, checkpoint, error
 
 
+class DivergedError(ValueError):
+    """The loss, a gradient or a parameter stopped being finite (NaN or ±inf) in the middle of training.
+
+    ``epoch`` and ``step`` say where (1-based: the step's epoch, its batch); ``what`` what was not finite;
+    ``checkpoint`` the file written for the last whole epoch before it (``saved``, None without one), and
+    ``error`` why that write failed, if it did.
+    """
+
+    def __init__(self, epoch: int, step: int, what: str, saved: int, checkpoint: str | Path | None, error: str | None):
+        where = f"epoch {epoch}, step {step}"
+        if checkpoint is None:
+            kept = "nothing saved (no checkpoint)"
+        elif error is not None:
+            kept = error
+        else:
+            kept = f"wrote {checkpoint} at epoch {saved}, the last whole epoch before it"
+        super().__init__(f"{what} is not finite at {where}; {kept}")
+        self.epoch, self.step, self.what, self.saved, self.checkpoint, self.error = (
+            epoch, step, what, saved, checkpoint, error,
+        )  # fmt: skip
+
+
+class _NonFiniteError(Exception):
+    def __init__(self, step: int, what: str) -> None:
+        super().__init__(step, what)
+        self.step, self.what = step, what
+
+
+def _first_non_finite(E: float, g: dict, gh: dict, params: dict, head: dict) -> str | None:
+    """What is not finite after a step (the loss, a gradient, an updated parameter), or None."""
+    if not np.isfinite(E):
+        return f"the loss ({E})"
+    grads, values = ("the gradient of", g | gh), ("the parameter", params | head)
+    for kind, arrays in (grads, values):
+        for name, v in arrays.items():
+            if not np.isfinite(v).all():
+                return f"{kind} {name}"
+    return None
+
+
+class _Uninterruptible:
+    """Ctrl-C and SIGTERM wait while a checkpoint is written (a second Ctrl-C 10 ms after the first one cut the
+    write short and left no checkpoint at all); the signal is acted on once the file is whole.  In the main
+    thread only (elsewhere signals cannot be handled, and none arrive there)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Uninterruptible:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self.previous[sig] = signal.signal(sig, lambda signum, _frame: self.caught.append(signum))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def deliver(self) -> None:
+        """Act on a signal that arrived during the write, as its handler would have."""
+        import signal
+
+        for signum in self.caught[:1]:
+            handler = self.previous.get(signum)
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+
+
 def _begin(
     k: ModuleType, config: Config, n_x: int, n_y: int, start: Start | None
 ) -> tuple[int, dict, dict, Optimizer, np.random.Generator]:
@@ -78,15 +159,25 @@ def _begin(
     return first, params, head, opt, rng
 
 
-def _save(history: History, path: str | Path | None, config: Config, *state: object) -> None:
-    """Write the checkpoint; a failure (a full disk) is recorded in ``history``, and the run is kept."""
-    if path is None:
-        return
-    try:
-        save_checkpoint(path, config, *state)  # type: ignore[arg-type]
-        history.checkpoint_error = None
-    except OSError as e:
-        history.checkpoint_error = f"cannot write the checkpoint {path}: {e.strerror or e}"
+def _save(history: History, path: str | Path | None, config: Config, *state: object) -> _Uninterruptible:
+    """Write the checkpoint, with Ctrl-C and SIGTERM held until it is whole (the returned object's
+    ``deliver()`` acts on one that came meanwhile); a failure (a full disk) is recorded in ``history``, saying
+    which epoch the file holds, and the run is kept."""
+    with _Uninterruptible() as held:
+        if path is None:
+            return held
+        epoch = state[0]
+        try:
+            save_checkpoint(path, config, *state)  # type: ignore[arg-type]
+            history.checkpoint_error, history.checkpoint_epoch = None, int(epoch)  # type: ignore[call-overload]
+        except OSError as e:
+            on_disk = (
+                f"the file holds epoch {history.checkpoint_epoch}" if history.checkpoint_epoch is not None
+                else "no checkpoint of this run is on disk"
+            )  # fmt: skip
+            why = e.strerror or e
+            history.checkpoint_error = f"cannot write the checkpoint {path} at epoch {epoch}: {why}; {on_disk}"
+    return held
 
 
 def _snapshot(epoch: int, params: dict, head: dict, opt: Optimizer, rng: np.random.Generator) -> tuple:
@@ -118,12 +209,17 @@ def _epochs(
     on_epoch: Callable[[int, float], None] | None,
     checkpoint: str | Path | None,
     checkpoint_every: int | None,
+    on_checkpoint_error: Callable[[str], None] | None = None,
 ) -> None:
     """Run ``epoch(e)`` (which returns its mean loss) for e = first … epochs − 1.
 
     With a ``checkpoint`` file: written atomically every ``checkpoint_every`` epochs and at the end; on Ctrl-C,
     the last whole epoch is written and :class:`TrainingInterrupted` raised (an epoch cut short is not saved:
-    a resumed run must draw the batches the uninterrupted run would have).
+    a resumed run must draw the batches the uninterrupted run would have).  A periodic write that fails is
+    passed to ``on_checkpoint_error`` at once (the message says which epoch the file holds) and training goes
+    on: the next write tries again, and the end says what is on disk.  A step whose loss, gradients or updated
+    parameters are not finite stops the run: the last whole epoch is written and :class:`DivergedError`
+    raised.
     """
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be at least 1 epoch, got {checkpoint_every}")
@@ -136,15 +232,25 @@ def _epochs(
             if checkpoint is not None:
                 done = _snapshot(e + 1, params, head, opt, rng)
                 if checkpoint_every is not None and (e + 1) % checkpoint_every == 0 and e + 1 < config.epochs:
-                    _save(history, checkpoint, config, *done)
+                    held = _save(history, checkpoint, config, *done)
+                    if history.checkpoint_error is not None and on_checkpoint_error is not None:
+                        on_checkpoint_error(history.checkpoint_error)
+                    held.deliver()
             if on_epoch is not None:
                 on_epoch(e + 1, loss)
     except KeyboardInterrupt:
         last = done[0] if done is not None else first + len(history.losses)
-        if done is not None:
-            _save(history, checkpoint, config, *done)
+        if done is not None and history.checkpoint_epoch != last:
+            _save(history, checkpoint, config, *done)  # a second Ctrl-C meanwhile: the write finishes first
         raise TrainingInterrupted(last, checkpoint, history.checkpoint_error) from None
-    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)
+    except _NonFiniteError as bad:
+        last = done[0] if done is not None else first + len(history.losses)
+        if done is not None and history.checkpoint_epoch != last:
+            _save(history, checkpoint, config, *done)
+        raise DivergedError(
+            first + len(history.losses) + 1, bad.step, bad.what, last, checkpoint, history.checkpoint_error
+        ) from None
+    _save(history, checkpoint, config, config.epochs, params, head, opt, rng).deliver()
 
 
 def fit(
@@ -160,6 +266,8 @@ def fit(
     on_sample: Callable[[int, str], None] | None = None,
     sample_every: int = 10,
     steps_per_epoch: int = 20,
+    on_checkpoint_error: Callable[[str], None] | None = None,
+    lock: bool = True,
 ) -> tuple[History, dict, dict]:
     """Train ``config.epochs`` epochs of ``problem`` with the generated module ``k`` (from ``start`` = a
     checkpoint's (epoch, params, head, optimiser state, batch generator state) if given).
@@ -168,6 +276,15 @@ def fit(
     ``on_sample(epoch, text)`` every ``sample_every`` epochs and at the end, and an epoch is
     ``steps_per_epoch`` batches of random chunks (a series' epoch is every window once).  ``gradients``
     computes a batch's sum elsewhere (Dask workers holding ``problem``); by default, here.
+    ``on_checkpoint_error(message)`` hears of a periodic checkpoint write that failed, when it fails.  The
+    ``checkpoint`` file is locked for the run (:func:`~.checkpoints.checkpoint_lock`) unless ``lock`` is False
+    (the caller holds it).
+
+    Raises:
+        TrainingInterrupted: Ctrl-C (a KeyboardInterrupt); the last whole epoch is saved first.
+        DivergedError: the loss, a gradient or a parameter became NaN or infinite (a ValueError naming the
+            epoch and step); the last whole epoch is saved first.
+        CheckpointLockedError: another run is writing ``checkpoint`` (a ValueError naming its process).
     """
     first, params, head, opt, rng = _begin(k, config, problem.n_inputs, problem.n_inputs, start)
     grads = gradients or (lambda p, h, sel: problem.gradients(k, p, h, sel))
@@ -175,9 +292,14 @@ def fit(
 
     def epoch(_: int) -> float:
         errors = []
-        for sel in problem.selections(rng, config.batch, steps_per_epoch):
-            E, g, gh = grads(params, head, sel)
-            update(opt, params, head, g, gh)
+        for step, sel in enumerate(problem.selections(rng, config.batch, steps_per_epoch), start=1):
+            # an overflow is found and named below, once, rather than warned about by every ufunc on the way
+            with np.errstate(over="ignore", invalid="ignore"):
+                E, g, gh = grads(params, head, sel)
+                update(opt, params, head, g, gh)
+            bad = _first_non_finite(E, g, gh, params, head)  # checked every step: the next forward never sees one
+            if bad is not None:
+                raise _NonFiniteError(step, bad)
             errors.append((E, sel))
         return problem.epoch_loss(errors, steps_per_epoch)
 
@@ -188,8 +310,12 @@ def fit(
             on_sample(e, sample(k, problem, params, head, np.random.default_rng(e - 1)))
 
     gates = len(getattr(k, "WEIGHTS", ())) or 4
-    with blas_threads(config.batch, problem.n_inputs, config.hidden, gates):  # one thread for small products
-        _epochs(config, first, (params, head, opt, rng), epoch, history, after, checkpoint, checkpoint_every)
+    locked = checkpoint_lock(checkpoint) if checkpoint is not None and lock else contextlib.nullcontext()
+    with locked, blas_threads(config.batch, problem.n_inputs, config.hidden, gates):  # one thread for small products
+        _epochs(
+            config, first, (params, head, opt, rng), epoch, history, after, checkpoint, checkpoint_every,
+            on_checkpoint_error,
+        )  # fmt: skip
     if isinstance(problem, TextProblem):
         history.test_rmse = text_loss(k, problem, params, head, problem.test_ids)  # nats per character
         history.baseline_rmse = float(np.log(problem.vocab))  # a uniform guess over the characters

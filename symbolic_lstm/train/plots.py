@@ -3,6 +3,7 @@ written as PNG, PDF or SVG marked as ours, so a later run replaces its own plots
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,11 +17,37 @@ PLOT_FORMATS = ("png", "pdf", "svg")
 
 
 def is_our_plot(path: str | Path) -> bool:
-    """Whether ``path`` is a plot ``train --plot`` wrote (its metadata carries PLOT_MARK)."""
+    """Whether ``path`` is a plot ``train --plot`` wrote: its metadata — not just any of its bytes — names
+    PLOT_MARK as the software that made it (PNG: the ``Software`` text chunk; PDF: the ``/Creator`` entry;
+    SVG: the creator in ``<metadata>``).  A user's own figure that mentions the command is not ours."""
     try:
-        return PLOT_MARK.encode() in Path(path).read_bytes()
+        data = Path(path).read_bytes()
     except OSError:
         return False
+    mark = PLOT_MARK.encode()
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return mark in _png_texts(data).get(b"Software", [])
+    if data.startswith(b"%PDF-"):
+        return re.search(rb"/Creator \(" + re.escape(mark) + rb"\)", data) is not None
+    found = re.search(rb"<metadata>(.*?)</metadata>", data, re.S)
+    creator = found and re.search(rb"<dc:creator>\s*<cc:Agent>\s*<dc:title>(.*?)</dc:title>", found.group(1), re.S)
+    return bool(creator) and creator.group(1).strip() == mark
+
+
+def _png_texts(data: bytes) -> dict[bytes, list[bytes]]:
+    """The PNG's tEXt chunks, {keyword: [text, …]} (the chunk layout: length, type, data, CRC)."""
+    texts: dict[bytes, list[bytes]] = {}
+    at = 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        if kind == b"tEXt" and b"\0" in body:
+            key, _, text = body.partition(b"\0")
+            texts.setdefault(key, []).append(text)
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    return texts
 
 
 def figure(history: History, title: str) -> object:

@@ -52,7 +52,7 @@ class Problem:
         many-to-one read-out of a<T>.  Pure, so a Dask worker holding this problem can run it for a shard."""
         out = k.forward(self.x[:, idx], params)
         E, da, gh = k.linear_mse_loss(out[0], self.y[idx], head, "many-to-one")
-        return E, _numpy(k.backward(da, out[-1])), _numpy(gh)
+        return E, _backward(k, da, out, params), _numpy(gh)
 
     n_inputs = 1  # one number per year in, one predicted
 
@@ -110,7 +110,7 @@ class TextProblem:
         x, labels = self.chunks(starts)
         out = k.forward(x, params)
         E, da, gh = k.softmax_ce_loss(out[0], labels, head)
-        return E, _numpy(k.backward(da, out[-1])), _numpy(gh)
+        return E, _backward(k, da, out, params), _numpy(gh)
 
     @property
     def n_inputs(self) -> int:
@@ -177,6 +177,14 @@ def text_loss(k: ModuleType, problem: TextProblem, params: dict, head: dict, ids
     out = k.forward(problem.one_hot(ids[idx]), params)
     E, _, _ = k.softmax_ce_loss(out[0], ids[idx + 1], head)
     return E / idx.size
+
+
+def _backward(k: ModuleType, da: object, out: tuple, params: dict) -> dict:
+    """The cell's gradients from ``da``; NaN everywhere when ``da`` is not finite (the loss diverged: the
+    kernels' backward would refuse it, and the training loop stops at this step and says so)."""
+    if not np.isfinite(np.asarray(da)).all():
+        return {n: np.full(np.shape(v), np.nan) for n, v in params.items()}
+    return _numpy(k.backward(da, out[-1]))
 
 
 def _numpy(arrays: dict) -> dict[str, np.ndarray]:
