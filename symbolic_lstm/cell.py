@@ -29,14 +29,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .functions import diff_real
-from .notation import latex_symbol
-
-
-def one_line(text: str) -> str:
-    """``text`` as one printable line: every run of whitespace (newlines, tabs, line separators) one space,
-    other control characters dropped — what may follow ``#`` in Python or ``%`` in LaTeX."""
-    text = "".join(ch if ch.isprintable() or ch.isspace() else "" for ch in text)
-    return " ".join(text.split())
+from .notation import latex_symbol, one_line
 
 
 class CellError(ValueError):
@@ -151,6 +144,23 @@ class Cell:
     def spec(self) -> str:
         """What to pass to ``--cell`` to get this cell again."""
         return self.origin or self.name
+
+    def fingerprint(self) -> bytes:
+        """The cell's definition as bytes: its name, stages (expressions in ``srepr``), inputs, states, output
+        and unit parameters — what its kernels and its parameters depend on, not where its file lives."""
+        parts = [repr(self.name)]
+        for st in self.stages:
+            parts.append(repr(st if isinstance(st, Linear) else (st.name, sp.srepr(st.expr), st.reads)))
+        parts.append(repr((self.inputs, self.states, self.output, self.vectors, sorted(self.vector_init.items()))))
+        return "".join(parts).encode()
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of :meth:`fingerprint` (16 hex digits): the same cell from a moved file has the same digest,
+        an edited one (a stage, a parameter renamed) another.  Checkpoints record it."""
+        import hashlib
+
+        return hashlib.sha256(self.fingerprint()).hexdigest()[:16]
 
     @property
     def returns(self) -> tuple[str, ...]:

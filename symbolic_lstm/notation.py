@@ -75,3 +75,10 @@ def latex_symbol(name: str) -> str:
     if not tail:
         return word(head) if head.isalpha() else sp.latex(sp.Symbol(name))
     return "%s_{%s}" % (word(head), word(tail) if tail.isalpha() else tail.replace("_", ","))
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: every run of whitespace (newlines, tabs, line separators) one space,
+    other control characters dropped — what may follow ``#`` in Python or ``%`` in LaTeX."""
+    text = "".join(ch if ch.isprintable() or ch.isspace() else "" for ch in text)
+    return " ".join(text.split())

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import click
 
 from ..cell import Cell
-from ..cells import get_cell
+from ..cells import BUILTIN, get_cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
 from .common import CELL, dask_client, dask_options, kernels_of, main, output_file, where
@@ -65,6 +67,12 @@ if TYPE_CHECKING:
     help="Continue from a checkpoint up to --epochs; its settings are kept (an option given too must agree).",
 )
 @click.option(
+    "--cell-changed",
+    is_flag=True,
+    help="With --resume: continue with a --cell whose definition differs from the one the checkpoint trained "
+    "(its parameters must still fit).",
+)
+@click.option(
     "--plot",
     "plot_file",
     type=click.Path(path_type=Path),
@@ -109,6 +117,7 @@ def train(
     seed: int,
     checkpoint: Path | None,
     resume: Path | None,
+    cell_changed: bool,
     plot_file: Path | None,
     sample_every: int,
     checkpoint_every: int | None,
@@ -157,9 +166,11 @@ def train(
         "cell": cell.spec, "data": data, "window": window, "hidden": hidden, "batch": batch,
         "optimizer": optimizer, "lr": lr, "clip": None if no_clip else clip, "seed": seed,
     }  # fmt: skip
-    cell, config, start = _settings(cell, given, epochs, resume, explicit)
+    cell, config, start = _settings(cell, given, epochs, resume, explicit, cell_changed)
     k = kernels_of(cell, None, backend)
     problem = _problem(cell, config)
+    if resume is not None and start is not None:
+        _check_start(resume, k, config, problem, start)
     first = 0 if start is None else start[0]
     client = dask_client(workers, scheduler)  # after every check: a bad address fails before any work
     click.echo(
@@ -243,31 +254,64 @@ def _check_outputs(
 
 
 def _settings(
-    cell: Cell, given: dict[str, object], epochs: int | None, resume: Path | None, explicit: set[str]
+    cell: Cell,
+    given: dict[str, object],
+    epochs: int | None,
+    resume: Path | None,
+    explicit: set[str],
+    cell_changed: bool = False,
 ) -> tuple[Cell, tr.Config, tr.Start | None]:
     """(cell, settings, where to start): a new run's from ``given``, or the checkpoint's (``--resume``), where a
-    setting named on the command line must agree (``explicit``: the options named there)."""
+    setting named on the command line must agree (``explicit``: the options named there).
+
+    A checkpoint never runs code by itself: a built-in cell is rebuilt by name, a cell from a file must be passed
+    with --cell (the file's path now, which may have moved), and a cell whose definition differs from the one
+    trained (its digest) is refused unless ``cell_changed``."""
     from .. import train as tr
 
     if resume is None:
-        return cell, tr.new_config(**given, epochs=epochs), None  # type: ignore[arg-type]
+        return cell, tr.new_config(**given, epochs=epochs, cell_digest=cell.digest), None  # type: ignore[arg-type]
     try:
         saved, start = tr.load_checkpoint(resume)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--resume") from None
+    if "cell" not in explicit:
+        if saved.cell not in BUILTIN:
+            raise click.BadParameter(
+                f"{resume} was trained with the cell {saved.cell}, from a file; a checkpoint does not run code by "
+                f"itself: pass --cell {saved.cell} (or where that file is now) to resume it",
+                param_hint="--resume",
+            )
+        cell = get_cell(saved.cell)
+    same = cell.digest == saved.cell_digest if saved.cell_digest is not None else cell.name == saved.cell
+    if not same and saved.cell_digest is not None and not cell_changed:
+        raise click.BadParameter(
+            f"--cell {cell.spec} conflicts with {resume}, which was trained with cell = {saved.cell!r}: its definition "
+            f"differs (digest {cell.digest}, trained {saved.cell_digest}); leave --cell out to keep the checkpoint's "
+            "(a built-in), pass the cell as it was, or --cell-changed to resume with this one anyway (its parameters "
+            "must still fit)",
+            param_hint="--cell",
+        )
     named = {k: v for k, v in given.items() if ({k} | ({"no_clip"} if k == "clip" else set())) & explicit}
     try:
-        config = tr.resume_config(saved, start[0], resume, named, epochs, same_cell=cell.name == saved.cell)
+        config = tr.resume_config(saved, start[0], resume, named, epochs, same_cell=same or cell_changed)
     except tr.SettingsConflictError as e:
         raise click.BadParameter(str(e), param_hint=e.option) from None
-    if "cell" not in explicit and cell.spec != saved.cell:
-        try:
-            cell = get_cell(saved.cell)
-        except ValueError as e:
-            raise click.BadParameter(
-                f"{resume} was trained with cell {saved.cell}: {e}", param_hint="--resume"
-            ) from None
+    # the cell as it is now: a moved file's new path, an edited cell's digest, for the next checkpoint
+    config = dataclasses.replace(config, cell=cell.spec, cell_digest=cell.digest)
     return cell, config, start
+
+
+def _check_start(
+    resume: Path, k: ModuleType, config: tr.Config, problem: tr.Problem | tr.TextProblem, start: tr.Start
+) -> None:
+    """A usage error naming what in the checkpoint does not fit the cell's module and the data."""
+    from .. import train as tr
+
+    try:
+        tr.check_start(resume, k, config, problem.n_inputs, problem.n_inputs, start)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--resume") from None
 
 
 def _problem(cell: Cell, config: tr.Config) -> tr.Problem | tr.TextProblem:

@@ -17,9 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
 
-import sympy as sp
-
-from ..cell import Cell, Linear
+from ..cell import Cell
 from ..paths import PACKAGE_DIR, templates_dir
 from ..version import __version__
 
@@ -103,21 +101,11 @@ class Backend:
     def source_hash(self, cell: Cell) -> str:
         """SHA-256 (first 16 hex digits) of what produces the cell's module: its definition, the package
         version and :meth:`source_files`.  A module recording another hash is stale."""
-        h = hashlib.sha256(cell_fingerprint(cell))
+        h = hashlib.sha256(cell.fingerprint())
         h.update(__version__.encode())
         for path in self.source_files():
             h.update(path.read_bytes().replace(b"\r\n", b"\n"))
         return h.hexdigest()[:16]
-
-
-def cell_fingerprint(cell: Cell) -> bytes:
-    """The cell's definition as bytes: its name, stages (expressions in ``srepr``), inputs, states, output and
-    unit parameters."""
-    parts = [repr(cell.name)]
-    for st in cell.stages:
-        parts.append(repr(st if isinstance(st, Linear) else (st.name, sp.srepr(st.expr), st.reads)))
-    parts.append(repr((cell.inputs, cell.states, cell.output, cell.vectors, sorted(cell.vector_init.items()))))
-    return "".join(parts).encode()
 
 
 class ExpressionBackend(Backend):

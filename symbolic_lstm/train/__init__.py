@@ -19,6 +19,7 @@ from .checkpoints import (
     CheckpointLockedError,
     Config,
     Start,
+    check_start,
     checkpoint_lock,
     is_checkpoint,
     load_checkpoint,
@@ -34,7 +35,7 @@ from .resume import SettingsConflictError, new_config, resume_config
 __all__ = [
     "DATASETS", "PLOT_FORMATS", "PLOT_MARK", "TEXTS", "CheckpointLockedError", "Config", "DivergedError",
     "Gradient", "Gradients", "History", "Optimizer", "Problem", "Series", "SettingsConflictError", "Start",
-    "TextProblem", "TrainingInterrupted", "checkpoint_lock", "evaluate", "figure", "fit", "is_checkpoint",
-    "is_our_plot", "load_checkpoint", "load_problem", "load_series", "load_text", "new_config", "plot",
-    "resume_config", "sample", "save_checkpoint", "text_loss", "train", "train_text", "update",
+    "TextProblem", "TrainingInterrupted", "check_start", "checkpoint_lock", "evaluate", "figure", "fit",
+    "is_checkpoint", "is_our_plot", "load_checkpoint", "load_problem", "load_series", "load_text", "new_config",
+    "plot", "resume_config", "sample", "save_checkpoint", "text_loss", "train", "train_text", "update",
 ]  # fmt: skip

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 
 from ..threads import blas_threads
-from .checkpoints import Config, Start, checkpoint_lock, save_checkpoint
+from .checkpoints import Config, Start, check_start, checkpoint_lock, save_checkpoint
 from .optimiser import Optimizer, update
 from .problems import Gradients, Problem, TextProblem, evaluate, sample, text_loss
 
@@ -286,6 +286,8 @@ def fit(
             epoch and step); the last whole epoch is saved first.
         CheckpointLockedError: another run is writing ``checkpoint`` (a ValueError naming its process).
     """
+    if start is not None:  # a damaged or foreign checkpoint: one ValueError naming what, not a traceback later
+        check_start("the checkpoint", k, config, problem.n_inputs, problem.n_inputs, start)
     first, params, head, opt, rng = _begin(k, config, problem.n_inputs, problem.n_inputs, start)
     grads = gradients or (lambda p, h, sel: problem.gradients(k, p, h, sel))
     history = History()

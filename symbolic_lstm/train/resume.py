@@ -36,13 +36,15 @@ def new_config(
     lr: float = 0.01,
     clip: float | None = 5.0,
     seed: int = 0,
+    cell_digest: str | None = None,
 ) -> Config:
     """The settings of a new run on ``data``; ``None`` takes the dataset's default (:data:`TEXT_DEFAULTS`,
-    :data:`SERIES_DEFAULTS`)."""
+    :data:`SERIES_DEFAULTS`).  ``cell_digest``: the cell's :attr:`~symbolic_lstm.Cell.digest`, which a resumed
+    run checks its cell against."""
     window_d, hidden_d, epochs_d, holdout = TEXT_DEFAULTS if data in TEXTS else SERIES_DEFAULTS
     return Config(
         cell, data, window or window_d, hidden or hidden_d, epochs or epochs_d, batch, optimizer, lr, clip,
-        holdout, seed,
+        holdout, seed, cell_digest,
     )  # fmt: skip
 
 
