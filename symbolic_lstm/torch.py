@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -32,9 +32,11 @@ import torch
 from torch import nn
 
 from .cell import Cell
-from .cells import as_cell, get_cell
+from .cells import as_cell
 from .loader import module_for
 from .threads import blas_threads
+from .torch_on_jax import jax_backward as _jax_backward
+from .torch_on_jax import jax_forward as _jax_forward
 
 __all__ = [
     "RecurrentLayer",
@@ -116,48 +118,6 @@ def _on_numpy(layer: RecurrentLayer, x: torch.Tensor) -> bool:
     return layer.backend == "numpy" and x.device.type == "cpu"
 
 
-# -- backend="jax": the JAX module on the tensors' memory, through DLPack ------------------------------------
-def _to_jax(t: torch.Tensor) -> object:
-    """A CPU tensor as a JAX array (``jax.Array``) on the same memory (DLPack; JAX copies only a misaligned
-    buffer).  JAX is imported here, for this backend only."""
-    import jax
-
-    return jax.dlpack.from_dlpack(t.detach().contiguous())
-
-
-def _x64(x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """float64 tensors are computed in float64: JAX's x64 on for the call, as the JAX module does."""
-    import jax
-
-    return jax.enable_x64(True) if x.dtype == torch.float64 else contextlib.nullcontext()
-
-
-def _jax_forward(
-    layer: RecurrentLayer, x: torch.Tensor, initial: Sequence[torch.Tensor], params: Sequence[torch.Tensor]
-) -> list:
-    """The JAX module's compiled forward: the returned sequences as tensors on its buffers, then the cache."""
-    m = layer.jax_module
-    with _x64(x):
-        xs = _to_jax(x)
-        p = {name: _to_jax(t) for name, t in zip(layer.param_names, params, strict=True)}
-        init = tuple(_to_jax(t) for t in initial)
-        seq = m._forward(xs, p, init)
-        return [*(torch.from_dlpack(seq[name]) for name in layer.cell.returns), (xs, p, init, seq)]
-
-
-def _jax_backward(layer: RecurrentLayer, seeds: dict, cache: tuple) -> dict[str, torch.Tensor]:
-    """The JAX module's compiled backward from the outputs' gradients (seeds by state, None: zero)."""
-    xs, p, init, seq = cache
-    out = layer.cell.output
-    with _x64(seeds[out]):
-        given = {s: _to_jax(g) for s, g in seeds.items() if g is not None and s != out}
-        grads, dx, d0 = layer.jax_module._backward(_to_jax(seeds[out]), given, xs, p, init, seq)
-    g = {name: torch.from_dlpack(v) for name, v in grads.items()}
-    g[layer.cell.inputs[0]] = torch.from_dlpack(dx)
-    g.update({f"{s}0": torch.from_dlpack(v) for s, v in zip(layer.states, d0, strict=True)})
-    return g
-
-
 def _threads(layer: RecurrentLayer, x: torch.Tensor) -> contextlib.AbstractContextManager:
     """BLAS threads for the layer's products at this batch (:mod:`symbolic_lstm.threads`)."""
     return blas_threads(x.shape[1], layer.input_size, layer.hidden_size, len(layer.cell.linear_stages))
@@ -217,6 +177,19 @@ class RecurrentLayer(nn.Module):
         for name, value in init.items():
             self.register_parameter(name, nn.Parameter(torch.as_tensor(value, device=device)))
 
+    # -- pickling: deepcopy, torch.save of the whole module ----------------------------------------------
+    def __getstate__(self) -> dict:
+        """Everything but the imported kernel modules (a module does not pickle): the cell (its definition,
+        which pickles by value) is kept, and the modules are found again — or regenerated — on unpickling."""
+        state = dict(super().__getstate__() if hasattr(nn.Module, "__getstate__") else self.__dict__)
+        state.update(kernels=None, _array_api=None, jax_module=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.kernels = module_for(self.cell).module
+        self.jax_module = module_for(self.cell, backend="jax").module if self.backend == "jax" else None
+
     # -- what the layer is ---------------------------------------------------------------------------
     @property
     def states(self) -> tuple[str, ...]:
@@ -263,6 +236,18 @@ class RecurrentLayer(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             order = "(B, T, n_x)" if self.batch_first else "(T, B, n_x)"
             raise ValueError(f"x must have shape {order} with n_x = {self.input_size}, got {tuple(x.shape)}")
+        for name in self.param_names:
+            p = getattr(self, name)
+            if p.dtype not in _DTYPES:
+                raise TypeError(
+                    f"the layer's parameter {name} is {p.dtype}; the generated kernels run torch.float32 and "
+                    "torch.float64: use layer.float() or layer.double()"
+                )
+            if p.dtype != self.dtype:
+                raise TypeError(
+                    f"the layer's parameters mix dtypes: {name} is {p.dtype}, {self.param_names[0]} is {self.dtype}; "
+                    "use layer.float() or layer.double()"
+                )
         if x.dtype != self.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the layer's parameters are {self.dtype}")
         if x.device != self.device:
@@ -296,19 +281,45 @@ class RecurrentLayer(nn.Module):
 
     # -- from elsewhere -------------------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: object) -> RecurrentLayer:
+    def from_checkpoint(
+        cls, path: str | Path, cell: str | Cell | None = None, *, cell_changed: bool = False, **kwargs: object
+    ) -> RecurrentLayer:
         """The cell a ``symbolic-lstm train --checkpoint`` file trained, with its parameters (float64 unless
-        ``dtype`` is given).  The read-out head is in ``layer.head`` (a dict of tensors)."""
-        from .train import load_checkpoint
+        ``dtype`` is given).  The read-out head is in ``layer.head`` (a dict of tensors).
 
-        config, (_epoch, params, head, _state, _rng) = load_checkpoint(path)
-        W0 = params[next(iter(params))]
-        n_a = W0.shape[0]
-        cell = get_cell(config.cell)
-        first = cell.linear_stages[0]
-        n_x = W0.shape[1] - sum(n_a for k in first.inputs if k not in cell.inputs)
+        A checkpoint never runs code by itself: a built-in cell is rebuilt by its name; a cell from a file must
+        be passed as ``cell`` (a ``path.py:NAME`` — where the file is now — or a Cell), and is refused when its
+        definition differs from the one trained (its digest) unless ``cell_changed``.
+
+        Raises:
+            ValueError: not a checkpoint, a damaged one, a cell file it names but that was not passed, a
+                different cell, or parameters that do not fit the cell.
+        """
+        from .train import check_start, load_checkpoint
+        from .train.data import TEXTS
+
+        config, start = load_checkpoint(path)
+        if cell is None:
+            from .cells import BUILTIN
+
+            if config.cell not in BUILTIN:
+                raise ValueError(
+                    f"{path} was trained with the cell {config.cell}, from a file; a checkpoint does not run code by "
+                    f"itself: pass it, from_checkpoint({str(path)!r}, cell={config.cell!r}) (or where it is now)"
+                )
+            cell = config.cell
+        cell = as_cell(cell)
+        if config.cell_digest is not None and cell.digest != config.cell_digest and not cell_changed:
+            raise ValueError(
+                f"{cell.spec} is not the cell {path} was trained with ({config.cell}): its definition differs "
+                f"(digest {cell.digest}, trained {config.cell_digest}); pass cell_changed=True to load it anyway"
+            )
+        params, head = start[1], start[2]
+        n_y = head["W_y"].shape[0] if "W_y" in head else 1
+        n_x = n_y if config.data in TEXTS else 1  # a text: one-hot characters in and out; a series: one number
         kwargs.setdefault("dtype", torch.float64)
-        layer = cls(cell, n_x, n_a, **kwargs)  # type: ignore[arg-type]
+        layer = cls(cell, n_x, config.hidden, **kwargs)  # type: ignore[arg-type]
+        check_start(path, layer.kernels, config, n_x, n_y, start)
         layer.load_params(params)
         layer.head = {k: torch.as_tensor(v, dtype=layer.dtype) for k, v in head.items()}
         return layer
