@@ -217,6 +217,37 @@ class Comparison:
     forward: float
 
 
+class CellNotFiniteError(ValueError):
+    """The cell's own math gives NaN or infinite values on a random problem (not the kernels' fault): the
+    message names the first stage that does."""
+
+
+def not_finite(cell: Cell, x: np.ndarray, p: dict, init: dict) -> str:
+    """Why the forward pass is not finite on finite inputs: the first stage of the cell's own math (evaluated
+    by the reference interpreter, not the kernels) whose value is NaN or infinite there."""
+    from .reference import Reference
+
+    head = f"cell {cell.name!r}: the cell's own math is not finite on a random problem"
+    try:
+        with np.errstate(all="ignore"):
+            steps, _ = Reference(cell).run(x.astype(np.float64), {k: v.astype(np.float64) for k, v in p.items()}, init)
+    except Exception:  # the reference cannot say which stage: the kernels' outputs said enough
+        steps = []
+    for t, env in enumerate(steps, start=1):
+        for st in cell.stages:
+            value = np.asarray(env[st.name])
+            if not np.isfinite(value).all():
+                formula = "" if not hasattr(st, "expr") else f" = {st.expr}"
+                return (
+                    f"{head}: stage {st.name!r}{formula} is NaN or infinite at step {t} for "
+                    f"{int(np.sum(~np.isfinite(value)))} of {value.size} values (inputs ~ N(0, 1), small random "
+                    "parameters) — a log or square root of a negative number, or a division by zero? The kernels "
+                    "cannot be checked where the cell is not defined: keep its arguments in the domain "
+                    "(log(1 + s**2), sqrt(1 + s**2) …)"
+                )
+    return f"{head}: the forward pass gives NaN or infinite values from finite inputs"
+
+
 def comparisons(
     k: ModuleType,
     seed: int = 0,
@@ -257,7 +288,10 @@ def comparisons(
         others = cell.returns[1:]  # the states that are not the output: their seeds are optional
         extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in others} if with_dc else {}
 
-        out = k.forward(x, p, **init)
+        with np.errstate(all="ignore"):  # a cell whose math is not finite here is named, not warned about
+            out = k.forward(x, p, **init)
+        if not all(np.isfinite(np.asarray(o)).all() for o in out[:-1]):
+            raise CellNotFiniteError(not_finite(cell, x, p, init))
         E, da = k.mse_loss(out[0], y, mode)
         grads = k.backward(da, out[-1], **extra)
         arrays = {**p, cell.inputs[0]: x, **init}

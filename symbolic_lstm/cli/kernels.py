@@ -119,7 +119,7 @@ def check(
     """Check the generated kernels against the complex-step derivative of the cell's stages (float64), and their
     forward pass against the same interpreter; exit 1 if any error > TOL."""
     from ..codegen.pipeline import module_name, source_hash
-    from ..gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, check_module, format_table
+    from ..gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, CellNotFiniteError, check_module, format_table
     from ..loader import available
     from ..paths import generated_dir
 
@@ -152,7 +152,10 @@ def check(
         )
     regime = SATURATED if saturated else NORMAL
     tol = regime.tol if tol is None else tol
-    report = check_module(module, seed=seed, tol=tol, regime=regime, cell=cell)
+    try:
+        report = check_module(module, seed=seed, tol=tol, regime=regime, cell=cell)
+    except CellNotFiniteError as e:  # the cell's math, not its kernels: no verdict on them
+        raise click.BadParameter(str(e), param_hint="--cell") from None
     click.echo(
         f"cell {cell.name}{'' if backend == DEFAULT_BACKEND else f' ({backend} module)'}: {len(DEFAULT_PROBLEMS)} "
         "random problems (T, B incl. 1; both loss modes), float64"

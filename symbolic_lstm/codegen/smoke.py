@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import Cell
-from ..gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
+from ..gradcheck import SMOKE_PROBLEMS, CellNotFiniteError, CheckReport, check_module, not_finite
 from .backend import Backend
 from .lines import CodegenError
 
@@ -50,6 +50,8 @@ def smoke_run(cell: Cell, backend: str | Backend, text: str) -> None:
                 report = check_module(module, problems=SMOKE_PROBLEMS, cell=cell)
         except CodegenError:
             raise
+        except CellNotFiniteError as e:  # the cell's math, not the printed code
+            raise CodegenError(f"{e}; nothing was written") from None
         except Exception as e:  # the printed code's failure, attributed to the stage it came from
             raise CodegenError(_attribute(e, path, text, cell, backend)) from None
     if not report.ok:
@@ -102,7 +104,10 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: Backend, dtype: typ
     init = {f"{s}0": (0.5 * rng.normal(size=(B, n_a))).astype(dtype) for s in cell.states}
     y = rng.normal(size=(T, B, n_a)).astype(dtype)
     extra = {f"d{s}": rng.normal(size=(T, B, n_a)).astype(dtype) for s in cell.states if s != cell.output}
-    out = module.forward(x, p, **init)
+    with np.errstate(all="ignore"):  # a cell whose own math is not finite here is named below, not warned about
+        out = module.forward(x, p, **init)
+    if not all(np.isfinite(np.asarray(o)).all() for o in out[:-1]):
+        raise CodegenError(f"{not_finite(cell, x, p, init)}; nothing was written")
     names = cell.returns
     if len(out) != len(names) + 1:
         raise CodegenError(f"forward returned {len(out)} values, expected {', '.join(names)} and the cache")

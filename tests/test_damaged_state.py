@@ -1,0 +1,223 @@
+"""Damaged or changed state: one clear line each, exit 2 — checkpoints whose arrays or settings no run could have
+written, a cell file edited or moved since, a checkpoint that names a cell file (it never runs it by itself) —
+and a RecurrentLayer that pickles (deepcopy, torch.save of the whole module) and names the dtypes it cannot run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from symbolic_lstm import train as tr
+from symbolic_lstm.cli import main
+
+SMALL = ["train", "--data", "sunspots", "--hidden", "4", "--window", "6", "--seed", "3", "-q"]
+CELL = """
+import pathlib
+import sympy as sp
+from symbolic_lstm import CellBuilder, sigmoid
+
+pathlib.Path(__file__).with_name("cell-file-ran").write_text("ran")
+
+
+def build():
+    cell = CellBuilder("gated", inputs=("x",), states=("a",), output="a", description="one gate")
+    a_prev, x = cell.prev("a"), cell.input("x")
+    f = cell.stage("Gamma_f", sigmoid(cell.linear("sum_f", [a_prev, x], weight="W_f", bias="b_f")))
+    h = cell.stage("h", sp.tanh(cell.linear("sum_h", [a_prev, x], weight="W_h", bias="b_h")))
+    cell.stage("a", (1 - f) * a_prev + f * h)
+    return cell.build()
+"""
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    ck = tmp_path_factory.mktemp("good") / "run.npz"
+    r = CliRunner().invoke(main, [*SMALL, "--epochs", "2", "--checkpoint", str(ck)])
+    assert r.exit_code == 0, r.output
+    return ck
+
+
+def _edited(good: Path, out: Path, arrays=None, meta=None) -> Path:
+    """A copy of ``good`` with some arrays or settings changed (what a bad disk or a hand edit leaves)."""
+    with np.load(good) as z:
+        data = {k: z[k] for k in z.files}
+    info = json.loads(str(data["meta"]))
+    if meta is not None:
+        meta(info)
+    data["meta"] = np.array(json.dumps(info))
+    if arrays is not None:
+        arrays(data)
+    np.savez(out, **data)
+    return out
+
+
+def _drop(key):
+    return lambda d: d.pop(key)
+
+
+def _set(key, value):
+    return lambda d: d.__setitem__(key, value)
+
+
+def _config(name, value):
+    return lambda m: m["config"].__setitem__(name, value)
+
+
+DAMAGE = {
+    "a missing parameter": (dict(arrays=_drop("p/W_f")), r"missing: W_f"),
+    "a wrong shape": (dict(arrays=lambda d: d.__setitem__("p/b_f", np.zeros(7))), r"b_f has shape \(7,\)"),
+    "float32 parameters": (dict(arrays=lambda d: d.__setitem__("p/b_f", d["p/b_f"].astype(np.float32))), "float32"),
+    "a NaN parameter": (dict(arrays=lambda d: d["p/W_f"].__setitem__((0, 0), np.nan)), "NaN or infinite"),
+    "bad optimiser state": (dict(arrays=_set("opt/m/p/W_f", np.zeros(3))), "optimiser's state 'm/p/W_f'"),
+    "a bad step count": (dict(arrays=_set("opt/t", np.array([1.5, 2]))), "step count is damaged"),
+    "lr = -1": (dict(meta=_config("lr", -1)), r"lr = -1 is not a positive number"),
+    "hidden = 'sixteen'": (dict(meta=_config("hidden", "sixteen")), "hidden = 'sixteen' is not a whole number"),
+    "hidden = 32 beside n_a = 4 arrays": (dict(meta=_config("hidden", 32)), r"has shape \(4, 5\), but hidden = 32"),
+    "epoch = -5": (dict(meta=lambda m: m.__setitem__("epoch", -5)), "epoch -5 is not a whole number from 0"),
+    "a damaged batch generator": (dict(meta=lambda m: m.__setitem__("rng", {"state": 3})), "batch generator"),
+    "an unknown optimiser": (dict(meta=_config("optimizer", "rmsprop")), "optimizer = 'rmsprop'"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_checkpoint_is_one_line_and_exit_2(good, tmp_path, damage):
+    how, message = DAMAGE[damage]
+    bad = _edited(good, tmp_path / "bad.npz", **how)
+    r = CliRunner().invoke(main, ["train", "--resume", str(bad), "--epochs", "5"])
+    assert r.exit_code == 2, (damage, r.output)
+    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit), r.output
+    assert re.search(message, r.output.replace("\n", " ")), r.output
+
+
+def test_from_checkpoint_names_damage_too(good, tmp_path):
+    torch = pytest.importorskip("torch")
+    from symbolic_lstm.torch import RecurrentLayer
+
+    layer = RecurrentLayer.from_checkpoint(good)
+    assert layer.input_size == 1 and layer.hidden_size == 4 and layer.dtype == torch.float64
+    with pytest.raises(ValueError, match="missing: W_f"):
+        RecurrentLayer.from_checkpoint(_edited(good, tmp_path / "bad.npz", arrays=_drop("p/W_f")))
+    np.savez(tmp_path / "one.npz", np.zeros(3))
+    with pytest.raises(ValueError, match="not a symbolic-lstm checkpoint"):
+        RecurrentLayer.from_checkpoint(tmp_path / "one.npz")
+
+
+# -- a cell file: never run by a checkpoint itself; moved is fine, edited is refused unless told ---------------
+@pytest.fixture
+def user_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    (cells / "gated.py").write_text(CELL)
+    ck = tmp_path / "run.npz"
+    args = [*SMALL, "--cell", f"{cells / 'gated.py'}:build", "--epochs", "2", "--checkpoint", str(ck)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    (cells / "cell-file-ran").unlink()
+    return tmp_path, cells, ck
+
+
+def test_a_checkpoint_never_runs_the_cell_file_it_names(user_run):
+    _, cells, ck = user_run
+    r = CliRunner().invoke(main, ["train", "--resume", str(ck), "--epochs", "3"])
+    assert r.exit_code == 2 and "a checkpoint does not run code by itself: pass --cell" in r.output, r.output
+    assert not (cells / "cell-file-ran").exists()
+    torch = pytest.importorskip("torch")
+    from symbolic_lstm.torch import RecurrentLayer
+
+    with pytest.raises(ValueError, match="a checkpoint does not run code by itself"):
+        RecurrentLayer.from_checkpoint(ck)
+    assert not (cells / "cell-file-ran").exists()
+    layer = RecurrentLayer.from_checkpoint(ck, cell=f"{cells / 'gated.py'}:build")
+    assert layer.dtype == torch.float64 and set(layer.param_names) == {"W_f", "b_f", "W_h", "b_h"}
+
+
+def test_a_moved_cell_file_resumes_and_an_edited_one_is_refused_unless_told(user_run):
+    tmp_path, cells, ck = user_run
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(cells / "gated.py", moved / "gated.py")
+    again = [
+        "train",
+        "--resume",
+        str(ck),
+        "--epochs",
+        "3",
+        "--cell",
+        f"{moved / 'gated.py'}:build",
+        "--checkpoint",
+        str(ck),
+    ]
+    r = CliRunner().invoke(main, again)
+    assert r.exit_code == 0, r.output
+    assert tr.load_checkpoint(ck)[0].cell == f"{moved / 'gated.py'}:build"  # the next resume finds it there
+    (moved / "gated.py").write_text(CELL.replace('"W_h"', '"W_g"').replace('"b_h"', '"b_g"'))  # a parameter renamed
+    args = ["train", "--resume", str(ck), "--epochs", "4", "--cell", f"{moved / 'gated.py'}:build"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "its definition differs" in r.output and "--cell-changed" in r.output, r.output
+    r = CliRunner().invoke(main, [*args, "--cell-changed"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "but cell" in r.output and "missing: W_g, b_g" in r.output.replace("\n", " "), r.output
+
+
+# -- RecurrentLayer as torch users handle modules ------------------------------------------------------------
+def test_a_layer_pickles_and_names_the_dtypes_it_cannot_run(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import copy
+    import io
+
+    from symbolic_lstm import get_cell
+    from symbolic_lstm.torch import RecurrentLayer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "gated.py").write_text(CELL)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    for cell in ("lstm", get_cell(f"{tmp_path / 'gated.py'}:build")):
+        layer = RecurrentLayer(cell, 3, 4, dtype=torch.float64, seed=1)
+        twin = copy.deepcopy(layer)  # an EMA copy
+        buf = io.BytesIO()
+        torch.save(layer, buf)  # a whole-model save
+        buf.seek(0)
+        loaded = torch.load(buf, weights_only=False)
+        for other in (twin, loaded):
+            assert torch.equal(other(x)[0], layer(x)[0])
+            other(x)[0].sum().backward()  # the kernels were found again: backward runs
+    with pytest.raises(TypeError, match=r"W_f is torch\.bfloat16; the generated kernels run torch\.float32 and"):
+        layer.to(torch.bfloat16)(x.to(torch.bfloat16))
+    mixed = RecurrentLayer("lstm", 3, 4, dtype=torch.float64)
+    mixed.b_u.data = mixed.b_u.data.float()
+    with pytest.raises(TypeError, match=r"mix dtypes: b_u is torch\.float32"):
+        mixed(x)
+
+
+LOG_CELL = """
+import sympy as sp
+from symbolic_lstm import CellBuilder
+
+
+def build():
+    cell = CellBuilder("logcell", inputs=("x",), states=("a",), output="a", description="log of a sum")
+    s = cell.linear("s", [cell.prev("a"), cell.input("x")], weight="W", bias="b")
+    cell.stage("a", sp.tanh(sp.log(s + 2)))
+    return cell.build()
+"""
+
+
+@pytest.mark.parametrize("command", ["check", "generate"])
+def test_a_cell_whose_own_math_is_not_finite_is_named_not_blamed_on_the_template(tmp_path, monkeypatch, command):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "logcell.py").write_text(LOG_CELL)
+    args = [command, "--cell", f"{tmp_path / 'logcell.py'}:build"] + (
+        ["--out", str(tmp_path / "out")] if command == "generate" else []
+    )
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    text = " ".join(r.output.split())
+    assert "the cell's own math is not finite" in text and "stage 'a' = tanh(log(s + 2)) is NaN or infinite" in text
+    assert "template" not in text and "Traceback" not in text and not (tmp_path / "out" / "logcell.py").exists()
