@@ -1,4 +1,4 @@
-"""The outputs and durations the README shows, from running them: refresh them, or check they still match.
+"""The outputs and durations the README and the docs pages show, from running them: refresh them, or check them.
 
     python scripts/readme_outputs.py --update              # rerun every shown output and time every duration
     python scripts/readme_outputs.py --update --no-times   # outputs only (the durations take ~15 minutes)
@@ -44,6 +44,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
+
+def pages() -> list[Path]:
+    """The Markdown pages whose outputs are checked: the README and every page of docs/ (not its build)."""
+    docs = ROOT / "docs"
+    return [README, *sorted(p for p in docs.rglob("*.md") if "_build" not in p.parts and p.name != "README.md")]
+
+
 OUTPUT = re.compile(r"<!-- output: (?P<cmd>[^>]+?) -->\n```text\n(?P<body>.*?)```\n", re.S)
 TIME = re.compile(r"<!-- time: (?P<cmd>[^>]+?) -->(?P<value>[^<]*)<!-- /time -->")
 PYTHON = re.compile(r"```python\n(?P<code>.*?)```\n", re.S)
@@ -51,21 +58,23 @@ PYTHON = re.compile(r"```python\n(?P<code>.*?)```\n", re.S)
 
 @dataclass(frozen=True)
 class Block:
-    """One output block: its command, what the README shows, and where (character offsets of the body)."""
+    """One output block: its command, what the page shows, and where (character offsets of the body)."""
 
     cmd: str
     shown: str
     start: int
     end: int
     code: str | None = None  # for ``python``: the code block above the marker
+    page: str = "README.md"
 
     @property
     def name(self) -> str:
-        return self.cmd if self.code is None else f"python block before offset {self.start}"
+        where = f"{self.page}: "
+        return where + (self.cmd if self.code is None else f"python block before offset {self.start}")
 
 
-def blocks(text: str) -> list[Block]:
-    """Every output block of the README text."""
+def blocks(text: str, page: str = "README.md") -> list[Block]:
+    """Every output block of a page's text."""
     out = []
     for m in OUTPUT.finditer(text):
         code = None
@@ -74,7 +83,7 @@ def blocks(text: str) -> list[Block]:
             if not before:
                 raise ValueError(f"<!-- output: python --> at offset {m.start()} has no ```python block above it")
             code = before[-1]["code"]
-        out.append(Block(m["cmd"], m["body"], m.start("body"), m.end("body"), code))
+        out.append(Block(m["cmd"], m["body"], m.start("body"), m.end("body"), code, page))
     return out
 
 
@@ -172,7 +181,10 @@ def mismatches(shown: str, now: str) -> list[str]:
 def diff(block: Block, now: str) -> str:
     return "".join(
         difflib.unified_diff(
-            block.shown.splitlines(keepends=True), now.splitlines(keepends=True), "README (shown)", "now (printed)"
+            block.shown.splitlines(keepends=True),
+            now.splitlines(keepends=True),
+            f"{block.page} (shown)",
+            "now (printed)",
         )
     )
 
@@ -180,24 +192,31 @@ def diff(block: Block, now: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--update", action="store_true", help="rewrite the README's outputs (and durations)")
+    mode.add_argument("--update", action="store_true", help="rewrite the pages' outputs (and durations)")
     mode.add_argument("--check", action="store_true", help="exit 1 if a shown output differs from what runs")
     ap.add_argument("--no-times", action="store_true", help="with --update: leave the durations as they are")
     args = ap.parse_args()
-    text = README.read_text(encoding="utf-8")
     stale = 0
-    for block in reversed(blocks(text)):  # from the end, so earlier offsets stay valid
-        now = produce(block)
-        why = mismatches(block.shown, now)
-        if why:
-            stale += 1
-            print(f"{'updated' if args.update else 'stale'}: {block.name}\n" + "\n".join(why) + f"\n{diff(block, now)}")
-            text = text[: block.start] + now + text[block.end :]
-    if args.update and not args.no_times:
-        text = TIME.sub(lambda m: f"<!-- time: {m['cmd']} -->{duration(m['cmd'])}<!-- /time -->", text)
+    for path in pages():
+        page = str(path.relative_to(ROOT))
+        text = path.read_text(encoding="utf-8")
+        for block in reversed(blocks(text, page)):  # from the end, so earlier offsets stay valid
+            now = produce(block)
+            why = mismatches(block.shown, now)
+            if why:
+                stale += 1
+                print(
+                    f"{'updated' if args.update else 'stale'}: {block.name}\n"
+                    + "\n".join(why)
+                    + f"\n{diff(block, now)}"
+                )
+                text = text[: block.start] + now + text[block.end :]
+        if args.update and not args.no_times:
+            text = TIME.sub(lambda m: f"<!-- time: {m['cmd']} -->{duration(m['cmd'])}<!-- /time -->", text)
+        if args.update:
+            path.write_text(text, encoding="utf-8")
     if args.update:
-        README.write_text(text, encoding="utf-8")
-        print(f"README.md: {stale} output(s) refreshed" + ("" if args.no_times else ", durations timed"))
+        print(f"{stale} output(s) refreshed" + ("" if args.no_times else ", durations timed"))
         return 0
     print(f"{stale} stale output(s)" if stale else "every shown output is what the code prints (within tolerance)")
     return 1 if stale else 0

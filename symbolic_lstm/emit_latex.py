@@ -18,7 +18,7 @@ import sympy as sp
 
 from .cell import Cell
 from .derivation import LOSS_MODES, LossMode, derive
-from .latex_layout import layout, layout_parts
+from .latex_layout import COLUMN, LINE, layout, layout_parts
 from .notation import Partial, future, node
 from .printer_latex import ArticleLatexPrinter
 from .timeline import Timeline
@@ -85,6 +85,7 @@ class DerivationDocument:
         if unroll is not None and unroll < 1:
             raise ValueError(f"unroll length must be a positive integer, got {unroll}")
         self.cell, self.mode, self.unroll = cell, mode, unroll
+        self.line = LINE  # glyphs a line may take: the page's; markdown() breaks for a notebook's column
         self.d = derive(cell)
         self.printer = ArticleLatexPrinter(cell)
         self._targets = targets(cell)
@@ -149,7 +150,12 @@ class DerivationDocument:
             ("para", "(a) Chain rule through the stages", "Forks appear as sums of their branches."),
             ("math", self._equation(self.lhs(target), total, chain, summed)),
             ("para", "(b) Each factor evaluated", ""),
-            ("math", " \\\\\n".join(layout(self.tex(p), v, self.printer) for p, v in self._factors(chain, tl.values))),
+            (
+                "math",
+                " \\\\\n".join(
+                    layout(self.tex(p), v, self.printer, line=self.line) for p, v in self._factors(chain, tl.values)
+                ),
+            ),
             ("para", "(c) Closed form", ""),
             ("math", self._equation(self.lhs(target), total, closed, summed)),
         ]
@@ -178,10 +184,14 @@ class DerivationDocument:
 
     def markdown(self, keys: Sequence[str] | None = None) -> str:
         """The derivations as Markdown with ``$$…$$`` math that MathJax and KaTeX render (Jupyter): aligned
-        blocks, no ``\\paragraph``, no preamble, long lines broken as in the PDF."""
+        blocks, no ``\\paragraph``, no preamble, long lines broken as the PDF breaks them, for a ~900 px column
+        (:data:`~symbolic_lstm.latex_layout.COLUMN`) rather than the landscape page."""
         keys = list(keys) if keys else default_targets(self.cell)
+        import copy
         import html
 
+        narrow = copy.copy(self)
+        narrow.line = COLUMN  # a ~900 px column, not the landscape page
         out: list[str] = [
             f"**{self.cell.name}**: {html.escape(self.cell.description)}"
             if self.cell.description
@@ -189,7 +199,7 @@ class DerivationDocument:
             f"loss {self.mode}" + (f", unrolled over $T = {self.unroll}$ steps" if self.unroll else ""),
         ]
         for key in keys:
-            for kind, *rest in self.blocks(key):
+            for kind, *rest in narrow.blocks(key):
                 if kind == "title":
                     out.append(f"#### ${html_safe(rest[0])}$")
                 elif kind == "para":
@@ -216,10 +226,10 @@ class DerivationDocument:
         """``lhs &= expr``, a fork's branches one per line, anything wider than the page broken across lines
         (:mod:`symbolic_lstm.latex_layout`)."""
         if summed:
-            return layout(lhs, expr, self.printer, total + r"\Big[", r"\Big]")
+            return layout(lhs, expr, self.printer, total + r"\Big[", r"\Big]", self.line)
         if not expr.is_Add:
-            return layout(lhs, expr, self.printer)
-        return layout_parts(lhs, [("", term, "") for term in expr.args], self.printer)  # a branch a line
+            return layout(lhs, expr, self.printer, line=self.line)
+        return layout_parts(lhs, [("", term, "") for term in expr.args], self.printer, self.line)  # a branch a line
 
     def _factors(self, chain: sp.Expr, values: dict[sp.Expr, sp.Expr]) -> list[tuple[sp.Expr, sp.Expr]]:
         seen: list[sp.Expr] = []
@@ -267,7 +277,7 @@ class DerivationDocument:
         if summed:  # one row per step, each in its brackets, each starting a line
             head = ""
             body, body_closed = (
-                layout_parts(self.lhs(target), [(r"\Big[", r, r"\Big]") for r in rows], self.printer)
+                layout_parts(self.lhs(target), [(r"\Big[", r, r"\Big]") for r in rows], self.printer, self.line)
                 for rows in (chains, closed)
             )
         else:

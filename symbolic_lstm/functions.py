@@ -61,7 +61,7 @@ class sigmoid(sp.Function):  # noqa: N801  (SymPy's convention: functions are lo
 
 
 class softsign(sp.Function):  # noqa: N801
-    """softsign(x) = x / (1 + |x|); its derivative 1 / (1 + |x|)² needs the pre-activation x."""
+    """``softsign(x) = x / (1 + |x|)``; its derivative ``1 / (1 + |x|)²`` needs the pre-activation x."""
 
     nargs = 1
 

@@ -20,6 +20,8 @@ from .functions import UNIT_INDICES, UnitSum
 
 #: Estimated width of a line of the standalone document, in glyphs of the estimate (landscape, 1.5 cm margins).
 LINE = 100.0
+#: The same for a notebook's or a web page's column of ~900 px (MathJax at Jupyter's font size).
+COLUMN = 62.0
 
 _SPACES = {r"\quad": 2.0, r"\qquad": 4.0, r"\,": 0.2, r"\;": 0.3, r"\!": 0.0, r"\ ": 0.3}
 _ZERO = {r"\left", r"\right", r"\Big", r"\big", r"\Bigg", r"\limits", r"\displaystyle", r"\mathsf"}
@@ -152,18 +154,28 @@ def fill(pieces: list[str], first: float, rest: float) -> list[str]:
     return [*lines, cur] if cur else lines
 
 
-def layout(lhs: str, expr: sp.Expr, p: sp.printing.latex.LatexPrinter, open_: str = "", close: str = "") -> str:
-    """``lhs &= open_ expr close`` for an align environment, continued on ``&\\quad`` lines where too wide.
+def layout(
+    lhs: str,
+    expr: sp.Expr,
+    p: sp.printing.latex.LatexPrinter,
+    open_: str = "",
+    close: str = "",
+    line: float = LINE,
+) -> str:
+    """``lhs &= open_ expr close`` for an align environment, continued on ``&\\quad`` lines where wider than
+    ``line`` glyphs (:data:`LINE` for the page, :data:`COLUMN` for a notebook).
 
     ``open_``/``close`` wrap the whole right-hand side (``\\sum_t \\Big[`` … ``\\Big]``), across lines.
     """
-    return layout_parts(lhs, [(open_, expr, close)], p)
+    return layout_parts(lhs, [(open_, expr, close)], p, line)
 
 
-def layout_parts(lhs: str, parts: list[tuple[str, sp.Expr, str]], p: sp.printing.latex.LatexPrinter) -> str:
+def layout_parts(
+    lhs: str, parts: list[tuple[str, sp.Expr, str]], p: sp.printing.latex.LatexPrinter, line: float = LINE
+) -> str:
     """``lhs &= part₁ + part₂ + …`` where each part, (prefix, expression, suffix), starts a line of its own (a
-    fork's branches, the rows of an unrolled sum) and is broken further where too wide."""
-    room = LINE - width(lhs) - 2
+    fork's branches, the rows of an unrolled sum) and is broken further where wider than ``line``."""
+    room = line - width(lhs) - 2
     lines: list[str] = []
     for k, (pre, e, post) in enumerate(parts):
         negative = k > 0 and not pre and e.could_extract_minus_sign()

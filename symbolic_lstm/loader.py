@@ -111,10 +111,10 @@ def _missing(name: str, folder: Path) -> str:
         return f"{text}; run: {regenerate_command(cell, folder, backend.name)}"
     if close:
         return f"{text}; did you mean {close[0]!r}?"
-    if installed:
+    if folder.resolve() == paths.generated_dir().resolve():  # installed or a checkout: built-in cells only
         return (
             f"{text}; write a module to a folder of your own — symbolic-lstm generate --cell FILE.py:NAME --out "
-            f"mykernels — and load({name!r}, 'mykernels'); the installed package's generated/ is left as shipped"
+            f"mykernels — and load({name!r}, 'mykernels'); the package's generated/ holds the built-in cells only"
         )
     return f"{text}; a module is written by: symbolic-lstm generate --cell CELL --out {folder}"
 

@@ -15,6 +15,7 @@ follow the article: ``examples/article.ipynb``.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -80,14 +81,26 @@ class Graph:
     dot: str
 
     def svg(self) -> str | None:
-        """The picture as SVG text, or None when Graphviz's ``dot`` is not installed."""
+        """The picture as SVG text that fits a notebook's column, or None when Graphviz's ``dot`` is not
+        installed: laid out left to right or top to bottom, whichever is narrower (one step of the LSTM is
+        2 540 pt wide one way, 1 580 pt the other), and scaled to the cell's width (``width="100%"``, never
+        beyond its natural size; the viewBox keeps the proportions)."""
         from .emit_dot import GraphvizMissingError, render
 
         try:
-            text = render(self.dot, "svg").decode("utf-8")
+            drawings = [
+                render(self.dot.replace("rankdir=LR;", f"rankdir={way};", 1), "svg").decode() for way in ("LR", "TB")
+            ]
         except GraphvizMissingError:
             return None
-        return text[text.index("<svg") :]  # without the XML prologue and doctype
+        text = min(drawings, key=lambda svg: _size(svg)[0])
+        text = text[text.index("<svg") :]  # without the XML prologue and doctype
+        width, _ = _size(text)
+        return re.sub(
+            r'^<svg width="[^"]*" height="[^"]*"',
+            f'<svg width="100%" style="max-width: {width:g}pt; height: auto"',
+            text,
+        )
 
     def _repr_svg_(self) -> str | None:
         return self.svg()
@@ -104,6 +117,12 @@ class Graph:
 
     def __str__(self) -> str:
         return self.dot
+
+
+def _size(svg: str) -> tuple[float, float]:
+    """The natural (width, height) of Graphviz's SVG, in points."""
+    found = re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg)
+    return (float(found.group(1)), float(found.group(2))) if found else (0.0, 0.0)
 
 
 def graph(cell: str | Cell, unroll: int | None = None, loss: str = "many-to-many") -> Graph:

@@ -86,16 +86,15 @@ def test_load_never_runs_the_cell_file_a_module_names(tmp_path):
     assert not marker.exists()
 
 
-def test_an_installed_package_never_suggests_writing_into_itself(monkeypatch):
-    """In an installed copy generated/ sits in site-packages: the hint names a folder of the user's own."""
+def test_the_package_never_suggests_writing_a_user_module_into_itself(monkeypatch):
+    """generated/ holds the built-in cells (in site-packages once installed, committed and checked in a
+    checkout): for any other name the hint is a folder of the user's own, installed or not."""
     from symbolic_lstm import paths
 
-    with pytest.raises(ValueError) as checkout:
-        load("nosuch")
-    assert f"--out {generated_dir()}" in str(checkout.value)  # a checkout: its generated/ is the place
-    monkeypatch.setattr(paths, "is_checkout", lambda: False)
-    with pytest.raises(ValueError) as installed:
-        load("nosuch")
-    text = str(installed.value)
-    assert f"--out {generated_dir()}" not in text and "--out mykernels" in text
-    assert "load('nosuch', 'mykernels')" in text and "left as shipped" in text
+    for checkout in (True, False):
+        monkeypatch.setattr(paths, "is_checkout", lambda checkout=checkout: checkout)
+        with pytest.raises(ValueError) as missing:
+            load("nosuch")
+        text = str(missing.value)
+        assert f"--out {generated_dir()}" not in text and "--out mykernels" in text
+        assert "load('nosuch', 'mykernels')" in text and "holds the built-in cells only" in text

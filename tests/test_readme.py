@@ -1,4 +1,4 @@
-"""The README's Python examples run as written, every one of them."""
+"""The Python examples of the README and the docs pages run as written, every one of them."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-RUNNABLE = BLOCKS
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts)]
+FOUND = [
+    (page.relative_to(ROOT), code)
+    for page in PAGES
+    for code in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+]
+BLOCKS = [code for _, code in FOUND]
+RUNNABLE = FOUND
 
 
 def test_readme_has_examples():
-    assert len(RUNNABLE) >= 2
+    assert len(RUNNABLE) >= 2 and any(str(page) == "README.md" for page, _ in RUNNABLE)
 
 
-@pytest.mark.parametrize("code", RUNNABLE, ids=[f"block{i}" for i in range(len(RUNNABLE))])
-def test_readme_example_runs(code, capsys):
+@pytest.mark.parametrize(("page", "code"), RUNNABLE, ids=[f"{page}-block{i}" for i, (page, _) in enumerate(RUNNABLE)])
+def test_readme_example_runs(page, code, capsys):
     for module in ("torch", "array_api_compat"):
         if f"import {module}" in code or (module == "array_api_compat" and "_array_api" in code):
             pytest.importorskip(module)
@@ -31,19 +37,19 @@ def test_readme_example_runs(code, capsys):
     if "symbolic_lstm.distributed" in code:
         pytest.importorskip("distributed", reason="Dask is the [distributed] extra")
     namespace: dict = {"__name__": "__main__"}  # as a script runs it: the code under a main guard runs too
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, str(ROOT / page), "exec"), namespace)
     if "errors.append(E)" in code:
         assert namespace["errors"][-1] < 0.02 * namespace["errors"][0]  # the worked example's loss really falls
 
 
 def test_readme_user_cell_works_end_to_end(tmp_path):
-    """The README's own-cell example: derive, prove, generate, check and load, as the README says."""
+    """The own-cell example of docs/cells.md: derive, prove, generate, check and load, as the page says."""
     from click.testing import CliRunner
 
     from symbolic_lstm import load
     from symbolic_lstm.cli import main
 
-    (block,) = [b for b in BLOCKS if 'CellBuilder("mgu"' in b]
+    (block,) = [b for b in BLOCKS if 'CellBuilder("mgu"' in b and "def build" in b]
     (tmp_path / "mgu.py").write_text(block, encoding="utf-8")
     spec, out = f"{tmp_path / 'mgu.py'}:build", str(tmp_path / "mykernels")
     runner = CliRunner()

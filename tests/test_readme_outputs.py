@@ -1,4 +1,5 @@
-"""Every output the README shows is what the code prints now (scripts/readme_outputs.py refreshes them).
+"""Every output the README and the docs pages show is what the code prints now (scripts/readme_outputs.py
+refreshes them).
 
 Compared as scripts/readme_outputs.py says: structure, words, names, verdicts and integers exactly; other
 numbers within a stated tolerance; sampled text not at all — so the test passes on any machine, whatever
@@ -19,13 +20,15 @@ readme_outputs = importlib.util.module_from_spec(_spec)
 sys.modules["readme_outputs"] = readme_outputs  # its dataclasses look their module up
 _spec.loader.exec_module(readme_outputs)
 
-BLOCKS = readme_outputs.blocks(readme_outputs.README.read_text(encoding="utf-8"))
+PAGES = {str(p.relative_to(readme_outputs.ROOT)): p.read_text(encoding="utf-8") for p in readme_outputs.pages()}
+BLOCKS = [b for page, text in PAGES.items() for b in readme_outputs.blocks(text, page)]
 
 
-def test_the_readme_shows_outputs_and_durations_from_the_code():
-    text = readme_outputs.README.read_text(encoding="utf-8")
+def test_the_pages_show_outputs_and_durations_from_the_code():
     assert {b.cmd for b in BLOCKS} >= {"symbolic-lstm check", "symbolic-lstm train --data sunspots", "python"}
-    assert len(readme_outputs.TIME.findall(text)) >= 8  # every stated duration is one the script times
+    assert {b.page for b in BLOCKS} >= {"README.md", "docs/cli.md", "docs/api.md"}
+    times = sum(len(readme_outputs.TIME.findall(text)) for text in PAGES.values())
+    assert times >= 8  # every stated duration is one the script times
 
 
 #: Outputs that take long to produce (60 epochs of the character model; two recurrent nets trained in torch):
@@ -49,10 +52,11 @@ def test_shown_output_is_what_runs(block):
     now = readme_outputs.produce(block)
     why = readme_outputs.mismatches(block.shown, now)
     assert not why, (
-        f"the README's output for {block.name} no longer matches what the code prints:\n"
+        f"{block.page} shows an output of {block.cmd!r} that the code no longer prints:\n"
         + "\n".join(why)
-        + "\nIf the change is intended, refresh the README (python scripts/readme_outputs.py --update --no-times) "
-        "and review the diff; otherwise the code changed what users see.\n" + readme_outputs.diff(block, now)
+        + "\nIf your change means to print this, `python scripts/readme_outputs.py --update --no-times` rewrites "
+        "the shown outputs for you (review its diff); if not, your change altered what users see.\n"
+        + readme_outputs.diff(block, now)
     )
 
 

@@ -56,7 +56,7 @@ def dask_options(what: str) -> Callable[[Callable], Callable]:
             type=click.IntRange(min=1),
             default=None,
             metavar="N",
-            help=f"{what} on a local Dask cluster of N worker processes (pip install '.[distributed]').",
+            help=f"{what} on a local Dask cluster of N worker processes (pip install -e '.[distributed]').",
         )(f)
 
     return decorate

@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     type=click.Path(path_type=Path),
     default=None,
     help="Save the loss curve (and the sunspot forecast) as PNG, PDF or SVG by the suffix (needs matplotlib: "
-    "pip install '.[plot]').",
+    "pip install -e '.[plot]').",
 )
 @click.option(
     "--sample-every", type=click.IntRange(min=1), default=10, show_default=True, help="tempest: epochs between samples."

@@ -1,0 +1,122 @@
+"""The docs: a short README as the front door, every other page in docs/ built into a site (Sphinx, warnings as
+errors, offline MathJax, the notebooks executed), a synopsis that names every option, pictures and equations
+that fit a notebook's column."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from symbolic_lstm.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)]
+SITE_NEEDS = ("sphinx", "myst_nb", "sphinx_click", "jupyter_server_mathjax", "ipykernel")
+
+
+def test_the_readme_is_a_front_door_to_every_page():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    for section in ("## Set up", "## Five minutes with it", "## What is trusted", "## Documentation"):
+        assert section in text
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", text))
+    pages = {str(p.relative_to(ROOT)) for p in PAGES[1:] if p.name != "index.md"}
+    assert pages <= linked, pages - linked
+
+
+def test_every_relative_link_between_pages_resolves():
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            assert (page.parent / target).is_file(), f"{page.relative_to(ROOT)} links to {target}, which is not there"
+
+
+def _synopsis() -> dict[str, str]:
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    block = re.search(r"```text\n(symbolic-lstm derive.*?)```", text, re.S).group(1)
+    found: dict[str, str] = {}
+    command = ""
+    for line in block.splitlines():
+        named = re.match(r"symbolic-lstm (\w+)", line)
+        command = named.group(1) if named else command
+        found[command] = found.get(command, "") + line + "\n"
+    return found
+
+
+def test_the_synopsis_names_every_command_and_option():
+    synopsis = _synopsis()
+    for name, command in main.commands.items():
+        assert name in synopsis, name
+        for p in command.params:
+            if isinstance(p, click.Option) and not p.hidden and p.name != "help":
+                assert any(o in synopsis[name] for o in p.opts + p.secondary_opts), f"{name}: {p.opts[0]}"
+
+
+def test_extras_are_installed_editable():
+    """`pip install ".[torch]"` after set-up command 2 replaced the editable checkout with a copy."""
+    for page in PAGES:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            assert not re.search(r"pip install (?!-e)[\"']?\.\[", line), f"{page.relative_to(ROOT)}: {line.strip()}"
+
+
+def test_a_notebook_graph_fits_the_column():
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
+    from symbolic_lstm import notebook
+
+    svg = notebook.graph("lstm").svg()
+    assert svg.startswith('<svg width="100%" style="max-width: ') and "viewBox=" in svg.split(">")[0]
+    natural = float(re.search(r"max-width: ([\d.]+)pt", svg).group(1))
+    assert natural < 2000  # one step top to bottom (1 580 pt), not left to right (2 540 pt)
+
+
+def test_equations_in_markdown_break_for_a_notebook_column():
+    from symbolic_lstm import get_cell
+    from symbolic_lstm.emit_latex import DerivationDocument
+    from symbolic_lstm.latex_layout import COLUMN, LINE, width
+
+    def widest(text: str, pattern: str) -> float:
+        lines = [ln for block in re.findall(pattern, text, re.S) for ln in re.split(r"\\\\\n", block)]
+        return max(width(ln.replace("&= ", "").replace(r"&\quad ", "")) for ln in lines)
+
+    for cell, unroll in (("lstm", 3), ("peephole", None), ("gru", 2)):
+        doc = DerivationDocument(get_cell(cell), unroll=unroll)
+        assert widest(doc.markdown(), r"\$\$\\begin\{aligned\}\n(.*?)\n\\end\{aligned\}\$\$") <= COLUMN
+        page = widest(doc.standalone(), r"\\begin\{align\*\}\n(.*?)\n\\end\{align\*\}")
+        assert COLUMN < page <= LINE + 2  # the PDF keeps its landscape page's lines
+
+
+@pytest.mark.slow  # executes both notebooks in a kernel: ~20 s
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in SITE_NEEDS), reason="the [docs] extra is not installed"
+)
+def test_the_site_builds_with_warnings_as_errors_and_works_offline(tmp_path):
+    out = tmp_path / "html"
+    done = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    for page in ("index", "cli", "api", "cells", "bridges", "jupyter", "dask", "speed", "internals"):
+        assert (out / f"{page}.html").is_file(), page
+    assert (out / "_static" / "mathjax" / "MathJax.js").is_file()
+    for html in out.rglob("*.html"):
+        scripts = re.findall(r'<script[^>]*src="([^"]+)"', html.read_text(encoding="utf-8"))
+        assert not [s for s in scripts if s.startswith(("http:", "https:", "//"))], (html.name, scripts)
+    article = (out / "notebooks" / "article.html").read_text(encoding="utf-8")
+    assert article.count("cell_output") >= 5 and "_static/mathjax/MathJax.js" in article  # executed, typeset here
+    reference = (out / "reference" / "cli.html").read_text(encoding="utf-8")
+    for name, command in main.commands.items():
+        assert f'id="symbolic-lstm-{name}"' in reference, name
+        for p in command.params:
+            if isinstance(p, click.Option) and p.opts[0].startswith("--"):
+                assert p.opts[0] in reference, (name, p.opts[0])
+    api = (out / "reference" / "api.html").read_text(encoding="utf-8")
+    assert "RecurrentLayer" in api and "check_module" in api and "UntrustedPathError" in api
