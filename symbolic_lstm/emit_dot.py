@@ -55,6 +55,15 @@ def _quote(s: str) -> str:
 
 def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-many") -> str:
     """DOT text of one step of ``cell`` (``unroll=None``) or of ``unroll`` steps, for ``mode``'s Error."""
+    return graph_with_legend(cell, unroll, mode, numbered=False)[0]
+
+
+def graph_with_legend(
+    cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-many", *, numbered: bool = True
+) -> tuple[str, list[str]]:
+    """(DOT text, legend): as :func:`graph_dot`, but with ``numbered`` every backward branch is labelled by a
+    number — (1), (2) … — and its local partial is the legend's entry of that number, so that no long label
+    crosses the lines of a picture squeezed into a notebook's column."""
     if mode not in LOSS_MODES:
         raise ValueError(f"loss mode must be one of {', '.join(LOSS_MODES)}, got {mode!r}")
     if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
@@ -76,6 +85,15 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
         if t is not None and t + off >= 1:
             return ident(state, t + off)
         return f"{state}@in" if t is None else f"{state}@0"
+
+    legend: list[str] = []
+
+    def partial(text: str) -> str:
+        """A backward branch's label: the partial itself, or its number in the legend."""
+        if not numbered:
+            return text
+        legend.append(text)
+        return f"({len(legend)})"
 
     lines = [
         f"// Computation graph of cell {cell.name}, drawn by symbolic-lstm from the derivation engine.",
@@ -143,7 +161,12 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
                     wrt = uni(r) if r in cell.vectors else uni_time(r)
                     label = f"∂{uni_time(st.name)}/∂{wrt} = {_text(d.partials[local], cell.vectors)}"
                 edge(
-                    ident(st.name, t), source(r), style="dashed", color="firebrick", fontcolor="firebrick", label=label
+                    ident(st.name, t),
+                    source(r),
+                    style="dashed",
+                    color="firebrick",
+                    fontcolor="firebrick",
+                    label=partial(label),
                 )
         if scored:
             out = cell.output
@@ -151,7 +174,12 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
             value = d.partials[Partial(ERROR, node(out))]
             label = f"∂Error<t>/∂{uni_time(out)} = {_text(value, cell.vectors)}"
             edge(
-                f"Error@{when(t)}", ident(out, t), style="dashed", color="firebrick", fontcolor="firebrick", label=label
+                f"Error@{when(t)}",
+                ident(out, t),
+                style="dashed",
+                color="firebrick",
+                fontcolor="firebrick",
+                label=partial(label),
             )
     # states leaving the last (or the symbolic) step
     if unroll is None:
@@ -164,10 +192,10 @@ def graph_dot(cell: Cell, unroll: int | None = None, mode: LossMode = "many-to-m
                 style="dashed",
                 color="firebrick",
                 fontcolor="firebrick",
-                label=f"∂E<t+1>/∂{uni(s)}<t>",
+                label=partial(f"∂E<t+1>/∂{uni(s)}<t>"),
             )
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", legend
 
 
 def render(dot_text: str, fmt: str) -> bytes:

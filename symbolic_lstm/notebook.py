@@ -76,9 +76,13 @@ def stages(cell: str | Cell) -> Stages:
 
 @dataclass(frozen=True)
 class Graph:
-    """The computation graph: ``dot`` (DOT text); SVG in Jupyter through Graphviz where it is installed."""
+    """The computation graph: ``dot`` (DOT text, as ``symbolic-lstm graph`` writes it); in Jupyter a picture
+    through Graphviz where it is installed, its backward branches numbered and their local partials listed
+    beneath (``legend``), so no long label crosses the lines of a picture scaled to the column."""
 
     dot: str
+    numbered: str = ""  # the same graph with numbered partials (empty: draw ``dot`` as it is)
+    legend: tuple[str, ...] = ()
 
     def svg(self) -> str | None:
         """The picture as SVG text that fits a notebook's column, or None when Graphviz's ``dot`` is not
@@ -87,9 +91,10 @@ class Graph:
         beyond its natural size; the viewBox keeps the proportions)."""
         from .emit_dot import GraphvizMissingError, render
 
+        dot = self.numbered or self.dot
         try:
             drawings = [
-                render(self.dot.replace("rankdir=LR;", f"rankdir={way};", 1), "svg").decode() for way in ("LR", "TB")
+                render(dot.replace("rankdir=LR;", f"rankdir={way};", 1), "svg").decode() for way in ("LR", "TB")
             ]
         except GraphvizMissingError:
             return None
@@ -110,7 +115,14 @@ class Graph:
         front end that ranks Markdown above SVG still shows the picture)."""
         svg = self.svg()
         if svg is not None:
-            return {"image/svg+xml": svg, "text/plain": "<computation graph (SVG)>"}
+            bundle = {"image/svg+xml": svg, "text/plain": "<computation graph (SVG)>"}
+            if self.legend:
+                items = "".join(f"<li>{html.escape(entry)}</li>" for entry in self.legend)
+                bundle["text/html"] = (
+                    f"<div>{svg}</div><p>Dashed: backward branches, each numbered; its local partial:</p>"
+                    f"<ol style='columns: 2; font-size: smaller'>{items}</ol>"
+                )
+            return bundle
         from .emit_dot import INSTALL_HINT
 
         return {"text/markdown": f"{INSTALL_HINT}\n\n```dot\n{self.dot}\n```\n", "text/plain": self.dot}
@@ -127,9 +139,11 @@ def _size(svg: str) -> tuple[float, float]:
 
 def graph(cell: str | Cell, unroll: int | None = None, loss: str = "many-to-many") -> Graph:
     """The graph ``symbolic-lstm graph`` draws, as a displayable object."""
-    from .emit_dot import graph_dot
+    from .emit_dot import graph_dot, graph_with_legend
 
-    return Graph(graph_dot(as_cell(cell), unroll, loss))  # type: ignore[arg-type]
+    cell = as_cell(cell)
+    numbered, legend = graph_with_legend(cell, unroll, loss)  # type: ignore[arg-type]
+    return Graph(graph_dot(cell, unroll, loss), numbered, tuple(legend))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

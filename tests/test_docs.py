@@ -71,10 +71,18 @@ def test_a_notebook_graph_fits_the_column():
         pytest.skip("Graphviz's dot is not installed")
     from symbolic_lstm import notebook
 
-    svg = notebook.graph("lstm").svg()
+    g = notebook.graph("lstm")
+    svg = g.svg()
     assert svg.startswith('<svg width="100%" style="max-width: ') and "viewBox=" in svg.split(">")[0]
     natural = float(re.search(r"max-width: ([\d.]+)pt", svg).group(1))
-    assert natural < 2000  # one step top to bottom (1 580 pt), not left to right (2 540 pt)
+    assert natural < 1100  # numbered partials, top to bottom: 1 034 pt (inline labels, left to right: 2 540)
+    # every backward branch is a number in the picture and its partial an entry of the legend beneath
+    assert len(g.legend) == 21 and "∂sum_f<t>/∂x<t> = W_f^(x)" in g.legend
+    assert "(21)" in svg and "∂sum_f" not in svg
+    bundle = g._repr_mimebundle_()
+    assert bundle["text/html"].startswith("<div><svg") and bundle["text/html"].count("<li>") == 21
+    assert "image/svg+xml" in bundle
+    assert "∂sum_f<t>/∂x<t> = W_f^(x)" in g.dot  # the command line's picture keeps its labels inline
 
 
 def test_equations_in_markdown_break_for_a_notebook_column():
