@@ -250,7 +250,7 @@ def _epochs(
         raise DivergedError(
             first + len(history.losses) + 1, bad.step, bad.what, last, checkpoint, history.checkpoint_error
         ) from None
-    _save(history, checkpoint, config, config.epochs, params, head, opt, rng).deliver()
+    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)  # a Ctrl-C now: the run is done
 
 
 def fit(
