@@ -21,7 +21,7 @@ from symbolic_lstm import __version__  # noqa: E402
 
 project = "symbolic_lstm"
 author = "the symbolic_lstm team"
-copyright = "2026, the symbolic_lstm team"  # noqa: A001 - Sphinx's name for it
+copyright = "2026, the symbolic_lstm team"  # Sphinx's name for it
 release = version = __version__
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx_click"]
@@ -29,7 +29,7 @@ source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "README.md"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 4
-nb_execution_mode = "force"  # executed at every build: the site shows what the code does now (committed without outputs)
+nb_execution_mode = "force"  # run at every build: the site shows what the code does now (committed bare)
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_in_temp = True
