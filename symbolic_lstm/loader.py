@@ -178,7 +178,7 @@ def module_for(cell: Cell, directory: str | Path | None = None, backend: str | B
     if cell.origin == "" and shipped.is_file() and recorded_hash(shipped) == current:
         return Found(load(name, warn_stale=False), shipped, False)
     root = private_folder(cache_dir(), "the cache folder", CACHE_FIX)
-    folder = private_folder(root / current, "the cache folder", CACHE_FIX)
+    folder = private_folder(root / current, "the cache folder", CACHE_FIX, tighten=True)  # inside a private root
     path = folder / f"{name}.py"
     damaged = why_not_intact(path) if path.exists() or path.is_symlink() else None
     made = damaged is not None or not path.is_file()

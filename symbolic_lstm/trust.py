@@ -62,15 +62,19 @@ def check_private_folder(folder: str | os.PathLike[str], what: str, fix: str) ->
         )
 
 
-def private_folder(folder: str | os.PathLike[str], what: str, fix: str) -> Path:
+def private_folder(folder: str | os.PathLike[str], what: str, fix: str, *, tighten: bool = False) -> Path:
     """``folder``, created 0700 if it is missing (its parents as the umask says), after
-    :func:`check_private_folder`."""
+    :func:`check_private_folder`.  ``tighten``: an existing folder of this user's that others may write is made
+    0700 first — for a folder inside one already checked private (a cache folder an older version made under
+    umask 002), where no one else can have written since."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
         folder.mkdir(mode=0o700)
     except FileExistsError:
-        pass
+        st = os.stat(folder)
+        if tighten and _POSIX and st.st_uid == os.geteuid() and st.st_mode & 0o022:
+            os.chmod(folder, 0o700)
     check_private_folder(folder, what, fix)
     return folder
 

@@ -66,6 +66,17 @@ def test_a_cache_others_may_write_is_refused_with_the_fix(cache):
     assert r.returncode == 2 and "writable by group" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@posix
+def test_a_cache_folder_an_older_version_left_group_writable_is_tightened(cache):
+    """Inside a private root nobody else can have written, so this user's own 0775 subfolder (made under umask
+    002 before the cache was private) is made 0700, not refused; its module still must match its digest."""
+    cell = _cell(cache)
+    path = module_for(cell).path
+    path.parent.chmod(0o775)
+    found = module_for(cell)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700 and not found.generated
+
+
 @as_root
 def test_a_cache_another_user_owns_is_refused(cache):
     root = cache_dir()
