@@ -22,6 +22,12 @@ def umask() -> int:
     return old
 
 
+def target(path: str | os.PathLike[str]) -> Path:
+    """The file a write to ``path`` replaces: a symlink's target (the link stays), else ``path`` itself."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, code: bool = False) -> Path:
     """Write ``text`` (UTF-8, '\\n' newlines; or raw bytes) to ``path`` atomically; return the path.
 
@@ -30,14 +36,14 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, code: bool 
     is followed: its target is replaced and the link kept.
     """
     path = Path(path)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    real = target(path)
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
+        mode = stat.S_IMODE(os.stat(real).st_mode)
     except FileNotFoundError:
         mode = 0o666 & ~umask()
     if code:
         mode &= ~0o022
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     try:
         binary = isinstance(text, bytes)
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": "\n"})) as f:
@@ -45,7 +51,7 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, code: bool 
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        os.replace(tmp, real)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -57,9 +63,8 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, code: bool 
 
 def temporaries(path: str | os.PathLike[str]) -> list[Path]:
     """The temporary files :func:`write_atomic` leaves beside ``path`` when it is killed mid-write."""
-    path = Path(path)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    return sorted(p for p in target.parent.glob(f".{target.name}.*.tmp") if p.is_file() and not p.is_symlink())
+    real = target(path)
+    return sorted(p for p in real.parent.glob(f".{real.name}.*.tmp") if p.is_file() and not p.is_symlink())
 
 
 def clean_temporaries(path: str | os.PathLike[str]) -> list[Path]:

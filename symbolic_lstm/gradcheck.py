@@ -222,6 +222,16 @@ class CellNotFiniteError(ValueError):
     message names the first stage that does."""
 
 
+def finite_forward(k: ModuleType, cell: Cell, x: np.ndarray, p: dict, init: dict) -> tuple:
+    """``k.forward(x, p, **init)``, whose sequences must be finite: CellNotFiniteError naming the stage of the
+    cell's own math that is not (without a warning from every ufunc on the way)."""
+    with np.errstate(all="ignore"):
+        out = k.forward(x, p, **init)
+    if not all(np.isfinite(np.asarray(o)).all() for o in out[:-1]):
+        raise CellNotFiniteError(not_finite(cell, x, p, init))
+    return out
+
+
 def not_finite(cell: Cell, x: np.ndarray, p: dict, init: dict) -> str:
     """Why the forward pass is not finite on finite inputs: the first stage of the cell's own math (evaluated
     by the reference interpreter, not the kernels) whose value is NaN or infinite there."""
@@ -288,10 +298,7 @@ def comparisons(
         others = cell.returns[1:]  # the states that are not the output: their seeds are optional
         extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in others} if with_dc else {}
 
-        with np.errstate(all="ignore"):  # a cell whose math is not finite here is named, not warned about
-            out = k.forward(x, p, **init)
-        if not all(np.isfinite(np.asarray(o)).all() for o in out[:-1]):
-            raise CellNotFiniteError(not_finite(cell, x, p, init))
+        out = finite_forward(k, cell, x, p, init)
         E, da = k.mse_loss(out[0], y, mode)
         grads = k.backward(da, out[-1], **extra)
         arrays = {**p, cell.inputs[0]: x, **init}

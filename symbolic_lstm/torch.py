@@ -295,25 +295,11 @@ class RecurrentLayer(nn.Module):
             ValueError: not a checkpoint, a damaged one, a cell file it names but that was not passed, a
                 different cell, or parameters that do not fit the cell.
         """
-        from .train import check_start, load_checkpoint
+        from .train import check_start, load_checkpoint, trained_cell
         from .train.data import TEXTS
 
         config, start = load_checkpoint(path)
-        if cell is None:
-            from .cells import BUILTIN
-
-            if config.cell not in BUILTIN:
-                raise ValueError(
-                    f"{path} was trained with the cell {config.cell}, from a file; a checkpoint does not run code by "
-                    f"itself: pass it, from_checkpoint({str(path)!r}, cell={config.cell!r}) (or where it is now)"
-                )
-            cell = config.cell
-        cell = as_cell(cell)
-        if config.cell_digest is not None and cell.digest != config.cell_digest and not cell_changed:
-            raise ValueError(
-                f"{cell.spec} is not the cell {path} was trained with ({config.cell}): its definition differs "
-                f"(digest {cell.digest}, trained {config.cell_digest}); pass cell_changed=True to load it anyway"
-            )
+        cell, _ = trained_cell(config, path, None if cell is None else as_cell(cell), cell_changed)
         params, head = start[1], start[2]
         n_y = head["W_y"].shape[0] if "W_y" in head else 1
         n_x = n_y if config.data in TEXTS else 1  # a text: one-hot characters in and out; a series: one number

@@ -73,7 +73,7 @@ def private_folder(folder: str | os.PathLike[str], what: str, fix: str, *, tight
         folder.mkdir(mode=0o700)
     except FileExistsError:
         st = os.stat(folder)
-        if tighten and _POSIX and st.st_uid == os.geteuid() and st.st_mode & 0o022:
+        if tighten and _POSIX and st.st_uid == os.geteuid() and _writable_by(st.st_mode):
             os.chmod(folder, 0o700)
     check_private_folder(folder, what, fix)
     return folder

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import click
 
 from ..cell import Cell
-from ..cells import BUILTIN, get_cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
 from .common import CELL, dask_client, dask_options, kernels_of, main, output_file, where
@@ -275,23 +274,12 @@ def _settings(
         saved, start = tr.load_checkpoint(resume)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--resume") from None
-    if "cell" not in explicit:
-        if saved.cell not in BUILTIN:
-            raise click.BadParameter(
-                f"{resume} was trained with the cell {saved.cell}, from a file; a checkpoint does not run code by "
-                f"itself: pass --cell {saved.cell} (or where that file is now) to resume it",
-                param_hint="--resume",
-            )
-        cell = get_cell(saved.cell)
-    same = cell.digest == saved.cell_digest if saved.cell_digest is not None else cell.name == saved.cell
-    if not same and saved.cell_digest is not None and not cell_changed:
-        raise click.BadParameter(
-            f"--cell {cell.spec} conflicts with {resume}, which was trained with cell = {saved.cell!r}: its definition "
-            f"differs (digest {cell.digest}, trained {saved.cell_digest}); leave --cell out to keep the checkpoint's "
-            "(a built-in), pass the cell as it was, or --cell-changed to resume with this one anyway (its parameters "
-            "must still fit)",
-            param_hint="--cell",
+    try:
+        cell, same = tr.trained_cell(
+            saved, resume, cell if "cell" in explicit else None, cell_changed, how=tr.resume.COMMAND_LINE
         )
+    except tr.CellMismatchError as e:
+        raise click.BadParameter(str(e), param_hint="--cell" if "cell" in explicit else "--resume") from None
     named = {k: v for k, v in given.items() if ({k} | ({"no_clip"} if k == "clip" else set())) & explicit}
     try:
         config = tr.resume_config(saved, start[0], resume, named, epochs, same_cell=same or cell_changed)

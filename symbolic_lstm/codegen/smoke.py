@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import Cell
-from ..gradcheck import SMOKE_PROBLEMS, CellNotFiniteError, CheckReport, check_module, not_finite
+from ..gradcheck import SMOKE_PROBLEMS, CellNotFiniteError, CheckReport, check_module, finite_forward
 from .backend import Backend
 from .lines import CodegenError
 
@@ -104,10 +104,7 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: Backend, dtype: typ
     init = {f"{s}0": (0.5 * rng.normal(size=(B, n_a))).astype(dtype) for s in cell.states}
     y = rng.normal(size=(T, B, n_a)).astype(dtype)
     extra = {f"d{s}": rng.normal(size=(T, B, n_a)).astype(dtype) for s in cell.states if s != cell.output}
-    with np.errstate(all="ignore"):  # a cell whose own math is not finite here is named below, not warned about
-        out = module.forward(x, p, **init)
-    if not all(np.isfinite(np.asarray(o)).all() for o in out[:-1]):
-        raise CodegenError(f"{not_finite(cell, x, p, init)}; nothing was written")
+    out = finite_forward(module, cell, x, p, init)  # CellNotFiniteError: said by smoke_run
     names = cell.returns
     if len(out) != len(names) + 1:
         raise CodegenError(f"forward returned {len(out)} values, expected {', '.join(names)} and the cache")

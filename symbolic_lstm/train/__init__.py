@@ -30,12 +30,13 @@ from .loop import DivergedError, History, TrainingInterrupted, fit, train, train
 from .optimiser import Optimizer, update
 from .plots import PLOT_FORMATS, PLOT_MARK, figure, is_our_plot, plot
 from .problems import Gradient, Gradients, Problem, TextProblem, evaluate, load_problem, sample, text_loss
-from .resume import SettingsConflictError, new_config, resume_config
+from .resume import CellMismatchError, SettingsConflictError, new_config, resume_config, trained_cell
 
 __all__ = [
-    "DATASETS", "PLOT_FORMATS", "PLOT_MARK", "TEXTS", "CheckpointLockedError", "Config", "DivergedError",
-    "Gradient", "Gradients", "History", "Optimizer", "Problem", "Series", "SettingsConflictError", "Start",
-    "TextProblem", "TrainingInterrupted", "check_start", "checkpoint_lock", "evaluate", "figure", "fit",
+    "DATASETS", "PLOT_FORMATS", "PLOT_MARK", "TEXTS", "CellMismatchError", "CheckpointLockedError", "Config",
+    "DivergedError", "Gradient", "Gradients", "History", "Optimizer", "Problem", "Series", "SettingsConflictError",
+    "Start", "TextProblem", "TrainingInterrupted", "check_start", "checkpoint_lock", "evaluate", "figure", "fit",
     "is_checkpoint", "is_our_plot", "load_checkpoint", "load_problem", "load_series", "load_text", "new_config",
-    "plot", "resume_config", "sample", "save_checkpoint", "text_loss", "train", "train_text", "update",
+    "plot", "resume_config", "sample", "save_checkpoint", "text_loss", "train", "train_text", "trained_cell",
+    "update",
 ]  # fmt: skip

@@ -105,7 +105,7 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
     import socket
     import time
 
-    from ..files import clean_temporaries
+    from ..files import clean_temporaries, target
 
     try:
         import fcntl
@@ -113,8 +113,8 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
         yield clean_temporaries(path)
         return
     path = Path(path)
-    target = Path(os.path.realpath(path))
-    lock = target.with_name(target.name + ".lock")
+    real = target(path)
+    lock = real.with_name(real.name + ".lock")
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
@@ -129,7 +129,7 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode())
         try:
-            yield clean_temporaries(target)
+            yield clean_temporaries(real)
         finally:
             try:
                 os.unlink(lock)  # still held: no one can have taken it meanwhile

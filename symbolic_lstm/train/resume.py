@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checkpoints import Config
 from .data import TEXTS
+
+if TYPE_CHECKING:
+    from ..cell import Cell
 
 #: (window, hidden, epochs, holdout) a new run takes unless told: a text, a series.
 TEXT_DEFAULTS = (64, 128, 60, 0.1)
@@ -79,3 +83,53 @@ def resume_config(
             f"{path} is at epoch {at}; give the epoch to continue to with --epochs (more than {at})", "--epochs"
         )
     return Config(**{**asdict(saved), "epochs": epochs})
+
+
+class CellMismatchError(ValueError):
+    """The cell to resume a checkpoint with was not given (a cell from a file) or is not the one it trained;
+    ``option`` is how the caller names the cell (the command line's ``--cell``)."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+#: How a cell and the consent to change it are given: on the command line, and from Python.
+COMMAND_LINE = ("--cell {}", "--cell-changed")
+PYTHON = ("cell={!r}", "cell_changed=True")
+
+
+def trained_cell(
+    saved: Config, path: str | Path, cell: Cell | None, cell_changed: bool = False, how: tuple[str, str] = PYTHON
+) -> tuple[Cell, bool]:
+    """The cell a checkpoint's run continues with, and whether it is the one trained.
+
+    A checkpoint never runs code by itself: with ``cell`` None a built-in is rebuilt by its name, and a cell from
+    a file must be given (where the file is now: a moved file with the same definition is the same cell). A cell
+    whose digest differs from the one trained is refused unless ``cell_changed``; a checkpoint from before
+    digests were kept compares names.  ``how``: the wording of the cell and of the consent in messages.
+
+    Raises:
+        CellMismatchError: no cell given for a cell from a file, or a changed cell without ``cell_changed``.
+    """
+    from ..cells import BUILTIN, get_cell
+
+    give, consent = how
+    if cell is None:
+        if saved.cell not in BUILTIN:
+            raise CellMismatchError(
+                f"{path} was trained with the cell {saved.cell}, from a file; a checkpoint does not run code by "
+                f"itself: pass {give.format(saved.cell)} (or where that file is now) to resume it",
+                give.format("").strip(" ='"),
+            )
+        cell = get_cell(saved.cell)
+    same = cell.digest == saved.cell_digest if saved.cell_digest is not None else cell.name == saved.cell
+    if not same and saved.cell_digest is not None and not cell_changed:
+        raise CellMismatchError(
+            f"{give.format(cell.spec)} conflicts with {path}, which was trained with cell = {saved.cell!r}: its "
+            f"definition differs (digest {cell.digest}, trained {saved.cell_digest}); leave it out to keep a "
+            f"built-in checkpoint's cell, pass the cell as it was, or {consent} to resume with this one anyway "
+            "(its parameters must still fit)",
+            give.format("").strip(" ='"),
+        )
+    return cell, same
