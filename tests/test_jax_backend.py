@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="jax not installed (pip install '.[jax]')"
 )
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
+LAYOUTS = Path(__file__).parent / "cells" / "layouts.py"
 
 
 #: Run in a child process: JAX starts threads, and other tests fork (the proof's workers) — a forked JAX deadlocks.
@@ -101,10 +102,13 @@ def _child(*args: str, tmp_path: Path) -> None:
 
 
 def test_the_jax_module_equals_the_numpy_module_and_checks_its_input(tmp_path):
-    """The fused LSTM and a stage-layout cell whose output is not a state (SRU as the paper writes it) to 1e-10
-    against the NumPy module (outputs, every gradient, δ seeds of the other states); the committed module passes
-    the gradient check; float32 stays float32, float64 is not narrowed; bad input is a clear error."""
-    _child("lstm", f"{PAPERS}:sru_paper", "committed_module_passes_the_check", "dtypes", "errors", tmp_path=tmp_path)
+    """The fused LSTM, a stage-layout cell whose output is not a state (SRU as the paper writes it) and a cell
+    whose gates read their operands in different orders (one product for every weight gradient, sliced back
+    per weight) to 1e-10 against the NumPy module (outputs, every gradient, δ seeds of the other states); the
+    committed module passes the gradient check; float32 stays float32, float64 is not narrowed; bad input is a
+    clear error."""
+    cells = ("lstm", f"{PAPERS}:sru_paper", f"{LAYOUTS}:operands_reversed")
+    _child(*cells, "committed_module_passes_the_check", "dtypes", "errors", tmp_path=tmp_path)
 
 
 @pytest.mark.slow  # XLA compiles every cell for seconds

@@ -24,7 +24,7 @@ TEMPLATE = "jax/cell_module.py.j2"
 #: The kernels' own variables: a node may not take one (:func:`~symbolic_lstm.codegen.lines.check_names`).
 LOCALS = frozenset({
     "p", "t", "T", "B", "n_a", "n_x", "initial", "seq", "cache", "grads", "carry", "ys", "dtype", "jax", "lax",
-    "scan_forward", "scan_backward", "prev", "seeds", "name", "values", "step",
+    "scan_forward", "scan_backward", "prev", "seeds", "name", "values", "step", "D_all", "D_sums", "D_step",
 })  # fmt: skip
 
 
@@ -51,20 +51,29 @@ class JaxPlan(ExpressionPlan):
         readers = {k: [st for st in self.cell.linear_stages if k in st.inputs] for k in self.cell.prev_states}
         return {k: sts for k, sts in readers.items() if len(sts) > 1}
 
-    def _rows(self, k: str) -> list[tuple[Linear, str, str]]:
-        """(stage, first row, end row) of each reader of ``k`` in the stacked product, as code."""
-        out: list[tuple[Linear, str, str]] = []
+    @staticmethod
+    def _offsets(widths: list[str]) -> list[tuple[str, str]]:
+        """(start, end) of each block of ``widths`` ("n_a", "n_x", "1") laid side by side, as code."""
+        out: list[tuple[str, str]] = []
         seen: dict[str, int] = {}
 
         def code() -> str:
             return " + ".join(w if c == 1 else f"{c}*{w}" for w, c in seen.items()) or "0"
 
-        for st in self.grouped[k]:
+        for width in widths:
             start = code()
-            width = self.cell.width(st.name)
             seen[width] = seen.get(width, 0) + 1
-            out.append((st, start, code()))
+            out.append((start, code()))
         return out
+
+    def _stage_rows(self, stages: list[Linear]) -> list[tuple[Linear, str, str]]:
+        """(stage, first row, end row) of each of ``stages`` when their rows lie side by side, as code."""
+        rows = self._offsets([self.cell.width(st.name) for st in stages])
+        return [(st, a, b) for st, (a, b) in zip(stages, rows, strict=True)]
+
+    def _rows(self, k: str) -> list[tuple[Linear, str, str]]:
+        """(stage, first row, end row) of each reader of ``k`` in the stacked product, as code."""
+        return self._stage_rows(self.grouped[k])
 
     def stacked_forward(self, k: str) -> str:
         """``WT_<k>``: the readers' columns for ``k``, transposed and side by side — (width of k, Σ rows)."""
@@ -134,13 +143,25 @@ class JaxPlan(ExpressionPlan):
         return out
 
     def backward(self) -> list[Step]:
-        """δ statements; a state's own seed ∂E<t>/∂s<t> is always added (zeros when not given)."""
+        """δ statements; a state's own seed ∂E<t>/∂s<t> is always added (zeros when not given).  When a product
+        back reads every linear stage's δsum side by side, they are put side by side once (``D_step``), for it
+        and for the weight gradients."""
         out = []
         for step in super().backward(seeds=False):
             out.append(step)
             if step.stage in self.cell.states and step.stage != self.cell.output:
                 out.append(Step(step.target, f"{step.target} + d{step.stage}[t]", "+ ∂E<t>/∂" + uni_time(step.stage)))
-        return out
+        side_by_side = self._side_by_side
+        first = next((i for i, step in enumerate(out) if side_by_side in step.code), None)
+        if len(self.cell.linear_stages) == 1 or first is None:
+            return out
+        out = [Step(st.target, st.code.replace(side_by_side, "D_step"), st.comment, st.stage) for st in out]
+        comment = "every linear stage's δsum<t> side by side, for the product back and the weight gradients"
+        return [*out[:first], Step("D_step", side_by_side, comment), *out[first:]]
+
+    @property
+    def _side_by_side(self) -> str:
+        return f"xp.concat([{', '.join(f'delta_{st.name}' for st in self.cell.linear_stages)}], axis=1)"
 
     @property
     def carried(self) -> str:
@@ -158,12 +179,112 @@ class JaxPlan(ExpressionPlan):
         value = self.schedule.elementwise_delta(self.input)
         return None if value == 0 else self.p.doprint(value)
 
+    @cached_property
+    def delta_rows(self) -> dict[str, tuple[str, str]]:
+        """Each linear stage's columns in ``D_all``, the backward scan's δsum of every linear stage side by side
+        (T, B, Σ rows), as code."""
+        return {st.name: (a, b) for st, a, b in self._stage_rows(self.cell.linear_stages)}
+
+    @property
+    def delta_stacked(self) -> str:
+        """What each backward step stacks for the weight gradients: every linear stage's δsum side by side."""
+        if len(self.cell.linear_stages) == 1:
+            return f"delta_{self.cell.linear_stages[0].name}"
+        return "D_step" if any(step.target == "D_step" for step in self.backward()) else self._side_by_side
+
+    def delta_all(self, stages: list[Linear]) -> str | None:
+        """``D_all``'s columns of ``stages`` when they lie side by side in order, as code; None when they do not."""
+        names = [st.name for st in self.cell.linear_stages]
+        at = [names.index(st.name) for st in stages]
+        if at != list(range(at[0], at[0] + len(at))):
+            return None
+        if len(at) == len(names):
+            return "D_all"
+        return f"D_all[..., {self.delta_rows[stages[0].name][0]}:{self.delta_rows[stages[-1].name][1]}]"
+
+    def readers(self, k: str) -> list[Linear]:
+        """The linear stages that read ``k``, in the cell's order."""
+        return [st for st in self.cell.linear_stages if k in st.inputs]
+
+    def weight_gradients(self) -> list[Step]:
+        """After the backward scan, the weight gradients as the NumPy module's: operands read by the same stages
+        are put side by side, and each such group is one product over all steps and rows (``DW_<operands>``: the
+        readers' δsum side by side, from ``D_all``, times the operands, (Σ rows, Σ widths)); each weight's gradient
+        is its block of rows and columns (the columns of its operands side by side), each bias's a slice of one
+        sum of ``D_all``."""
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for k in dict.fromkeys(k for st in self.cell.linear_stages for k in st.inputs):
+            readers = self.readers(k)
+            key = tuple(st.name for st in readers) if self.delta_all(readers) is not None else (k,)
+            groups.setdefault(key, []).append(k)
+        out: list[Step] = []
+        where: dict[str, tuple[str, str, str]] = {}  # operand -> (product, first column, end column)
+        for key, operands in groups.items():
+            readers = self.readers(operands[0])
+            if key == (operands[0],):  # readers not side by side in D_all: a product per reader
+                continue
+            name = "DW_" + "_".join(operands)
+            z = [self.operand_all(k) for k in operands]
+            z_code = z[0] if len(z) == 1 else f"xp.concat([{', '.join(z)}], axis=-1)"
+            seen = ", ".join(uni_time(k) for k in operands)
+            seen = seen if len(operands) == 1 else f"[{seen}]"
+            deltas = f"δ{readers[0].name}" if len(readers) == 1 else f"[δ{', δ'.join(st.name for st in readers)}]"
+            comment = f"Σ_t {deltas}<t>ᵀ {seen}, one product"
+            out.append(Step(name, f"_outer({self.delta_all(readers)}, {z_code})", comment))
+            cols = self._offsets([self.operand_width(k) for k in operands])
+            where |= {k: (name, a, b) for k, (a, b) in zip(operands, cols, strict=True)}
+        if any(st.bias for st in self.cell.linear_stages):
+            out.append(Step("D_sums", "xp.sum(D_all, axis=(0, 1))", "Σ_t Σ_rows δsum<t> of every linear stage"))
+        for st in self.cell.linear_stages:
+            comment = f"Σ_t δ{st.name}<t>ᵀ [{', '.join(uni_time(k) for k in st.inputs)}]"
+            out.append(Step(f'grads["{st.weight}"]', self._weight_gradient(st, where), comment))
+            if st.bias:
+                rows = "" if len(self.cell.linear_stages) == 1 else "[{}:{}]".format(*self.delta_rows[st.name])
+                out.append(Step(f'grads["{st.bias}"]', f"D_sums{rows}", f"Σ_t Σ_rows δ{st.name}<t>"))
+        return out
+
+    def operand_width(self, k: str) -> str:
+        """The width of a linear stage's operand: a previous state's is its state's."""
+        state = self.cell.state_of_prev(k)
+        return self.cell.width(state if state is not None else k)
+
+    def _weight_gradient(self, st: Linear, where: dict[str, tuple[str, str, str]]) -> str:
+        """``st``'s weight gradient: its rows of each operand's group product (the operands' columns side by
+        side; all of a product's columns need no slice), or a product of its own for an operand outside one."""
+        blocks: list[tuple[str, str, list[str]]] = []  # (product, rows, operands)
+        for k in st.inputs:
+            if k not in where:
+                blocks.append((f"_outer({self.delta_all([st])}, {self.operand_all(k)})", ":", [k]))
+                continue
+            name = where[k][0]
+            readers = self.readers(k)
+            r0, r1 = next((r0, r1) for s, r0, r1 in self._stage_rows(readers) if s is st)
+            rows = ":" if len(readers) == 1 else f"{r0}:{r1}"
+            last = blocks[-1] if blocks else None
+            if last and last[0] == name and last[1] == rows and where[last[2][-1]][2] == where[k][1]:
+                last[2].append(k)  # the next columns of the same product
+            else:
+                blocks.append((name, rows, [k]))
+        code = []
+        for name, rows, ks in blocks:
+            whole = name.startswith("_outer") or [k for k, w in where.items() if w[0] == name] == ks
+            cols = "" if whole else f", {where[ks[0]][1]}:{where[ks[-1]][2]}"
+            code.append(name if rows == ":" and whole else f"{name}[{rows}{cols}]")
+        return code[0] if len(code) == 1 else f"xp.concat([{', '.join(code)}], axis=1)"
+
     @property
     def input_after_scan(self) -> str:
-        """∂E/∂x over all steps: each linear stage's δsum times the input's columns of its W (one product each),
-        plus the branches that are not products, stacked by the scan."""
+        """∂E/∂x over all steps: the δsum of the stages that read the input times their input columns (one
+        product when they lie side by side in ``D_all``), plus the branches that are not products, stacked by
+        the scan."""
         inp = self.input
-        terms = [f"D_{st.name} @ {st.weight}[:, {self.columns(st, inp)}]" for st in self.d.graph.linear_consumers(inp)]
+        readers = self.readers(inp)
+        both = self.delta_all(readers) if len(readers) > 1 else None
+        if both is not None:
+            columns = ", ".join(f"{st.weight}[:, {self.columns(st, inp)}]" for st in readers)
+            terms = [f"{both} @ xp.concat([{columns}], axis=0)"]
+        else:
+            terms = [f"{self.delta_all([st])} @ {st.weight}[:, {self.columns(st, inp)}]" for st in readers]
         if self.input_elementwise is not None:
             terms.append(f"d{inp}_own")
         return " + ".join(terms) if terms else f"xp.zeros_like({inp}_all)"
