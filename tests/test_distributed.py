@@ -179,6 +179,21 @@ def test_bad_batches_and_losses_are_named(clients):
         connect()
 
 
+def test_workers_that_cannot_import_the_backends_modules_are_named_before_any_work(clients, monkeypatch):
+    """A module of a backend that imports more than NumPy (JAX's) trains on workers that can import it; where
+    one cannot, DataParallel says which workers and what to install, instead of a failed task mid-run."""
+    from symbolic_lstm.codegen.backends import BACKENDS
+
+    monkeypatch.setattr(BACKENDS["numpy"], "imports", ("no_such_module_here",))
+    monkeypatch.setattr(BACKENDS["numpy"], "needs", "pip install no_such_module_here")
+    both = r"tcp://127\.0\.0\.1:\d+, tcp://127\.0\.0\.1:\d+"
+    with pytest.raises(ValueError, match=rf"imports no_such_module_here, which the Dask worker\(s\) at {both} cannot"):
+        DataParallel(clients(2), load("lstm"))
+    r = CliRunner().invoke(main, ["train", "--hidden", "4", "--epochs", "1", "-q", "--workers", "1"])
+    assert r.exit_code == 2 and "Invalid value for --backend" in r.output and "cannot import" in r.output, r.output
+    assert "lstm on tempest" not in r.output  # before the run's first line
+
+
 def test_local_workers_keep_quiet_about_a_peer_that_closed(clients):
     """Ctrl-C closes a local cluster while shards may be fetching the parameters from each other: the worker
     whose peer went away logged "failed during get data" with a traceback (seen in 3 of ~25 runs of the Ctrl-C

@@ -179,3 +179,25 @@ def test_train_backend_jax_trains_as_the_numpy_module_does(tmp_path):
             runs[backend, data] = [ln for ln in r.stdout.splitlines() if ln.startswith(("training loss", "held-out"))]
     for data in ("sunspots", "tempest"):
         assert runs["jax", data] == runs["numpy", data] and len(runs["jax", data]) == 2, runs
+
+
+@pytest.mark.slow  # a local Dask cluster whose workers compile the JAX module
+def test_train_backend_jax_on_dask_workers_ends_as_one_process(tmp_path):
+    """--backend jax with --workers: each worker runs the JAX module (sent as source) on its shard, and the run
+    ends with the one-process run's parameters to round-off (float64)."""
+    pytest.importorskip("distributed", reason="Dask is the [distributed] extra")
+    from symbolic_lstm import train as tr
+
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    args = ["train", "--hidden", "6", "--window", "12", "--batch", "7", "--epochs", "2", "-q", "--backend", "jax"]
+    params = {}
+    for name, more in (("one", []), ("dask", ["--workers", "2"])):
+        ck = tmp_path / f"{name}.npz"
+        command = [sys.executable, "-m", "symbolic_lstm", *args, *more, "--checkpoint", str(ck)]
+        r = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        params[name] = tr.load_checkpoint(ck)[1][1]
+    assert "data-parallel on 2 Dask workers" in r.stdout and "steps on 2 Dask workers" in r.stderr, r.stdout
+    assert params["one"].keys() == params["dask"].keys()
+    worst = max(float(abs(params["one"][n] - params["dask"][n]).max()) for n in params["one"])
+    assert worst <= 1e-10, worst

@@ -139,9 +139,9 @@ def train(
     would have, bit for bit.
 
     With --workers N or --scheduler ADDRESS, every batch is split over the Dask workers, each computing its
-    shard's gradients with the generated kernels; the sum updates the parameters once per step, as one
-    process would (equal to round-off). Ctrl-C (or SIGTERM) writes the --checkpoint of the last whole epoch
-    and exits 130.
+    shard's gradients with the generated kernels (the --backend's: jax needs jax on every worker, checked
+    first); the sum updates the parameters once per step, as one process would (equal to round-off).
+    Ctrl-C (or SIGTERM) writes the --checkpoint of the last whole epoch and exits 130.
     """
     from .. import train as tr
 
@@ -155,12 +155,6 @@ def train(
             raise click.BadParameter(str(e), param_hint="--checkpoint") from None
         if removed:
             click.echo(f"removed {len(removed)} temporary file(s) a killed run left beside {checkpoint}", err=True)
-    if backend != DEFAULT_BACKEND and (workers or scheduler):
-        raise click.BadParameter(
-            f"data-parallel training (--workers, --scheduler) runs the {DEFAULT_BACKEND} module; leave out --backend "
-            f"{backend}, or train in this process",
-            param_hint="--backend",
-        )
     given = {
         "cell": cell.spec, "data": data, "window": window, "hidden": hidden, "batch": batch,
         "optimizer": optimizer, "lr": lr, "clip": None if no_clip else clip, "seed": seed,
@@ -172,16 +166,21 @@ def train(
         _check_start(resume, k, config, problem, start)
     first = 0 if start is None else start[0]
     client = dask_client(workers, scheduler)  # after every check: a bad address fails before any work
-    click.echo(
-        f"{cell.name} on {config.data}: n_a = {config.hidden}, window {config.window}, {_size(problem)}; "
-        f"{config.optimizer} lr {config.lr}, clip {config.clip}; epochs {first + 1}–{config.epochs}"
-    )
     gradients, parallel = None, None
     if client is not None:
         from ..distributed import DataParallel
 
+        try:
+            parallel = DataParallel(client, k)
+        except ValueError as e:  # the workers cannot import what the backend's module imports
+            client.close()  # type: ignore[attr-defined]
+            raise click.BadParameter(str(e), param_hint="--backend") from None
+    click.echo(
+        f"{cell.name} on {config.data}: n_a = {config.hidden}, window {config.window}, {_size(problem)}; "
+        f"{config.optimizer} lr {config.lr}, clip {config.clip}; epochs {first + 1}–{config.epochs}"
+    )
+    if parallel is not None:
         click.echo(f"data-parallel on {where(client, scheduler)}: each batch of {config.batch} split over them")
-        parallel = DataParallel(client, k)
         gradients = parallel.select(parallel.load(tr.load_problem, config.data, config.window, config.holdout))
 
     def run(on_epoch: Callable[[int, float], None], on_sample: Callable[[int, str], None]) -> tr.History:

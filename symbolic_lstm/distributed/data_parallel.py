@@ -13,9 +13,27 @@ import numpy as np
 from ..train.optimiser import Optimizer, update
 from ..train.problems import Gradient
 from .cluster import RETRIES, require_dask, workers_of
-from .tasks import HeadLoss, KernelSource, Select, add_gradients, identity, shard_gradient
+from .tasks import HeadLoss, KernelSource, Select, add_gradients, identity, missing_imports, shard_gradient
 
 # ---- the client's side ------------------------------------------------------------------------------------
+
+
+def _check_imports(client: Any, kernels: ModuleType) -> None:
+    """A ValueError naming the workers that cannot import what ``kernels``' backend needs (JAX), before any
+    work: not a failed task in the middle of a run."""
+    from ..codegen.backends import BACKENDS
+
+    backend = BACKENDS.get(getattr(kernels, "BACKEND", "numpy"))
+    if backend is None or not backend.imports:
+        return
+    missing = {w: m for w, m in client.run(missing_imports, backend.imports).items() if m}
+    if missing:
+        names = sorted({name for m in missing.values() for name in m})
+        raise ValueError(
+            f"the {backend.name} backend's module imports {', '.join(names)}, which the Dask worker(s) at "
+            f"{', '.join(sorted(missing))} cannot import: install it there ({backend.needs}), or train with the "
+            "NumPy module"
+        )
 
 
 class DataParallel:
@@ -23,7 +41,8 @@ class DataParallel:
 
     Args:
         client: a ``dask.distributed.Client`` (see :func:`connect`).
-        kernels: the generated NumPy module (``symbolic_lstm.load("lstm")``, or one generated for your cell).
+        kernels: the generated module (``symbolic_lstm.load("lstm")``, or one generated for your cell): NumPy's,
+            or another backend's (``load("lstm_jax")``) where every worker can import what it imports.
         loss: "softmax_ce", "linear_mse" or a function (see :class:`HeadLoss`), for :meth:`hold`-ed batches.
         mode: "many-to-many" (targets (T, B, …)) or "many-to-one" (targets (B, …), the last step scored).
 
@@ -41,6 +60,7 @@ class DataParallel:
         self.workers = workers_of(client)
         if not self.workers:
             raise ValueError("the Dask cluster has no workers")
+        _check_imports(client, kernels)
         self._kernels = self._held(self.source, None)
         self.steps = 0
 

@@ -23,7 +23,8 @@ _LOADED: dict[str, ModuleType] = {}
 
 @dataclass(frozen=True)
 class KernelSource:
-    """A generated NumPy module as text: what a worker needs to run the cell's kernels (NumPy only)."""
+    """A generated module as text: what a worker needs to run the cell's kernels (NumPy's, or another backend's
+    when the workers can import what that backend's modules import: :func:`missing_imports`)."""
 
     name: str
     digest: str
@@ -59,12 +60,20 @@ def identity(value: Any) -> Any:
     return value
 
 
+def missing_imports(names: tuple[str, ...]) -> list[str]:
+    """Which of the modules ``names`` this process cannot import (run on every worker before any work)."""
+    import importlib.util
+
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
 def shard_gradient(kernels: KernelSource, data: Any, weights: tuple[dict, dict], work: Callable) -> Gradient:
     """One shard's forward and backward: ``work(kernels, data, params, head)``; the parameters' gradients
-    only (those of the inputs and initial states are per sequence: nothing to sum, nothing to send back)."""
+    only (those of the inputs and initial states are per sequence: nothing to sum, nothing to send back), as
+    NumPy arrays whatever the module computes in (a JAX module's arrays are turned back here)."""
     params, head = weights
     E, g, gh = work(kernels.module(), data, params, head)
-    return float(E), {n: g[n] for n in params}, gh
+    return float(E), {n: np.asarray(g[n]) for n in params}, {n: np.asarray(v) for n, v in gh.items()}
 
 
 def add_gradients(a: Gradient, b: Gradient) -> Gradient:
