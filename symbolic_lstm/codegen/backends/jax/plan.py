@@ -289,6 +289,15 @@ class JaxPlan(ExpressionPlan):
             terms.append(f"d{inp}_own")
         return " + ".join(terms) if terms else f"xp.zeros_like({inp}_all)"
 
+    def step_reads(self) -> list[tuple[str, str]]:
+        """(name, code) of what one backward step reads of the sequences — the input, the previous states and the
+        stored stages — only those its statements use (XLA would drop the rest; the reader need not see them)."""
+        code = " ".join(step.code for step in self.backward()) + " " + (self.input_elementwise or "")
+        names = [(self.input, f"{self.input}_all[t]")]
+        names += [(f"{s}_prev", f"{s}_prev_all[t]") for s in self.cell.states]
+        names += [(n, f'seq["{n}"][t]') for n in self.stored]
+        return [(n, c) for n, c in names if re.search(rf"\b{re.escape(n)}\b", code)]
+
     @property
     def stored(self) -> list[str]:
         """What the forward scan keeps per step: the sequences forward returns, the states, the operands of the
