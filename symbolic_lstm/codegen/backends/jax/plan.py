@@ -212,17 +212,15 @@ class JaxPlan(ExpressionPlan):
         readers' δsum side by side, from ``D_all``, times the operands, (Σ rows, Σ widths)); each weight's gradient
         is its block of rows and columns (the columns of its operands side by side), each bias's a slice of one
         sum of ``D_all``."""
-        groups: dict[tuple[str, ...], list[str]] = {}
+        groups: dict[tuple[str, ...], list[str]] = {}  # the readers' names -> the operands they all read
         for k in dict.fromkeys(k for st in self.cell.linear_stages for k in st.inputs):
             readers = self.readers(k)
-            key = tuple(st.name for st in readers) if self.delta_all(readers) is not None else (k,)
-            groups.setdefault(key, []).append(k)
+            if self.delta_all(readers) is not None:  # else not side by side in D_all: a product per reader
+                groups.setdefault(tuple(st.name for st in readers), []).append(k)
         out: list[Step] = []
         where: dict[str, tuple[str, str, str]] = {}  # operand -> (product, first column, end column)
-        for key, operands in groups.items():
+        for operands in groups.values():
             readers = self.readers(operands[0])
-            if key == (operands[0],):  # readers not side by side in D_all: a product per reader
-                continue
             name = "DW_" + "_".join(operands)
             z = [self.operand_all(k) for k in operands]
             z_code = z[0] if len(z) == 1 else f"xp.concat([{', '.join(z)}], axis=-1)"
