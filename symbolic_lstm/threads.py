@@ -10,12 +10,16 @@ OpenBLAS's default threads on a loaded 2-core machine and 59 s with one.  The ca
 The user decides first: ``SYMBOLIC_LSTM_THREADS=N`` sets the limit everywhere; a thread count set for the BLAS
 library itself (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) is left alone.  A given
 setting and shape always choose the same count, so a training run is bit-reproducible for it (OpenBLAS sums a
-product in the same order for the same thread count).
+product in the same order for the same thread count and the same kernels).
+
+Entering the limit is cheap (~12 µs): the libraries are looked up once per process, not per call (a fresh
+``threadpool_limits`` walks every loaded library, ~0.4 ms — more than a small step's whole backward).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -51,13 +55,30 @@ def blas_threads(batch: int, n_x: int, n_a: int, gates: int = 4) -> Iterator[int
     """Run the block with BLAS limited to :func:`threads_for` threads (nothing changes without threadpoolctl, or
     where the count is None); yields the limit applied."""
     limit = threads_for(batch, n_x, n_a, gates)
-    if limit is None:
+    controller = _controller() if limit is not None else None
+    if controller is None:
         yield None
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield None
-        return
-    with threadpool_limits(limits=limit, user_api="blas"):
+    with controller.limit(limits=limit, user_api="blas"):
         yield limit
+
+
+@functools.cache
+def _controller():
+    """threadpoolctl's view of the loaded libraries, built once (None without threadpoolctl).  NumPy's BLAS, the
+    one the generated modules run on, is loaded before any module is."""
+    try:
+        import numpy  # noqa: F401  (its BLAS must be loaded before the libraries are looked up)
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+def blas_kernels() -> list[dict]:
+    """NumPy's BLAS as threadpoolctl sees it: one dict per library (``internal_api``, ``version``,
+    ``architecture`` — the kernels it chose —, ``num_threads``); empty without threadpoolctl."""
+    controller = _controller()
+    if controller is None:
+        return []
+    return [dict(info) for info in controller.select(user_api="blas").info()]

@@ -85,3 +85,29 @@ def test_training_runs_its_small_products_on_one_thread(monkeypatch):
     monkeypatch.setenv("SYMBOLIC_LSTM_THREADS", "1")
     again, *_ = tr.fit(k, config, problem)
     assert again.losses == history.losses
+
+
+@pytest.mark.skipif(not HAVE, reason="threadpoolctl not installed (pip install '.[threads]')")
+def test_the_libraries_are_looked_up_once_not_per_call(monkeypatch):
+    """A fresh threadpool_limits walks every loaded library (~0.4 ms, more than a small step's backward): the
+    torch bridge enters the limit twice a call, so the lookup happens once per process."""
+    import threadpoolctl
+
+    built = []
+    real = threadpoolctl.ThreadpoolController.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl.ThreadpoolController, "__init__", counted)
+    threads._controller.cache_clear()
+    try:
+        for _ in range(3):
+            with blas_threads(4, 8, 8) as limit:
+                assert limit == 1
+        assert built == [1]
+        libraries = threads.blas_kernels()  # what bench/peers.py prints: the kernels NumPy's BLAS chose
+        assert libraries and all({"internal_api", "version", "num_threads"} <= set(b) for b in libraries)
+    finally:
+        threads._controller.cache_clear()
