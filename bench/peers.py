@@ -18,16 +18,20 @@ same inputs and weights:
 * ``bridge-jax`` the same layer with ``backend="jax"`` (the JAX module, tensors handed over by DLPack).
 
 Before anything is timed, every implementation's gradients are checked equal to the NumPy module's in float64
-(1e-8 relative), so no row times a wrong answer.  Each repetition runs every implementation once, interleaved
-(the order rotates), after a warm-up that compiles; the table gives min and median (ms) and ``ratio`` = median /
-the best peer's median (peers: jax-grad, torch-loop, torch-lstm; below 1: faster than the best of them).  One
-JSON line per cell and shape follows the table.  BLAS and torch threads are left as the environment sets them
-(printed).
+(1e-8 relative), so no row times a wrong answer.  Repetitions run in blocks: each implementation runs ``--block``
+times in a row, then the next (the order rotates from round to round), after a warm-up that compiles — so one
+library's idle threads spinning after its call (torch's OpenMP) do not land on the next library's time, as they
+did when every repetition interleaved the implementations.  The table gives min and median (ms) and ``ratio`` =
+median / the best peer's median (peers: jax-grad, torch-loop, torch-lstm; below 1: faster than the best of them);
+``ours`` names our faster module (numpy or jax) and its ratio.  One JSON line per cell and shape follows.  The
+NumPy module runs with the BLAS threads ``train`` would choose for the shape (``symbolic_lstm.threads``); torch
+and XLA with their defaults; the header prints the threads, the BLAS kernels and the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -44,6 +48,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
 from symbolic_lstm.loader import module_for  # noqa: E402
+from symbolic_lstm.threads import THEIRS as THREAD_VARS  # noqa: E402
+from symbolic_lstm.threads import blas_kernels, blas_threads  # noqa: E402
 
 #: (B, T, n) as the issue's table: n = n_x = n_a.
 SHAPES = {"64x100x256": (64, 100, 256), "16x50x64": (16, 50, 64), "1x1000x128": (1, 1000, 128)}
@@ -235,34 +241,78 @@ def check_equal(cell, names: list[str]) -> None:
     jax.config.update("jax_enable_x64", False)
 
 
-def bench(cell, shape: tuple[int, int, int], names: list[str], reps: int, dtype: type) -> dict:
+def settings(name: str, shape: tuple[int, int, int], gates: int):
+    """What the implementation runs under: the NumPy module the BLAS threads train would choose for the shape."""
+    if name == "numpy":
+        B, _, n = shape
+        return blas_threads(B, n, n, gates)
+    return contextlib.nullcontext()
+
+
+def bench(cell, shape: tuple[int, int, int], names: list[str], reps: int, block: int, dtype: type) -> dict:
     k = module_for(cell).module
     p, x, y = problem(k, *shape, dtype)
     runs = {name: IMPLS[name](cell, p, x, y) for name in names}
-    for run in runs.values():  # warm-up: compile, allocate
-        run()
-        run()
+    gates = len(cell.linear_stages)
+    for name, run in runs.items():  # warm-up: compile, allocate
+        with settings(name, shape, gates):
+            run()
+            run()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(reps):
+    for r in range(-(-reps // block)):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            t0 = time.perf_counter()
-            runs[name]()
-            times[name].append(1e3 * (time.perf_counter() - t0))
+            with settings(name, shape, gates):
+                for _ in range(min(block, reps - r * block)):
+                    t0 = time.perf_counter()
+                    runs[name]()
+                    times[name].append(1e3 * (time.perf_counter() - t0))
     return {name: (min(t), statistics.median(t)) for name, t in times.items()}
+
+
+def header(dtype: str, reps: int, block: int) -> str:
+    """The run's date, machine, load, library versions, threads and BLAS kernels: what a reader needs to weigh it."""
+    import importlib.metadata as md
+
+    def version(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "absent"
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
+    load = "/".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    env = {v: os.environ[v] for v in (*THREAD_VARS, "OPENBLAS_CORETYPE") if os.environ.get(v)}
+    blas = ", ".join(f"{b['internal_api']} {b['version']} {b.get('architecture', '')} kernels" for b in blas_kernels())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"# {when} · {cpu or platform.machine()}, {os.cpu_count()} CPUs · load {load} (1/5/15 min) · {dtype}\n"
+        f"# numpy {np.__version__} ({blas or 'BLAS unknown'}) · jax {version('jax')} · torch {version('torch')}\n"
+        f"# threads: numpy as train chooses per shape, torch and XLA their defaults · set: {env or 'nothing'}\n"
+        f"# {reps} repetitions in blocks of {block}, medians (min)"
+    )
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cells", nargs="+", default=["lstm", "mgu"], choices=["lstm", "mgu", "gru", "gru_torch", "rnn"])
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=15, help="timed runs of each implementation (default 15)")
+    ap.add_argument("--block", type=int, default=5, help="runs of one implementation in a row (default 5)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--impls", nargs="+", choices=list(IMPLS), help="only these (default: all installed)")
     args = ap.parse_args()
+    if args.reps < 1 or args.block < 1:
+        ap.error("--reps and --block must be positive")
     dtype = np.dtype(args.dtype).type
-    threads = {v: os.environ.get(v, "unset") for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.dtype}, threads: {threads}")
+    print(header(args.dtype, args.reps, args.block))
     rows = []
     for cell_name in args.cells:
         cell = cell_of(cell_name)
@@ -270,7 +320,7 @@ def main() -> None:
         check_equal(cell, names)
         print(f"# {cell_name}: every implementation's gradients equal the NumPy module's (float64, 1e-8): {names}")
         for shape_name in args.shapes:
-            result = bench(cell, SHAPES[shape_name], names, args.reps, dtype)
+            result = bench(cell, SHAPES[shape_name], names, args.reps, args.block, dtype)
             peers = [result[n][1] for n in PEERS if n in result]
             best = min(peers) if peers else float("nan")
             rows.append((cell_name, shape_name, result, best))
@@ -278,6 +328,17 @@ def main() -> None:
     for cell_name, shape_name, result, best in rows:
         for name, (lo, med) in result.items():
             print(f"{cell_name:<6} {shape_name:<11} {name:<11} {lo:>9.2f} {med:>10.2f} {med / best:>6.2f}")
+    print("# ours: our faster module (numpy or jax) against the best peer, median ratio (min ratio)")
+    for cell_name, shape_name, result, best in rows:
+        ours = [n for n in ("numpy", "jax") if n in result]
+        peers = [n for n in PEERS if n in result]
+        if ours and peers:
+            fast = min(ours, key=lambda n: result[n][1])
+            peer = min(peers, key=lambda n: result[n][1])
+            lo = result[fast][0] / min(result[n][0] for n in peers)
+            print(
+                f"{cell_name:<6} {shape_name:<11} ours {fast:<5} vs {peer:<10} {result[fast][1] / best:.2f} ({lo:.2f})"
+            )
     for cell_name, shape_name, result, best in rows:
         print(json.dumps({"cell": cell_name, "shape": shape_name, "dtype": args.dtype, "best_peer_ms": best,
                           **{n: {"min_ms": lo, "median_ms": med} for n, (lo, med) in result.items()}}))  # fmt: skip
