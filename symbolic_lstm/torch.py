@@ -9,9 +9,10 @@ derivation, proved and gradient-checked.
 * CPU tensors run the fast NumPy module without copying: ``tensor.numpy()`` and ``torch.from_numpy`` share
   memory both ways (the outputs are views of the kernels' buffers).
 * ``backend="jax"`` runs CPU tensors on the cell's JAX module instead (its ``lax.scan`` forward and derived
-  backward, compiled by XLA once per shape), handing tensors across through DLPack without copies: about 2×
-  the NumPy module's speed at batch 1 and small batches, slower where large products dominate (OpenBLAS's
-  GEMM leads there; ``python bench/peers.py --impls bridge bridge-jax``).  Needs the ``[jax]`` extra.
+  backward, compiled by XLA once per shape), handing tensors across through DLPack without copies: 1.4–3.4×
+  the NumPy module's speed at batch 1 (long sequences, serving), about level at small batches, slower where
+  large products dominate (OpenBLAS's GEMM leads there; ``python bench/peers.py --impls bridge bridge-jax``).
+  Needs the ``[jax]`` extra.
 * Tensors on other devices (CUDA) run the array-API module on the tensors themselves.
 * Gradients flow into ``x`` and the initial state, so layers stack and an initial state can be learned.
 
@@ -140,7 +141,7 @@ class RecurrentLayer(nn.Module):
         device: where the parameters live; CUDA runs the array-API module.
         seed: seed of the initial parameters (the generated module's ``init_params``).
         backend: what runs CPU tensors: ``"numpy"`` (the NumPy module, default) or ``"jax"`` (the JAX
-            module through DLPack; faster at small batches; the ``[jax]`` extra).
+            module through DLPack; faster at batch 1; the ``[jax]`` extra).
 
     Parameters are ``nn.Parameter`` s named as the cell's (``W_f`` (n_a, n_a + n_x), ``b_f`` (n_a,) …).
     """
