@@ -18,14 +18,14 @@ same inputs and weights:
 * ``bridge-jax`` the same layer with ``backend="jax"`` (the JAX module, tensors handed over by DLPack).
 
 Before anything is timed, every implementation's gradients are checked equal to the NumPy module's in float64
-(1e-8 relative), so no row times a wrong answer.  Repetitions run in blocks: each implementation runs ``--block``
-times in a row, then the next (the order rotates from round to round), after a warm-up that compiles — so one
-library's idle threads spinning after its call (torch's OpenMP) do not land on the next library's time, as they
-did when every repetition interleaved the implementations.  The table gives min and median (ms) and ``ratio`` =
-median / the best peer's median (peers: jax-grad, torch-loop, torch-lstm; below 1: faster than the best of them);
-``ours`` names our faster module (numpy or jax) and its ratio.  One JSON line per cell and shape follows.  The
-NumPy module runs with the BLAS threads ``train`` would choose for the shape (``symbolic_lstm.threads``); torch
-and XLA with their defaults; the header prints the threads, the BLAS kernels and the machine's load.
+(1e-8 relative), so no row times a wrong answer.  Repetitions run in blocks (``bench/timing.py``): each
+implementation runs ``--block`` times in a row, then the next (the order rotates from round to round), after a
+warm-up that compiles — so one library's idle threads spinning after its call do not land on the next library's
+time.  The table gives min and median (ms) and ``ratio`` = median / the best peer's median (peers: jax-grad,
+torch-loop, torch-lstm; below 1: faster than the best of them); ``ours`` names our faster module (numpy or jax)
+and its ratio.  One JSON line per cell and shape follows.  The NumPy module runs with the BLAS threads ``train``
+would choose for the shape (``symbolic_lstm.threads``); torch and XLA with their defaults; the header prints the
+threads, the BLAS kernels and the machine's load.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+
+from timing import in_blocks  # noqa: E402
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
 from symbolic_lstm.loader import module_for  # noqa: E402
@@ -254,20 +257,8 @@ def bench(cell, shape: tuple[int, int, int], names: list[str], reps: int, block:
     p, x, y = problem(k, *shape, dtype)
     runs = {name: IMPLS[name](cell, p, x, y) for name in names}
     gates = len(cell.linear_stages)
-    for name, run in runs.items():  # warm-up: compile, allocate
-        with settings(name, shape, gates):
-            run()
-            run()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(-(-reps // block)):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            with settings(name, shape, gates):
-                for _ in range(min(block, reps - r * block)):
-                    t0 = time.perf_counter()
-                    runs[name]()
-                    times[name].append(1e3 * (time.perf_counter() - t0))
-    return {name: (min(t), statistics.median(t)) for name, t in times.items()}
+    times = in_blocks(runs, reps, block, settings=lambda name: settings(name, shape, gates))
+    return {name: (1e3 * min(t), 1e3 * statistics.median(t)) for name, t in times.items()}
 
 
 def header(dtype: str, reps: int, block: int) -> str:
@@ -322,12 +313,13 @@ def main() -> None:
         for shape_name in args.shapes:
             result = bench(cell, SHAPES[shape_name], names, args.reps, args.block, dtype)
             peers = [result[n][1] for n in PEERS if n in result]
-            best = min(peers) if peers else float("nan")
+            best = min(peers) if peers else None  # no peer chosen (--impls): no ratio
             rows.append((cell_name, shape_name, result, best))
     print(f"{'cell':<6} {'B x T x n':<11} {'impl':<11} {'min ms':>9} {'median ms':>10} {'ratio':>6}")
     for cell_name, shape_name, result, best in rows:
         for name, (lo, med) in result.items():
-            print(f"{cell_name:<6} {shape_name:<11} {name:<11} {lo:>9.2f} {med:>10.2f} {med / best:>6.2f}")
+            ratio = f"{med / best:.2f}" if best else "–"
+            print(f"{cell_name:<6} {shape_name:<11} {name:<11} {lo:>9.2f} {med:>10.2f} {ratio:>6}")
     print("# ours: our faster module (numpy or jax) against the best peer, median ratio (min ratio)")
     for cell_name, shape_name, result, best in rows:
         ours = [n for n in ("numpy", "jax") if n in result]

@@ -3,9 +3,10 @@
     python bench/run.py                      # every shape, float32 and float64
     python bench/run.py --shapes headline --dtypes float32 --reps 9
 
-In one process, on the same inputs and weights, each repetition times forward + MSE loss + backward of
-every implementation, interleaved (the order rotates per repetition) so that a noisy machine slows them
-alike; the table reports min and median.  Ratios use medians:
+In one process, on the same inputs and weights, forward + MSE loss + backward of every implementation is
+timed in blocks (``bench/timing.py``: a third of the repetitions in a row, then the next implementation, the
+order rotating), so that a noisy machine slows them alike and no library's spinning threads land on another's
+time; the table reports min and median.  Ratios use medians:
 
 * ``ratio_vs_torch`` = generated / torch.nn.LSTM (below 1: we are faster);
 * ``fraction_of_gemm_bound`` = GEMM bound / generated (1.0 would be matrix products only);
@@ -42,6 +43,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import naive  # noqa: E402
 from gemm_bound import GemmBound  # noqa: E402
+from timing import in_blocks  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
 
@@ -147,20 +149,6 @@ def check_agreement(gen, nai, tor, dtype):
             raise AssertionError(f"torch and generated disagree on x: {err:.2e}")
 
 
-def time_interleaved(impls, reps, warmup=1):
-    for f in impls.values():
-        for _ in range(warmup):
-            f()
-    times = {name: [] for name in impls}
-    names = list(impls)
-    for r in range(reps):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            impls[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
 def memory(k, p, x, y):
     T, B, n_x = x.shape
     n_a = p["b_f"].shape[0]
@@ -244,7 +232,7 @@ def main(argv=None):
                 check_agreement(impls["generated"], impls["naive"], impls.get("torch"), dtype)
             flops = 2 * 4 * n_a * B * T * (n_x + n_a) * 3
             reps = args.reps or int(min(15, max(5, 2e10 / flops)))
-            times = time_interleaved(impls, reps)
+            times = in_blocks(impls, reps, block=max(1, reps // 3), warmup=1)
             med = {n: statistics.median(v) for n, v in times.items()}
             cache_bytes, peak, must_read = memory(k, p, x, y)
             rec = {

@@ -1,0 +1,44 @@
+"""Timing several libraries in one process: each implementation runs a block of repetitions in a row, then the
+next, the order rotating from round to round.
+
+Interleaving every repetition (A, B, C, A, B, C …) spreads a noisy machine's slow moments over everyone, but on
+few cores it also lands one library's idle threads on the next one's time: OpenBLAS's and torch's OpenMP threads
+spin for a while after each call, so torch's nn.LSTM timed 125 ms right after the NumPy module and 69 ms in a
+block of its own (64x100x256, 2 cores), and the NumPy module 4.2 ms instead of 2.5 ms right after torch
+(16x50x64).  Within a block each library sees only its own threads; rotating the blocks still spreads drift.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+
+def in_blocks(
+    runs: dict[str, Callable[[], object]],
+    reps: int,
+    block: int = 5,
+    warmup: int = 2,
+    settings: Callable[[str], contextlib.AbstractContextManager] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds of ``reps`` calls of every run, ``block`` calls in a row per implementation and round, after
+    ``warmup`` untimed calls each (compile, allocate); ``settings(name)`` is entered around each block (the
+    threads an implementation runs with, say)."""
+    if reps < 1 or block < 1 or warmup < 0:
+        raise ValueError(f"reps and block must be positive and warmup not negative, got {reps}, {block}, {warmup}")
+    enter = settings or (lambda name: contextlib.nullcontext())
+    names = list(runs)
+    for name in names:
+        with enter(name):
+            for _ in range(warmup):
+                runs[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(-(-reps // block)):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            with enter(name):
+                for _ in range(min(block, reps - r * block)):
+                    t0 = time.perf_counter()
+                    runs[name]()
+                    times[name].append(time.perf_counter() - t0)
+    return times
