@@ -4,8 +4,8 @@
     python bench/run.py --shapes headline --dtypes float32 --reps 9
 
 In one process, on the same inputs and weights, forward + MSE loss + backward of every implementation is
-timed in blocks (``bench/timing.py``: a third of the repetitions in a row, then the next implementation, the
-order rotating), so that a noisy machine slows them alike and no library's spinning threads land on another's
+timed in blocks (``bench/timing.py``: five repetitions in a row, then the next implementation, the order
+rotating), so that a noisy machine slows them alike and no library's spinning threads land on another's
 time; the table reports min and median.  Ratios use medians:
 
 * ``ratio_vs_torch`` = generated / torch.nn.LSTM (below 1: we are faster);
@@ -231,8 +231,8 @@ def main(argv=None):
                 impls["naive"] = naive_impl(p, x, y)
                 check_agreement(impls["generated"], impls["naive"], impls.get("torch"), dtype)
             flops = 2 * 4 * n_a * B * T * (n_x + n_a) * 3
-            reps = args.reps or int(min(15, max(5, 2e10 / flops)))
-            times = in_blocks(impls, reps, block=max(1, reps // 3), warmup=1)
+            reps = args.reps or int(min(15, max(10, 2e10 / flops)))
+            times = in_blocks(impls, reps, block=min(reps, 5), warmup=1)
             med = {n: statistics.median(v) for n, v in times.items()}
             cache_bytes, peak, must_read = memory(k, p, x, y)
             rec = {
