@@ -245,7 +245,8 @@ def check_equal(cell, names: list[str]) -> None:
 
 
 def settings(name: str, shape: tuple[int, int, int], gates: int):
-    """What the implementation runs under: the NumPy module the BLAS threads train would choose for the shape."""
+    """What an implementation runs under: the NumPy module with the BLAS threads train would choose for the shape,
+    the others as the environment sets them."""
     if name == "numpy":
         B, _, n = shape
         return blas_threads(B, n, n, gates)
