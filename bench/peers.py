@@ -25,7 +25,11 @@ time.  The table gives min and median (ms) and ``ratio`` = median / the best pee
 torch-loop, torch-lstm; below 1: faster than the best of them); ``ours`` names our faster module (numpy or jax)
 and its ratio.  One JSON line per cell and shape follows.  The NumPy module runs with the BLAS threads ``train``
 would choose for the shape (``symbolic_lstm.threads``); torch and XLA with their defaults; the header prints the
-threads, the BLAS kernels and the machine's load.
+threads, the BLAS kernels and the machine's load.  glibc's malloc keeps freed memory for the run
+(``--heap keep``, the default; ``bench/timing.py``): by default it hands large blocks back to the kernel, and a
+library that allocates its workspace afresh each call then pays page faults or not depending on what the process
+freed before — nn.LSTM at 64x100x256 took 57 ms in one run and 76–100 ms in others, which decided who was ahead.
+``--heap default`` times with the allocator as the environment sets it.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from timing import in_blocks  # noqa: E402
+from timing import heap_setting, in_blocks  # noqa: E402
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
 from symbolic_lstm.loader import module_for  # noqa: E402
@@ -262,7 +266,7 @@ def bench(cell, shape: tuple[int, int, int], names: list[str], reps: int, block:
     return {name: (1e3 * min(t), 1e3 * statistics.median(t)) for name, t in times.items()}
 
 
-def header(dtype: str, reps: int, block: int) -> str:
+def header(dtype: str, reps: int, block: int, heap: str) -> str:
     """The run's date, machine, load, library versions, threads and BLAS kernels: what a reader needs to weigh it."""
     import importlib.metadata as md
 
@@ -281,6 +285,7 @@ def header(dtype: str, reps: int, block: int) -> str:
         f"# {when} · {cpu or platform.machine()}, {os.cpu_count()} CPUs · load {load} (1/5/15 min) · {dtype}\n"
         f"# numpy {np.__version__} ({blas or 'BLAS unknown'}) · jax {version('jax')} · torch {version('torch')}\n"
         f"# threads: numpy as train chooses per shape, torch and XLA their defaults · set: {env or 'nothing'}\n"
+        f"# heap: {heap}\n"
         f"# {reps} repetitions in blocks of {block}, medians (min)"
     )
 
@@ -300,11 +305,19 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=5, help="runs of one implementation in a row (default 5)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--impls", nargs="+", choices=list(IMPLS), help="only these (default: all installed)")
+    ap.add_argument(
+        "--heap",
+        default="keep",
+        choices=["keep", "default"],
+        help="keep: glibc keeps freed memory, so no library pays page faults for workspace it allocates "
+        "afresh each call (default); default: the allocator as the environment sets it",
+    )
     args = ap.parse_args()
     if args.reps < 1 or args.block < 1:
         ap.error("--reps and --block must be positive")
     dtype = np.dtype(args.dtype).type
-    print(header(args.dtype, args.reps, args.block))
+    heap = heap_setting(args.heap == "keep")  # before anything is allocated
+    print(header(args.dtype, args.reps, args.block, heap))
     rows = []
     for cell_name in args.cells:
         cell = cell_of(cell_name)

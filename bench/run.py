@@ -6,7 +6,9 @@
 In one process, on the same inputs and weights, forward + MSE loss + backward of every implementation is
 timed in blocks (``bench/timing.py``: five repetitions in a row, then the next implementation, the order
 rotating), so that a noisy machine slows them alike and no library's spinning threads land on another's
-time; the table reports min and median.  Ratios use medians:
+time; the table reports min and median.  glibc's malloc keeps freed memory for the run (``--heap keep``, the
+default; see ``bench/timing.py``), so no library's time depends on whether its workspace is page-faulted in
+afresh.  Ratios use medians:
 
 * ``ratio_vs_torch`` = generated / torch.nn.LSTM (below 1: we are faster);
 * ``fraction_of_gemm_bound`` = GEMM bound / generated (1.0 would be matrix products only);
@@ -43,7 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import naive  # noqa: E402
 from gemm_bound import GemmBound  # noqa: E402
-from timing import in_blocks  # noqa: E402
+from timing import heap_setting, in_blocks  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
 
@@ -190,18 +192,26 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=None, help="repetitions per implementation (default: by size)")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive baseline (slow at long T)")
     ap.add_argument("--no-array-api", action="store_true", help="skip the array-API backend's row")
+    ap.add_argument(
+        "--heap",
+        default="keep",
+        choices=["keep", "default"],
+        help="keep: glibc keeps freed memory, no page faults for workspace allocated afresh each call (default)",
+    )
     args = ap.parse_args(argv)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     for s in shapes:
         if s not in SHAPES:
             ap.error(f"unknown shape {s!r}; choose from {', '.join(SHAPES)}")
     dtypes = [np.dtype(d.strip()) for d in args.dtypes.split(",")]
+    heap = heap_setting(args.heap == "keep")  # before anything is allocated
 
     print(
         f"# {time.strftime('%Y-%m-%d')} · {platform.machine()} · {os.cpu_count()} CPUs · Python "
         f"{platform.python_version()} · NumPy {np.__version__}"
         + (f" · torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "")
     )
+    print(f"# heap: {heap}")
     if torch is None:
         print("# torch not installed: its rows are skipped (pip install torch, or the 'bench' extra)")
     cs = cold_start()

@@ -42,3 +42,45 @@ def test_each_implementation_runs_in_blocks_the_order_rotating():
 def test_nonsense_counts_are_refused(reps, block, warmup):
     with pytest.raises(ValueError, match="reps and block must be positive"):
         in_blocks({"a": lambda: None}, reps, block, warmup)
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+sys.path.insert(0, {bench!r})
+from timing import heap_setting
+print(heap_setting({keep!r}))
+def touch():  # 64 MiB, above glibc's largest dynamic mmap threshold (32 MiB): mapped afresh each time by default
+    a = np.empty(1 << 24, dtype=np.float32)
+    a.fill(1.0)
+    return float(a[-1])
+touch()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    touch()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(keep: bool) -> tuple[str, int]:
+    import subprocess
+    import sys
+
+    code = _FAULTS.format(bench=str(TIMING.parent), keep=keep)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    return out[0], int(out[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="page faults counted on Linux")
+def test_keeping_freed_memory_stops_page_faults_on_memory_allocated_again():
+    said, kept = _faults(keep=True)
+    if "no glibc" in said:
+        pytest.skip(said)
+    assert said.startswith("glibc") and "keeps freed memory" in said
+    default_said, default = _faults(keep=False)
+    assert default_said.startswith("allocator as the environment sets it")
+    if "MALLOC_MMAP_THRESHOLD_" in default_said:
+        pytest.skip("the environment already keeps freed memory: nothing to compare with")
+    # glibc's defaults map each 64 MiB array afresh: ~16 thousand faults (4 KiB pages) or ~160 (2 MiB huge pages)
+    assert default >= 100
+    assert kept * 8 <= default  # the block is reused: nothing is faulted in again
