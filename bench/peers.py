@@ -26,10 +26,11 @@ torch-loop, torch-lstm; below 1: faster than the best of them); ``ours`` names o
 and its ratio.  One JSON line per cell and shape follows.  The NumPy module runs with the BLAS threads ``train``
 would choose for the shape (``symbolic_lstm.threads``); torch and XLA with their defaults; the header prints the
 threads, the BLAS kernels and the machine's load.  glibc's malloc keeps freed memory for the run
-(``--heap keep``, the default; ``bench/timing.py``): by default it hands large blocks back to the kernel, and a
+(``--heap keep``, the default; ``symbolic_lstm/heap.py``): by default it hands large blocks back to the kernel, and a
 library that allocates its workspace afresh each call then pays page faults or not depending on what the process
 freed before — nn.LSTM at 64x100x256 took 57 ms in one run and 76–100 ms in others, which decided who was ahead.
-``--heap default`` times with the allocator as the environment sets it.
+``--heap default`` times with glibc's defaults; MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ set in the environment
+win over both.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from timing import heap_setting, in_blocks  # noqa: E402
+from timing import in_blocks  # noqa: E402
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
+from symbolic_lstm.heap import keep_for_run  # noqa: E402
 from symbolic_lstm.loader import module_for  # noqa: E402
 from symbolic_lstm.threads import THEIRS as THREAD_VARS  # noqa: E402
 from symbolic_lstm.threads import blas_kernels, blas_threads  # noqa: E402
@@ -316,7 +318,7 @@ def main() -> None:
     if args.reps < 1 or args.block < 1:
         ap.error("--reps and --block must be positive")
     dtype = np.dtype(args.dtype).type
-    heap = heap_setting(args.heap == "keep")  # before anything is allocated
+    heap = keep_for_run(args.heap == "keep")  # before anything is allocated
     print(header(args.dtype, args.reps, args.block, heap))
     rows = []
     for cell_name in args.cells:

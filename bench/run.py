@@ -7,7 +7,7 @@ In one process, on the same inputs and weights, forward + MSE loss + backward of
 timed in blocks (``bench/timing.py``: five repetitions in a row, then the next implementation, the order
 rotating), so that a noisy machine slows them alike and no library's spinning threads land on another's
 time; the table reports min and median.  glibc's malloc keeps freed memory for the run (``--heap keep``, the
-default; see ``bench/timing.py``), so no library's time depends on whether its workspace is page-faulted in
+default; see ``symbolic_lstm/heap.py``), so no library's time depends on whether its workspace is page-faulted in
 afresh.  Ratios use medians:
 
 * ``ratio_vs_torch`` = generated / torch.nn.LSTM (below 1: we are faster);
@@ -45,9 +45,10 @@ sys.path.insert(0, str(HERE.parent))
 
 import naive  # noqa: E402
 from gemm_bound import GemmBound  # noqa: E402
-from timing import heap_setting, in_blocks  # noqa: E402
+from timing import in_blocks  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
+from symbolic_lstm.heap import keep_for_run  # noqa: E402
 
 try:
     import torch
@@ -204,7 +205,7 @@ def main(argv=None):
         if s not in SHAPES:
             ap.error(f"unknown shape {s!r}; choose from {', '.join(SHAPES)}")
     dtypes = [np.dtype(d.strip()) for d in args.dtypes.split(",")]
-    heap = heap_setting(args.heap == "keep")  # before anything is allocated
+    heap = keep_for_run(args.heap == "keep")  # before anything is allocated
 
     print(
         f"# {time.strftime('%Y-%m-%d')} · {platform.machine()} · {os.cpu_count()} CPUs · Python "

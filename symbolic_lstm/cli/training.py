@@ -144,7 +144,9 @@ def train(
     Ctrl-C (or SIGTERM) writes the --checkpoint of the last whole epoch and exits 130.
     """
     from .. import train as tr
+    from ..heap import keep_for_run
 
+    keep_for_run()  # this process's arrays are allocated afresh every batch: no page faults for them again
     explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
     _check_outputs(checkpoint, checkpoint_every, resume, plot_file, force)  # before any work: nothing is lost
     held = ctx.with_resource(contextlib.ExitStack())  # released when the command ends, however it ends
