@@ -35,7 +35,7 @@ def keep_freed_memory() -> str:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         mallopt, libc_version = libc.mallopt, libc.gnu_get_libc_version
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library by that name (Windows), or not glibc's
         return "the platform's allocator (no glibc mallopt)"
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     libc_version.argtypes, libc_version.restype = (), ctypes.c_char_p

@@ -91,3 +91,10 @@ def test_training_is_bit_identical_with_freed_memory_kept_or_not(tmp_path):
     for name in kept.files:
         if kept[name].dtype.kind in "fiub":
             assert np.array_equal(kept[name], default[name]), name
+
+
+@pytest.mark.parametrize("libc", [lambda name: object(), lambda name: (_ for _ in ()).throw(OSError(name))])
+def test_without_glibc_nothing_is_changed_and_the_header_says_so(monkeypatch, libc):
+    """macOS's and musl's C libraries have no gnu_get_libc_version (macOS no mallopt); Windows none by that name."""
+    monkeypatch.setattr(heap.ctypes, "CDLL", libc)
+    assert heap.keep_for_run() == "the platform's allocator (no glibc mallopt)"
