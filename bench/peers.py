@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from timing import in_blocks  # noqa: E402
+from timing import add_heap_option, in_blocks  # noqa: E402
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
 from symbolic_lstm.heap import keep_for_run  # noqa: E402
@@ -307,13 +307,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=5, help="runs of one implementation in a row (default 5)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--impls", nargs="+", choices=list(IMPLS), help="only these (default: all installed)")
-    ap.add_argument(
-        "--heap",
-        default="keep",
-        choices=["keep", "default"],
-        help="keep: glibc keeps freed memory, so no library pays page faults for workspace it allocates "
-        "afresh each call (default); default: the allocator as the environment sets it",
-    )
+    add_heap_option(ap)
     args = ap.parse_args()
     if args.reps < 1 or args.block < 1:
         ap.error("--reps and --block must be positive")

@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import naive  # noqa: E402
 from gemm_bound import GemmBound  # noqa: E402
-from timing import in_blocks  # noqa: E402
+from timing import add_heap_option, in_blocks  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
 from symbolic_lstm.heap import keep_for_run  # noqa: E402
@@ -193,12 +193,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=None, help="repetitions per implementation (default: by size)")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive baseline (slow at long T)")
     ap.add_argument("--no-array-api", action="store_true", help="skip the array-API backend's row")
-    ap.add_argument(
-        "--heap",
-        default="keep",
-        choices=["keep", "default"],
-        help="keep: glibc keeps freed memory, no page faults for workspace allocated afresh each call (default)",
-    )
+    add_heap_option(ap)
     args = ap.parse_args(argv)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     for s in shapes:

@@ -14,6 +14,7 @@ what the process freed before; the benches keep freed memory for the run (``symb
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import time
 from collections.abc import Callable
@@ -46,3 +47,15 @@ def in_blocks(
                     runs[name]()
                     times[name].append(time.perf_counter() - t0)
     return times
+
+
+def add_heap_option(ap: argparse.ArgumentParser) -> None:
+    """``--heap keep|default``, as every bench that puts libraries side by side takes it; the bench passes
+    ``args.heap == "keep"`` to ``symbolic_lstm.heap.keep_for_run`` before it allocates anything."""
+    ap.add_argument(
+        "--heap",
+        default="keep",
+        choices=["keep", "default"],
+        help="keep (default): glibc keeps freed memory, so no library pays page faults for workspace it allocates "
+        "afresh each call; default: glibc's defaults (MALLOC_*_THRESHOLD_ in the environment win over both)",
+    )

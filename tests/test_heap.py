@@ -69,7 +69,7 @@ def test_the_users_malloc_setting_wins(monkeypatch):
     assert heap.keep_for_run() == "malloc as the environment sets it (MALLOC_TRIM_THRESHOLD_=131072)"
 
 
-def test_train_keeps_freed_memory_for_its_process(monkeypatch, tmp_path):
+def test_train_keeps_freed_memory_for_its_process(monkeypatch):
     calls = []
     monkeypatch.setattr(heap, "keep_for_run", lambda keep=True: calls.append(keep) or "kept")
     r = CliRunner().invoke(main, ["train", "--data", "sunspots", "-n", "4", "--epochs", "1", "-q"])
