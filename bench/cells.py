@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from timing import add_heap_option, header  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
 from symbolic_lstm.cells import BUILTIN  # noqa: E402
+from symbolic_lstm.heap import keep_for_run  # noqa: E402
 
 SHAPES = {"headline": (64, 100, 256, 256), "small": (16, 50, 64, 64)}  # (B, T, n_x, n_a)
 
@@ -62,12 +65,13 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--reps", type=int, default=7)
+    add_heap_option(ap)
     args = ap.parse_args()
     rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, capture_output=True, text=True)
-    print(
-        f"# {time.strftime('%Y-%m-%d')} · {platform.machine()} · {len(__import__('os').sched_getaffinity(0))} CPUs · "
-        f"Python {platform.python_version()} · NumPy {np.__version__} · baseline {rev.stdout.strip() or args.baseline}"
-    )
+    heap = keep_for_run(args.heap == "keep")  # before anything is allocated
+    print(*header(heap, ()), sep="\n")
+    baseline = rev.stdout.strip() or args.baseline
+    print(f"# baseline {baseline} · BLAS threads: the library's default · {args.reps} repetitions")
     print(f"{'cell':<10} {'shape':<9} {'dtype':<8} {'module':<9} {'min ms':>8} {'median ms':>10} {'ratio':>6}")
     print("-" * 66)
     rows = []

@@ -20,9 +20,7 @@ Proof rows: ``prove --cell C`` (both loss modes, n_a = n_x = 1 and 2, T = 3) wit
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
+import importlib.util
 import statistics
 import sys
 import time
@@ -37,7 +35,14 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from symbolic_lstm import load  # noqa: E402
 from symbolic_lstm import train as tr  # noqa: E402
-from symbolic_lstm.distributed import DataParallel, Idle, connect  # noqa: E402
+from symbolic_lstm.distributed import DataParallel, connect  # noqa: E402
+from symbolic_lstm.distributed.tasks import Idle  # noqa: E402
+from symbolic_lstm.heap import keep_for_run  # noqa: E402
+
+# bench/timing.py by its path: this folder is off sys.path (above)
+_spec = importlib.util.spec_from_file_location("bench_timing", HERE / "timing.py")
+timing = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(timing)
 
 
 def timed(step, steps: int) -> float:
@@ -143,14 +148,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per row (median)")
     ap.add_argument("--prove-cell", default="peephole")
     ap.add_argument("--no-proof", action="store_true")
+    timing.add_heap_option(ap)
     args = ap.parse_args()
-    import dask
-    import numpy
 
-    print(
-        f"{datetime.date.today()} · {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs · "
-        f"Python {platform.python_version()}, NumPy {numpy.__version__}, Dask {dask.__version__}"
-    )
+    heap = keep_for_run(args.heap == "keep")  # this process only: Dask sets its workers' (MALLOC_TRIM_THRESHOLD_)
+    print(*timing.header(heap, ("dask", "distributed")), sep="\n")
     print()
     training(args)
     if not args.no_proof:

@@ -39,11 +39,8 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +50,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from timing import add_heap_option, in_blocks  # noqa: E402
+from timing import header as timing_header  # noqa: E402
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
 from symbolic_lstm.heap import keep_for_run  # noqa: E402
 from symbolic_lstm.loader import module_for  # noqa: E402
-from symbolic_lstm.threads import THEIRS as THREAD_VARS  # noqa: E402
-from symbolic_lstm.threads import blas_kernels, blas_threads  # noqa: E402
+from symbolic_lstm.threads import blas_threads  # noqa: E402
 
 #: (B, T, n) as the issue's table: n = n_x = n_a.
 SHAPES = {"64x100x256": (64, 100, 256), "16x50x64": (16, 50, 64), "1x1000x128": (1, 1000, 128)}
@@ -269,34 +266,13 @@ def bench(cell, shape: tuple[int, int, int], names: list[str], reps: int, block:
 
 
 def header(dtype: str, reps: int, block: int, heap: str) -> str:
-    """The run's date, machine, load, library versions, threads and BLAS kernels: what a reader needs to weigh it."""
-    import importlib.metadata as md
-
-    def version(dist: str) -> str:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return "absent"
-
-    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
-    load = "/".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    env = {v: os.environ[v] for v in (*THREAD_VARS, "OPENBLAS_CORETYPE") if os.environ.get(v)}
-    blas = ", ".join(f"{b['internal_api']} {b['version']} {b.get('architecture', '')} kernels" for b in blas_kernels())
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    return (
-        f"# {when} · {cpu or platform.machine()}, {os.cpu_count()} CPUs · load {load} (1/5/15 min) · {dtype}\n"
-        f"# numpy {np.__version__} ({blas or 'BLAS unknown'}) · jax {version('jax')} · torch {version('torch')}\n"
-        f"# threads: numpy as train chooses per shape, torch and XLA their defaults · set: {env or 'nothing'}\n"
-        f"# heap: {heap}\n"
-        f"# {reps} repetitions in blocks of {block}, medians (min)"
-    )
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
-    except OSError:
-        return []
+    """The run's date, machine, load, library versions, settings, BLAS kernels and heap (``timing.header``), then
+    this bench's threads and repetitions: what a reader needs to weigh it."""
+    return "\n".join([
+        *timing_header(heap),
+        f"# {dtype} · threads: numpy as train chooses per shape, torch and XLA their defaults",
+        f"# {reps} repetitions in blocks of {block}, medians (min)",
+    ])  # fmt: skip
 
 
 def main() -> None:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,6 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 import naive  # noqa: E402
 from gemm_bound import GemmBound  # noqa: E402
 from timing import add_heap_option, in_blocks  # noqa: E402
+from timing import header as machine_header  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
 from symbolic_lstm.heap import keep_for_run  # noqa: E402
@@ -202,13 +201,10 @@ def main(argv=None):
     dtypes = [np.dtype(d.strip()) for d in args.dtypes.split(",")]
     heap = keep_for_run(args.heap == "keep")  # before anything is allocated
 
-    print(
-        f"# {time.strftime('%Y-%m-%d')} · {platform.machine()} · {os.cpu_count()} CPUs · Python "
-        f"{platform.python_version()} · NumPy {np.__version__}"
-        + (f" · torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "")
-    )
-    print(f"# heap: {heap}")
-    if torch is None:
+    print(*machine_header(heap, ("torch",)), sep="\n")
+    if torch is not None:
+        print(f"# torch: {torch.get_num_threads()} threads")
+    else:
         print("# torch not installed: its rows are skipped (pip install torch, or the 'bench' extra)")
     cs = cold_start()
     print(f"# cold start (new process): generate {cs['generate']:.2f} s, derive {cs['derive']:.2f} s")

@@ -13,7 +13,6 @@ machine and once with another process busy (``yes > /dev/null &``): the second i
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -22,8 +21,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import add_heap_option, header
 
 from symbolic_lstm import load
+from symbolic_lstm.heap import keep_for_run
 from symbolic_lstm.threads import threads_for
 
 SHAPES = [(1, 64), (16, 64), (32, 128), (64, 128), (16, 256), (64, 256), (128, 256), (128, 512)]
@@ -35,10 +38,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    add_heap_option(ap)
     args = ap.parse_args()
+    heap = keep_for_run(args.heap == "keep")  # before anything is allocated
     k = load("lstm")
     blas = [(i["internal_api"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
-    print(f"# {os.cpu_count()} CPUs; BLAS: {blas}; {args.dtype}, T = 50")
+    print(*header(heap, ()), sep="\n")
+    print(f"# BLAS (internal API, default threads): {blas} · {args.dtype}, T = 50 · {args.reps} repetitions")
     print(f"{'B':>4} {'n':>4} {'work/step':>10} {'1 thread ms':>12} {'default ms':>11} {'ratio':>6}  chosen")
     for B, n in SHAPES:
         rng = np.random.default_rng(0)

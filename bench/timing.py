@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
+import os
+import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 
 def in_blocks(
@@ -59,3 +63,51 @@ def add_heap_option(ap: argparse.ArgumentParser) -> None:
         help="keep (default): glibc keeps freed memory, so no library pays page faults for workspace it allocates "
         "afresh each call; default: glibc's defaults (MALLOC_*_THRESHOLD_ in the environment win over both)",
     )
+
+
+#: The environment variables that change what a bench measures: the BLAS's threads and kernels, ours, glibc's heap.
+SETTINGS = (
+    "SYMBOLIC_LSTM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
+    "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "XLA_FLAGS",
+)  # fmt: skip
+
+
+def header(heap: str | None, libraries: Iterable[str] = ("jax", "torch")) -> list[str]:
+    """The lines every bench prints first, "# "-prefixed: when (UTC), the CPU, its count and load, Python, NumPy
+    with the BLAS kernels it chose, the versions of ``libraries`` ("absent" when not installed), the environment
+    variables that change the numbers (:data:`SETTINGS`) and what the heap runs with (``heap``, the line
+    ``symbolic_lstm.heap.keep_for_run`` returned; None for a bench that leaves it alone).  What a reader needs to
+    weigh a run against another; each bench adds its own lines (threads, repetitions, baseline) after these."""
+    import numpy as np
+
+    from symbolic_lstm.threads import blas_kernels
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo() if ln.startswith("model name")), "")
+    load = "/".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    blas = ", ".join(
+        f"{b['internal_api']} {b['version']} {b.get('architecture') or ''} kernels" for b in blas_kernels()
+    )
+    versions = " · ".join(f"{name} {_version(name)}" for name in libraries)
+    env = ", ".join(f"{v}={os.environ[v]}" for v in SETTINGS if os.environ.get(v))
+    lines = [
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {cpu or platform.machine()}, {os.cpu_count()} CPUs"
+        f" · load {load} (1/5/15 min)",
+        f"# Python {platform.python_version()} · numpy {np.__version__} ({blas or 'BLAS unknown'})"
+        + (f" · {versions}" if versions else ""),
+        f"# set: {env or 'nothing'}",
+    ]
+    return lines + ([f"# heap: {heap}"] if heap is not None else [])
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return []

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import subprocess
+import sys
 from itertools import groupby
 from pathlib import Path
 
@@ -42,3 +45,42 @@ def test_each_implementation_runs_in_blocks_the_order_rotating():
 def test_nonsense_counts_are_refused(reps, block, warmup):
     with pytest.raises(ValueError, match="reps and block must be positive"):
         in_blocks({"a": lambda: None}, reps, block, warmup)
+
+
+# -- the header every bench prints first ---------------------------------------------------------------------------
+def test_header_says_machine_libraries_settings_and_heap(monkeypatch):
+    import numpy as np
+
+    for v in _timing.SETTINGS:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    lines = _timing.header("glibc keeps freed memory", libraries=("numpy", "no-such-distribution-here"))
+    assert all(line.startswith("# ") for line in lines)
+    text = "\n".join(lines)
+    assert f"{os.cpu_count()} CPUs" in lines[0] and "UTC" in lines[0] and "load" in lines[0]
+    assert f"numpy {np.__version__}" in lines[1] and "no-such-distribution-here absent" in lines[1]
+    assert "# set: OPENBLAS_NUM_THREADS=3, MALLOC_TRIM_THRESHOLD_=65536" in lines
+    assert lines[-1] == "# heap: glibc keeps freed memory"
+    assert text.count("\n") == len(lines) - 1  # one fact per line, none folded in
+
+
+def test_header_without_settings_or_heap(monkeypatch):
+    for v in _timing.SETTINGS:
+        monkeypatch.delenv(v, raising=False)
+    lines = _timing.header(None, libraries=())
+    assert "# set: nothing" in lines
+    assert not any("heap" in line for line in lines)
+
+
+@pytest.mark.parametrize("script", ["run", "peers", "cells", "threads", "distributed"])
+def test_every_bench_script_starts(script):
+    """Each bench imports and parses its options (bench/distributed.py once imported a name the distributed
+    package no longer exported, and nothing ran it), and each takes --heap."""
+    if script == "threads":
+        pytest.importorskip("threadpoolctl")
+    done = subprocess.run(
+        [sys.executable, str(TIMING.parent / f"{script}.py"), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--heap" in done.stdout
