@@ -84,13 +84,15 @@ def header(heap: str | None, libraries: Iterable[str] = ("jax", "torch")) -> lis
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo() if ln.startswith("model name")), "")
     load = "/".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    blas = ", ".join(
-        f"{b['internal_api']} {b['version']} {b.get('architecture') or ''} kernels" for b in blas_kernels()
-    )
+    named = [filter(None, (b["internal_api"], b["version"], b.get("architecture"))) for b in blas_kernels()]
+    blas = ", ".join(" ".join(parts) + " kernels" for parts in named)
     versions = " · ".join(f"{name} {_version(name)}" for name in libraries)
     env = ", ".join(f"{v}={os.environ[v]}" for v in SETTINGS if os.environ.get(v))
+    cpus = f"{os.cpu_count()} CPUs"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus += f" ({usable} usable here)" if usable != os.cpu_count() else ""
     lines = [
-        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {cpu or platform.machine()}, {os.cpu_count()} CPUs"
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {cpu or platform.machine()}, {cpus}"
         f" · load {load} (1/5/15 min)",
         f"# Python {platform.python_version()} · numpy {np.__version__} ({blas or 'BLAS unknown'})"
         + (f" · {versions}" if versions else ""),
