@@ -30,13 +30,17 @@ threads, the BLAS kernels and the machine's load.  glibc's malloc keeps freed me
 library that allocates its workspace afresh each call then pays page faults or not depending on what the process
 freed before — nn.LSTM at 64x100x256 took 57 ms in one run and 76–100 ms in others, which decided who was ahead.
 ``--heap default`` times with glibc's defaults; MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ set in the environment
-win over both.
+win over both.  ``--processes K`` times each implementation in K fresh processes of its own (``timing.in_processes``),
+``--reps`` calls in each: a library's speed can be the luck of its process — nn.LSTM's two OpenMP threads ran some
+processes at 1.0 ms a call and others at 1.5–1.7 ms (16x50x64) — so the table then gives the median over every
+call of every process and the range of the processes' own medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import statistics
@@ -49,7 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from timing import add_heap_option, in_blocks  # noqa: E402
+from timing import add_heap_option, in_blocks, in_processes  # noqa: E402
 from timing import header as timing_header  # noqa: E402
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
@@ -228,10 +232,11 @@ def available(cell_name: str) -> list[str]:
 
 
 def check_equal(cell, names: list[str]) -> None:
-    """Every implementation's gradients equal the NumPy module's, float64, on a small problem."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
+    """Every implementation's gradients equal the NumPy module's, float64, on a small problem (JAX's in float64 for
+    the check only, where JAX is installed)."""
+    jax = sys.modules.get("jax") or (importlib.import_module("jax") if importlib.util.find_spec("jax") else None)
+    if jax is not None:
+        jax.config.update("jax_enable_x64", True)
     k = module_for(cell).module
     p, x, y = problem(k, 3, 7, 5, np.float64, seed=1)
     want = IMPLS["numpy"](cell, p, x, y)()
@@ -244,10 +249,11 @@ def check_equal(cell, names: list[str]) -> None:
             err = float(np.max(np.abs(got[key] - ref)) / max(1e-300, float(np.max(np.abs(ref)))))
             if not err < 1e-8:
                 raise SystemExit(f"{name} on {cell.name}: gradient {key} differs from the NumPy module's ({err:.1e})")
-    jax.config.update("jax_enable_x64", False)
+    if jax is not None:
+        jax.config.update("jax_enable_x64", False)
 
 
-def settings(name: str, shape: tuple[int, int, int], gates: int):
+def settings(shape: tuple[int, int, int], gates: int, name: str):
     """What an implementation runs under: the NumPy module with the BLAS threads train would choose for the shape,
     the others as the environment sets them."""
     if name == "numpy":
@@ -256,22 +262,47 @@ def settings(name: str, shape: tuple[int, int, int], gates: int):
     return contextlib.nullcontext()
 
 
-def bench(cell, shape: tuple[int, int, int], names: list[str], reps: int, block: int, dtype: type) -> dict:
-    k = module_for(cell).module
-    p, x, y = problem(k, *shape, dtype)
-    runs = {name: IMPLS[name](cell, p, x, y) for name in names}
-    gates = len(cell.linear_stages)
-    times = in_blocks(runs, reps, block, settings=lambda name: settings(name, shape, gates))
-    return {name: (1e3 * min(t), 1e3 * statistics.median(t)) for name, t in times.items()}
+def make_run(name: str, cell_name: str, shape: tuple[int, int, int], dtype: type):
+    """Implementation ``name``'s run on the problem of ``shape``, built where it is timed (in a timing process
+    too: from names — the cell is rebuilt there, not pickled)."""
+    cell = cell_of(cell_name)
+    p, x, y = problem(module_for(cell).module, *shape, dtype)
+    return IMPLS[name](cell, p, x, y)
 
 
-def header(dtype: str, reps: int, block: int, heap: str) -> str:
+def bench(
+    cell_name: str, shape: tuple[int, int, int], names: list[str], reps: int, block: int, dtype: type,
+    processes: int = 0, keep: bool = True,
+) -> dict:  # fmt: skip
+    """{implementation: (min ms, median ms, (lowest, highest) median of a process)} at ``shape``: with
+    ``processes`` 0, all in this process (the process range is then one value); else each implementation in that
+    many fresh processes of its own (``timing.in_processes``), ``reps`` calls in each, the median over all."""
+    gates = len(cell_of(cell_name).linear_stages)
+    makers = {name: functools.partial(make_run, name, cell_name, shape, dtype) for name in names}
+    threads = functools.partial(settings, shape, gates)
+    if processes:
+        prepare = functools.partial(keep_for_run, keep)
+        per_process = in_processes(makers, reps, block, settings=threads, processes=processes, prepare=prepare)
+    else:
+        per_process = {
+            n: [t] for n, t in in_blocks({n: m() for n, m in makers.items()}, reps, block, settings=threads).items()
+        }
+    out = {}
+    for name, runs in per_process.items():
+        every = [t for run in runs for t in run]
+        medians = [statistics.median(run) for run in runs]
+        out[name] = (1e3 * min(every), 1e3 * statistics.median(every), (1e3 * min(medians), 1e3 * max(medians)))
+    return out
+
+
+def header(dtype: str, reps: int, block: int, heap: str, processes: int = 0) -> str:
     """The run's date, machine, load, library versions, settings, BLAS kernels and heap (``timing.header``), then
     this bench's threads and repetitions: what a reader needs to weigh it."""
     return "\n".join([
         *timing_header(heap),
         f"# {dtype} · threads: numpy as train chooses per shape, torch and XLA their defaults",
-        f"# {reps} repetitions in blocks of {block}, medians (min)",
+        f"# {reps} repetitions in blocks of {block}, medians (min) · "
+        + (f"each implementation in {processes} fresh process(es) of its own" if processes else "all in this process"),
     ])  # fmt: skip
 
 
@@ -283,13 +314,23 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=5, help="runs of one implementation in a row (default 5)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--impls", nargs="+", choices=list(IMPLS), help="only these (default: all installed)")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="K",
+        help="time each implementation in K fresh processes of its own, --reps calls in each (a library's speed can "
+        "differ from process to process); 0 (default): every implementation in this process",
+    )
     add_heap_option(ap)
     args = ap.parse_args()
     if args.reps < 1 or args.block < 1:
         ap.error("--reps and --block must be positive")
+    if args.processes < 0:
+        ap.error("--processes must be 0 (this process) or a positive number of processes")
     dtype = np.dtype(args.dtype).type
     heap = keep_for_run(args.heap == "keep")  # before anything is allocated
-    print(header(args.dtype, args.reps, args.block, heap))
+    print(header(args.dtype, args.reps, args.block, heap, args.processes))
     rows = []
     for cell_name in args.cells:
         cell = cell_of(cell_name)
@@ -297,15 +338,18 @@ def main() -> None:
         check_equal(cell, names)
         print(f"# {cell_name}: every implementation's gradients equal the NumPy module's (float64, 1e-8): {names}")
         for shape_name in args.shapes:
-            result = bench(cell, SHAPES[shape_name], names, args.reps, args.block, dtype)
+            shape = SHAPES[shape_name]
+            result = bench(cell_name, shape, names, args.reps, args.block, dtype, args.processes, args.heap == "keep")
             peers = [result[n][1] for n in PEERS if n in result]
             best = min(peers) if peers else None  # no peer chosen (--impls): no ratio
             rows.append((cell_name, shape_name, result, best))
-    print(f"{'cell':<6} {'B x T x n':<11} {'impl':<11} {'min ms':>9} {'median ms':>10} {'ratio':>6}")
+    spread = f" {'process medians':>16}" if args.processes > 1 else ""
+    print(f"{'cell':<6} {'B x T x n':<11} {'impl':<11} {'min ms':>9} {'median ms':>10} {'ratio':>6}{spread}")
     for cell_name, shape_name, result, best in rows:
-        for name, (lo, med) in result.items():
+        for name, (lo, med, (p_lo, p_hi)) in result.items():
             ratio = f"{med / best:.2f}" if best else "–"
-            print(f"{cell_name:<6} {shape_name:<11} {name:<11} {lo:>9.2f} {med:>10.2f} {ratio:>6}")
+            each = f" {f'{p_lo:.2f}–{p_hi:.2f}':>16}" if spread else ""
+            print(f"{cell_name:<6} {shape_name:<11} {name:<11} {lo:>9.2f} {med:>10.2f} {ratio:>6}{each}")
     print("# ours: our faster module (numpy or jax) against the best peer, median ratio (min ratio)")
     for cell_name, shape_name, result, best in rows:
         ours = [n for n in ("numpy", "jax") if n in result]
@@ -318,8 +362,12 @@ def main() -> None:
                 f"{cell_name:<6} {shape_name:<11} ours {fast:<5} vs {peer:<10} {result[fast][1] / best:.2f} ({lo:.2f})"
             )
     for cell_name, shape_name, result, best in rows:
+        impls = {
+            n: {"min_ms": lo, "median_ms": med, **({"process_medians_ms": [a, b]} if args.processes else {})}
+            for n, (lo, med, (a, b)) in result.items()
+        }
         print(json.dumps({"cell": cell_name, "shape": shape_name, "dtype": args.dtype, "best_peer_ms": best,
-                          **{n: {"min_ms": lo, "median_ms": med} for n, (lo, med) in result.items()}}))  # fmt: skip
+                          "processes": args.processes, **impls}))  # fmt: skip
 
 
 if __name__ == "__main__":
