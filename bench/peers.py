@@ -234,7 +234,7 @@ def available(cell_name: str) -> list[str]:
 def check_equal(cell, names: list[str]) -> None:
     """Every implementation's gradients equal the NumPy module's, float64, on a small problem (JAX's in float64 for
     the check only, where JAX is installed)."""
-    jax = sys.modules.get("jax") or (importlib.import_module("jax") if importlib.util.find_spec("jax") else None)
+    jax = importlib.import_module("jax") if importlib.util.find_spec("jax") else None
     if jax is not None:
         jax.config.update("jax_enable_x64", True)
     k = module_for(cell).module

@@ -25,6 +25,8 @@ from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from symbolic_lstm import heap, threads
+
 K = TypeVar("K", bound=Hashable)
 
 
@@ -177,11 +179,10 @@ def add_heap_option(ap: argparse.ArgumentParser) -> None:
     )
 
 
-#: The environment variables that change what a bench measures: the BLAS's threads and kernels, ours, glibc's heap.
-SETTINGS = (
-    "SYMBOLIC_LSTM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-    "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "XLA_FLAGS",
-)  # fmt: skip
+#: The environment variables that change what a bench measures: the threads (ours, then the BLAS libraries' own,
+#: as ``symbolic_lstm.threads`` reads them), the BLAS's kernels, glibc's heap (as ``symbolic_lstm.heap`` reads
+#: them) and XLA's flags.
+SETTINGS = (threads.OURS, *threads.THEIRS, "OPENBLAS_CORETYPE", *heap.THEIRS, "XLA_FLAGS")
 
 
 def header(heap: str | None, libraries: Iterable[str] = ("jax", "torch")) -> list[str]:
@@ -192,11 +193,9 @@ def header(heap: str | None, libraries: Iterable[str] = ("jax", "torch")) -> lis
     weigh a run against another; each bench adds its own lines (threads, repetitions, baseline) after these."""
     import numpy as np
 
-    from symbolic_lstm.threads import blas_kernels
-
     cpu = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo() if ln.startswith("model name")), "")
     load = "/".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    named = [filter(None, (b["internal_api"], b["version"], b.get("architecture"))) for b in blas_kernels()]
+    named = [filter(None, (b["internal_api"], b["version"], b.get("architecture"))) for b in threads.blas_kernels()]
     blas = ", ".join(" ".join(parts) + " kernels" for parts in named)
     versions = " · ".join(f"{name} {_version(name)}" for name in libraries)
     env = ", ".join(f"{v}={os.environ[v]}" for v in SETTINGS if os.environ.get(v))
