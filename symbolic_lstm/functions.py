@@ -20,6 +20,18 @@ from sympy.printing.precedence import PRECEDENCE
 UNIT_INDICES = "ijklmn"
 
 
+def latex_call(head: str, arg: str, exp: str | None = None) -> str:
+    r"""``head(arg)`` in LaTeX, raised to ``exp`` as SymPy writes a function's power: ``\sigma^{2}\left(x\right)``
+    reads as σ(x)²; a negative superscript on a function's name reads as its inverse (tanh⁻¹ is artanh), so a
+    negative power parenthesises the call instead: ``\left(\sigma\left(x\right)\right)^{-1.0}``."""
+    call = r"%s\left(%s\right)" % (head, arg)
+    if exp is None:
+        return call
+    if exp.lstrip().startswith("-"):
+        return r"\left(%s\right)^{%s}" % (call, exp)
+    return r"%s^{%s}\left(%s\right)" % (head, exp, arg)
+
+
 class sigmoid(sp.Function):  # noqa: N801  (SymPy's convention: functions are lower-case classes)
     """The logistic function σ(x) = 1 / (1 + e^{−x}); σ'(x) = σ(x)(1 − σ(x))."""
 
@@ -53,10 +65,11 @@ class sigmoid(sp.Function):  # noqa: N801  (SymPy's convention: functions are lo
         return f"(0.5*{printer._module_format('numpy.tanh')}({arg}) + 0.5)"
 
     def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
-        head = r"\sigma^{%s}" % exp if exp else r"\sigma"
-        return r"%s\left(%s\right)" % (head, printer._print(self.args[0]))
+        r"""``\sigma\left(x\right)``, a power as :func:`latex_call` writes it."""
+        return latex_call(r"\sigma", printer._print(self.args[0]), exp)
 
     def _comment(self, printer: sp.printing.printer.Printer) -> str:
+        """``σ(x)``: a call."""
         return f"σ({printer._print(self.args[0])})"
 
 
@@ -92,8 +105,8 @@ class softsign(sp.Function):  # noqa: N801
         return f"({printer.parenthesize(x, PRECEDENCE['Mul'])}/(1 + {printer._print(sp.Abs(x, evaluate=False))}))"
 
     def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
-        head = r"\operatorname{softsign}^{%s}" % exp if exp else r"\operatorname{softsign}"
-        return r"%s\left(%s\right)" % (head, printer._print(self.args[0]))
+        r"""``\operatorname{softsign}\left(x\right)``, a power as :func:`latex_call` writes it."""
+        return latex_call(r"\operatorname{softsign}", printer._print(self.args[0]), exp)
 
 
 class rsqrt(sp.Function):  # noqa: N801
@@ -117,14 +130,17 @@ class rsqrt(sp.Function):  # noqa: N801
 
     # -- printing --------------------------------------------------------------------------------------
     def _numpycode(self, printer: sp.printing.printer.Printer) -> str:
+        """``(1/np.sqrt(x))``: a division, parenthesised (it stands where a call would)."""
         return f"(1/{printer._module_format('numpy.sqrt')}({printer._print(self.args[0])}))"
 
     def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
+        r"""``\frac{1}{\sqrt{x}}`` (a fraction groups itself); a power parenthesises it."""
         body = r"\frac{1}{\sqrt{%s}}" % printer._print(self.args[0])
         return r"\left(%s\right)^{%s}" % (body, exp) if exp else body
 
     def _comment(self, printer: sp.printing.printer.Printer) -> str:
-        return f"1/√({printer._print(self.args[0])})"
+        """``(1/√(x))``: a division, parenthesised (``y/1/√(x)`` or ``a**1/√(x)`` would read otherwise)."""
+        return f"(1/√({printer._print(self.args[0])}))"
 
 
 class UnitSum(sp.Function):

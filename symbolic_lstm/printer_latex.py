@@ -1,8 +1,11 @@
 """SymPy's LaTeX printer, taught the article's notation.
 
 Adds only what SymPy lacks: the unevaluated partial ∂num/∂den, and time-indexed names
-(symbols named ``node<time>``: ``Gamma_f<t+1>`` prints as ``\\Gamma_f^{<t+1>}``).  Everything else —
-fractions, powers, tanh², parentheses — is SymPy's own ``latex()``.
+(symbols named ``node<time>``: ``Gamma_f<t+1>`` prints as ``\\Gamma_f^{<t+1>}``), and two rules for reading
+unambiguously: a function raised to a negative power is ``\\left(\\tanh(x)\\right)^{-0.5}``, not SymPy's
+``\\tanh^{-0.5}(x)`` (a negative superscript on a function's name reads as its inverse), and a sum over units
+Σ_i that a factor follows is bracketed, as SymPy brackets its own ``Sum``.  Everything else — fractions,
+powers, tanh², parentheses — is SymPy's own ``latex()``, with its precedence rules.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
+from .functions import UnitSum
 from .notation import latex_symbol
 
 if TYPE_CHECKING:
@@ -63,6 +67,19 @@ class ArticleLatexPrinter(LatexPrinter):
     # -- functions and partials -----------------------------------------------------------------
     def _print_Partial(self, expr: sp.Expr) -> str:
         return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.num), self._print(expr.den))
+
+    def _print_Pow(self, expr: sp.Pow) -> str:
+        r"""SymPy's power, except a function to a negative power that SymPy would write on the function's name
+        (``\tanh^{-1.0}(x)``, which reads as artanh): the call parenthesised, ``\left(\tanh(x)\right)^{-1.0}``.
+        (A negative rational power is SymPy's fraction, ``\frac{1}{\tanh(x)}``.)"""
+        if expr.base.is_Function and not expr.exp.is_Rational and expr.exp.could_extract_minus_sign():
+            return r"\left(%s\right)^{%s}" % (self._print(expr.base), self._print(expr.exp))
+        return super()._print_Pow(expr)
+
+    def _needs_mul_brackets(self, expr: sp.Expr, first: bool = False, last: bool = False) -> bool:
+        """SymPy's rule, and Σ_i (a :class:`~symbolic_lstm.functions.UnitSum`) bracketed unless it is the last
+        factor, as SymPy brackets its own ``Sum``: the big operator would take in the factors after it."""
+        return super()._needs_mul_brackets(expr, first=first, last=last) or (not last and expr.has(UnitSum))
 
     unit_depth = 0  # how many sums over units enclose what is being printed (their indices must differ)
 

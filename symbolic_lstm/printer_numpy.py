@@ -6,6 +6,11 @@ complex-step check and the reference forward pass build on.
   :mod:`symbolic_lstm.functions`), through this printer's ``_module_format`` and ``Abs``;
 * exact small rationals as decimals (``0.5*x``, which keeps float32 arrays float32) and negative integer
   powers as divisions (SymPy prints ``x**(-2.0)``);
+* precedence is SymPy's: every rule returns text that binds at least as tightly as
+  ``sympy.printing.precedence.precedence`` says of the node it prints (a call binds tighter than any operator),
+  or parenthesises itself (a division standing for a ``Pow``: ``(1/n**2)``), and puts parentheses around its
+  operands through ``self.parenthesize`` — so the caller's own rules (SymPy's ``_print_Mul`` puts a ``Pow``
+  under a fraction bar bare: ``a/n**2``) stay right;
 * functions with kinks as plain ufuncs: Max/Min → ``np.maximum``/``np.minimum`` (SymPy's own printer writes
   ``functools.reduce``, a name the module never imports), Heaviside → ``np.heaviside(x, 0)`` (H(0) = 0:
   relu′(0) = 0 as in PyTorch; an explicit H0 other than SymPy's default ½ is kept), sign → ``np.sign``,
@@ -22,6 +27,7 @@ from typing import Any
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
 
 
 class KernelPrinter(NumPyPrinter):
@@ -36,11 +42,13 @@ class KernelPrinter(NumPyPrinter):
 
     # -- scalars ---------------------------------------------------------------------------------
     def _print_Abs(self, expr: sp.Expr) -> str:
+        """``np.abs(x)``: a call."""
         return f"{self._module_format('numpy.abs')}({self._print(expr.args[0])})"
 
     # -- functions with kinks -------------------------------------------------------------------------
     def _nested(self, name: str, args: tuple[sp.Expr, ...]) -> str:
-        first, *rest = sorted(args, key=lambda a: a.is_Number)  # an array first, numbers after
+        """``name(a, name(b, c))``: nested calls, an array first and numbers after."""
+        first, *rest = sorted(args, key=lambda a: a.is_Number)
         if not rest:
             return self._print(first)
         return f"{self._module_format(name)}({self._print(first)}, {self._nested(name, tuple(rest))})"
@@ -52,16 +60,21 @@ class KernelPrinter(NumPyPrinter):
         return self._nested("numpy.minimum", expr.args)
 
     def _print_Heaviside(self, expr: sp.Expr) -> str:
+        """``np.heaviside(x, H0)``: a call."""
         at_zero = self._print(heaviside_at_zero(expr))
         return f"{self._module_format('numpy.heaviside')}({self._print(expr.args[0])}, {at_zero})"
 
     def _print_sign(self, expr: sp.Expr) -> str:
+        """``np.sign(x)``: a call."""
         return f"{self._module_format('numpy.sign')}({self._print(expr.args[0])})"
 
     def _print_DiracDelta(self, expr: sp.Expr) -> str:
+        """``np.zeros_like(x)``: a call."""
         return f"{self._module_format('numpy.zeros_like')}({self._print(expr.args[0])})"
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """Nested ``np.where(condition, value, rest)`` calls; conditions are SymPy's (``np.less(…)``,
+        ``np.logical_and.reduce(…)``: calls too)."""
         arrays = sorted(expr.free_symbols, key=str)
         ref = self._print(arrays[0]) if arrays else "0.0"
 
@@ -80,7 +93,16 @@ class KernelPrinter(NumPyPrinter):
         assert out is not None
         return out
 
+    def _print_ITE(self, expr: sp.Expr) -> str:
+        """``np.where(c, a, b)``: a call (SymPy's printer rewrites an ITE — which SymPy makes of a Piecewise's
+        conditions — as a Piecewise, and every Heaviside inside it too, with H(0) = ½ and a ``zoo`` for 1/H(x),
+        which no printer can write)."""
+        c, a, b = (self._print(arg) for arg in expr.args)
+        return f"{self._module_format('numpy.where')}({c}, {a}, {b})"
+
     def _print_Rational(self, expr: sp.Rational) -> str:
+        """``0.5``, ``-0.75`` (a power-of-two denominator: exact as a decimal) or ``p/q``, which binds like the
+        ``Mul`` that ``precedence`` takes a non-integer rational for (``Add`` when negative)."""
         q = int(expr.q)
         if q & (q - 1) == 0 and q <= 1024:  # a power of two: exact as a decimal
             return repr(float(expr))
@@ -90,31 +112,50 @@ class KernelPrinter(NumPyPrinter):
         return "0.5"
 
     def _print_Mul(self, expr: sp.Mul) -> str:
+        """A rational coefficient first and bare, ``0.5*x`` (SymPy would write ``(0.5)*x``): ``c*rest`` is a
+        chain of ``*`` and ``/`` evaluated left to right, so ``rest`` needs parentheses only where it binds
+        looser than ``Mul``."""
         coeff, rest = expr.as_coeff_Mul()
         if coeff.is_Rational and not coeff.is_Integer and rest != 1:
-            return f"{self._print_Rational(coeff)}*{self.parenthesize(rest, 50, strict=True)}"
+            return f"{self._print_Rational(coeff)}*{self.parenthesize(rest, PRECEDENCE['Mul'], strict=True)}"
         return super()._print_Mul(expr)
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
-        if expr.exp.is_Integer and expr.exp.is_negative:
-            denom = self._print(sp.Pow(expr.base, -expr.exp, evaluate=False))
-            return f"1/({denom})" if -expr.exp != 1 else f"1/{self.parenthesize(expr.base, 60)}"
-        if expr.exp.is_Integer and expr.exp == 2 and expr.base.is_Symbol:
-            return f"{self._print(expr.base)}*{self._print(expr.base)}"
+        """``x**k`` for a positive power (NumPy squares ``x**2`` fast; float32 stays float32 with an int
+        exponent); a negative integer power or ``x**(-1/2)`` as a division, ``(1/n**2)``, ``(1/np.sqrt(x))``:
+        SymPy would print ``n**(-2.0)``, and its own ``1/x`` binds looser than the ``Pow`` that ``precedence``
+        promises for the node, so the division parenthesises itself.  Everything else is SymPy's."""
+        if (expr.exp.is_Integer and expr.exp.is_negative) or expr.exp == -sp.S.Half:
+            denominator = expr.base if expr.exp == -1 else sp.Pow(expr.base, -expr.exp, evaluate=False)
+            return f"(1/{self.parenthesize(denominator, PRECEDENCE['Mul'])})"
         return super()._print_Pow(expr, rational=rational)
 
     # -- matrix rules ----------------------------------------------------------------------------
+    def _postfix(self, expr: sp.Basic) -> str:
+        """``expr`` as the operand of an attribute (``.T``, ``.sum(…)``), which binds tighter than any operator:
+        parenthesised unless it prints as a name or a call."""
+        return self.parenthesize(expr, PRECEDENCE["Func"], strict=True)
+
     def _print_MatMul(self, expr: sp.MatMul) -> str:
-        args = list(expr.args)
+        """``A @ B @ C`` (``@`` binds like ``*``, so an operand looser than ``Mul`` is parenthesised), a scalar
+        coefficient as ``c*(A @ B)``, and ``1ᵀ D`` (a row of ones times D) as ``D.sum(axis=0)``."""
+        coeff, matrices = expr.as_coeff_matrices()
+        if coeff != 1:
+            product = self._print(sp.MatMul(*matrices)) if len(matrices) > 1 else self._print(matrices[0])
+            if coeff == -1:
+                return f"-({product})"
+            return f"{self.parenthesize(coeff, PRECEDENCE['Mul'])}*({product})"
+        args = list(matrices)
         if (isinstance(args[0], sp.Transpose) and isinstance(args[0].arg, sp.OneMatrix)) or (
             isinstance(args[0], sp.OneMatrix) and args[0].shape[0] == 1
         ):
             rest = sp.MatMul(*args[1:]) if len(args) > 2 else args[1]
-            return f"{self.parenthesize(rest, 60)}.sum(axis=0)"
-        return " @ ".join(self.parenthesize(a, 60) for a in args)
+            return f"{self._postfix(rest)}.sum(axis=0)"
+        return " @ ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in args)
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
-        return f"{self.parenthesize(expr.arg, 100)}.T"
+        """``A.T``; ``(A @ B).T``."""
+        return f"{self._postfix(expr.arg)}.T"
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         return str(expr.name)

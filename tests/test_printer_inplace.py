@@ -15,9 +15,9 @@ from symbolic_lstm.codegen.backends.numpy.inplace import (
 )
 from symbolic_lstm.functions import sigmoid, softsign
 
-NAMES = "Gamma_f Gamma_u Gamma_o c_tilde c c_prev delta_a delta_c tanh_c dc_next a y"
+NAMES = "Gamma_f Gamma_u Gamma_o c_tilde c c_prev delta_a delta_c tanh_c dc_next a y n"
 SYMS = sp.symbols(NAMES)
-Gf, Gu, Go, ct, c, cp, da, dc, tc, dcn, a, y = SYMS
+Gf, Gu, Go, ct, c, cp, da, dc, tc, dcn, a, y, n = SYMS
 
 CASES = [
     Gf * cp + Gu * ct,
@@ -37,6 +37,13 @@ CASES = [
     softsign(a) * y,
     (a - y) ** 3 + sp.Rational(1, 3),
     sp.sinh(a) + y,  # unknown to the lowering: falls back to the printed expression
+    # issue 36: a power under a fraction bar (the kernel printer wrote a/n**2 as a/n*n)
+    a / n**2,
+    -a * c / n**2,
+    (a + c) ** 2 / n**2,
+    1 / n**2,
+    sp.atan(a / n**2) + y,  # the same forms inside a fallback to the printed expression
+    sp.Piecewise((-a * c / n**2, a > 0), ((a + c) ** 2 / n**2, True)),
 ]
 
 

@@ -18,7 +18,8 @@ from .schedule import Schedule
 
 
 class ExpressionPrinter(KernelPrinter):
-    """The kernel printer with ``xp.`` (the arrays' namespace) in place of ``np.``."""
+    """The kernel printer with ``xp.`` (the arrays' namespace) in place of ``np.``, and only the standard's
+    functions: every rule prints a call, which binds tighter than any operator."""
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
         out = super()._module_format(fqn, register)
@@ -30,6 +31,21 @@ class ExpressionPrinter(KernelPrinter):
         step = f"xp.astype(xp.greater({x}, 0), ({x}).dtype)"
         h0 = heaviside_at_zero(expr)
         return step if h0 == 0 else f"xp.where(xp.equal({x}, 0), xp.full_like({x}, {self._print(h0)}), {step})"
+
+    def _print_And(self, expr: sp.And) -> str:
+        """``xp.logical_and(a, xp.logical_and(b, c))``: the standard's functions take two arrays (NumPy's
+        ``logical_and.reduce`` of a tuple, which the NumPy printer writes, fails on JAX arrays)."""
+        return self._pairwise("numpy.logical_and", expr.args)
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        """``xp.logical_or(a, b)``, nested like :meth:`_print_And`."""
+        return self._pairwise("numpy.logical_or", expr.args)
+
+    def _pairwise(self, name: str, args: tuple[sp.Basic, ...]) -> str:
+        first, *rest = args
+        if not rest:
+            return self._print(first)
+        return f"{self._module_format(name)}({self._print(first)}, {self._pairwise(name, tuple(rest))})"
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,10 @@ def uni_expr(expr: sp.Expr, shared: tuple[str, ...] = ()) -> str:
 
 
 class CommentPrinter(sp.printing.str.StrPrinter):
-    """Compact text for comments: ∂c<t>/∂Γ_f<t>, δc<t+1>, σ(…), products with '·'; chain order kept."""
+    """Compact text for comments: ∂c<t>/∂Γ_f<t>, δc<t+1>, σ(…), products with '·', squares with '²'; chain order
+    kept.  Unambiguous read as Python reads it (``·`` as ``*``, ``²`` as ``**2``) and as a person reads it: a
+    fraction's denominator ends its product (``a/n²``, ``a·b/(c·d)``: SymPy's own layout), and every rule
+    parenthesises its operands through SymPy's ``precedence`` and ``self.parenthesize``."""
 
     printmethod = "_comment"  # the package's functions print themselves (functions.py): σ(…), Σ_i(…), 1/√(…)
 
@@ -206,20 +209,29 @@ class CommentPrinter(sp.printing.str.StrPrinter):
         return ("δ" if delta else "") + text
 
     def _print_Mul(self, expr: sp.Mul) -> str:
+        """SymPy's product, each ``*`` (not ``**``) written ``·``."""
         return re.sub(r"(?<!\*)\*(?!\*)", "·", super()._print_Mul(expr))
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        """``x²``; a base that is itself a power is parenthesised, ``(x**y)²`` (``x**y²`` is x^(y²)), as SymPy
+        parenthesises a power's base."""
         if expr.exp == 2:
-            return self.parenthesize(expr.base, 60, strict=True) + "²"
+            return self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE["Pow"]) + "²"
         return super()._print_Pow(expr, rational)
 
     def _print_Heaviside(self, expr: sp.Expr) -> str:
-        return f"H({self._print(expr.args[0])})"
+        """``H(x)``: H(0) = 0, as the kernels compute it; ``H(x, h0)`` when the cell gave another value at 0."""
+        from ..printer_numpy import heaviside_at_zero
+
+        h0 = heaviside_at_zero(expr)
+        return f"H({self._print(expr.args[0])}" + (f", {self._print(h0)})" if h0 != 0 else ")")
 
     def _print_Max(self, expr: sp.Expr) -> str:
+        """``max(a, b)``: a call."""
         return f"max({', '.join(self._print(a) for a in expr.args)})"
 
     def _print_Min(self, expr: sp.Expr) -> str:
+        """``min(a, b)``: a call."""
         return f"min({', '.join(self._print(a) for a in expr.args)})"
 
 

@@ -29,7 +29,11 @@ class InplaceError(ValueError):
 
 
 def inplace(expr: sp.Expr, dest: str, scratch: list[str], printer: KernelPrinter | None = None) -> list[str]:
-    """Statements that leave ``expr`` in the buffer ``dest``, using buffers from ``scratch`` (consumed in order)."""
+    """Statements that leave ``expr`` in the buffer ``dest``, using buffers from ``scratch`` (consumed in order).
+
+    No statement depends on operator precedence: each is one ufunc call on names, numbers and buffers, or an
+    augmented assignment by one of them (``c *= 1/3`` evaluates its right side first); what the lowering does not
+    know is ``dest[...] = `` the kernel printer's whole expression, parenthesised by SymPy's precedence."""
     lowering = _Lowering(printer or KernelPrinter(), list(scratch))
     reads = {str(s) for s in expr.free_symbols}
     if dest in reads and not _unary_chain_of(expr, dest):
