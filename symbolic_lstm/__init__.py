@@ -11,7 +11,7 @@ from __future__ import annotations
 from .cell import Cell, CellBuilder, CellError
 from .cells import get_cell
 from .derivation import derive
-from .functions import rsqrt, sigmoid, softsign
+from .functions import logsigmoid, rsqrt, sigmoid, softsign
 from .loader import load
 from .version import __version__
 
@@ -23,6 +23,7 @@ __all__ = [
     "derive",
     "get_cell",
     "load",
+    "logsigmoid",
     "rsqrt",
     "sigmoid",
     "softsign",

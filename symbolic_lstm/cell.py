@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .functions import diff_real
+from .functions import canonical, diff_real
 from .notation import latex_symbol, one_line
 
 
@@ -327,16 +327,19 @@ class CellBuilder:
         return self._add(Linear(name, names, weight, bias, units), latex)
 
     def stage(self, name: str, expr: sp.Expr, *, latex: str | None = None) -> sp.Symbol:
-        """Add the elementwise stage ``name = expr`` and return its symbol."""
+        """Add the elementwise stage ``name = expr`` and return its symbol (``log(sigmoid(u))`` is taken as the
+        exact :class:`~symbolic_lstm.functions.logsigmoid` ``(u)``)."""
         expr = sp.sympify(expr)
+        if isinstance(expr, sp.Expr):
+            expr = canonical(expr)
         if not isinstance(expr, sp.Expr) or isinstance(expr, sp.MatrixBase):
             raise CellError(f"stage {name!r}: expected a scalar SymPy expression, got {type(expr).__name__}")
         free = sorted(str(s) for s in expr.free_symbols)
         for i in free:
             if i not in self._vectors:
                 self._require_known(name, i)
-        if not [i for i in free if i not in self._vectors]:
-            raise CellError(f"stage {name!r}: the expression {expr} reads no node")
+        if not free:
+            raise CellError(f"stage {name!r}: the expression {expr} reads no node and no unit parameter")
         width = self._width_of(name, [i for i in free if i not in self._scalars])
         for i in free:
             d = diff_real(expr, sp.Symbol(i))

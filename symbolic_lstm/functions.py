@@ -171,12 +171,69 @@ class UnitSum(sp.Function):
         return f"Σ_i({printer._print(self.args[0])})"
 
 
+class logsigmoid(sp.Function):  # noqa: N801
+    """log σ(x) = −log(1 + e^{−x}); its derivative 1 − σ(x).
+
+    A cell that writes ``log(sigmoid(s))`` (the sLSTM's stabiliser, log f = log σ(f~)) gets this function in its
+    place (:func:`canonical`): the log of a computed σ is not accurate in float64 where σ is small — ½·tanh(x/2)
+    + ½ keeps only its absolute precision below x ≈ −20 and is 0 below −37, whose log is −∞ — while
+    ``−logaddexp(−x, 0)`` is exact to round-off for every x.
+    """
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return -sp.log(2)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        if argindex != 1:
+            raise sp.ArgumentIndexError(self, argindex)
+        return 1 - sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return -sp.log(1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    # -- printing --------------------------------------------------------------------------------------
+    def _numpycode(self, printer: sp.printing.printer.Printer) -> str:
+        """``(-np.logaddexp(-x, 0))``: log σ(x) = −log(e^{−x} + e^0), exact for every x; parenthesised."""
+        return f"(-{printer._module_format('numpy.logaddexp')}({printer._print(-self.args[0])}, 0))"
+
+    def _latex(self, printer: sp.printing.printer.Printer, exp: str | None = None) -> str:
+        r"""``\log\sigma\left(x\right)``; a power parenthesises the whole."""
+        body = r"\log\sigma\left(%s\right)" % printer._print(self.args[0])
+        return r"\left(%s\right)^{%s}" % (body, exp) if exp else body
+
+    def _comment(self, printer: sp.printing.printer.Printer) -> str:
+        """``log(σ(x))``: a call."""
+        return f"log(σ({printer._print(self.args[0])}))"
+
+
+def canonical(expr: sp.Expr) -> sp.Expr:
+    """A stage's expression as the engine takes it: ``log(sigmoid(u))`` as :class:`logsigmoid` ``(u)`` (the same
+    function, computed exactly where σ(u) is tiny)."""
+    if not expr.has(sp.log) or not expr.has(sigmoid):
+        return expr
+    return expr.replace(
+        lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sigmoid), lambda e: logsigmoid(e.args[0].args[0])
+    )
+
+
 #: Activations a cell definition may use, by name (for user-facing messages and cell files).
 ACTIVATIONS: dict[str, type[sp.Function]] = {
     "sigmoid": sigmoid,
     "tanh": sp.tanh,
     "softsign": softsign,
     "rsqrt": rsqrt,
+    "logsigmoid": logsigmoid,
 }
 
 
@@ -186,15 +243,42 @@ ACTIVATIONS: dict[str, type[sp.Function]] = {
 NONSMOOTH: tuple[type[sp.Basic], ...] = (sp.Max, sp.Min, sp.Abs, sp.Heaviside, sp.Piecewise, sp.sign)
 
 
+class _RealAbs(sp.Function):
+    """|u| of a real-valued u, whatever SymPy can tell of u: d|u| = sign(u)·du (for :func:`diff_real`)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.sign(self.args[0])
+
+
+class _RealSign(sp.Function):
+    """sign(u) of a real-valued u: d sign(u) = 2·δ(u)·du (for :func:`diff_real`)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return 2 * sp.DiracDelta(self.args[0])
+
+
 def diff_real(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
-    """∂expr/∂wrt with every symbol taken as real, as the nodes of a cell are.
+    """∂expr/∂wrt with every symbol — and so every value a stage computes — taken as real, as a cell's are.
 
     Node symbols carry no assumptions, and for a complex x SymPy's ∂|x|/∂x is written through re(x) and
-    im(x), and ∂sign(x)/∂x stays unevaluated; for real x they are sign(x) and 2·DiracDelta(x).  Every other
-    derivative is the same either way.
+    im(x), and ∂sign(x)/∂x stays unevaluated; for real x they are sign(x) and 2·DiracDelta(x).  Real symbols
+    are not enough where the argument is a function SymPy cannot prove real (|σ(s)^v|, sign(log(1 + |s|)),
+    or the proof's stand-ins): |·| and sign are differentiated as functions of a real argument, by the chain
+    rule, whatever their argument.  Every other derivative is SymPy's.
     """
     real = {
         s: sp.Dummy(s.name, real=True) for s in expr.free_symbols | {wrt} if isinstance(s, sp.Symbol) and not s.is_real
     }
     back = {v: k for k, v in real.items()}
-    return sp.diff(expr.xreplace(real), real.get(wrt, wrt)).xreplace(back)
+    body = expr.xreplace(real)
+    kinked = body.has(sp.Abs, sp.sign)
+    if kinked:
+        body = body.replace(sp.Abs, _RealAbs).replace(sp.sign, _RealSign)
+    d = sp.diff(body, real.get(wrt, wrt))
+    if kinked:
+        d = d.replace(_RealAbs, sp.Abs).replace(_RealSign, sp.sign)
+    return d.xreplace(back)

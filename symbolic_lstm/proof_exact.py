@@ -64,6 +64,13 @@ class _Opaque(sp.Function):
 
     _original: type[sp.Function]
 
+    @classmethod
+    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
+        """At numbers, the function itself: tanh(0) is 0 and Max(2, tanh(1)) can compare, as in the cell."""
+        if all(a.is_number for a in args):
+            return cls._original(*args)
+        return None
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         n = len(self.args)
         d = _derivative_of(self._original, n, argindex)
@@ -264,6 +271,8 @@ class Evaluator:
             out = self.value(self._branch(e))
         elif isinstance(e, (sp.sign, sp.Heaviside, sp.DiracDelta)):
             a = self.value(e.args[0])
+            if a == 0 and isinstance(e, sp.DiracDelta):
+                raise UnjudgedPointError("kink")  # the derivative of a jump, at the jump
             out = self._exact(e.func(sp.Rational(a.numerator, a.denominator), *e.args[1:]))
         else:  # an indeterminate (an activation's application, a root, a symbolic power): the point's value
             out = self._exact(e)
@@ -365,7 +374,12 @@ class Evaluator:
     def _partial(self, e: sp.Expr, i: int) -> Fraction:
         hit = self._partials.get((e, i))
         if hit is None:
-            partial = e.fdiff(i + 1) if isinstance(e, sp.Function) else sp.diff(e, e.args[i])
+            if isinstance(e, sp.Function):
+                partial = e.fdiff(i + 1)
+            elif i == 0:  # ∂(b^v)/∂b = v·b^v/b, through the power itself (b^(v−1) is no indeterminate)
+                partial = e.exp * e / e.base
+            else:  # ∂(b^v)/∂v = b^v·log b, with SymPy's log, as SymPy's derivative of a power writes it
+                partial = e * sp.log(e.base)
             hit = self._partials[(e, i)] = self.value(partial)
         return hit
 
@@ -374,21 +388,58 @@ def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp
     """An independent random rational for every indeterminate (``draw``: another kind of value, such as a
     fresh symbol, for the exact expansion), and one for the root of every base of fractional powers."""
 
-    def rational() -> sp.Expr:
-        return sp.Rational(rng.randint(-97, 97), rng.randint(1, 89))
+    def rational(atom: sp.Expr | None = None) -> sp.Expr:
+        kind = _range(atom)
+        if kind is None:
+            return sp.Rational(rng.randint(-97, 97), rng.randint(1, 89))
+        q = rng.randint(2, 9973)
+        if kind == "unit":
+            return sp.Rational(rng.randint(1, q - 1), q)
+        if kind == "signed unit":
+            return sp.Rational(rng.randint(1 - q, q - 1), q)
+        if kind == "negative":
+            return sp.Rational(-rng.randint(1, 9973), rng.randint(1, 89))
+        return sp.Rational(rng.randint(1, 9973), rng.randint(1, 89))
 
+    ranged = draw is None
     draw = draw or rational
-    values = {a: draw() for a in atoms if not _is_root(a)}
+    values = {a: rational(a) if ranged else draw() for a in atoms if not _is_root(a)}
     denominators: dict[sp.Expr, int] = {}
     for a in atoms:
         if _is_root(a):
             denominators[a.base] = math.lcm(denominators.get(a.base, 1), int(a.exp.q))
-    roots = {b: (draw(), L) for b, L in denominators.items() if L <= MAX_ROOT}
+    positive = sp.Symbol("_positive")  # a root of a positive base is positive, as the kernels' real root is
+    roots = {b: (rational(positive) if ranged else draw(), L) for b, L in denominators.items() if L <= MAX_ROOT}
     classes: dict[tuple[sp.Expr, sp.Expr], tuple[sp.Expr, sp.Expr]] = {}
     for a in atoms:
         if _is_root(a) and a.base not in roots and (a.base, a.exp % 1) not in classes:
-            classes[(a.base, a.exp % 1)] = (draw(), a.exp)
+            classes[(a.base, a.exp % 1)] = (rational(positive) if ranged else draw(), a.exp)
     return Point(values, roots, classes)
+
+
+def _range(atom: sp.Expr | None) -> str | None:
+    """Where an indeterminate's value lies for the function it stands for: σ in (0, 1); tanh and softsign in
+    (−1, 1); log σ negative; e^u, 1/√u, a symbolic power and a root positive; anything else any rational.
+
+    The identity is proved in the indeterminates whatever values they take (Schwartz–Zippel needs only many
+    possible values), but the points decide which branch a kink takes: drawn in the functions' own ranges, they
+    select branches the cell can reach — |σ(s)| is σ(s), H(σ(s)) is 1 — instead of landing where no real input
+    leads, or on a kink (H(σ) at σ = 0) at every point.
+    """
+    if atom is None:
+        return None
+    if getattr(atom, "name", "") == "_positive":
+        return "positive"
+    name = type(atom).__name__
+    if name == "sigmoid":
+        return "unit"
+    if name in ("opaque_tanh", "softsign", "tanh"):
+        return "signed unit"
+    if name == "logsigmoid":
+        return "negative"
+    if name in ("opaque_exp", "exp", "rsqrt") or (isinstance(atom, sp.Pow) and not atom.exp.is_Number):
+        return "positive"
+    return None
 
 
 def polynomial_zero(expr: sp.Expr) -> bool:

@@ -154,8 +154,14 @@ def test_unit_parameters():
         b.build()
     b = _builder()
     q = b.vector("q")
-    with pytest.raises(CellError, match="reads no node"):
-        b.stage("a", sp.tanh(q))
+    r = b.stage("r", sp.tanh(q))  # a stage of unit parameters only (the Delta-RNN's gate σ(b_r)): n_a units
+    assert r == sp.Symbol("r")
+    with pytest.raises(CellError, match="reads no node and no unit parameter"):
+        b.stage("k", sp.Integer(2))
+    s = b.linear("s", [b.prev("a"), b.input("x")], weight="W", bias="b")
+    b.stage("a", (1 - r) * sp.tanh(s) + r * b.prev("a"))
+    cell = b.build()
+    assert cell.stage("r").reads == ("q",) and cell.width("r") == "n_a"
 
 
 def test_the_building_blocks_the_readme_lists_import_from_the_package():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ....functions import sigmoid, softsign
+from ....functions import logsigmoid, sigmoid, softsign
 from ....printer_numpy import KernelPrinter, heaviside_at_zero
 
 
@@ -249,6 +249,14 @@ class _Lowering:
                 self.into(arg, dest)
             self.emit(f"np.multiply({src}, {SIGMOID_INNER}, out={dest})")
             self.lines += sigmoid_of_scaled(dest)
+            return True
+        if isinstance(e, logsigmoid):
+            # log σ(x) = −logaddexp(−x, 0): exact for every x (the log of a computed σ is not)
+            if not _is_leaf(arg):
+                self.into(arg, dest)
+            self.emit(f"np.negative({src}, out={dest})")
+            self.emit(f"np.logaddexp({dest}, 0, out={dest})")
+            self.emit(f"np.negative({dest}, out={dest})")
             return True
         if isinstance(e, softsign):
             # softsign(x) = x / (1 + |x|): x is read twice, so 1 + |x| goes to scratch (x may live in dest)
