@@ -11,24 +11,26 @@ reach only ~1e-9 (a multiplicative cell's products of sums reached 2e-7).  The i
 (:mod:`symbolic_lstm.reference`) runs the cell's own stage expressions and knows no derivative, so the
 reference shares nothing with the derivation engine or the generated kernels but the cell definition.
 
-Functions with kinks are printed as the analytic branch the real part of their argument selects
-(:mod:`symbolic_lstm.printer_complex`): the step never crosses a kink, and each entry's derivative is that of
-the side the point lies on.  A point *at* a kink (an argument within round-off of it) is not judged: which
-side the kernels' float64 arithmetic lands on there is round-off, and the one-sided derivatives differ.
+Functions with kinks are evaluated as the analytic branch the real part of their argument selects (see
+:mod:`symbolic_lstm.reference`): the step never crosses a kink, and each entry's derivative is that of the side
+the point lies on.  A point *at* a kink (an argument within round-off of it) is not judged: which side the
+kernels' float64 arithmetic lands on there is round-off, and the one-sided derivatives differ.
 
 Every entry is a separate derivative, all computed in one run of the interpreter along a leading axis of
-perturbed copies (in chunks), so a check costs a few forward passes rather than one per entry.
+perturbed copies (in chunks), so a check costs a few forward passes rather than one per entry.  The same
+machinery gives ∂Error/∂(every node at every step) — δv<t> for every stage, previous state and input, by
+perturbing the node's value where the step computes it — which is how a refused module's first wrong
+statement is found (:mod:`symbolic_lstm.codegen.attribution`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from .cell import Cell, Linear
 from .functions import NONSMOOTH
-from .printer_complex import ComplexStepPrinter
 from .reference import Reference
 
 #: The imaginary step: far below round-off of any value it is added to, far above underflow of its products.
@@ -49,8 +51,7 @@ class ComplexStep:
 
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
-        self.complex = Reference(cell, ComplexStepPrinter)
-        self.real = Reference(cell) if self.has_kinks else None
+        self.reference = Reference(cell)
 
     @property
     def has_kinks(self) -> bool:
@@ -60,14 +61,14 @@ class ComplexStep:
         self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray], states: Sequence[str]
     ) -> list[np.ndarray]:
         """The output a<1..T> and then each of ``states`` over the steps, (T, B, n_a) each, in float64."""
-        steps, _ = self.complex.run(x, p, init)
-        return [np.stack([env[n] for env in steps]).real for n in (self.cell.output, *states)]
+        steps, _ = self.reference.run(x, p, init)
+        return [np.stack([env[n] for env in steps]) for n in (self.cell.output, *states)]
 
     def at_kink(self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray]) -> bool:
         """Does some kink argument lie within round-off of its kink at this point?"""
-        if self.real is None:
+        if not self.has_kinks:
             return False
-        _, args = self.real.run(x, p, init, kinks=True)
+        _, args = self.reference.run(x, p, init, kinks=True)
         if args.size == 0:
             return False
         return bool(np.min(np.abs(args)) <= KINK_BAND * max(1.0, float(np.max(np.abs(args)))))
@@ -80,9 +81,11 @@ class ComplexStep:
         y: np.ndarray,
         mode: str,
         extra: Mapping[str, np.ndarray],
+        perturb: Mapping[tuple[int, str], np.ndarray] | None = None,
     ) -> np.ndarray:
-        """The loss of every problem along the leading axes (complex where the inputs are)."""
-        steps, _ = self.complex.run(x, p, init)
+        """The loss of every problem along the leading axes (complex where the inputs are); ``perturb`` as
+        :meth:`Reference.run <symbolic_lstm.reference.Reference.run>` takes it."""
+        steps, _ = self.reference.run(x, p, init, perturb=perturb)
         out = self.cell.output
         if mode == "many-to-many":
             E = sum(0.5 * np.sum((y[t] - env[out]) ** 2, axis=(-2, -1)) for t, env in enumerate(steps))
@@ -103,25 +106,61 @@ class ComplexStep:
 
         ``arrays``: the parameters, the input (T, B, n_x) under its name and ``{state}0`` (B, n_a), float64.
         """
-        names = list(arrays)
-        sizes = [arrays[k].size for k in names]
-        offsets = np.cumsum([0, *sizes])
-        flat = np.zeros(int(offsets[-1]))
-        for start in range(0, flat.size, CHUNK):
-            idx = np.arange(start, min(start + CHUNK, flat.size))
-            batch = {}
-            for k, lo, n in zip(names, offsets[:-1], sizes, strict=True):
-                copies = np.broadcast_to(arrays[k], (idx.size, *arrays[k].shape)).astype(np.complex128)
-                mine = (idx >= lo) & (idx < lo + n)  # the copies that perturb an entry of this array
-                copies.reshape(idx.size, -1)[np.nonzero(mine)[0], idx[mine] - lo] += 1j * H
-                batch[k] = copies
-            inp = self.cell.inputs[0]
-            p = {k: v for k, v in batch.items() if k != inp and not _is_initial(k, self.cell)}
-            init = {k: v for k, v in batch.items() if _is_initial(k, self.cell)}
-            flat[idx] = self.loss(batch[inp], p, init, y, mode, extra).imag / H
-        return {
-            k: flat[lo : lo + n].reshape(arrays[k].shape) for k, lo, n in zip(names, offsets[:-1], sizes, strict=True)
-        }
+        inp = self.cell.inputs[0]
+
+        def loss(step: Mapping[str, np.ndarray]) -> np.ndarray:
+            moved = {k: arrays[k] + step[k] if k in step else arrays[k] for k in arrays}
+            p = {k: v for k, v in moved.items() if k != inp and not _is_initial(k, self.cell)}
+            init = {k: v for k, v in moved.items() if _is_initial(k, self.cell)}
+            return self.loss(moved[inp], p, init, y, mode, extra)
+
+        return complex_gradient({k: v.shape for k, v in arrays.items()}, loss)
+
+    def node_gradients(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        y: np.ndarray,
+        mode: str,
+        extra: Mapping[str, np.ndarray],
+    ) -> list[dict[str, np.ndarray]]:
+        """δv<t> = ∂loss/∂v<t> for every node v of every step t (a list over the steps of ``{node: array}``,
+        each the node's shape (B, units)): the loss's sensitivity to the node's value where step t computes it
+        (to a previous state or an input as step t reads it), all later branches included."""
+        inp = self.cell.inputs[0]
+        p = {k: v for k, v in arrays.items() if k != inp and not _is_initial(k, self.cell)}
+        init = {k: v for k, v in arrays.items() if _is_initial(k, self.cell)}
+        steps, _ = self.reference.run(arrays[inp], p, init)
+        shapes = {(t, n): np.shape(v) for t, env in enumerate(steps) for n, v in env.items() if n in self._nodes}
+        grads = complex_gradient(shapes, lambda step: self.loss(arrays[inp], p, init, y, mode, extra, perturb=step))
+        return [{n: grads[(t, n)] for n in self._nodes} for t in range(len(steps))]
+
+    @property
+    def _nodes(self) -> tuple[str, ...]:
+        return self.reference.nodes
+
+
+def complex_gradient(
+    shapes: Mapping[Hashable, tuple[int, ...]], loss: Callable[[dict[Hashable, np.ndarray]], np.ndarray]
+) -> dict[Hashable, np.ndarray]:
+    """∂loss/∂(every entry of every slot), by complex steps: ``loss`` takes ``{slot: step}`` with each step an array
+    (copies, *shape) that is i·H at one entry for one copy and 0 elsewhere (every copy moves exactly one entry of
+    one slot), and returns the loss of every copy, (copies,).  Runs CHUNK copies at a time."""
+    keys = list(shapes)
+    sizes = [int(np.prod(shapes[k], dtype=np.int64)) for k in keys]
+    offsets = np.cumsum([0, *sizes])
+    flat = np.zeros(int(offsets[-1]))
+    for start in range(0, flat.size, CHUNK):
+        idx = np.arange(start, min(start + CHUNK, flat.size))
+        step = {}
+        for k, lo, n in zip(keys, offsets[:-1], sizes, strict=True):
+            mine = (idx >= lo) & (idx < lo + n)  # the copies that perturb an entry of this slot
+            if not mine.any():
+                continue
+            d = np.zeros((idx.size, n), dtype=np.complex128)
+            d[np.nonzero(mine)[0], idx[mine] - lo] = 1j * H
+            step[k] = d.reshape(idx.size, *shapes[k])
+        flat[idx] = np.broadcast_to(loss(step), idx.shape).imag / H
+    return {k: flat[lo : lo + n].reshape(shapes[k]) for k, lo, n in zip(keys, offsets[:-1], sizes, strict=True)}
 
 
 def _is_initial(key: str, cell: Cell) -> bool:

@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import Cell
-from ..gradcheck import SMOKE_PROBLEMS, CellNotFiniteError, CheckReport, check_module, finite_forward
+from ..gradcheck import (
+    SMOKE_PROBLEMS,
+    CellNotFiniteError,
+    CheckReport,
+    check_module,
+    fitting_scale,
+    module_forward,
+    scaled,
+)
 from .backend import Backend
 from .lines import CodegenError
 
@@ -87,9 +95,13 @@ def _import(path: Path) -> types.ModuleType:
     return module
 
 
-def _params(cell: Cell, n_x: int, n_a: int, rng: np.random.Generator, dtype: type) -> dict[str, np.ndarray]:
+def _cast(arrays: dict[str, np.ndarray], dtype: type) -> dict[str, np.ndarray]:
+    return {k: v.astype(dtype) for k, v in arrays.items()}
+
+
+def _params(cell: Cell, n_x: int, n_a: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {
-        name: (cell.vector_init.get(name, 0.0) + rng.uniform(-0.5, 0.5, size=shape)).astype(dtype)
+        name: cell.vector_init.get(name, 0.0) + rng.uniform(-0.5, 0.5, size=shape)
         for name, shape in cell.param_shapes(n_x, n_a).items()
     }
 
@@ -99,12 +111,22 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: Backend, dtype: typ
     if cell.square:  # the cell reads its input unit by unit beside n_a units
         n_x = n_a
     rng = np.random.default_rng(0)
-    p = _params(cell, n_x, n_a, rng, dtype)
-    x = rng.normal(size=(T, B, n_x)).astype(dtype)
-    init = {f"{s}0": (0.5 * rng.normal(size=(B, n_a))).astype(dtype) for s in cell.states}
+    p = _params(cell, n_x, n_a, rng)
+    x = rng.normal(size=(T, B, n_x))
+    init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in cell.states}
     y = rng.normal(size=(T, B, n_a)).astype(dtype)
     extra = {f"d{s}": rng.normal(size=(T, B, n_a)).astype(dtype) for s in cell.states if s != cell.output}
-    out = finite_forward(module, cell, x, p, init)  # CellNotFiniteError: said by smoke_run
+    out = module_forward(module, x.astype(dtype), _cast(p, dtype), _cast(init, dtype))  # broken code fails here
+    scale = fitting_scale(cell, x, p, init)  # CellNotFiniteError (the cell's own math): said by smoke_run
+    x, p, init = scaled(scale, x, p, init)
+    x, p, init = x.astype(dtype), _cast(p, dtype), _cast(init, dtype)
+    if scale != 1.0:
+        out = module_forward(module, x, p, init)
+    if not all(np.isfinite(np.asarray(o)).all() for o in out[:-1]):
+        raise CodegenError(
+            f"cell {cell.name!r}: the generated {backend.name} module's forward pass is not finite in "
+            f"{np.dtype(dtype)} on a tiny random problem where the cell's own math is; nothing was written"
+        )
     names = cell.returns
     if len(out) != len(names) + 1:
         raise CodegenError(f"forward returned {len(out)} values, expected {', '.join(names)} and the cache")
