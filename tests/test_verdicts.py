@@ -434,15 +434,21 @@ def _broken(text: str, backend: str) -> str:
     return text.replace(old, new, 1)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "array-api"])
+@pytest.mark.parametrize("backend", ["numpy", "array-api", "jax"])
 def test_a_generator_bug_that_makes_wrong_gradients_is_refused_before_writing(backend, tmp_path, monkeypatch):
+    """The refusal names the line where the error enters (the carry δc<t-1> at the last step, the first one the
+    backward pass computes), not the statements downstream that read it or the gradients it reaches."""
+    if backend == "jax":
+        pytest.importorskip("jax")
     from symbolic_lstm.codegen import pipeline as smoke
 
     real = smoke.render
     monkeypatch.setattr(smoke, "render", lambda cell, b: _broken(real(cell, b), b))
     r = CliRunner().invoke(main, ["generate", "--cell", "lstm", "--out", str(tmp_path), "--backend", backend])
     assert r.exit_code == 2 and "computes wrong values" in r.output and "c0" in r.output, r.output
-    assert "stages at fault (where those gradients enter): " in r.output, r.output
+    flat = " ".join(r.output.split())
+    assert "the first value that differs from the cell's own is δc<t-1> (through step t) at step 3 of 3" in flat, flat
+    assert "-Gamma_f*delta_c" in flat or "-delta_c, out=dc_next" in flat, flat
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
 
 

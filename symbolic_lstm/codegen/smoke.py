@@ -30,6 +30,7 @@ from ..gradcheck import (
     module_forward,
     scaled,
 )
+from .attribution import first_difference
 from .backend import Backend
 from .lines import CodegenError
 
@@ -56,6 +57,7 @@ def smoke_run(cell: Cell, backend: str | Backend, text: str) -> None:
                 for dtype in (np.float64, np.float32):
                     _exercise(module, cell, backend, dtype)
                 report = check_module(module, problems=SMOKE_PROBLEMS, cell=cell)
+                fault = _at_fault(cell, report, module, path, text, backend) if not report.ok else ""
         except CodegenError:
             raise
         except CellNotFiniteError as e:  # the cell's math, not the printed code
@@ -66,14 +68,20 @@ def smoke_run(cell: Cell, backend: str | Backend, text: str) -> None:
         raise CodegenError(
             f"cell {cell.name!r}: the generated {backend.name} module computes wrong values — {report.verdict()} "
             f"(against the complex-step derivative of the cell's own stages, on {len(SMOKE_PROBLEMS)} small "
-            f"problems){_at_fault(cell, report)}; nothing was written. This is a bug in the code generator or a "
+            f"problems){fault}; nothing was written. This is a bug in the code generator or a "
             "cell structure it does not yet handle: please report it with the cell file"
         )
 
 
-def _at_fault(cell: Cell, report: CheckReport) -> str:
-    """The stages the wrong gradients enter backward through: a weight's or bias's linear stage, the stages
-    reading a unit parameter, the input or a previous state."""
+def _at_fault(
+    cell: Cell, report: CheckReport, module: types.ModuleType, path: Path, text: str, backend: Backend
+) -> str:
+    """Where the error enters: the first statement whose result differs from the judge's
+    (:mod:`.attribution`); failing that, the stages the wrong gradients enter backward through (a weight's or
+    bias's linear stage, the stages reading a unit parameter, the input or a previous state)."""
+    found = first_difference(cell, module, str(path), text, backend.statements(cell))
+    if found is not None:
+        return f"; {found}"
     if not report.forward_ok:
         return "; the forward pass itself is wrong"
     stages: list[str] = []
