@@ -417,29 +417,23 @@ def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp
     return Point(values, roots, classes)
 
 
-def _range(atom: sp.Expr | None) -> str | None:
-    """Where an indeterminate's value lies for the function it stands for: σ in (0, 1); tanh and softsign in
-    (−1, 1); log σ negative; e^u, 1/√u, a symbolic power and a root positive; anything else any rational.
+#: The range of the function an indeterminate stands for, by the stand-in's class name (see :func:`_range`).
+RANGES = {
+    "sigmoid": "unit", "opaque_tanh": "signed unit", "tanh": "signed unit", "softsign": "signed unit",
+    "logsigmoid": "negative", "opaque_exp": "positive", "exp": "positive", "rsqrt": "positive",
+}  # fmt: skip
 
-    The identity is proved in the indeterminates whatever values they take (Schwartz–Zippel needs only many
-    possible values), but the points decide which branch a kink takes: drawn in the functions' own ranges, they
-    select branches the cell can reach — |σ(s)| is σ(s), H(σ(s)) is 1 — instead of landing where no real input
-    leads, or on a kink (H(σ) at σ = 0) at every point.
-    """
+
+def _range(atom: sp.Expr | None) -> str | None:
+    """Where an indeterminate's value lies for the function it stands for (:data:`RANGES`; a symbolic power and a
+    root positive; anything else any rational).  The identity holds in the indeterminates whatever values they
+    take, but the points decide which branch a kink takes: in the functions' own ranges they select branches the
+    cell can reach (|σ(s)| is σ(s), H(σ(s)) is 1) instead of a kink (H(σ) at σ = 0) at every point."""
     if atom is None:
         return None
-    if getattr(atom, "name", "") == "_positive":
+    if getattr(atom, "name", "") == "_positive" or (isinstance(atom, sp.Pow) and not atom.exp.is_Number):
         return "positive"
-    name = type(atom).__name__
-    if name == "sigmoid":
-        return "unit"
-    if name in ("opaque_tanh", "softsign", "tanh"):
-        return "signed unit"
-    if name == "logsigmoid":
-        return "negative"
-    if name in ("opaque_exp", "exp", "rsqrt") or (isinstance(atom, sp.Pow) and not atom.exp.is_Number):
-        return "positive"
-    return None
+    return RANGES.get(type(atom).__name__)
 
 
 def polynomial_zero(expr: sp.Expr) -> bool:

@@ -119,7 +119,8 @@ def check(
     """Check the generated kernels against the complex-step derivative of the cell's stages (float64), and their
     forward pass against the same interpreter; exit 1 if any error > TOL."""
     from ..codegen.pipeline import module_name, source_hash
-    from ..gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, CellNotFiniteError, check_module, format_table
+    from ..finite import CellNotFiniteError
+    from ..gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, check_module, format_table
     from ..loader import available
     from ..paths import generated_dir
 

@@ -21,15 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cell import Cell
-from ..gradcheck import (
-    SMOKE_PROBLEMS,
-    CellNotFiniteError,
-    CheckReport,
-    check_module,
-    fitting_scale,
-    module_forward,
-    scaled,
-)
+from ..finite import CellNotFiniteError, fitting_scale, module_forward, scaled
+from ..gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
 from .attribution import first_difference
 from .backend import Backend
 from .lines import CodegenError
