@@ -22,7 +22,6 @@ differentiates these expressions.
 
 from __future__ import annotations
 
-import keyword
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +29,7 @@ import sympy as sp
 
 from .functions import canonical, diff_real
 from .notation import latex_symbol, one_line
+from .reserved import derived_names, first_problem, problem
 
 
 class CellError(ValueError):
@@ -83,6 +83,12 @@ def prev(state: str) -> str:
     return f"{state}_prev"
 
 
+def _refuse(problem: str | None) -> None:
+    """Raise the CellError a name check (:mod:`symbolic_lstm.reserved`) found, if any."""
+    if problem is not None:
+        raise CellError(problem)
+
+
 @dataclass(frozen=True)
 class Cell:
     """A validated recurrent cell: per-step inputs, recurrent states and stages in forward order.
@@ -117,13 +123,14 @@ class Cell:
     square: bool = False
 
     def __post_init__(self) -> None:
-        # the name becomes a file and module name, the description a comment line in generated Python and
-        # LaTeX: checked and made one printable line here, where every cell passes, not by the smoke run
-        if not isinstance(self.name, str) or not self.name.isidentifier() or keyword.iskeyword(self.name):
-            raise CellError(f"cell name {self.name!r} must be a Python identifier that is not a keyword")
+        # the name becomes a file and module name (checked with the cell's other names), the description a comment
+        # line in generated Python and LaTeX: made one printable line here, where every cell passes
         if not isinstance(self.description, str):
             raise CellError(f"a cell's description is a str, got {type(self.description).__name__}")
         object.__setattr__(self, "description", one_line(self.description))
+        named = [(st.name, "stage") for st in self.stages] + [(v, "unit parameter") for v in self.vectors]
+        named += [(n, "parameter") for st in self.linear_stages for n in (st.weight, st.bias) if n is not None]
+        _refuse(first_problem(self.name, self.inputs, self.states, self.output, named))
 
     def width(self, node: str) -> str:
         """``node``'s width: "n_a", "n_x" or "1" (a row scalar)."""
@@ -247,8 +254,7 @@ class CellBuilder:
         description: str = "",
         square: bool = False,
     ) -> None:
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise CellError(f"cell name {name!r} must be a Python identifier that is not a keyword")
+        _refuse(first_problem(name, inputs, states, output))
         self.name = name
         self._inputs = tuple(inputs)
         self._states = tuple(states)
@@ -263,8 +269,7 @@ class CellBuilder:
         self._scalars: set[str] = set()
         self._square = bool(square)
         self._widths: dict[str, str] = {**{prev(s): "n_a" for s in self._states}, **{i: "n_x" for i in self._inputs}}
-        for n in self._known:
-            self._check_identifier(n, "node")
+        self._derived = derived_names(self._states, output)
 
     # -- nodes ---------------------------------------------------------------------------------
     def prev(self, state: str) -> sp.Symbol:
@@ -440,9 +445,6 @@ class CellBuilder:
             f"known so far: {', '.join(self._known)}"
         )
 
-    @staticmethod
-    def _check_identifier(name: str, what: str) -> None:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise CellError(f"{what} name {name!r} must be a Python identifier")
-        if keyword.iskeyword(name):
-            raise CellError(f"{what} name {name!r} is a Python keyword; every generated module would fail on it")
+    def _check_identifier(self, name: str, what: str) -> None:
+        """Refuse a name the generated modules cannot take, for every backend alike (:mod:`.reserved`)."""
+        _refuse(problem(name, what, self._derived, [*self._known, *self._params, *self._states]))

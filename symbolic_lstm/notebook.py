@@ -177,10 +177,10 @@ def backward_listing(module: ModuleType | str) -> Listing:
 
         module = load(module, warn_stale=False)
     text = Path(module.__file__).read_text(encoding="utf-8")
-    body = text[text.index("    for t in range(T - 1, -1, -1):") :]
-    body = body[: body.index("\n    dS2 = ")]
+    body = text[text.index("    for t in range(T - 1, -1, -1):") :].splitlines()[1:]
+    end = next(i for i, line in enumerate(body) if line.strip() and not line.startswith(" " * 8))  # the loop's end
     rows = []
-    for line in body.splitlines()[1:]:
+    for line in body[:end]:
         code, _, step = line.strip().partition("  # ")
         if code:
             rows.append((code, step))

@@ -93,6 +93,22 @@ class KernelPrinter(NumPyPrinter):
         assert out is not None
         return out
 
+    def _print_And(self, expr: sp.And) -> str:
+        """``np.logical_and(a, np.logical_and(b, c))``: calls on two arrays each, which broadcast (NumPy's
+        ``logical_and.reduce`` of a tuple, which SymPy writes, fails on a unit parameter beside a (B, n_a) node,
+        and on JAX arrays)."""
+        return self._pairwise("numpy.logical_and", expr.args)
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        """``np.logical_or(a, b)``, nested like :meth:`_print_And`."""
+        return self._pairwise("numpy.logical_or", expr.args)
+
+    def _pairwise(self, name: str, args: tuple[sp.Basic, ...]) -> str:
+        first, *rest = args
+        if not rest:
+            return self._print(first)
+        return f"{self._module_format(name)}({self._print(first)}, {self._pairwise(name, tuple(rest))})"
+
     def _print_ITE(self, expr: sp.Expr) -> str:
         """``np.where(c, a, b)``: a call (SymPy's printer rewrites an ITE — which SymPy makes of a Piecewise's
         conditions — as a Piecewise, and every Heaviside inside it too, with H(0) = ½ and a ``zoo`` for 1/H(x),

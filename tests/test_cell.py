@@ -138,12 +138,12 @@ def test_nodes_of_n_x_units():
 def test_unit_parameters():
     b = _builder()
     a, x = b.prev("a"), b.input("x")
-    p = b.vector("p")
+    g = b.vector("g")
     s = b.linear("s", [a, x], weight="W", bias="b")
-    b.stage("a", sp.tanh(p * a + s))
+    b.stage("a", sp.tanh(g * a + s))
     cell = b.build()
-    assert cell.vectors == ("p",) and cell.params[-1] == "p"
-    assert cell.stage("a").reads == ("a_prev", "s", "p")
+    assert cell.vectors == ("g",) and cell.params[-1] == "g"
+    assert cell.stage("a").reads == ("a_prev", "s", "g")
     b = _builder()
     b.vector("q")
     with pytest.raises(CellError, match="unit parameter 'q': the name is already used"):

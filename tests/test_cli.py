@@ -141,7 +141,8 @@ def test_check_passes_and_prints_table(run):
 
 def test_check_fails_on_a_broken_module(run, tmp_path):
     src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
-    (tmp_path / "lstm.py").write_text(src.replace("db = dS2.sum(axis=0)", "db = 2 * dS2.sum(axis=0)"))
+    assert "_db = _dS2.sum(axis=0)" in src
+    (tmp_path / "lstm.py").write_text(src.replace("_db = _dS2.sum(axis=0)", "_db = 2 * _dS2.sum(axis=0)"))
     r = CliRunner().invoke(main, ["check", "--dir", str(tmp_path)])
     assert r.exit_code == 1
     assert "FAILED" in r.output and "b_f" in r.output.split("FAILED", 1)[1]

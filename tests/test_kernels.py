@@ -198,7 +198,7 @@ def test_cache_holds_only_what_backward_reads(k):
     T, B, n_x, n_a = 10, 4, 6, 5
     p, x, a0, c0, _ = _problem(k, T=T, B=B, n_x=n_x, n_a=n_a)
     _, _, cache = k.forward(x, p, a0, c0)
-    per_sequence = sum(v.size for name, v in cache.items() if not name.startswith("W_"))  # the weights' copies aside
+    per_sequence = sum(v.size for name, v in cache.items() if not name.startswith("_W_"))  # the weights' copies aside
     # [a<t-1>, x<t>], four gate activations, c<t>, tanh(c<t>) per step (+ the two initial states)
     assert per_sequence == (n_x + 7 * n_a) * T * B + 2 * B * n_a
 
@@ -224,7 +224,7 @@ def test_every_gradient_line_names_its_derivation_step():
         assert "# " in first, first
         comment = first.split("# ", 1)[1]
         assert "∂" in comment or "δ" in comment, first
-    for name in ("np.matmul(dS2.T, a_seq", "np.matmul(dS2.T, x", "db =", "dx ="):
+    for name in ("np.matmul(_dS2.T, _a_seq", "np.matmul(_dS2.T, x", "_db =", "_dx ="):
         line = next(ln for ln in body.splitlines() if ln.strip().startswith(name))
         assert "# ∂E/∂" in line, line
 
@@ -248,13 +248,13 @@ def test_consumed_buffers_are_reused_and_never_leak_into_results(cell):
     def step(x, p, y=y):
         out = km.forward(x, p)
         cache = out[-1]
-        kept = {name: cache[name] for name in ("gates", *[n for n in cache if n.endswith("_seq")])}
+        kept = {name: cache[name] for name in ("_gates", *[n for n in cache if n.endswith("_seq")])}
         return km.backward(km.mse_loss(out[0], y)[1], cache), kept
 
     first, buffers = step(x, p)
     # the next forward takes the consumed gate buffer instead of faulting in fresh pages
     cache = km.forward(x, p)[-1]
-    assert np.shares_memory(cache["gates"], buffers["gates"])
+    assert np.shares_memory(cache["_gates"], buffers["_gates"])
     km.backward(km.mse_loss(km.forward(x, p)[0], y)[1], cache, keep_cache=True)
     # same inputs through recycled memory: the same gradients, bit for bit
     again, _ = step(x, p)
@@ -272,7 +272,7 @@ def test_consumed_buffers_are_reused_and_never_leak_into_results(cell):
         km.backward(km.mse_loss(out[0], y)[1], out[-1])
     _, last = step(x, p)
     km.release_buffers()  # nothing kept: the next forward allocates afresh
-    assert not np.shares_memory(km.forward(x, p)[-1]["gates"], last["gates"])
+    assert not np.shares_memory(km.forward(x, p)[-1]["_gates"], last["_gates"])
 
 
 def test_mse_loss_value_is_half_the_squared_gradient(k):

@@ -100,7 +100,7 @@ FORBIDDEN = {
     "symbolic_lstm.train": ("symbolic_lstm.distributed", "symbolic_lstm.cli", "symbolic_lstm.codegen"),
     "symbolic_lstm.gradcheck": ("symbolic_lstm.codegen", "symbolic_lstm.loader"),
 }  # fmt: skip
-ENGINE = ("cell", "graph", "derivation", "functions", "notation", "heads", "timeline")
+ENGINE = ("cell", "graph", "derivation", "functions", "notation", "heads", "timeline", "reserved")
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))

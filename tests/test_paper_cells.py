@@ -24,8 +24,6 @@ from click.testing import CliRunner
 from symbolic_lstm import CellBuilder, CellError, get_cell, load, proof, sigmoid
 from symbolic_lstm import train as tr
 from symbolic_lstm.cli import main
-from symbolic_lstm.codegen import CodegenError
-from symbolic_lstm.codegen.backends import BACKENDS
 from symbolic_lstm.gradcheck import check_module
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
@@ -319,8 +317,8 @@ def test_a_generator_bug_in_the_stage_layout_is_refused_before_writing(tmp_path,
 
     def broken(cell, backend):
         text = real(cell, backend)
-        assert "dx_all[t] = dh[t]*(1 - r)" in text
-        return text.replace("dx_all[t] = dh[t]*(1 - r)", "dx_all[t] = -dh[t]*(1 - r)", 1)
+        assert "_dx_all[t] = dh[t]*(1 - r)" in text
+        return text.replace("_dx_all[t] = dh[t]*(1 - r)", "_dx_all[t] = -dh[t]*(1 - r)", 1)
 
     monkeypatch.setattr(smoke, "render", broken)
     r = CliRunner().invoke(main, ["generate", "--cell", spec("sru_paper"), "--out", str(tmp_path)])
@@ -339,13 +337,10 @@ def test_the_papers_names_work_and_the_losses_rename_their_argument(kernels):
 
 
 @pytest.mark.parametrize("bad", ["xp", "np", "range", "_state", "cache"])
-@pytest.mark.parametrize("backend", [BACKENDS["numpy"].render, BACKENDS["array-api"].render])
-def test_a_name_the_modules_use_is_refused_by_every_backend_naming_it(bad, backend):
+def test_a_name_the_modules_use_is_refused_for_every_backend_when_the_cell_is_built_naming_it(bad):
     cell = CellBuilder("clash", inputs=("x",), states=("a",), output="a")
-    s = cell.linear(bad, [cell.prev("a"), cell.input("x")], weight="W", bias="b")
-    cell.stage("a", sp.tanh(s))
-    with pytest.raises(CodegenError, match=rf"the node '{bad}' clashes with .*rename it"):
-        backend(cell.build())
+    with pytest.raises(CellError, match=rf"stage name '{bad}' .*rename it \(for example '\w+'\)"):
+        cell.linear(bad, [cell.prev("a"), cell.input("x")], weight="W", bias="b")
 
 
 def test_a_keyword_is_refused_when_the_cell_is_built():
@@ -357,7 +352,7 @@ def test_a_keyword_is_refused_when_the_cell_is_built():
 def test_a_state_read_after_its_update_by_a_linear_stage_gets_steps_1_to_T(kernels):
     """LEM's W_y reads z<t>: its weight gradient's product runs over z<1..T>, not z<0..T> (T + 1 rows)."""
     text = (kernels / "lem.py").read_text()
-    assert "z_seq[1:].reshape(T * B, n_a)" in text
+    assert "_z_seq[1:].reshape(T * B, n_a)" in text
 
 
 def test_mgu_as_zhou_et_al_write_it():

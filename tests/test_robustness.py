@@ -354,7 +354,7 @@ def test_huge_pre_activations_raise_no_warnings_and_stay_finite(k, dtype):
     with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
         warnings.simplefilter("error")
         a, _c, cache = k.forward(x, p)
-        assert np.abs(cache["gates"]).max() <= 1  # σ in [0, 1], tanh in [−1, 1]: no inf / nan anywhere
+        assert np.abs(cache["_gates"]).max() <= 1  # σ in [0, 1], tanh in [−1, 1]: no inf / nan anywhere
         E, da = k.mse_loss(a, np.zeros_like(a))
         g = k.backward(da, cache)
     sums = np.einsum("tbi,gi->tbg", x, p["W_f"][:, N_A:])
@@ -368,7 +368,7 @@ def test_long_sequence_runs_with_memory_linear_in_T(k):
     p = k.init_params(n_x, n_a, seed=0)
     x = np.random.default_rng(0).normal(size=(T_, 1, n_x))
     a, _c, cache = k.forward(x, p)
-    numbers = sum(v.size for name, v in cache.items() if not name.startswith("W_"))  # the weights' copies aside
+    numbers = sum(v.size for name, v in cache.items() if not name.startswith("_W_"))  # the weights' copies aside
     assert numbers == (n_x + 7 * n_a) * T_ + 2 * n_a  # a<0>, c<0> ride along
     g = k.backward(k.mse_loss(a, np.zeros_like(a[0]), "many-to-one")[1], cache)
     assert all(np.isfinite(v).all() for v in g.values())
@@ -390,7 +390,7 @@ def test_saturated_gates_pass_the_stated_looser_tolerance(k):
 
 def test_saturated_check_still_catches_a_wrong_gradient(tmp_path):
     src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
-    broken = src.replace("delta_sum_o *= tanh_c", "delta_sum_o *= 0.999 * tanh_c", 1)
+    broken = src.replace("delta_sum_o *= _tanh_c", "delta_sum_o *= 0.999 * _tanh_c", 1)
     assert broken != src
     (tmp_path / "lstm.py").write_text(broken, encoding="utf-8")
     rows = check_module(load("lstm", tmp_path), seed=0, regime=SATURATED)

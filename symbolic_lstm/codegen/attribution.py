@@ -226,7 +226,7 @@ class _Tracer:
 
     A line the template wrote itself (no stage's statement) counts where it changes a watched array in place
     (``np.multiply(…, out=dc_next)``) or binds it to a value it computes (``dc_next = Gamma_f*delta_c``), not where
-    it binds a name to a buffer (``c = c_seq[t + 1]``), which only names where the next statement will write.
+    it binds a name to a buffer (``c = _c_seq[t + 1]``), which only names where the next statement will write.
     """
 
     def __init__(

@@ -24,7 +24,9 @@ from ..version import __version__
 #: The engine (what a cell's stages, derivatives, loss and heads are) and the NumPy printer every backend builds
 #: on.  A kernel is printed from these, so a change here can change every module; the LaTeX, the notebooks and
 #: the checks are not among them.
-ENGINE_MODULES = ("cell", "graph", "derivation", "functions", "notation", "heads", "timeline", "printer_numpy")
+ENGINE_MODULES = (
+    "cell", "graph", "derivation", "functions", "notation", "heads", "timeline", "reserved", "printer_numpy",
+)  # fmt: skip
 CODEGEN_DIR = Path(__file__).resolve().parent
 
 

@@ -13,7 +13,7 @@ import sympy as sp
 from ..cell import Cell, Linear, Reduce
 from ..derivation import StepDerivation
 from ..printer_numpy import KernelPrinter, heaviside_at_zero
-from .lines import ModuleApi, check_names, uni, uni_expr, uni_time, unpacking
+from .lines import ModuleApi, OwnNames, uni, uni_expr, uni_time, unpacking
 from .schedule import Schedule
 
 
@@ -32,21 +32,6 @@ class ExpressionPrinter(KernelPrinter):
         h0 = heaviside_at_zero(expr)
         return step if h0 == 0 else f"xp.where(xp.equal({x}, 0), xp.full_like({x}, {self._print(h0)}), {step})"
 
-    def _print_And(self, expr: sp.And) -> str:
-        """``xp.logical_and(a, xp.logical_and(b, c))``: the standard's functions take two arrays (NumPy's
-        ``logical_and.reduce`` of a tuple, which the NumPy printer writes, fails on JAX arrays)."""
-        return self._pairwise("numpy.logical_and", expr.args)
-
-    def _print_Or(self, expr: sp.Or) -> str:
-        """``xp.logical_or(a, b)``, nested like :meth:`_print_And`."""
-        return self._pairwise("numpy.logical_or", expr.args)
-
-    def _pairwise(self, name: str, args: tuple[sp.Basic, ...]) -> str:
-        first, *rest = args
-        if not rest:
-            return self._print(first)
-        return f"{self._module_format(name)}({self._print(first)}, {self._pairwise(name, tuple(rest))})"
-
 
 @dataclass(frozen=True)
 class Step:
@@ -59,11 +44,9 @@ class Step:
 
 
 class ExpressionPlan(ModuleApi):
-    """Forward and backward statements of one step, as expressions in ``xp``.  A backend sets ``locals_`` (its
-    kernels' own variables) and ``backend_label`` (for the name-clash message)."""
-
-    locals_: frozenset[str] = frozenset()
-    backend_label = "expression"
+    """Forward and backward statements of one step, as expressions in ``xp``.  The kernels' own names begin with
+    ``_`` (:attr:`own`: the input at every step ``_x_all``, ∂E/∂x ``_dx`` …); a backend registers its others in
+    :meth:`register_names`."""
 
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
@@ -71,11 +54,13 @@ class ExpressionPlan(ModuleApi):
         self.input = self.schedule.input
         self.d: StepDerivation = self.schedule.d
         self.p = ExpressionPrinter()
-        inp = self.input
-        ours = self.locals_ | {f"{inp}_all", f"d{inp}"} | {f"d{s}_next" for s in cell.states}
-        check_names(
-            cell, ours | {n for n in (*cell.widths, *cell.vectors) if n.startswith("delta_")}, self.backend_label
-        )
+        self.own: OwnNames = self.schedule.own
+        self.own.add("all", self.input)
+        self.own.add("d", self.input)
+        self.register_names()
+
+    def register_names(self) -> None:
+        """Register the backend's own names that stand for something of the cell (none here)."""
 
     def columns(self, st: Linear, operand: str) -> str:
         """The columns of W that multiply ``operand``, as a slice (operands in order, n_a or n_x wide)."""
@@ -144,7 +129,7 @@ class ExpressionPlan(ModuleApi):
     @property
     def unpack(self) -> str:
         names = list(self.cell.params)
-        return f"{unpacking(names)} = (p[k] for k in PARAMS)"
+        return f"{unpacking(names)} = (p[_k] for _k in PARAMS)"
 
     @property
     def stored(self) -> list[str]:

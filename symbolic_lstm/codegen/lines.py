@@ -8,6 +8,7 @@ Backends (:mod:`symbolic_lstm.codegen.backends`) print the same
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import sympy as sp
 from ..cell import Cell
 from ..notation import ERROR, Partial, node
 from ..paths import templates_dir
+from ..reserved import FREE_ARGUMENTS
 
 if TYPE_CHECKING:
     import jinja2
@@ -60,38 +62,117 @@ def emit_lines(lines: list[Line], indent: int) -> str:
     return "\n".join(out)
 
 
-#: Names a generated module uses at module level: its imports, its functions and the builtins its code calls.
-#: A node or unit parameter may not take one (a local of that name would hide it); names beginning with an
-#: underscore are the modules' own helpers.
-MODULE_NAMES = frozenset({
-    "np", "xp", "array_namespace", "device", "annotations", "math", "scipy",
-    "forward", "backward", "mse_loss", "init_params", "init_head", "predict", "predict_proba",
-    "softmax_ce_loss", "linear_mse_loss", "release_buffers",
-    "range", "float", "int", "len", "tuple", "dict", "set", "list", "isinstance", "ValueError", "TypeError",
-    "sum", "max", "min", "abs", "any", "all", "zip", "str", "bool", "object", "type", "iter", "next",
+#: The kernels' own names that stand for nothing of the cell (buffers, scratch, locals, the modules' helpers), in
+#: every backend's templates and plans: :class:`OwnNames` never gives one of them to anything else.
+FIXED: frozenset[str] = frozenset({
+    # the NumPy kernels' buffers and views: the gate buffer and its steps, sums, δ's, weight gradients, scratch
+    "_gates", "_by_gate", "_pre", "_fold", "_b_gates", "_b_by_gate", "_S", "_SW", "_SW_by_gate", "_SX",
+    "_SX_by_gate", "_dgates", "_dS", "_dS2", "_dSr", "_dSr_by_gate", "_dW", "_dW_by_gate", "_db", "_db_by_gate",
+    *(f"_tmp{i}" for i in range(8)), "_arrays", "_dtype",
+    # the array-API and JAX kernels': per-step lists and sequences, the scans' carries and stacks
+    "_initial", "_steps", "_seq", "_values", "_grads", "_d", "_d0", "_D", "_D_all", "_D_step", "_D_sums",
+    "_carry", "_per_step", "_step", "_stacked", "_ys", "_zeros", "_seeds", "_value", "_x",
+    # the losses' and heads' locals
+    "_E", "_grad", "_last", "_diff", "_A", "_P", "_Y", "_Z", "_dZ", "_W_y", "_b_y", "_n_y", "_rows", "_scored",
+    "_total", "_head_grads", "_head", "_mode", "_want", "_shape", "_text",
+    # the input checks' and helpers' locals
+    "_k", "_v", "_n", "_s", "_e", "_y", "_ok", "_name", "_names", "_given", "_like", "_width", "_spare", "_first",
+    "_missing", "_extra", "_sizes", "_flipped", "_Wx", "_rng", "_shapes",
+    # the modules' private helpers and constants
+    "_prepare", "_array", "_finite", "_float_dtype", "_size", "_state", "_seed", "_target", "_buffer", "_recycle",
+    "_check_cache", "_head_inputs", "_labels", "_check", "_stack", "_initial_state", "_param_shape", "_outer",
+    "_precision", "_scored_steps", "_scatter", "_forward", "_backward", "_CACHE_KEYS", "_FLOATS", "_SPARE",
+    "_WIDTH",
 })  # fmt: skip
-#: Locals of the loss and head functions, whose first argument is named after the output.
-LOSS_LOCALS = frozenset({
-    "y", "mode", "check_finite", "labels", "head", "W_y", "b_y", "T", "B", "n_a", "n_y", "scored", "A", "rows",
-    "Z", "P", "total", "E", "Y", "dZ", "last", "shape", "text", "grads", "dtype", "name", "v", "diff", "zeros",
-})  # fmt: skip
+#: How each kind of the kernels' own names that stands for something of the cell is spelled: ``"seq"`` of the node
+#: ``c`` is ``_c_seq``.  A name's key is its kind and what it stands for (``("seq", "c")``).
+FORMS: dict[str, str] = {
+    "seq": "{}_seq",  # a node's value at every step
+    "all": "{}_all",  # the input's (or a previous state's) value at every step, (T, B, ·)
+    "d": "d{}",  # ∂E/∂x<t> of the input
+    "d_all": "d{}_all",  # the same, kept at every step
+    "d_own": "d{}_own",  # ∂E/∂x<t>'s branches that are not products
+    "grad": "grad_{}",  # a unit parameter's gradient, summed over the steps
+    "dsum": "dsum_{}",  # a linear stage's δ at every step
+    "W": "W_{}",  # an operand's columns of every weight that reads it
+    "WT": "WT_{}",  # the same, transposed (contiguous for BLAS)
+    "SW": "SW_{}",  # scratch for the step's product over an operand
+    "dSr": "dSr_{}",  # the row-major δsum of the stages that read an operand
+    "dW": "dW_{}",  # an operand's weight gradient
+    "dW_by_gate": "dW_{}_by_gate",
+    "rows": "{}_rows",  # an operand's columns of the row-major gate buffer
+    "gates": "{}_gates",  # the gates that read an operand
+    "prime": "{}_prime",  # σ' of a gate
+    "XW": "XW_{}",  # a linear stage's product over the input, one step
+    "XW_all": "XW_{}_all",  # the same, every step
+    "P": "P_{}",  # one step's product over an operand, for every stage that reads it
+    "WS": "WS_{}",  # the columns of the stages that read an operand, stacked
+    "D": "D_{}",  # a unit parameter's δ at every step
+}
 
 
-def check_names(cell: Cell, locals_: set[str] | frozenset[str], backend: str) -> None:
-    """Refuse a node or unit parameter named like a module-level name or a local of ``backend``'s kernels,
-    naming the clash and a way out (the loss functions rename the output's argument themselves)."""
-    for name in (*(n for n in cell.widths if cell.state_of_prev(n) is None), *cell.vectors):
-        reserved = set(locals_) - {"x"} if name in cell.inputs else locals_  # the kernels' x is the input
-        what = "a name the generated module uses itself" if name in MODULE_NAMES else None
-        if name.startswith("_"):
-            what = "names beginning with _ are the generated modules' own helpers"
-        elif name in reserved and what is None:
-            what = f"a variable of the {backend} kernels"
-        if what:
-            raise CodegenError(
-                f"cell {cell.name!r}: the node {name!r} clashes with {what}; rename it in the cell "
-                f"(for example {name.strip('_') + '_node'!r})"
-            )
+class OwnNames:
+    """The kernels' own names for one cell, module-wide.
+
+    Every one begins with ``_``, which no cell name may (:mod:`symbolic_lstm.reserved`), so none meets a cell's
+    name; each reads as what it names (``_c_seq``, ``_W_x``, ``_tanh_c``, ``_f_``).  No two name different things:
+    a plan registers every name it prints once, in one order, before printing any (:meth:`add`); a spelling
+    already given, or one of :data:`FIXED`, takes a number (``_W_c_seq2``), which only a cell naming one node
+    ``W_c`` and another ``c_seq`` ever sees.  Looking up a name that was not registered is an error, so the
+    module's text never depends on the order its parts are printed in.
+
+    ``avoid``: the names a symbol of the expressions the backends print may have besides the own ones (the cell's,
+    and those its states give the code): see :meth:`symbol`.
+    """
+
+    def __init__(self, avoid: Iterable[str] = ()) -> None:
+        self._given: dict[tuple[Hashable, ...], str] = {}
+        self._taken: set[str] = set(FIXED)
+        self._avoid = set(avoid)
+        self._symbols: dict[tuple[Hashable, ...], sp.Symbol] = {}
+        #: What a printer prints for each symbol of :meth:`symbol`: its own name.
+        self.printed: dict[str, str] = {}
+
+    def add(self, *key: Hashable, text: str | None = None) -> str:
+        """Register the name of ``key`` (its kind, then what it stands for), spelled ``_`` + ``text`` (default: the
+        kind's :data:`FORMS` with the rest of the key), numbered where that is taken; return it."""
+        if key in self._given:
+            return self._given[key]
+        base = "_" + (FORMS[str(key[0])].format(*key[1:]) if text is None else text)
+        name, n = base, 1
+        while name in self._taken:
+            n += 1
+            name = f"{base}{n}"
+        self._given[key] = name
+        self._taken.add(name)
+        return name
+
+    def __call__(self, *key: Hashable) -> str:
+        """The registered name of ``key``."""
+        try:
+            return self._given[key]
+        except KeyError:
+            raise KeyError(f"no own name was registered for {key!r}") from None
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name registered."""
+        return frozenset(self._given.values())
+
+    def symbol(self, *key: Hashable) -> sp.Symbol:
+        """The registered name of ``key`` as a SymPy symbol, for an expression a printer prints (tanh(c<t>) stored
+        as ``_tanh_c``, σ' as ``_Gamma_f_prime``).  SymPy orders a product's factors by their names, so the symbol
+        is named without the ``_`` (``tanh_c``): the kernels multiply in the order they always did.  Where a cell's
+        name, or a δ's, is that, the symbol takes the own name itself.  Printers print it as :attr:`printed` says.
+        """
+        if key not in self._symbols:
+            name = self(*key)
+            plain = name[1:]
+            if plain in self._avoid or plain.startswith("delta_") or not plain.isidentifier():
+                plain = name
+            self._symbols[key] = sp.Symbol(plain)
+            self.printed[plain] = name
+        return self._symbols[key]
 
 
 def param_shape_code(cell: Cell) -> dict[str, tuple[str, ...]]:
@@ -108,10 +189,11 @@ def param_shape_code(cell: Cell) -> dict[str, tuple[str, ...]]:
 
 
 def output_argument(cell: Cell) -> str:
-    """The loss and head functions' name for the output: the output's own, unless one of their locals has it
-    (LEM's y, as the paper names it, beside the targets y): then ``<output>_out``."""
+    """The loss and head functions' name for the output: the output's own, unless one of their other arguments has
+    it (LEM's y, as the paper names it, beside the targets y): then ``<output>_out``.  Their locals are all the
+    modules' own (``_grad``, ``_Z`` …)."""
     out = cell.output
-    return out if out not in LOSS_LOCALS and f"d{out}" not in LOSS_LOCALS else f"{out}_out"
+    return f"{out}_out" if out in FREE_ARGUMENTS else out
 
 
 class ModuleApi:

@@ -34,7 +34,8 @@ import sympy as sp
 from ..cell import Cell, Elementwise, Linear, Reduce
 from ..derivation import StepDerivation, derive
 from ..notation import Partial, future, node
-from .lines import CodegenError, is_seed, seed
+from ..reserved import derived_names
+from .lines import CodegenError, OwnNames, is_seed, seed
 
 OperandKind = Literal["input", "state", "inner"]
 
@@ -164,6 +165,8 @@ class Schedule:
                 raise CodegenError(f"cell {cell.name!r}: stage {st.name!r} reads the same node twice: {st.inputs}")
         self.gates = self._order(self._found())
         self.products = self._products()
+        #: The kernels' own names (every backend's plan registers the ones it prints).
+        self.own = OwnNames(avoid={*cell.widths, *cell.params, *derived_names(cell.states, cell.output)})
         self.aux = self._auxiliaries()
         self.backward_reads = self._backward_reads()
 
@@ -330,17 +333,24 @@ class Schedule:
 
     # -- buffers ------------------------------------------------------------------------------------
     def _auxiliaries(self) -> dict[sp.Expr, str]:
-        """Function applications backward needs again (tanh(c) …): computed once in forward, stored."""
-        aux: dict[sp.Expr, str] = {}
+        """Function applications backward needs again (tanh(c) …): computed once in forward, stored; each with its
+        own name (``_tanh_c``) and its buffer's (``_tanh_c_seq``), in :attr:`own`."""
+        found: list[sp.Expr] = []
         forward_apps = {f for st in self.cell.stages if isinstance(st, Elementwise) for f in st.expr.atoms(sp.Function)}
         for v in self.d.materialised:
             for f in self.d.evaluate(self.d.elementwise_part(v), keep=is_seed).atoms(sp.Function):
-                if f in forward_apps and all(a.is_Symbol for a in f.args) and len(f.args) == 1:
-                    aux[f] = f"{type(f).__name__}_{'_'.join(str(a) for a in f.args)}"
-        return aux
+                if f in forward_apps and all(a.is_Symbol for a in f.args) and len(f.args) == 1 and f not in found:
+                    found.append(f)
+        for f in sorted(found, key=sp.srepr):  # named in one order, whatever the order sets iterate in
+            text = f"{type(f).__name__}_{f.args[0]}"
+            self.own.add("aux", f, text=text)
+            self.own.add("aux_seq", f, text=f"{text}_seq")
+            self.own.symbol("aux", f)
+        return {f: self.own("aux", f) for f in found}
 
     def aux_names(self) -> dict[sp.Expr, sp.Symbol]:
-        return {f: sp.Symbol(n) for f, n in self.aux.items()}
+        """Each auxiliary's symbol (printed as its own name: :meth:`~.lines.OwnNames.symbol`)."""
+        return {f: self.own.symbol("aux", f) for f in self.aux}
 
     def _backward_reads(self) -> set[sp.Symbol]:
         reads: set[sp.Symbol] = set()

@@ -16,16 +16,11 @@ from ...expressions import ExpressionPlan, Step
 from ...lines import template_env
 
 TEMPLATE = "array_api/cell_module.py.j2"
-#: The kernels' own variables: a node may not take one (:func:`~symbolic_lstm.codegen.lines.check_names`).
-LOCALS = frozenset({"p", "t", "T", "B", "n_a", "n_x", "initial", "steps", "seq", "cache", "grads", "name", "values"})
 BACKEND = "array-api"
 
 
 class ArrayAPIPlan(ExpressionPlan):
     """Forward and backward statements of one step, as expressions in ``xp``, for a Python loop over steps."""
-
-    locals_ = LOCALS
-    backend_label = "array-API"
 
 
 def render(cell: Cell, source_hash: str) -> str:
@@ -41,6 +36,7 @@ def render(cell: Cell, source_hash: str) -> str:
             plan=plan,
             source_hash=source_hash,
             backend=BACKEND,
+            own=plan.own,
         )
     )
 

@@ -21,18 +21,31 @@ from ...head_rules import head_code, regression_dz
 from ...lines import template_env, uni_time, unpacking
 
 TEMPLATE = "jax/cell_module.py.j2"
-#: The kernels' own variables: a node may not take one (:func:`~symbolic_lstm.codegen.lines.check_names`).
-LOCALS = frozenset({
-    "p", "t", "T", "B", "n_a", "n_x", "initial", "seq", "cache", "grads", "carry", "ys", "dtype", "jax", "lax",
-    "scan_forward", "scan_backward", "prev", "seeds", "name", "values", "step", "D_all", "D_sums", "D_step",
-})  # fmt: skip
 
 
 class JaxPlan(ExpressionPlan):
     """Forward and backward statements of one step for ``lax.scan``, in ``xp`` (``jax.numpy``)."""
 
-    backend_label = "JAX"
-    locals_ = LOCALS
+    def register_names(self) -> None:
+        """The weight blocks, products and stacks the scans name after the cell's operands and stages."""
+        own = self.own
+        for st in self.hoisted:
+            own.add("XW", st.name)
+            own.add("XW_all", st.name)
+        for k in self.grouped:
+            own.add("WT", k)
+            own.add("WS", k)
+            own.add("P", k)
+        for st, k in self.single:
+            own.add("WT_single", st.name, k, text=f"WT_{st.name}_{k}")
+            own.add("WS_single", st.name, k, text=f"WS_{st.name}_{k}")
+        for s in self.cell.states:
+            own.add("all", f"{s}_prev")
+        for v in self.cell.vectors:
+            own.add("D", v)
+        own.add("d_own", self.input)
+        for operands in self._weight_groups().values():
+            own.add("DW", *operands, text="DW_" + "_".join(operands))
 
     @property
     def hoisted(self) -> list[Linear]:
@@ -40,8 +53,8 @@ class JaxPlan(ExpressionPlan):
         return [st for st in self.cell.linear_stages if self.input in st.inputs]
 
     def hoisted_code(self, st: Linear) -> str:
-        """``x_all`` times the input's columns of W, plus the bias: (T, B, rows)."""
-        code = f"{self.input}_all @ xp.matrix_transpose({st.weight}[:, {self.columns(st, self.input)}])"
+        """``_x_all`` times the input's columns of W, plus the bias: (T, B, rows)."""
+        code = f"{self.own('all', self.input)} @ xp.matrix_transpose({st.weight}[:, {self.columns(st, self.input)}])"
         return code + (f" + {st.bias}" if st.bias else "")
 
     @cached_property
@@ -76,12 +89,12 @@ class JaxPlan(ExpressionPlan):
         return self._stage_rows(self.grouped[k])
 
     def stacked_forward(self, k: str) -> str:
-        """``WT_<k>``: the readers' columns for ``k``, transposed and side by side — (width of k, Σ rows)."""
+        """``_WT_<k>``: the readers' columns for ``k``, transposed and side by side — (width of k, Σ rows)."""
         blocks = [f"xp.matrix_transpose({st.weight}[:, {self.columns(st, k)}])" for st in self.grouped[k]]
         return f"xp.concat([{', '.join(blocks)}], axis=1)"
 
     def stacked_backward(self, k: str) -> str:
-        """``WS_<k>``: the readers' columns for ``k``, stacked — (Σ rows, width of k)."""
+        """``_WS_<k>``: the readers' columns for ``k``, stacked — (Σ rows, width of k)."""
         return f"xp.concat([{', '.join(f'{st.weight}[:, {self.columns(st, k)}]' for st in self.grouped[k])}], axis=0)"
 
     @property
@@ -95,16 +108,19 @@ class JaxPlan(ExpressionPlan):
     def weights_forward(self) -> list[tuple[str, str]]:
         """(name, code) of every weight block the forward scan multiplies by, sliced and transposed once before
         it: XLA does not hoist a slice or transpose out of the loop's body (measured: MGU at batch 1, 26 %)."""
-        out = [(f"WT_{k}", self.stacked_forward(k)) for k in self.grouped]
+        out = [(self.own("WT", k), self.stacked_forward(k)) for k in self.grouped]
         cols = self.columns
         return out + [
-            (f"WT_{st.name}_{k}", f"xp.matrix_transpose({st.weight}[:, {cols(st, k)}])") for st, k in self.single
+            (self.own("WT_single", st.name, k), f"xp.matrix_transpose({st.weight}[:, {cols(st, k)}])")
+            for st, k in self.single
         ]
 
     def weights_backward(self) -> list[tuple[str, str]]:
         """(name, code) of every weight block the backward scan multiplies by, sliced once before it."""
-        out = [(f"WS_{k}", self.stacked_backward(k)) for k in self.grouped]
-        return out + [(f"WS_{st.name}_{k}", f"{st.weight}[:, {self.columns(st, k)}]") for st, k in self.single]
+        out = [(self.own("WS", k), self.stacked_backward(k)) for k in self.grouped]
+        return out + [
+            (self.own("WS_single", st.name, k), f"{st.weight}[:, {self.columns(st, k)}]") for st, k in self.single
+        ]
 
     def product(self, st: Linear, k: str) -> str:
         """A grouped operand's term is a slice of the step's one product; any other, its own product with the
@@ -112,39 +128,41 @@ class JaxPlan(ExpressionPlan):
         if k == self.input:
             return super().product(st, k)
         if k not in self.grouped:
-            return f"{k} @ WT_{st.name}_{k}"
+            return f"{k} @ {self.own('WT_single', st.name, k)}"
         start, stop = next((a, b) for s, a, b in self._rows(k) if s is st)
-        return f"P_{k}[:, {start}:{stop}]"
+        return f"{self.own('P', k)}[:, {start}:{stop}]"
 
     def through_linear(self, v: str) -> list[str]:
-        """δ of a grouped operand through its readers: one product, [δsum of each reader] · WS_<v>; of another,
+        """δ of a grouped operand through its readers: one product, [δsum of each reader] · _WS_<v>; of another,
         a product per reader with the weight block sliced before the scan."""
         if v == self.input:
             return super().through_linear(v)
         if v not in self.grouped:
-            return [f"delta_{st.name} @ WS_{st.name}_{v}" for st in self.d.graph.linear_consumers(v)]
+            return [f"delta_{st.name} @ {self.own('WS_single', st.name, v)}" for st in self.d.graph.linear_consumers(v)]
         deltas = ", ".join(f"delta_{st.name}" for st in self.grouped[v])
-        return [f"xp.concat([{deltas}], axis=1) @ WS_{v}"]
+        return [f"xp.concat([{deltas}], axis=1) @ {self.own('WS', v)}"]
 
     def forward(self) -> list[Step]:
-        """The step's statements; a hoisted stage adds its precomputed input product (``XW_<stage>``)."""
+        """The step's statements; a hoisted stage adds its precomputed input product (``_XW_<stage>``)."""
         out = [
             Step(
-                f"P_{k}", f"{k} @ WT_{k}", f"W_g^({uni_time(k)}) {uni_time(k)} of every gate that reads it, one product"
+                self.own("P", k),
+                f"{k} @ {self.own('WT', k)}",
+                f"W_g^({uni_time(k)}) {uni_time(k)} of every gate that reads it, one product",
             )
             for k in self.grouped
         ]
         for step in super().forward():
             st = next((s for s in self.hoisted if s.name == step.target), None)
             if st is not None:
-                terms = [self.product(st, k) for k in st.inputs if k != self.input] + [f"XW_{st.name}"]
+                terms = [self.product(st, k) for k in st.inputs if k != self.input] + [self.own("XW", st.name)]
                 step = Step(step.target, " + ".join(terms), step.comment, step.stage)
             out.append(step)
         return out
 
     def backward(self) -> list[Step]:
         """δ statements; a state's own seed ∂E<t>/∂s<t> is always added (zeros when not given).  When a product
-        back reads every linear stage's δsum side by side, they are put side by side once (``D_step``), for it
+        back reads every linear stage's δsum side by side, they are put side by side once (``_D_step``), for it
         and for the weight gradients."""
         out = []
         for step in super().backward(seeds=False):
@@ -155,9 +173,9 @@ class JaxPlan(ExpressionPlan):
         first = next((i for i, step in enumerate(out) if side_by_side in step.code), None)
         if len(self.cell.linear_stages) == 1 or first is None:
             return out
-        out = [Step(st.target, st.code.replace(side_by_side, "D_step"), st.comment, st.stage) for st in out]
+        out = [Step(st.target, st.code.replace(side_by_side, "_D_step"), st.comment, st.stage) for st in out]
         comment = "every linear stage's δsum<t> side by side, for the product back and the weight gradients"
-        return [*out[:first], Step("D_step", side_by_side, comment), *out[first:]]
+        return [*out[:first], Step("_D_step", side_by_side, comment), *out[first:]]
 
     @property
     def _side_by_side(self) -> str:
@@ -181,7 +199,7 @@ class JaxPlan(ExpressionPlan):
 
     @cached_property
     def delta_rows(self) -> dict[str, tuple[str, str]]:
-        """Each linear stage's columns in ``D_all``, the backward scan's δsum of every linear stage side by side
+        """Each linear stage's columns in ``_D_all``, the backward scan's δsum of every linear stage side by side
         (T, B, Σ rows), as code."""
         return {st.name: (a, b) for st, a, b in self._stage_rows(self.cell.linear_stages)}
 
@@ -190,17 +208,17 @@ class JaxPlan(ExpressionPlan):
         """What each backward step stacks for the weight gradients: every linear stage's δsum side by side."""
         if len(self.cell.linear_stages) == 1:
             return f"delta_{self.cell.linear_stages[0].name}"
-        return "D_step" if any(step.target == "D_step" for step in self.backward()) else self._side_by_side
+        return "_D_step" if any(step.target == "_D_step" for step in self.backward()) else self._side_by_side
 
     def delta_all(self, stages: list[Linear]) -> str | None:
-        """``D_all``'s columns of ``stages`` when they lie side by side in order, as code; None when they do not."""
+        """``_D_all``'s columns of ``stages`` when they lie side by side in order, as code; None when they do not."""
         names = [st.name for st in self.cell.linear_stages]
         at = [names.index(st.name) for st in stages]
         if at != list(range(at[0], at[0] + len(at))):
             return None
         if len(at) == len(names):
-            return "D_all"
-        return f"D_all[..., {self.delta_rows[stages[0].name][0]}:{self.delta_rows[stages[-1].name][1]}]"
+            return "_D_all"
+        return f"_D_all[..., {self.delta_rows[stages[0].name][0]}:{self.delta_rows[stages[-1].name][1]}]"
 
     def readers(self, k: str) -> list[Linear]:
         """The linear stages that read ``k``, in the cell's order."""
@@ -208,20 +226,15 @@ class JaxPlan(ExpressionPlan):
 
     def weight_gradients(self) -> list[Step]:
         """After the backward scan, the weight gradients as the NumPy module's: operands read by the same stages
-        are put side by side, and each such group is one product over all steps and rows (``DW_<operands>``: the
-        readers' δsum side by side, from ``D_all``, times the operands, (Σ rows, Σ widths)); each weight's gradient
+        are put side by side, and each such group is one product over all steps and rows (``_DW_<operands>``: the
+        readers' δsum side by side, from ``_D_all``, times the operands, (Σ rows, Σ widths)); each weight's gradient
         is its block of rows and columns (the columns of its operands side by side), each bias's a slice of one
-        sum of ``D_all``."""
-        groups: dict[tuple[str, ...], list[str]] = {}  # the readers' names -> the operands they all read
-        for k in dict.fromkeys(k for st in self.cell.linear_stages for k in st.inputs):
-            readers = self.readers(k)
-            if self.delta_all(readers) is not None:  # else not side by side in D_all: a product per reader
-                groups.setdefault(tuple(st.name for st in readers), []).append(k)
+        sum of ``_D_all``."""
         out: list[Step] = []
         where: dict[str, tuple[str, str, str]] = {}  # operand -> (product, first column, end column)
-        for operands in groups.values():
+        for operands in self._weight_groups().values():
             readers = self.readers(operands[0])
-            name = "DW_" + "_".join(operands)
+            name = self.own("DW", *operands)
             z = [self.operand_all(k) for k in operands]
             z_code = z[0] if len(z) == 1 else f"xp.concat([{', '.join(z)}], axis=-1)"
             seen = ", ".join(uni_time(k) for k in operands)
@@ -232,14 +245,24 @@ class JaxPlan(ExpressionPlan):
             cols = self._offsets([self.operand_width(k) for k in operands])
             where |= {k: (name, a, b) for k, (a, b) in zip(operands, cols, strict=True)}
         if any(st.bias for st in self.cell.linear_stages):
-            out.append(Step("D_sums", "xp.sum(D_all, axis=(0, 1))", "Σ_t Σ_rows δsum<t> of every linear stage"))
+            out.append(Step("_D_sums", "xp.sum(_D_all, axis=(0, 1))", "Σ_t Σ_rows δsum<t> of every linear stage"))
         for st in self.cell.linear_stages:
             comment = f"Σ_t δ{st.name}<t>ᵀ [{', '.join(uni_time(k) for k in st.inputs)}]"
-            out.append(Step(f'grads["{st.weight}"]', self._weight_gradient(st, where), comment))
+            out.append(Step(f'_grads["{st.weight}"]', self._weight_gradient(st, where), comment))
             if st.bias:
                 rows = "" if len(self.cell.linear_stages) == 1 else "[{}:{}]".format(*self.delta_rows[st.name])
-                out.append(Step(f'grads["{st.bias}"]', f"D_sums{rows}", f"Σ_t Σ_rows δ{st.name}<t>"))
+                out.append(Step(f'_grads["{st.bias}"]', f"_D_sums{rows}", f"Σ_t Σ_rows δ{st.name}<t>"))
         return out
+
+    def _weight_groups(self) -> dict[tuple[str, ...], list[str]]:
+        """The operands of the weight gradients' group products, by the names of the stages that read them all (an
+        operand whose readers do not lie side by side in ``_D_all`` is in none: a product per reader)."""
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for k in dict.fromkeys(k for st in self.cell.linear_stages for k in st.inputs):
+            readers = self.readers(k)
+            if self.delta_all(readers) is not None:
+                groups.setdefault(tuple(st.name for st in readers), []).append(k)
+        return groups
 
     def operand_width(self, k: str) -> str:
         """The width of a linear stage's operand: a previous state's is its state's."""
@@ -265,7 +288,7 @@ class JaxPlan(ExpressionPlan):
                 blocks.append((name, rows, [k]))
         code = []
         for name, rows, ks in blocks:
-            whole = name.startswith("_outer") or [k for k, w in where.items() if w[0] == name] == ks
+            whole = name.startswith("_outer(") or [k for k, w in where.items() if w[0] == name] == ks
             cols = "" if whole else f", {where[ks[0]][1]}:{where[ks[-1]][2]}"
             code.append(name if rows == ":" and whole else f"{name}[{rows}{cols}]")
         return code[0] if len(code) == 1 else f"xp.concat([{', '.join(code)}], axis=1)"
@@ -273,7 +296,7 @@ class JaxPlan(ExpressionPlan):
     @property
     def input_after_scan(self) -> str:
         """∂E/∂x over all steps: the δsum of the stages that read the input times their input columns (one
-        product when they lie side by side in ``D_all``), plus the branches that are not products, stacked by
+        product when they lie side by side in ``_D_all``), plus the branches that are not products, stacked by
         the scan."""
         inp = self.input
         readers = self.readers(inp)
@@ -284,16 +307,16 @@ class JaxPlan(ExpressionPlan):
         else:
             terms = [f"{self.delta_all([st])} @ {st.weight}[:, {self.columns(st, inp)}]" for st in readers]
         if self.input_elementwise is not None:
-            terms.append(f"d{inp}_own")
-        return " + ".join(terms) if terms else f"xp.zeros_like({inp}_all)"
+            terms.append(self.own("d_own", inp))
+        return " + ".join(terms) if terms else f"xp.zeros_like({self.own('all', inp)})"
 
     def step_reads(self) -> list[tuple[str, str]]:
         """(name, code) of what one backward step reads of the sequences — the input, the previous states and the
         stored stages — only those its statements use (XLA would drop the rest; the reader need not see them)."""
         code = " ".join(step.code for step in self.backward()) + " " + (self.input_elementwise or "")
-        names = [(self.input, f"{self.input}_all[t]")]
-        names += [(f"{s}_prev", f"{s}_prev_all[t]") for s in self.cell.states]
-        names += [(n, f'seq["{n}"][t]') for n in self.stored]
+        names = [(self.input, f"{self.own('all', self.input)}[t]")]
+        names += [(f"{s}_prev", f"{self.own('all', f'{s}_prev')}[t]") for s in self.cell.states]
+        names += [(n, f'_seq["{n}"][t]') for n in self.stored]
         return [(n, c) for n, c in names if re.search(rf"\b{re.escape(n)}\b", code)]
 
     @property
@@ -319,10 +342,9 @@ class JaxPlan(ExpressionPlan):
 
     def operand_all(self, k: str) -> str:
         """The sequence (T, B, ·) of a linear stage's operand over all steps."""
-        if k == self.input:
-            return f"{k}_all"
-        state = self.cell.state_of_prev(k)
-        return f"{state}_prev_all" if state is not None else f'seq["{k}"]'
+        if k == self.input or self.cell.state_of_prev(k) is not None:
+            return self.own("all", k)
+        return f'_seq["{k}"]'
 
     @property
     def unit_deltas(self) -> list[str]:
@@ -336,7 +358,15 @@ def render(cell: Cell, source_hash: str) -> str:
     return (
         template_env()
         .get_template(TEMPLATE)
-        .render(version=__version__, template=TEMPLATE, cell=cell, plan=plan, source_hash=source_hash, backend="jax")
+        .render(
+            version=__version__,
+            template=TEMPLATE,
+            cell=cell,
+            plan=plan,
+            source_hash=source_hash,
+            backend="jax",
+            own=plan.own,
+        )
     )
 
 

@@ -31,19 +31,19 @@ class BackwardLines(ForwardLines):
         return [grp for grp in self.s.groups if grp.function == "sigmoid" and grp.stop - grp.start > 1]
 
     def prime_of(self, g: Gate) -> str:
-        """Name of the (B, n_a) view holding σ'(sum_g) = Γ_g(1 − Γ_g) during a backward step."""
-        return f"{g.value}_prime"
+        """Name of the (B, n_a) view holding σ'(sum_g) = Γ_g(1 − Γ_g) during a backward step: ``_Gamma_f_prime``."""
+        return self.own("prime", g.value)
 
     def _with_sigmoid_primes(self, value: sp.Expr) -> sp.Expr:
         for grp in self.sigmoid_primes:
             for g in self.s.gates[grp.start : grp.stop]:
                 G = sp.Symbol(g.value)
-                value = value.subs(G * (1 - G), sp.Symbol(self.prime_of(g)))
+                value = value.subs(G * (1 - G), self.own.symbol("prime", g.value))
         return value
 
     @property
     def full_copy(self) -> bool:
-        """Whether a step's backward copies all of dS to the row-major dSr (for a product over every gate)."""
+        """Whether a step's backward copies all of _dS to the row-major _dSr (for a product over every gate)."""
         return self.regroup and any(pr.all_gates for pr in self.recurrent_products)
 
     @property
@@ -53,15 +53,16 @@ class BackwardLines(ForwardLines):
 
     def _delta_in(self, pr: Product) -> tuple[str, list[Line]]:
         """The row-major δsum (B, k·n_a) of the product's gates, and the copies that make it."""
-        if pr.count == 1:  # one gate: its block of dS, contiguous
-            return f"dS[{self.gate_index(pr)}]", []
-        if pr.all_gates:  # every gate: the row-major copy of dS that BLAS reads as one (B, G·n_a) matrix
-            return "dSr", [Line("np.copyto(dSr_by_gate, dS)", "δsum_g<t> into the row-major dSr")]
+        if pr.count == 1:  # one gate: its block of _dS, contiguous
+            return f"_dS[{self.gate_index(pr)}]", []
+        if pr.all_gates:  # every gate: the row-major copy of _dS that BLAS reads as one (B, G·n_a) matrix
+            return "_dSr", [Line("np.copyto(_dSr_by_gate, _dS)", "δsum_g<t> into the row-major _dSr")]
+        idx = self.gate_index(pr)
         if pr.contiguous:
-            idx = self.gate_index(pr)
-            return f"dSr[:, {self.rows(pr)}]", [Line(f"np.copyto(dSr_by_gate[{idx}], dS[{idx}])")]
-        view = f"dSr_{pr.operand}.reshape(B, {pr.count}, n_a).transpose(1, 0, 2)"
-        return f"dSr_{pr.operand}", [Line(f"np.copyto({view}, dS[{pr.operand}_gates])")]
+            return f"_dSr[:, {self.rows(pr)}]", [Line(f"np.copyto(_dSr_by_gate[{idx}], _dS[{idx}])")]
+        dsr = self.own("dSr", pr.operand)
+        view = f"{dsr}.reshape(B, {pr.count}, n_a).transpose(1, 0, 2)"
+        return dsr, [Line(f"np.copyto({view}, _dS[{idx}])")]
 
     def backward_lines(self) -> list[Line]:
         d, lines = self.d, []
@@ -76,7 +77,8 @@ class BackwardLines(ForwardLines):
                 D, copies = self._delta_in(pr)
                 lines += copies
                 rules = d.rules[self.s.gates[pr.start].stage.name]
-                rule = rules.operand[v].xreplace({rules.D: matrix_symbol(D), rules.W[v]: matrix_symbol(f"W_{v}")})
+                W = matrix_symbol(self.own("W", v))
+                rule = rules.operand[v].xreplace({rules.D: matrix_symbol(D), rules.W[v]: W})
                 if not isinstance(rule, sp.MatMul) or len(rule.args) != 2:
                     raise CodegenError(f"cell {self.cell.name!r}: unexpected reverse rule {rule} for {v!r}")
                 lhs, rhs = (self.printer.doprint(a) for a in rule.args)
@@ -102,29 +104,29 @@ class BackwardLines(ForwardLines):
     def end_of_step(self) -> str:
         """Step t's δsum into the row-major gradient buffer the weight products read after the loop."""
         if not self.regroup:
-            return "dgates[t] = dS[0]"
+            return "_dgates[t] = _dS[0]"
         if self.full_copy:
-            return "dgates[t] = dSr"
-        return f"np.copyto(dgates[t].reshape(B, {self.G}, n_a).transpose(1, 0, 2), dS)"
+            return "_dgates[t] = _dSr"
+        return f"np.copyto(_dgates[t].reshape(B, {self.G}, n_a).transpose(1, 0, 2), _dS)"
 
     def _all_steps(self, pr: Product) -> str:
         """The product's operand for every step, stacked as (T·B, size)."""
         k = pr.operand
         state = self.cell.state_of_prev(k)
         if state:
-            return f"{state}_seq[:-1].reshape(T * B, n_a)"
+            return f"{self.seq(state)}[:-1].reshape(T * B, n_a)"
         if pr.kind == "input":
             return f"{k}.reshape(T * B, n_x)"
         if k in self.cell.states:  # a state read after its update in the same step: steps 1 … T
-            return f"{k}_seq[1:].reshape(T * B, n_a)"
-        return f"{k}_seq.reshape(T * B, n_a)"
+            return f"{self.seq(k)}[1:].reshape(T * B, n_a)"
+        return f"{self.seq(k)}.reshape(T * B, n_a)"
 
     def _delta_all_steps(self, pr: Product) -> str:
         if pr.all_gates:
-            return "dS2"
+            return "_dS2"
         if pr.contiguous:
-            return f"dS2[:, {self.rows(pr)}]"
-        return f"dS2.reshape(T * B, {self.G}, n_a)[:, {pr.operand}_gates].reshape(T * B, -1)"
+            return f"_dS2[:, {self.rows(pr)}]"
+        return f"_dS2.reshape(T * B, {self.G}, n_a)[:, {self.gate_index(pr)}].reshape(T * B, -1)"
 
     @property
     def uniform(self) -> bool:
@@ -137,7 +139,7 @@ class BackwardLines(ForwardLines):
         lines = []
         if self.uniform:
             width = self.s.weight_width(self.s.gates[0].stage)
-            lines.append(Line(f"dW = np.empty(({self.GN}, {width}), dtype)", "every gate's ∂E/∂W_g, gate by gate"))
+            lines.append(Line(f"_dW = np.empty(({self.GN}, {width}), _dtype)", "every gate's ∂E/∂W_g, gate by gate"))
         for pr in self.s.products:
             rules = self.d.rules[self.s.gates[pr.start].stage.name]
             k = pr.operand
@@ -148,35 +150,36 @@ class BackwardLines(ForwardLines):
                 lhs, rhs = (self.printer.doprint(a) for a in rule.args)
                 lo, hi = pr.columns[0]
                 cols = f"{'' if lo == '0' else lo}:{'' if hi == width else hi}"
-                lines.append(Line(f"np.matmul({lhs}, {rhs}, out=dW[:, {cols}])", comment))
+                lines.append(Line(f"np.matmul({lhs}, {rhs}, out=_dW[:, {cols}])", comment))
                 continue
-            lines.append(Line(f"dW_{k} = {self.printer.doprint(rule)}", comment))
+            dW = self.own("dW", k)
+            lines.append(Line(f"{dW} = {self.printer.doprint(rule)}", comment))
             if pr.count > 1:
-                lines.append(Line(f"dW_{k}_by_gate = dW_{k}.reshape({pr.count}, n_a, {pr.size})"))
+                lines.append(Line(f"{self.own('dW_by_gate', k)} = {dW}.reshape({pr.count}, n_a, {pr.size})"))
         if self.uniform:
-            lines.append(Line(f"dW_by_gate = dW.reshape({self.G}, n_a, -1)"))
+            lines.append(Line(f"_dW_by_gate = _dW.reshape({self.G}, n_a, -1)"))
         if self.s.has_bias:
             rules = self.d.rules[self.s.gates[0].stage.name]
-            code = self.printer.doprint(rules.bias.xreplace({rules.D: matrix_symbol("dS2")}))
-            lines.append(Line(f"db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
+            code = self.printer.doprint(rules.bias.xreplace({rules.D: matrix_symbol("_dS2")}))
+            lines.append(Line(f"_db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
         pr = self.s.input_product
         k = pr.operand
         rules = self.d.rules[self.s.gates[pr.start].stage.name]
-        bind = {rules.D: matrix_symbol(self._delta_all_steps(pr)), rules.W[k]: matrix_symbol(f"W_{k}")}
+        bind = {rules.D: matrix_symbol(self._delta_all_steps(pr)), rules.W[k]: matrix_symbol(self.own("W", k))}
         code = self.printer.doprint(rules.operand[k].xreplace(bind))
         comment = f"∂E/∂{k}<t> = Σ_g δsum_g<t>·∂sum_g<t>/∂{k}<t>, every t at once"
-        lines.append(Line(f"d{k} = ({code}).reshape(T, B, n_x)", comment))
+        lines.append(Line(f"{self.own('d', k)} = ({code}).reshape(T, B, n_x)", comment))
         return lines
 
     def weight_gradient(self, g: Gate) -> str:
         """∂E/∂W_g: the gate's block of each product's weight gradient, side by side in its columns' order."""
         if self.uniform:
-            return f"dW_by_gate[{self.slice(g)}]"
+            return f"_dW_by_gate[{self.slice(g)}]"
         blocks = []
         for pr in self.s.products_of(g):
             if pr.count == 1:
-                blocks.append(f"dW_{pr.operand}")
+                blocks.append(self.own("dW", pr.operand))
             else:
                 at = self.slice(g) if pr.all_gates else str(pr.local(g.index))
-                blocks.append(f"dW_{pr.operand}_by_gate[{at}]")
+                blocks.append(f"{self.own('dW_by_gate', pr.operand)}[{at}]")
         return blocks[0] if len(blocks) == 1 else f"np.concatenate([{', '.join(blocks)}], axis=1)"

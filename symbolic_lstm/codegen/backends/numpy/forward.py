@@ -27,23 +27,23 @@ class ForwardLines(FusedNames):
     def hoisted_lines(self) -> list[Line]:
         """The input's product for every step at once, into the row-major gate buffer (zeros elsewhere)."""
         pr, inp, G = self.s.input_product, self.s.input, self.G
-        fold = self.fold_of(pr)
+        fold, W = self.fold_of(pr), self.own("W", inp)
         lhs = f"{inp}.reshape(T * B, n_x)"
         comment = f"the {inp}<t> half for every t in one product"
         if pr.all_gates:
-            return [Line(f"np.matmul({lhs}, W_{inp}.T{fold}, out=gates.reshape(T * B, {self.GN}))", comment)]
-        rm = f"gates.reshape(T * B, {self.GN})"
+            return [Line(f"np.matmul({lhs}, {W}.T{fold}, out=_gates.reshape(T * B, {self.GN}))", comment)]
+        rm = f"_gates.reshape(T * B, {self.GN})"
         if pr.contiguous:
-            lines = [Line(f"np.matmul({lhs}, W_{inp}.T{fold}, out={rm}[:, {inp}_rows])", comment)]
+            lines = [Line(f"np.matmul({lhs}, {W}.T{fold}, out={rm}[:, {self.rows(pr)}])", comment)]
             if pr.start > 0:
                 lines.append(Line(f"{rm}[:, :{pr.start} * n_a] = 0", f"gates that do not read {inp}<t>"))
             if pr.stop < G:
                 lines.append(Line(f"{rm}[:, {pr.stop} * n_a:] = 0", f"gates that do not read {inp}<t>"))
             return lines
         others = [i for i in range(G) if i not in pr.gates]
-        by = f"gates.reshape(T * B, {G}, n_a)"
+        by = f"_gates.reshape(T * B, {G}, n_a)"
         return [
-            Line(f"{by}[:, {inp}_gates] = ({lhs} @ W_{inp}.T{fold}).reshape(T * B, {pr.count}, n_a)", comment),
+            Line(f"{by}[:, {self.gate_index(pr)}] = ({lhs} @ {W}.T{fold}).reshape(T * B, {pr.count}, n_a)", comment),
             Line(f"{by}[:, {others}] = 0", f"gates that do not read {inp}<t>"),
         ]
 
@@ -53,7 +53,7 @@ class ForwardLines(FusedNames):
         return [pr for pr in self.s.products if pr.kind != "input"]
 
     def scratch(self, pr: Product) -> str:
-        return "SW" if pr.all_gates else f"SW_{pr.operand}"
+        return "_SW" if pr.all_gates else self.own("SW", pr.operand)
 
     @property
     def full_product_first(self) -> bool:
@@ -66,47 +66,48 @@ class ForwardLines(FusedNames):
         """What the time loop writes into, made once per call: the bias (added to the hoisted product, or as each
         step's sums are regrouped), the step blocks, the transposed weights of each recurrent product and its
         scratch, the row-major sums and the in-place ufuncs' ``scratch``."""
-        G, fold = len(self.s.gates), " * fold" if self.s.folds else ""
+        G, fold = len(self.s.gates), " * _fold" if self.s.folds else ""
         lines: list[Line] = []
         if self.s.has_bias and self.regroup:
             comment = "+ b_g as each step's sums are regrouped (no pass of its own)"
-            lines.append(Line(f"b_by_gate = (b_gates{fold}).reshape({G}, 1, n_a)", comment))
+            lines.append(Line(f"_b_by_gate = (_b_gates{fold}).reshape({G}, 1, n_a)", comment))
         elif self.s.has_bias:
-            lines.append(Line(f"gates += b_gates{fold}"))
+            lines.append(Line(f"_gates += _b_gates{fold}"))
         lines.append(
             Line(
-                f"by_gate = gates.reshape(T, {G}, B, n_a)",
+                f"_by_gate = _gates.reshape(T, {G}, B, n_a)",
                 "step t's block, gate by gate (written once its sums are in)",
             )
         )
         if self.keep_pre:
-            lines.append(Line('pre = _buffer("pre", by_gate.shape, dtype)', "pre-activations, read by backward"))
+            lines.append(Line('_pre = _buffer("_pre", _by_gate.shape, _dtype)', "pre-activations, read by backward"))
         for pr in self.recurrent_products:
             k = pr.operand
             comment = (
                 f"(n_a, {self.width(pr).replace(' * ', ' ')}): W_g^({uni(k)})ᵀ of the gates that read {uni_time(k)}, "
                 "contiguous for BLAS"
             )
-            lines.append(Line(f"WT_{k} = np.ascontiguousarray(W_{k}.T){self.fold_of(pr)}", comment))
+            code = f"{self.own('WT', k)} = np.ascontiguousarray({self.own('W', k)}.T){self.fold_of(pr)}"
+            lines.append(Line(code, comment))
         for pr in self.recurrent_products:
             then = ", then the step's sums" if pr.all_gates and self.full_product_first else ""
             comment = f"scratch: the {uni_time(pr.operand)} product{then}"
-            lines.append(Line(f"{self.scratch(pr)} = np.empty((B, {self.width(pr)}), dtype)", comment))
+            lines.append(Line(f"{self.scratch(pr)} = np.empty((B, {self.width(pr)}), _dtype)", comment))
         if self.regroup:
             if not self.full_product_first:
                 comment = "the step's sums, row-major as the products give them"
-                lines.append(Line(f"SX = np.empty((B, {self.GN}), dtype)", comment))
+                lines.append(Line(f"_SX = np.empty((B, {self.GN}), _dtype)", comment))
             sums = self.sums_name
             lines.append(Line(f"{sums}_by_gate = {sums}.reshape(B, {G}, n_a).transpose(1, 0, 2)"))
         if scratch:
             names = unpacking(scratch)
-            code = f"{names} = (np.empty((B, n_a), dtype) for _ in range({len(scratch)}))"
+            code = f"{names} = (np.empty((B, n_a), _dtype) for _ in range({len(scratch)}))"
             lines.append(Line(code, "scratch for in-place ufuncs"))
         return lines
 
     def step_sums(self) -> list[Line]:
         """The step's sums: the hoisted input half plus each previous state's product, row-major, then
-        regrouped gate by gate (+ b) into the step's block ``S``; one gate needs no regrouping."""
+        regrouped gate by gate (+ b) into the step's block ``_S``; one gate needs no regrouping."""
         lines: list[Line] = []
         inp = self.s.input
 
@@ -117,57 +118,58 @@ class ForwardLines(FusedNames):
         def product(pr: Product, out: str) -> Line:
             s = self.cell.state_of_prev(pr.operand)
             comment = f"W_g^({uni(pr.operand)}) {uni_time(pr.operand)}"
-            return Line(f"np.matmul({s}_seq[t], WT_{pr.operand}, out={out})", comment, guard=guard(pr))
+            code = f"np.matmul({self.seq(s)}[t], {self.own('WT', pr.operand)}, out={out})"
+            return Line(code, comment, guard=guard(pr))
 
         if not self.regroup:
-            lines.append(Line("S = by_gate[t]"))
+            lines.append(Line("_S = _by_gate[t]"))
             for pr in self.s.state_products:
                 lines.append(product(pr, self.scratch(pr)))
-                lines.append(Line(f"S[0] += {self.scratch(pr)}", guard=guard(pr)))
+                lines.append(Line(f"_S[0] += {self.scratch(pr)}", guard=guard(pr)))
             return lines
         if self.full_product_first:
             pr = self.s.state_products[0]
-            lines.append(product(pr, "SW"))
-            lines.append(Line("SW += gates[t]", f"+ the {inp}<t> half", guard=guard(pr)))
-            lines.append(Line("np.copyto(SW, gates[t])", guard="else"))
-            sums = "SW"
+            lines.append(product(pr, "_SW"))
+            lines.append(Line("_SW += _gates[t]", f"+ the {inp}<t> half", guard=guard(pr)))
+            lines.append(Line("np.copyto(_SW, _gates[t])", guard="else"))
+            sums = "_SW"
         else:
-            lines.append(Line("np.copyto(SX, gates[t])", f"the {inp}<t> half"))
+            lines.append(Line("np.copyto(_SX, _gates[t])", f"the {inp}<t> half"))
             for pr in self.s.state_products:
                 lines.append(product(pr, self.scratch(pr)))
                 if pr.contiguous:
-                    add = f"SX[:, {self.rows(pr)}] += {self.scratch(pr)}"
+                    add = f"_SX[:, {self.rows(pr)}] += {self.scratch(pr)}"
                 else:
-                    add = f"SX_by_gate[{pr.operand}_gates] += {self.by_gate(pr, self.scratch(pr))}"
+                    add = f"_SX_by_gate[{self.gate_index(pr)}] += {self.by_gate(pr, self.scratch(pr))}"
                 lines.append(Line(add, guard=guard(pr)))
-            sums = "SX"
-        lines.append(Line("S = by_gate[t]"))
+            sums = "_SX"
+        lines.append(Line("_S = _by_gate[t]"))
         if self.s.has_bias:
             lines.append(
                 Line(
-                    f"np.add({sums}_by_gate, b_by_gate, out=S)",
+                    f"np.add({sums}_by_gate, _b_by_gate, out=_S)",
                     "the sums + b_g, gate by gate: each gate's (B, n_a) block contiguous",
                 )
             )
         else:
             lines.append(
-                Line(f"np.copyto(S, {sums}_by_gate)", "the sums gate by gate: each gate's (B, n_a) block contiguous")
+                Line(f"np.copyto(_S, {sums}_by_gate)", "the sums gate by gate: each gate's (B, n_a) block contiguous")
             )
         return lines
 
     @property
     def sums_name(self) -> str:
-        return "SW" if self.full_product_first else "SX"
+        return "_SW" if self.full_product_first else "_SX"
 
     def activation_lines(self, grp: Group) -> list[Line]:
         """One activation run in place on its view of the block (its pre-activations stored first if read)."""
-        view = f"S_{grp.name}"
+        view, index = self.own("S", grp), self.group_slice(grp)
         members = self.s.gates[grp.start : grp.stop]
         values, sums = ", ".join(uni(g.value) for g in members), ", ".join(uni(g.stage.name) for g in members)
         comment = f"{values} = {grp.function}({sums})"
-        lines = [Line(f"{view} = S[{grp.name}_]", f"{comment}, in place")]
+        lines = [Line(f"{view} = _S[{index}]", f"{comment}, in place")]
         if grp.keeps_pre:
-            lines.append(Line(f"np.copyto(pre[t, {grp.name}_], {view})", "pre-activations, read by backward"))
+            lines.append(Line(f"np.copyto(_pre[t, {index}], {view})", "pre-activations, read by backward"))
         if grp.folded:  # the block already holds ½·sum (forward scaled these columns of W and b)
             code = sigmoid_of_scaled(view)
         else:
@@ -178,15 +180,15 @@ class ForwardLines(FusedNames):
                 # the scratch buffers are (B, n_a): an activation that needs one runs gate by gate
                 code = []
                 for m in members:
-                    one = f"{view}_{m.short}"
-                    code.append(f"{one} = S[{self.slice(m)}]")
+                    one = self.own("S_gate", grp, m)
+                    code.append(f"{one} = _S[{self.slice(m)}]")
                     code += inplace(expr.xreplace({sp.Symbol(view): sp.Symbol(one)}), one, SCRATCH, self.printer)
         stage = members[0].value
         return lines + [Line(c, stage=stage) for c in code]
 
     def gate_aliases(self, gates: list[Gate]) -> Line:
         values = ", ".join(g.value for g in gates)
-        views = ", ".join(f"S[{self.slice(g)}]" for g in gates)
+        views = ", ".join(f"_S[{self.slice(g)}]" for g in gates)
         return Line(f"{values} = {views}")
 
     def forward_lines(self) -> list[Line]:
@@ -204,7 +206,7 @@ class ForwardLines(FusedNames):
                 if f in expr.atoms(sp.Function) and f not in written_aux:
                     lines += self._aux_lines(f, name)
                     written_aux.add(f)
-            expr = expr.xreplace({f: sp.Symbol(n) for f, n in self.s.aux.items()})
+            expr = expr.xreplace(self.s.aux_names())
             comment = f"{uni(st.name)}<t> = {self.stage_text(st)}"
             if st.name in self.cell.scalars:  # one number per row: a small (B, 1) array, allocated
                 code = self.printer.doprint(expr)
@@ -212,12 +214,12 @@ class ForwardLines(FusedNames):
                     code = f"{self.printer._module_format('numpy.mean')}({code}, axis=-1, keepdims=True)"
                 lines.append(Line(f"{st.name} = {code}", comment, stage=st.name))
                 if st.name in self.s.stored_stages:
-                    lines.append(Line(f"{st.name}_seq[t] = {st.name}"))
+                    lines.append(Line(f"{self.seq(st.name)}[t] = {st.name}"))
             elif st.name in self.cell.states:
-                lines.append(Line(f"{st.name} = {st.name}_seq[t + 1]"))
+                lines.append(Line(f"{st.name} = {self.seq(st.name)}[t + 1]"))
                 lines += self._inplace(expr, st.name, comment)
             elif st.name in self.s.stored_stages:
-                lines.append(Line(f"{st.name} = {st.name}_seq[t]"))
+                lines.append(Line(f"{st.name} = {self.seq(st.name)}[t]"))
                 lines += self._inplace(expr, st.name, comment)
             else:
                 lines.append(Line(f"{st.name} = {self.printer.doprint(expr)}", comment, stage=st.name))
@@ -235,13 +237,12 @@ class ForwardLines(FusedNames):
         (a linear stage that reads a linear stage: MinimalRNN's U [h<t-1>, z<t>])."""
         lines: list[Line] = []
         if k in self.s.stored_stages and k in {g.value for g in self.s.gates}:
-            lines.append(Line(f"np.copyto({k}_seq[t], {k})", f"{uni(k)}<t>, kept for the weight gradient"))
+            lines.append(Line(f"np.copyto({self.seq(k)}[t], {k})", f"{uni(k)}<t>, kept for the weight gradient"))
         for pr in self.s.inner_products(k):
             names = ", ".join(uni(self.s.gates[i].stage.name) for i in pr.gates)
-            lines.append(
-                Line(f"np.matmul({k}, WT_{k}, out={self.scratch(pr)})", f"{names} += W^({uni(k)}) {uni_time(k)}")
-            )
-            lines.append(Line(f"S[{self.gate_index(pr)}] += {self.by_gate(pr, self.scratch(pr))}"))
+            code = f"np.matmul({k}, {self.own('WT', k)}, out={self.scratch(pr)})"
+            lines.append(Line(code, f"{names} += W^({uni(k)}) {uni_time(k)}"))
+            lines.append(Line(f"_S[{self.gate_index(pr)}] += {self.by_gate(pr, self.scratch(pr))}"))
         for grp in self.s.groups:
             if grp.phase == k:
                 lines += self.activation_lines(grp)
@@ -255,9 +256,9 @@ class ForwardLines(FusedNames):
     def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
         """Compute an auxiliary (tanh(c<t>) …) into its buffer."""
         comment = f"{uni_expr(f, self.cell.vectors)}, stored for backward"
-        return [Line(f"{name} = {name}_seq[t]"), *self._inplace(f, name, comment)]
+        return [Line(f"{name} = {self.own('aux_seq', f)}[t]"), *self._inplace(f, name, comment)]
 
     def _inplace(self, expr: sp.Expr, dest: str, comment: str) -> list[Line]:
-        """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: tmp0, tmp1 …); comment on the first."""
+        """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: _tmp0, _tmp1 …); comment on the first."""
         code = inplace(expr, dest, SCRATCH, self.printer)
         return [Line(c, comment if i == 0 else "", stage=dest) for i, c in enumerate(code)]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 
 from ....cell import Cell
-from ....printer_numpy import KernelPrinter
 from ...lines import (
     Line,
     template_env,
@@ -31,7 +30,7 @@ from ...schedule import Schedule
 from .api import api_context
 from .backward import BackwardLines
 from .inplace import SIGMOID_INNER
-from .names import SCRATCH
+from .names import SCRATCH, OwnPrinter
 
 __all__ = ["KernelPlan", "render", "statements"]
 
@@ -47,12 +46,12 @@ class KernelPlan(BackwardLines):
         self.cell = cell
         self.s = Schedule(cell)
         self.d = self.s.d
-        self.printer = KernelPrinter()
-        self._check_names()
+        self._register_names()
+        self.printer = OwnPrinter(self.own)
 
 
 def _scratch_in(code: list[str]) -> list[str]:
-    """The scratch buffers (tmp0, tmp1 …) these statements name; they are taken in order, so a prefix."""
+    """The scratch buffers (_tmp0, _tmp1 …) these statements name; they are taken in order, so a prefix."""
     used = [s for s in SCRATCH if any(re.search(rf"\b{s}\b", c) for c in code)]
     return SCRATCH[: len(used)]
 
@@ -63,6 +62,7 @@ def render(cell: Cell, source_hash: str) -> str:
     env = template_env()
     env.filters["add_prefix"] = lambda s, prefix: prefix + s
     env.filters["prime_of"] = plan.prime_of
+    env.globals["own"] = plan.own
     forward_lines, backward_lines = plan.forward_lines(), plan.backward_lines()
     early = [ln for grp in plan.early_groups for ln in plan.activation_lines(grp)]
     forward_code = [ln.code for ln in (*early, *forward_lines)]

@@ -6,10 +6,10 @@ batches, fresh pages) per operation per step.  :func:`inplace` prints the same e
 ufunc calls with ``out=``::
 
     np.multiply(Gamma_f, c_prev, out=c)
-    np.multiply(Gamma_u, c_tilde, out=tmp0)
-    c += tmp0
+    np.multiply(Gamma_u, c_tilde, out=_tmp0)
+    c += _tmp0
 
-using the destination itself and a few scratch buffers of the same shape (``tmp0``, ``tmp1`` …, which the
+using the destination itself and a few scratch buffers of the same shape (``_tmp0``, ``_tmp1`` …, which the
 template allocates once per call).  Leaves (symbols, numbers) are printed by the kernel printer; anything
 this lowering does not know falls back to ``dest[...] = <printed expression>``, which is correct, just not
 allocation-free.  The destination must not be read by the expression (except as the argument of a chain of

@@ -1,5 +1,8 @@
 """The fused layout's names: the gate buffer's slices and index variables, the module's docstrings, the weights'
-column blocks, the comments that quote the derivation, the cache's keys — and the names a cell may not take.
+column blocks, the comments that quote the derivation, the cache's keys.
+
+Every name the fused kernels give a buffer, a slice or a scratch begins with ``_`` (:class:`~symbolic_lstm.codegen.
+lines.OwnNames`): ``_S``, ``_gates``, ``_f_``, ``_W_x``, ``_c_seq``, ``_tmp0``; a cell's names never do.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ from ....notation import Partial
 from ....printer_numpy import KernelPrinter
 from ....timeline import Timeline
 from ...lines import (
-    CodegenError,
     CommentPrinter,
-    check_names,
+    OwnNames,
     uni,
     uni_expr,
     uni_time,
@@ -22,14 +24,22 @@ from ...schedule import Gate, Group, Product, Schedule
 from .api import LossCode
 
 #: Names of the (B, n_a) scratch buffers in-place statements may use.
-SCRATCH = [f"tmp{i}" for i in range(8)]
-RESERVED = {
-    "np", "x", "p", "t", "T", "B", "n_a", "n_x", "S", "SW", "SX", "dS", "dSr", "dS2", "b_gates", "cache", "gates",
-    "dgates", "fold", "by_gate", "pre", "dtype", "b_by_gate", "keep_cache", "check_finite", "db", "db_by_gate",
-    "SW_by_gate", "SX_by_gate", "dSr_by_gate", "dW", "dW_by_gate",
-}  # fmt: skip
-#: Prefixes of the generated code's own variables (δ buffers, gradients, per-product weights and scratch).
-RESERVED_PREFIXES = ("delta_", "grad_", "S_", "W_", "WT_", "SW_", "dW_", "dSr_")
+SCRATCH = [f"_tmp{i}" for i in range(8)]
+#: What every product over an operand is called by (its weight, transposed weight, scratch, δsum, weight gradient,
+#: its columns and gates of the gate buffer): registered for every operand.
+PRODUCT_NAMES = ("W", "WT", "SW", "dSr", "dW", "dW_by_gate", "rows", "gates")
+
+
+class OwnPrinter(KernelPrinter):
+    """The kernel printer, printing the symbols that stand for the kernels' own names (:meth:`~symbolic_lstm.
+    codegen.lines.OwnNames.symbol`) as those names."""
+
+    def __init__(self, own: OwnNames) -> None:
+        super().__init__()
+        self._printed = own.printed
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return self._printed.get(expr.name) or super()._print_Symbol(expr)
 
 
 class FusedNames(LossCode):
@@ -39,34 +49,51 @@ class FusedNames(LossCode):
     s: Schedule
     printer: KernelPrinter
 
-    def _check_names(self) -> None:
-        """No node or unit parameter may share a name with a variable of the generated code."""
-        ours = set(RESERVED) | set(SCRATCH)
-        ours |= {self.slice(g) for g in self.s.gates} | {f"{grp.name}_" for grp in self.s.groups}
+    @property
+    def own(self) -> OwnNames:
+        """The kernels' own names (``_c_seq``, ``_W_x`` …)."""
+        return self.s.own
+
+    def _register_names(self) -> None:
+        """Register every own name the fused module prints that stands for something of the cell, in one order."""
+        own = self.own
+        for g in self.s.gates:
+            own.add("gate", g, text=f"{g.short}_")
+        for grp in self.s.groups:
+            own.add("group", grp, text=f"{grp.name}_")
+            own.add("S", grp, text=f"S_{grp.name}")
+            own.add("S_prime", grp, text=f"S_{grp.name}_prime")
+            for m in self.s.gates[grp.start : grp.stop]:
+                own.add("S_gate", grp, m, text=f"S_{grp.name}_{m.short}")
         for pr in self.s.products:
-            ours |= {f"W_{pr.operand}", f"WT_{pr.operand}", f"SW_{pr.operand}", f"dW_{pr.operand}"}
-            ours |= {f"{pr.operand}_rows", f"{pr.operand}_gates", f"dSr_{pr.operand}"}
-        check_names(self.cell, ours | {"p", "t"}, "NumPy")
-        for name in [*self.d.graph.nodes, *self.cell.vectors]:
-            if name in self.cell.inputs or self.cell.state_of_prev(name):
-                continue
-            clash = name.startswith(RESERVED_PREFIXES) and name not in self._parameter_names
-            if name in ours or clash or name.endswith(("_seq", "_prime", "_rows", "_gates")):
-                raise CodegenError(
-                    f"cell {self.cell.name!r}: the name {name!r} clashes with a variable of the generated kernels; "
-                    "rename that stage or parameter"
-                )
+            for form in PRODUCT_NAMES:
+                own.add(form, pr.operand)
+        for n in (*self.cell.states, *self.s.stored_stages):
+            own.add("seq", n)
+        for g in self.s.gates:
+            own.add("prime", g.value)
+            own.symbol("prime", g.value)
+        for v in self.cell.vectors:
+            own.add("grad", v)
+        own.add("d", self.s.input)
+
+    def seq(self, name: str) -> str:
+        """The per-step buffer of a state or stored stage (``_c_seq``)."""
+        return self.own("seq", name)
 
     @property
-    def _parameter_names(self) -> set[str]:
-        """Weights and biases: never locals of the kernels (unit parameters are)."""
-        return {n for st in self.cell.linear_stages for n in (st.weight, st.bias) if n is not None}
+    def aux_buffers(self) -> list[tuple[str, str]]:
+        """(name, buffer) of every function value forward stores for backward: (``_tanh_c``, ``_tanh_c_seq``)."""
+        return [(name, self.own("aux_seq", f)) for f, name in self.s.aux.items()]
 
     # -- names --------------------------------------------------------------------------------------
-    @staticmethod
-    def slice(g: Gate) -> str:
-        """The gate's index variable in a step's gate-major block (G, B, n_a)."""
-        return f"{g.short}_"
+    def slice(self, g: Gate) -> str:
+        """The gate's index variable in a step's gate-major block (G, B, n_a): ``_f_``."""
+        return self.own("gate", g)
+
+    def group_slice(self, grp: Group) -> str:
+        """The activation run's index (or slice) variable in a step's gate-major block: ``_sigmoid_``."""
+        return self.own("group", grp)
 
     @property
     def G(self) -> int:
@@ -85,11 +112,11 @@ class FusedNames(LossCode):
         """The gates a product feeds, indexing the gate-major block: one gate's name, or a range / list."""
         if pr.count == 1:
             return self.slice(self.s.gates[pr.start])
-        return f"{pr.operand}_gates"
+        return self.own("gates", pr.operand)
 
     def rows(self, pr: Product) -> str:
-        """The product's columns of a row-major (…, G·n_a) array: ``:`` for every gate, else ``op_rows``."""
-        return ":" if pr.all_gates else f"{pr.operand}_rows"
+        """The product's columns of a row-major (…, G·n_a) array: ``:`` for every gate, else ``_op_rows``."""
+        return ":" if pr.all_gates else self.own("rows", pr.operand)
 
     def width(self, pr: Product) -> str:
         return "n_a" if pr.count == 1 else f"{pr.count} * n_a"
@@ -106,12 +133,13 @@ class FusedNames(LossCode):
         for pr in self.s.products:
             if pr.all_gates:
                 continue
+            rows, gates = self.own("rows", pr.operand), self.own("gates", pr.operand)
             if pr.contiguous:
-                code.append(f"{pr.operand}_rows = slice({pr.start} * n_a, {pr.stop} * n_a)")
+                code.append(f"{rows} = slice({pr.start} * n_a, {pr.stop} * n_a)")
                 if pr.count > 1:
-                    code.append(f"{pr.operand}_gates = slice({pr.start}, {pr.stop})")
+                    code.append(f"{gates} = slice({pr.start}, {pr.stop})")
             else:
-                code.append(f"{pr.operand}_gates = [{', '.join(map(str, pr.gates))}]  # not adjacent in any gate order")
+                code.append(f"{gates} = [{', '.join(map(str, pr.gates))}]  # not adjacent in any gate order")
         return "\n    ".join(code)
 
     @property
@@ -120,7 +148,7 @@ class FusedNames(LossCode):
         if not self.s.groups:
             return ""
         comma = "," if len(self.s.groups) == 1 else ""
-        names = ", ".join(f"{grp.name}_" for grp in self.s.groups)
+        names = ", ".join(self.group_slice(grp) for grp in self.s.groups)
         slices = ", ".join(  # one gate: its index, so the view is that gate's (B, n_a) block
             str(grp.start) if grp.stop - grp.start == 1 else f"slice({grp.start}, {grp.stop})" for grp in self.s.groups
         )
@@ -176,22 +204,22 @@ class FusedNames(LossCode):
         for gi, (start, stop) in zip(pr.gates, pr.columns, strict=True):
             st = self.s.gates[gi].stage
             if start == "0" and stop == self.s.weight_width(st):
-                parts.append(f'arrays["{st.weight}"]')
+                parts.append(f'_arrays["{st.weight}"]')
             else:
                 lo = "" if start == "0" else start
                 hi = "" if stop == self.s.weight_width(st) else stop
-                parts.append(f'arrays["{st.weight}"][:, {lo}:{hi}]')
+                parts.append(f'_arrays["{st.weight}"][:, {lo}:{hi}]')
         return f"np.concatenate([{', '.join(parts)}])"
 
     def fold_of(self, pr: Product) -> str:
-        """`` * fold`` (or its rows) for a product's forward weights when they include folded σ columns."""
+        """`` * _fold`` (or its rows) for a product's forward weights when they include folded σ columns."""
         if not any(grp.start < pr.stop and pr.start < grp.stop for grp in self.s.folds):
             return ""
         if pr.all_gates:
-            return " * fold"
+            return " * _fold"
         if pr.contiguous:
-            return f" * fold[{pr.operand}_rows]"
-        return f" * fold.reshape({self.G}, n_a)[{pr.operand}_gates].reshape(-1)"
+            return f" * _fold[{self.own('rows', pr.operand)}]"
+        return f" * _fold.reshape({self.G}, n_a)[{self.own('gates', pr.operand)}].reshape(-1)"
 
     # -- comments -----------------------------------------------------------------------------------
     def comment(self, v: str) -> str:
@@ -216,16 +244,17 @@ class FusedNames(LossCode):
 
     @property
     def recycled(self) -> list[str]:
-        """Cache entries backward consumes (keep_cache=False) and the next forward may reuse."""
-        names = ["gates"] + (["pre"] if self.keep_pre else [])
-        return names + [f"{n}_seq" for n in self.s.aux.values()] + [f"{n}_seq" for n in self.s.stored_stages]
+        """Cache entries backward consumes (keep_cache=False) and the next forward may reuse (keyed by the names of
+        their buffers: the cell's names key its own entries, so no two keys meet)."""
+        names = ["_gates"] + (["_pre"] if self.keep_pre else [])
+        return names + [seq for _, seq in self.aux_buffers] + [self.seq(n) for n in self.s.stored_stages]
 
     @property
     def cache_keys(self) -> list[str]:
-        keys = [self.s.input, *(f"W_{pr.operand}" for pr in self.s.products), *self.cell.vectors, "gates"]
-        keys += ["pre"] if self.keep_pre else []
-        keys += [f"{s}_seq" for s in self.cell.states]
-        return keys + [f"{n}_seq" for n in self.s.aux.values()] + [f"{n}_seq" for n in self.s.stored_stages]
+        keys = [self.s.input, *(self.own("W", pr.operand) for pr in self.s.products), *self.cell.vectors, "_gates"]
+        keys += ["_pre"] if self.keep_pre else []
+        keys += [self.seq(s) for s in self.cell.states]
+        return keys + [seq for _, seq in self.aux_buffers] + [self.seq(n) for n in self.s.stored_stages]
 
     # -- input checks ---------------------------------------------------------------------------------
     def gate_of_weight(self, weight: str) -> Linear:

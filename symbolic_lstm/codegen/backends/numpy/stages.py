@@ -19,16 +19,11 @@ from __future__ import annotations
 
 from ....cell import Cell, Elementwise, Linear, Reduce
 from ....printer_numpy import KernelPrinter
-from ...lines import Line, check_names, matrix_symbol, template_env, uni, uni_expr, uni_time
+from ...lines import Line, OwnNames, matrix_symbol, template_env, uni, uni_expr, uni_time
 from ...schedule import Schedule
 from .api import LossCode, api_context
 
 TEMPLATE = "numpy/stages_module.py.j2"
-#: The kernels' own variables (see :func:`~symbolic_lstm.codegen.lines.check_names`).
-LOCALS = frozenset({
-    "p", "t", "T", "B", "n_a", "n_x", "dtype", "arrays", "cache", "keep_cache", "check_finite", "grads",
-})  # fmt: skip
-PREFIXES = ("delta_", "dsum_", "grad_", "WT_", "Wk_", "d_next_")
 
 
 def stages_reason(cell: Cell) -> str | None:
@@ -55,11 +50,21 @@ class StagePlan(LossCode):
         self.d = self.s.d
         self.input = cell.inputs[0]
         self.printer = KernelPrinter()
-        inp = self.input
-        ours = set(LOCALS) | {f"{inp}_all", f"d{inp}_all"} | {f"d{s}_next" for s in cell.states}
-        ours |= {f"d{s}" for s in cell.states} | {f"{s}0" for s in cell.states}
-        ours |= {n for n in (*cell.widths, *cell.vectors) if n.startswith(PREFIXES) or n.endswith("_seq")}
-        check_names(cell, ours, "NumPy")
+        self.own: OwnNames = self.s.own
+        self.own.add("all", self.input)
+        self.own.add("d_all", self.input)
+        for st in cell.linear_stages:
+            for k in st.inputs:
+                self.own.add("Wk", st.name, k, text=f"Wk_{st.name}_{k}")
+            self.own.add("dsum", st.name)
+        for n in (*cell.states, *self.stored):
+            self.own.add("seq", n)
+        for v in cell.vectors:
+            self.own.add("grad", v)
+
+    def seq(self, name: str) -> str:
+        """The per-step buffer of a stage (``_c_seq``)."""
+        return self.own("seq", name)
 
     @property
     def why(self) -> str:
@@ -85,8 +90,8 @@ class StagePlan(LossCode):
         return f"{lo}:{hi}"
 
     def block(self, st: Linear, operand: str) -> str:
-        """Name of the operand's columns of the stage's weight (``Wk_<stage>_<operand>``)."""
-        return f"Wk_{st.name}_{operand}"
+        """Name of the operand's columns of the stage's weight (``_Wk_<stage>_<operand>``)."""
+        return self.own("Wk", st.name, operand)
 
     @property
     def blocks(self) -> list[Line]:
@@ -95,7 +100,7 @@ class StagePlan(LossCode):
         for st in self.cell.linear_stages:
             for k in st.inputs:
                 cols = self.columns(st, k)
-                view = f'arrays["{st.weight}"]' + ("" if cols == ":" else f"[:, {cols}]")
+                view = f'_arrays["{st.weight}"]' + ("" if cols == ":" else f"[:, {cols}]")
                 out.append(Line(f"{self.block(st, k)} = {view}", f"{st.weight}'s {uni_time(k)} columns"))
         return out
 
@@ -108,19 +113,19 @@ class StagePlan(LossCode):
                 rows = st.units
                 lines.append(
                     Line(
-                        f"np.matmul({inp}_all.reshape(T * B, n_x), {self.block(st, inp)}.T, "
-                        f"out={st.name}_seq.reshape(T * B, {rows}))",
+                        f"np.matmul({self.own('all', inp)}.reshape(T * B, n_x), {self.block(st, inp)}.T, "
+                        f"out={self.seq(st.name)}.reshape(T * B, {rows}))",
                         f"{st.weight}^({inp}) {inp}<t> for every t in one product",
                     )
                 )
                 if st.bias is not None:
-                    lines.append(Line(f'{st.name}_seq += arrays["{st.bias}"]'))
+                    lines.append(Line(f'{self.seq(st.name)} += _arrays["{st.bias}"]'))
         return lines
 
     def forward_lines(self) -> list[Line]:
         cell, inp, out = self.cell, self.input, []
         for st in cell.stages:
-            buf = f"{st.name}_seq[t + 1]" if st.name in cell.states else f"{st.name}_seq[t]"
+            buf = f"{self.seq(st.name)}[t + 1]" if st.name in cell.states else f"{self.seq(st.name)}[t]"
             out.append(Line(f"{st.name} = {buf}"))
             if isinstance(st, Linear):
                 text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (
@@ -141,7 +146,7 @@ class StagePlan(LossCode):
                     else:
                         out.append(Line(f"{st.name} += {product}", "" if hoisted or i else text, stage=st.name))
                 if st.bias is not None and not hoisted:
-                    out.append(Line(f'{st.name} += arrays["{st.bias}"]', stage=st.name))
+                    out.append(Line(f'{st.name} += _arrays["{st.bias}"]', stage=st.name))
                 continue
             code = self.printer.doprint(st.expr)
             if isinstance(st, Reduce):
@@ -177,12 +182,11 @@ class StagePlan(LossCode):
                     )
                 )
             if self.d.graph.is_linear(v):
-                lines.append(Line(f"dsum_{v}[t] = delta_{v}", "kept for the weight gradient"))
+                lines.append(Line(f"{self.own('dsum', v)}[t] = delta_{v}", "kept for the weight gradient"))
         value = self.s.elementwise_delta(self.input)
         terms = ([] if value == 0 else [self.printer.doprint(value)]) + self.through_linear(self.input)
-        lines.append(
-            Line(f"d{self.input}_all[t] = {' + '.join(terms)}", f"∂E/∂{uni_time(self.input)}", stage=self.input)
-        )
+        target = f"{self.own('d_all', self.input)}[t]"
+        lines.append(Line(f"{target} = {' + '.join(terms)}", f"∂E/∂{uni_time(self.input)}", stage=self.input))
         return lines
 
     def operand_all(self, k: str) -> str:
@@ -190,17 +194,17 @@ class StagePlan(LossCode):
         w = self.width(k)
         state = self.cell.state_of_prev(k)
         if state:
-            return f"{state}_seq[:-1].reshape(T * B, {w})"
+            return f"{self.seq(state)}[:-1].reshape(T * B, {w})"
         if k == self.input:
-            return f"{k}_all.reshape(T * B, {w})"
+            return f"{self.own('all', k)}.reshape(T * B, {w})"
         if k in self.cell.states:  # read after its update within the step: steps 1 … T
-            return f"{k}_seq[1:].reshape(T * B, {w})"
-        return f"{k}_seq.reshape(T * B, {w})"
+            return f"{self.seq(k)}[1:].reshape(T * B, {w})"
+        return f"{self.seq(k)}.reshape(T * B, {w})"
 
     def weight_gradient(self, st: Linear) -> str:
         """∂E/∂W = Σ_t δsum<t>ᵀ [operands<t>]: each operand's columns by the stage's reverse rule, all steps at once."""
         r = self.d.rules[st.name]
-        D = matrix_symbol(f"dsum_{st.name}.reshape(T * B, {st.units})")
+        D = matrix_symbol(f"{self.own('dsum', st.name)}.reshape(T * B, {st.units})")
         blocks = [
             self.printer.doprint(r.weight[k].xreplace({r.D: D, r.Z[k]: matrix_symbol(self.operand_all(k))}))
             for k in st.inputs
@@ -209,7 +213,8 @@ class StagePlan(LossCode):
 
     def bias_gradient(self, st: Linear) -> str:
         r = self.d.rules[st.name]
-        code = self.printer.doprint(r.bias.xreplace({r.D: matrix_symbol(f"dsum_{st.name}.reshape(T * B, {st.units})")}))
+        D = matrix_symbol(f"{self.own('dsum', st.name)}.reshape(T * B, {st.units})")
+        code = self.printer.doprint(r.bias.xreplace({r.D: D}))
         return f"({code}).reshape(-1)"
 
 
@@ -219,7 +224,7 @@ def render(cell: Cell, source_hash: str) -> str:
     return (
         template_env()
         .get_template(TEMPLATE)
-        .render(**api_context(plan, source_hash), template=TEMPLATE, uni=uni, uni_time=uni_time)
+        .render(**api_context(plan, source_hash), template=TEMPLATE, uni=uni, uni_time=uni_time, own=plan.own)
     )
 
 
