@@ -39,6 +39,8 @@ H = 1e-20
 CHUNK = 512
 #: A kink argument within this of 0, relative to the largest |argument|, puts the point at the kink.
 KINK_BAND = 1e-9
+#: Random directions along which :meth:`ComplexStep.sensitivity` moves every input at once.
+DIRECTIONS = 3
 
 
 class ComplexStep:
@@ -64,14 +66,52 @@ class ComplexStep:
         steps, _ = self.reference.run(x, p, init)
         return [np.stack([env[n] for env in steps]) for n in (self.cell.output, *states)]
 
+    def sensitivity(
+        self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray], states: Sequence[str]
+    ) -> list[np.ndarray]:
+        """How much the output and each of ``states`` move, (T, B, n_a) each, when every input, parameter and
+        initial state moves by a relative amount of order 1 (random weights in ±[0.5, 1.5]): the largest |dv/dε|
+        over DIRECTIONS random directions (one could nearly cancel), by complex steps run side by side.  Round-off
+        of inputs and intermediates at relative eps moves a value by about eps times this — the scale on which two
+        right computations of an ill-conditioned value (near a pole of the cell) differ."""
+        rng = np.random.default_rng(1)
+
+        def moved(a: np.ndarray) -> np.ndarray:
+            a = np.asarray(a, dtype=np.float64)
+            shape = (DIRECTIONS, *a.shape)
+            return a + 1j * H * a * rng.uniform(0.5, 1.5, shape) * rng.choice((-1, 1), shape)
+
+        with np.errstate(all="ignore"):
+            steps, _ = self.reference.run(
+                moved(x), {k: moved(v) for k, v in p.items()}, {k: moved(v) for k, v in init.items()}
+            )
+        # each node (DIRECTIONS, B, n_a) per step: stacked to (T, DIRECTIONS, B, n_a), the largest over directions
+        return [np.abs(np.stack([env[n] for env in steps]).imag).max(axis=1) / H for n in (self.cell.output, *states)]
+
     def at_kink(self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray]) -> bool:
-        """Does some kink argument lie within round-off of its kink at this point?"""
+        """Does some kink argument lie within round-off of its kink at this point — and move there?
+
+        An argument that ties (a Max over two nodes one of which clamps to the other's value, |u| of a u that is
+        0 whatever the inputs) but does not move when the inputs do is no kink: nearby, one formula holds on
+        both sides, and the derivatives of the two branches agree.  Whether it moves is its derivative along
+        one random direction of all the inputs, by one complex step.
+        """
         if not self.has_kinks:
             return False
-        _, args = self.reference.run(x, p, init, kinks=True)
+        rng = np.random.default_rng(0)
+
+        def moved(a: np.ndarray) -> np.ndarray:
+            a = np.asarray(a, dtype=np.float64)
+            return a + 1j * H * (np.abs(a) + 1) * rng.uniform(0.5, 1.5, a.shape) * rng.choice((-1, 1), a.shape)
+
+        _, args = self.reference.run(
+            moved(x), {k: moved(v) for k, v in p.items()}, {k: moved(v) for k, v in init.items()}, kinks=True
+        )
         if args.size == 0:
             return False
-        return bool(np.min(np.abs(args)) <= KINK_BAND * max(1.0, float(np.max(np.abs(args)))))
+        value, slope = np.real(args), np.imag(args)
+        ties = np.abs(value) <= KINK_BAND * max(1.0, float(np.max(np.abs(value))))
+        return bool(np.any(ties & (slope != 0)))
 
     def loss(
         self,

@@ -174,6 +174,10 @@ def _condition(cond: sp.Basic) -> Callable[[Arrays], np.ndarray | bool]:
         op, lhs, rhs = _COMPARE[cond.rel_op], compile_expression(cond.lhs), compile_expression(cond.rhs)
         return lambda env: op(np.real(lhs(env)), np.real(rhs(env)))
     parts = [_condition(c) for c in cond.args]
+    if isinstance(cond, sp.ITE):  # if-then-else of conditions, which SymPy makes of nested Piecewise conditions
+        return lambda env: np.where(parts[0](env), parts[1](env), parts[2](env))
+    if isinstance(cond, sp.Xor):
+        return lambda env: reduce(np.logical_xor, (c(env) for c in parts))
     if isinstance(cond, sp.And):
         return lambda env: reduce(np.logical_and, (c(env) for c in parts))
     if isinstance(cond, sp.Or):
@@ -273,7 +277,8 @@ class Reference:
         self, x: np.ndarray, p: Arrays, init: Arrays, kinks: bool = False, perturb: Perturbation | None = None
     ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
         """Every node's value at every step (x: (T, B, n_x); init: ``{state}0`` arrays (B, n_a)) and, with
-        ``kinks``, the value of every kink argument at every step and unit, flattened into one array.
+        ``kinks``, the value of every kink argument at every step and unit, flattened into one array (complex on
+        complex arrays: its imaginary part carries the argument's derivative).
 
         Every array may have the same leading axes as well (x: (…, T, B, n_x), a weight (…, n_a, columns), a
         bias or unit parameter (…, n_a), an initial state (…, B, n_a)): independent problems run at once.
@@ -303,7 +308,7 @@ class Reference:
                     if isinstance(st, Reduce):
                         value = np.mean(value, axis=-1, keepdims=True)
                     if kinks:
-                        found += [np.broadcast_to(np.real(k(env)), value.shape).ravel() for k in kink_fns]
+                        found += [np.broadcast_to(k(env), value.shape).ravel() for k in kink_fns]
                 if (t, st.name) in perturb:
                     value = value + perturb[(t, st.name)]
                 env[st.name] = value

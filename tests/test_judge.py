@@ -20,13 +20,15 @@ from symbolic_lstm.complex_step import ComplexStep
 from symbolic_lstm.reference import JudgeError, compile_expression
 
 PAPERS = "tests/cells/papers.py"
-#: What the judge may import from the package: the cell definition language and itself.
+#: What the judge may import from the package: the cell definition language (the cell, its functions, its
+#: notation, the names a cell may not take) and itself.
 JUDGE_MAY_IMPORT = {
     "symbolic_lstm.reference",
     "symbolic_lstm.complex_step",
     "symbolic_lstm.cell",
     "symbolic_lstm.functions",
     "symbolic_lstm.notation",
+    "symbolic_lstm.reserved",
 }
 
 
@@ -152,3 +154,85 @@ def test_the_complex_step_of_random_expressions_is_sympys_derivative(data):
             continue
         scale = max(abs(exact.real), 1e-3)
         assert abs(got[i] - exact.real) <= 1e-9 * scale, (expr, wrt, at, got[i], exact)
+
+
+# -- conditions, ties that do not move, ill-conditioned forwards ------------------------------------------------
+
+
+def test_conditions_made_of_nested_piecewises_are_evaluated():
+    """SymPy folds nested Piecewise conditions into ITE (if-then-else) and Xor; the judge evaluates them as
+    SymPy's own NumPy lambdify does (on real values: the judge reads a condition's real parts)."""
+    u, v = sp.symbols("u v")
+    conditions = [sp.ITE(u > 0, v > 0, v < sp.Rational(-1, 2)), sp.Xor(u > 0, v > 0), sp.Xor(u > 0, v > 0, u < v)]
+    rng = np.random.default_rng(4)
+    env = {"u": rng.normal(size=50), "v": rng.normal(size=50)}
+    for cond in conditions:
+        expr = sp.Piecewise((u * v, cond), (u - v, True))
+        expected = sp.lambdify((u, v), expr, "numpy")(env["u"], env["v"])
+        np.testing.assert_array_equal(compile_expression(expr)(env), expected, err_msg=str(cond))
+
+
+def _tied_cell():
+    """e = max(c<t-1>, s) equals c<t-1> wherever s < c<t-1>: max(e, c<t-1>) then ties there at every point, and the
+    tie does not move when the inputs do (one formula, c<t-1>, holds on both sides)."""
+    from symbolic_lstm import CellBuilder
+
+    b = CellBuilder("tied", inputs=("x",), states=("a", "c"), output="a")
+    a_prev, c_prev, x = b.prev("a"), b.prev("c"), b.input("x")
+    s = b.linear("s", [a_prev, x], weight="W", bias="b")
+    e = b.stage("e", sp.Max(c_prev, s - 3))  # s − 3 < c<t-1> at every random point: e = c<t-1>
+    c = b.stage("c", sp.tanh(sp.Max(e, c_prev)))
+    b.stage("a", sp.tanh(s) * c)
+    return b.build()
+
+
+def test_a_tie_that_does_not_move_is_no_kink_and_a_moving_one_is():
+    cell = _tied_cell()
+    arrays, _ = _problem(cell)
+    x, init = arrays.pop("x"), {k: arrays.pop(k) for k in ("a0", "c0")}
+    assert not ComplexStep(cell).at_kink(x, arrays, init)
+    from symbolic_lstm import CellBuilder
+
+    b = CellBuilder("relu_at_zero", inputs=("x",), states=("a",), output="a")
+    b.stage("a", sp.Max(0, b.linear("s", [b.prev("a"), b.input("x")], weight="W", bias="b")))
+    relu = b.build()
+    arrays, _ = _problem(relu)
+    x, init = arrays.pop("x"), {"a0": arrays.pop("a0")}
+    arrays["b"][:] = 0
+    arrays["W"][:] = 0  # s = 0 exactly, and it moves with W and b: a kink
+    assert ComplexStep(relu).at_kink(x, arrays, init)
+
+
+def test_a_module_wrong_at_a_tie_that_does_not_move_is_refused(tmp_path):
+    """The kernels differentiate max(e, c) as H(e − c)·∂e + H(c − e)·∂c with H(0) = 0 (relu′(0) = 0): at a tie
+    that holds on a whole neighbourhood (e = c there) both terms vanish, where the derivative of the formula that
+    holds there, c, is 1.  The judge takes such points as smooth (they are) and the module is refused, naming δc
+    — a wrong gradient is not let through as "at a kink".  (Splitting the tie, H(0) = ½ as torch.maximum does,
+    would be right there: an open limitation, noted on issue 36.)"""
+    from symbolic_lstm.codegen import CodegenError
+    from symbolic_lstm.codegen.pipeline import write_checked
+
+    with pytest.raises(CodegenError, match=r"computes wrong values .* the first value that differs .* is δc<t>"):
+        write_checked(_tied_cell(), "numpy", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_forward_allowance_follows_the_cells_own_conditioning():
+    """a = 1/(s − s₀) near its pole: the sensitivity to a relative change of every input is |∂a/∂ε| — large
+    at the pole, where two right computations differ by eps times it; small elsewhere."""
+    from symbolic_lstm import CellBuilder
+    from symbolic_lstm.gradcheck import relative_error
+
+    b = CellBuilder("pole", inputs=("x",), states=("a",), output="a")
+    s = b.linear("s", [b.input("x"), b.prev("a")], weight="W", bias=None)
+    b.stage("a", 1 / (s - 1))
+    cell = b.build()
+    W = np.array([[1.0, 0.0]])  # s = x
+    x = np.array([[[1.0 + 1e-9]], [[3.0]]])  # T = 2, B = 1: s = 1 + 1e-9 (by the pole), then s = 3
+    (d,) = ComplexStep(cell).sensitivity(x, {"W": W}, {"a0": np.zeros((1, 1))}, ())
+    # ε moves x and W by up to ±1.5 relative each: s moves by ~1, a = 1/(s − 1) by ~1/(1e-9)² = 1e18
+    assert 1e16 < d[0, 0, 0] < 1e19 and 0.05 < d[1, 0, 0] < 5, d.ravel()
+    a, allowance = 1 / (x[:, 0, 0] - 1), 1e-13 * d.ravel()
+    far, near = a[1:], a[:1]  # each value judged on its own
+    assert relative_error(far * (1 + 1e-6), far, allowance[1]) > 1e-7  # away from the pole an error shows
+    assert relative_error(near * (1 + 1e-6), near, allowance[0]) == 0  # by the pole, one rounding of s does this
