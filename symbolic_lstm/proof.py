@@ -26,17 +26,9 @@ import sympy as sp
 
 from .cell import Cell
 from .derivation import LOSS_MODES, LossMode, StepDerivation, derive
-from .proof_exact import (
-    Evaluator,
-    Point,
-    UnjudgedPointError,
-    exact_constants,
-    for_proof,
-    indeterminates,
-    polynomial_zero,
-    random_point,
-)
+from .proof_exact import Evaluator, UnjudgedPointError, exact_constants, for_proof, polynomial_zero
 from .proof_net import UnrolledNet, accumulate, boundary, engine_gradients, explicit, step_backward
+from .proof_points import Point, indeterminates, random_point
 
 __all__ = [
     "Evaluator", "Executor", "LocalProcesses", "Point", "ProofLine", "ProofReport", "UnjudgedPointError",
@@ -203,7 +195,7 @@ class LocalProcesses:
         global _JOB
         _JOB = context
         try:
-            return _run(check, self.workers, jobs, progress)
+            return _run(check, self.workers, jobs, progress, context)
         finally:
             _JOB = None
 
@@ -270,18 +262,24 @@ def _direct_at(terms: list[sp.Expr], sym: sp.Symbol, ev: Evaluator) -> list[Frac
         return None
 
 
-def _leave_interrupts_to_parent() -> None:
-    """Ctrl-C reaches the pool's processes too: only the parent, which stops the pool, should act on it."""
+def _leave_interrupts_to_parent(context: Any = None) -> None:
+    """Ctrl-C reaches the pool's processes too: only the parent, which stops the pool, should act on it.  A
+    process started afresh (not forked) is handed the job's context here."""
     import signal
 
+    global _JOB
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if context is not None:
+        _JOB = context
 
 
 #: ``progress(done, total, gradient)``: called as each obligation (a gradient entry) is decided.
 Progress = Callable[[int, int, str], None]
 
 
-def _run(check: Callable, workers: int | None, jobs: list, progress: Progress | None = None) -> dict:
+def _run(
+    check: Callable, workers: int | None, jobs: list, progress: Progress | None = None, context: Any = None
+) -> dict:
     n = len(jobs)
     workers = min(workers or os.cpu_count() or 1, n)
     out: dict = {}
@@ -293,10 +291,23 @@ def _run(check: Callable, workers: int | None, jobs: list, progress: Progress | 
                 progress(len(out), n, key[0])
         return out
 
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods() and not _fork_unsafe():
         with multiprocessing.get_context("fork").Pool(workers, initializer=_leave_interrupts_to_parent) as pool:
             return collect(pool.imap_unordered(check, jobs))
+    if workers > 1:  # JAX's threads (or no fork at all): fresh processes, handed the context
+        with multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_leave_interrupts_to_parent, initargs=(context,)
+        ) as pool:
+            return collect(pool.imap_unordered(check, jobs))
     return collect(map(check, jobs))
+
+
+def _fork_unsafe() -> bool:
+    """Whether this process runs threads that a fork would copy mid-flight: JAX's (it warns that a fork "will
+    likely lead to a deadlock"), once a JAX module or the JAX bridge was used here."""
+    import sys
+
+    return "jax" in sys.modules
 
 
 def prove_all(

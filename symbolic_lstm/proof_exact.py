@@ -1,7 +1,8 @@
 """Exact comparison at random rational points: the proof's arithmetic.
 
-Identity is checked exactly, with no floating point: every application of an activation (σ(…), tanh(…),
-|…|) is replaced by an independent random rational, as is every remaining symbol.  Both sides are
+Identity is checked exactly, with no floating point: every application of an activation (σ(…), tanh(…)) is
+replaced by a random rational, as is every remaining symbol (the points: :mod:`symbolic_lstm.proof_points`, which
+keys an application by its argument's value, so two spellings of one value are one indeterminate).  Both sides are
 polynomials (rational functions, for softsign) in those values, so agreement at several random points
 proves the identity with overwhelming probability (Schwartz–Zippel; a point where a denominator vanishes is
 skipped, and at least one point must remain) — and it is stronger than the
@@ -27,16 +28,14 @@ both sides use SymPy's derivative at a kink, so the proof says nothing about the
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from fractions import Fraction
 
 import sympy as sp
 
 from .cell import Cell, Linear
-from .functions import NONSMOOTH
+from .proof_points import Point, _is_root, indeterminates, random_point
 
 
 def exact_constants(cell: Cell) -> Cell:
@@ -63,6 +62,13 @@ class _Opaque(sp.Function):
     minutes; with the stand-in it takes a tenth of a second).  The proof never needs those properties."""
 
     _original: type[sp.Function]
+
+    def _eval_is_real(self) -> bool | None:
+        """Real at real arguments where the function is (not log, atanh): what lets SymPy write √(u²) as |u| in
+        the unrolled net as the engine's derivative of the same stage does (its nodes are real)."""
+        if self._original in (sp.log, sp.atanh):
+            return None
+        return True if all(a.is_real for a in self.args) else None
 
     @classmethod
     def eval(cls, *args: sp.Expr) -> sp.Expr | None:
@@ -111,83 +117,6 @@ def for_proof(cell: Cell) -> Cell:
     cell = exact_constants(cell)
     stages = tuple(st if isinstance(st, Linear) else replace(st, expr=opaque(st.expr)) for st in cell.stages)
     return replace(cell, stages=stages)
-
-
-def _is_root(e: sp.Basic) -> bool:
-    """A power with a fractional rational exponent (√u, u^(−3/2)): algebraic, not rational, at a rational point."""
-    return isinstance(e, sp.Pow) and e.exp.is_Rational is True and e.exp.is_Integer is False
-
-
-def indeterminates(exprs: list[sp.Expr]) -> list[sp.Expr]:
-    """Every function application, symbol and power that is not a polynomial operation in ``exprs``, each
-    shared subtree visited once.
-
-    Powers with a fractional rational exponent are listed as the power itself (:class:`Point` groups them by
-    base); a power with a symbolic exponent is an indeterminate like a function application.
-    (``Basic.atoms`` walks the expressions as trees; unrolled nets share subtrees exponentially often.)
-    """
-    seen: set[sp.Basic] = set()
-    found: dict[sp.Expr, None] = {}
-    stack: list[sp.Basic] = list(exprs)
-    while stack:
-        e = stack.pop()
-        if e in seen:
-            continue
-        seen.add(e)
-        if isinstance(e, (sp.Function, sp.Symbol)) and not isinstance(e, _EVALUATED):
-            found[e] = None
-        elif isinstance(e, sp.Pow) and (_is_root(e) or not e.exp.is_Number):
-            found[e] = None
-        stack.extend(e.args)
-    return list(found)
-
-
-#: Applications evaluated at each point rather than replaced by an indeterminate (see the module docstring).
-_EVALUATED = (*NONSMOOTH, sp.DiracDelta)
-
-
-#: Largest common denominator of a base's exponents taken as one root r = b^(1/L); beyond it (a float exponent
-#: such as 0.3 is p/2^52) each class of exponents modulo 1 gets its own value (see :class:`Point`).
-MAX_ROOT = 64
-
-
-@dataclass
-class Point:
-    """Values of the indeterminates at one point: ``values`` for applications, symbols and symbolic powers;
-    ``roots`` for every base b of fractional powers, (r, L) with r standing for b^(1/L), so b^(p/q) = r^(pL/q);
-    ``classes`` for bases whose exponents' common denominator exceeds ``MAX_ROOT``: for each exponent class
-    e modulo 1, (r, e₀) with r standing for b^e₀, so b^e = r·b^(e − e₀) — the relation differentiation
-    needs (b^e · b⁻¹ = b^(e−1)) without powers of r of astronomical degree."""
-
-    values: dict[sp.Expr, sp.Expr]
-    roots: dict[sp.Expr, tuple[sp.Expr, int]]
-    classes: dict[tuple[sp.Expr, sp.Expr], tuple[sp.Expr, sp.Expr]] = field(default_factory=dict)
-
-    def at(self, expr: sp.Expr) -> sp.Expr:
-        """``expr`` with every indeterminate its value (outermost first, as ``xreplace`` matches), b^(p/q) as
-        r^(pL/q), and functions with kinks evaluated on their evaluated arguments; shared subtrees once."""
-        memo: dict[sp.Basic, sp.Expr] = {}
-
-        def walk(e: sp.Basic) -> sp.Expr:
-            hit = memo.get(e)
-            if hit is not None:
-                return hit
-            if e in self.values:
-                out = self.values[e]
-            elif _is_root(e) and e.base in self.roots:
-                r, L = self.roots[e.base]
-                out = r ** int(e.exp * L)
-            elif _is_root(e) and (e.base, e.exp % 1) in self.classes:
-                r, e0 = self.classes[(e.base, e.exp % 1)]
-                out = r * walk(e.base) ** int(e.exp - e0)
-            elif not e.args:
-                out = e
-            else:
-                out = e.func(*(walk(a) for a in e.args))
-            memo[e] = out
-            return out
-
-        return walk(expr)
 
 
 class UnjudgedPointError(Exception):
@@ -382,58 +311,6 @@ class Evaluator:
                 partial = e * sp.log(e.base)
             hit = self._partials[(e, i)] = self.value(partial)
         return hit
-
-
-def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp.Expr] | None = None) -> Point:
-    """An independent random rational for every indeterminate (``draw``: another kind of value, such as a
-    fresh symbol, for the exact expansion), and one for the root of every base of fractional powers."""
-
-    def rational(atom: sp.Expr | None = None) -> sp.Expr:
-        kind = _range(atom)
-        if kind is None:
-            return sp.Rational(rng.randint(-97, 97), rng.randint(1, 89))
-        q = rng.randint(2, 9973)
-        if kind == "unit":
-            return sp.Rational(rng.randint(1, q - 1), q)
-        if kind == "signed unit":
-            return sp.Rational(rng.randint(1 - q, q - 1), q)
-        if kind == "negative":
-            return sp.Rational(-rng.randint(1, 9973), rng.randint(1, 89))
-        return sp.Rational(rng.randint(1, 9973), rng.randint(1, 89))
-
-    ranged = draw is None
-    draw = draw or rational
-    values = {a: rational(a) if ranged else draw() for a in atoms if not _is_root(a)}
-    denominators: dict[sp.Expr, int] = {}
-    for a in atoms:
-        if _is_root(a):
-            denominators[a.base] = math.lcm(denominators.get(a.base, 1), int(a.exp.q))
-    positive = sp.Symbol("_positive")  # a root of a positive base is positive, as the kernels' real root is
-    roots = {b: (rational(positive) if ranged else draw(), L) for b, L in denominators.items() if L <= MAX_ROOT}
-    classes: dict[tuple[sp.Expr, sp.Expr], tuple[sp.Expr, sp.Expr]] = {}
-    for a in atoms:
-        if _is_root(a) and a.base not in roots and (a.base, a.exp % 1) not in classes:
-            classes[(a.base, a.exp % 1)] = (rational(positive) if ranged else draw(), a.exp)
-    return Point(values, roots, classes)
-
-
-#: The range of the function an indeterminate stands for, by the stand-in's class name (see :func:`_range`).
-RANGES = {
-    "sigmoid": "unit", "opaque_tanh": "signed unit", "tanh": "signed unit", "softsign": "signed unit",
-    "logsigmoid": "negative", "opaque_exp": "positive", "exp": "positive", "rsqrt": "positive",
-}  # fmt: skip
-
-
-def _range(atom: sp.Expr | None) -> str | None:
-    """Where an indeterminate's value lies for the function it stands for (:data:`RANGES`; a symbolic power and a
-    root positive; anything else any rational).  The identity holds in the indeterminates whatever values they
-    take, but the points decide which branch a kink takes: in the functions' own ranges they select branches the
-    cell can reach (|σ(s)| is σ(s), H(σ(s)) is 1) instead of a kink (H(σ) at σ = 0) at every point."""
-    if atom is None:
-        return None
-    if getattr(atom, "name", "") == "_positive" or (isinstance(atom, sp.Pow) and not atom.exp.is_Number):
-        return "positive"
-    return RANGES.get(type(atom).__name__)
 
 
 def polynomial_zero(expr: sp.Expr) -> bool:

@@ -56,8 +56,9 @@ from .proof import (
     method_of,
     prove,
 )
-from .proof_exact import for_proof, indeterminates, random_point
+from .proof_exact import for_proof
 from .proof_net import UnrolledNet, engine_gradients, symbol_vector
+from .proof_points import indeterminates, random_point
 
 #: The two cases of the lemma: the step's Error scored (many-to-many, or t = T), or not (many-to-one, t < T).
 CASES = ("E<t> scored", "E<t> not scored")
