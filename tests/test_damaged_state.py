@@ -207,5 +207,8 @@ def test_a_cell_whose_own_math_is_not_finite_is_named_not_blamed_on_the_template
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
     text = " ".join(r.output.split())
-    assert "the cell's own math is not finite" in text and "stage 'a' = tanh(log(s + 2)) is undefined (NaN, or a division by zero)" in text
+    assert (
+        "the cell's own math is not finite" in text
+        and "stage 'a' = tanh(log(s + 2)) is undefined (NaN, or a division by zero)" in text
+    )
     assert "template" not in text and "Traceback" not in text and not (tmp_path / "out" / "logcell.py").exists()
