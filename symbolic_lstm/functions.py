@@ -151,6 +151,12 @@ class UnitSum(sp.Function):
 
     nargs = 1
 
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        """Σ_i 0 = 0 (a per-row scalar read only where its derivative vanishes): the kernels then print a δ
+        of zeros in the row's shape, not a sum over the units of a number."""
+        return sp.S.Zero if x.is_zero else None
+
     # -- printing --------------------------------------------------------------------------------------
     def _numpycode(self, printer: sp.printing.printer.Printer) -> str:
         return f"{printer._module_format('numpy.sum')}({printer._print(self.args[0])}, axis=-1, keepdims=True)"

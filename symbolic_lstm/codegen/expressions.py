@@ -104,7 +104,9 @@ class ExpressionPlan(ModuleApi):
             v = delta.node
             terms = ([] if delta.value == 0 else [self.p.doprint(delta.value)]) + self.through_linear(v)
             target = delta.target
-            code = " + ".join(terms) if terms else "0.0"
+            # δ identically 0 (v is read only where its derivative vanishes: a condition, a step): an array of
+            # v's shape, since the products and weight gradients take δv as a matrix
+            code = " + ".join(terms) if terms else f"xp.zeros_like({self.p.doprint(sp.Symbol(v))})"
             fork = "  (fork: branches added)" if d.graph.is_fork(v) else ""
             out.append(Step(target, code, f"δ{uni_time(v)}{fork}", v))
             if delta.optional and seeds:

@@ -17,6 +17,8 @@ Simpler than the fused layout and a little slower (one product per stage and ope
 
 from __future__ import annotations
 
+import sympy as sp
+
 from ....cell import Cell, Elementwise, Linear, Reduce
 from ....printer_numpy import KernelPrinter
 from ...lines import Line, OwnNames, matrix_symbol, template_env, uni, uni_expr, uni_time
@@ -170,7 +172,8 @@ class StagePlan(LossCode):
         for delta in self.s.deltas():
             v = delta.node
             terms = ([] if delta.value == 0 else [self.printer.doprint(delta.value)]) + self.through_linear(v)
-            code = " + ".join(terms) if terms else "0.0"
+            # δ identically 0 (v read only where its derivative vanishes): an array of v's shape, for the products
+            code = " + ".join(terms) if terms else f"np.zeros_like({self.printer.doprint(sp.Symbol(v))})"
             fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
             lines.append(Line(f"{delta.target} = {code}", f"δ{uni_time(v)}{fork}", stage=v))
             if delta.optional:
