@@ -13,7 +13,12 @@
 * written the way everyone writes them, with float constants and roots: ``half_tanh`` (tanh(0.5·s)),
   ``leaky_max`` (Max(0.01·s, s)), ``sqrt_unit`` (s/√(1 + s²)), ``softplus_beta`` (log(1 + e^(βs))/β, β = 1.5,
   shifted by −0.3), ``piecewise_float`` (a Piecewise whose condition and branch hold floats), ``float_power``
-  ((1 + s²)^0.3 − 1: 0.3 is p/2⁵⁴ exactly).
+  ((1 + s²)^0.3 − 1: 0.3 is p/2⁵⁴ exactly);
+* the cells of issue 36, whose modules the old printer got wrong or refused: ``slstm`` and ``slstm_exp``, xLSTM's
+  sLSTM (Beck et al. 2024) with its normaliser n and stabiliser m, σ and exponential forget gates — h = o ⊙ c/n;
+  ``qcell`` (a = tanh(s)/q², q = 1 + a<t-1>²); ``minlstm`` (Feng et al. 2024, the paper's f_prime and i_prime);
+  ``exp_rnn`` (a = e^(W [a<t-1>, x<t>] + b) − 1, which overflows at random scale); ``delta_rnn`` (Ororbia et al.
+  2017, the simple Delta-RNN: its gate r = σ(b_r) reads only a unit parameter).
 """
 
 import sympy as sp
@@ -221,3 +226,73 @@ def mogrifier(rounds: int = 4):
 
 def mogrifier2():
     return mogrifier(2)
+
+
+def slstm(forget: str = "sigmoid"):
+    """sLSTM (Beck et al. 2024, xLSTM §2.2 and appendix): z = tanh(z~), i = exp(i~), f = σ(f~) or exp(f~),
+    o = σ(o~), each ~ = W [h<t-1>, x<t>] + b; stabilised: m = max(log f + m<t-1>, log i), i' = exp(log i − m),
+    f' = exp(log f + m<t-1> − m); c = f' ⊙ c<t-1> + i' ⊙ z, n = f' ⊙ n<t-1> + i', h = o ⊙ c/n."""
+    cell = CellBuilder(f"slstm_{forget}", inputs=("x",), states=("h", "c", "n", "m"), output="h", description="sLSTM")
+    h_prev, c_prev, n_prev, m_prev = (cell.prev(s) for s in ("h", "c", "n", "m"))
+    x = cell.input("x")
+    i_t, f_t, z_t, o_t = (
+        cell.linear(f"{g}_tilde", [h_prev, x], weight=f"W_{g}", bias=f"b_{g}") for g in ("i", "f", "z", "o")
+    )
+    log_f = f_t if forget == "exp" else sp.log(sigmoid(f_t))
+    m = cell.stage("m", sp.Max(log_f + m_prev, i_t))
+    f_stab = cell.stage("f_stab", sp.exp(log_f + m_prev - m))
+    i_stab = cell.stage("i_stab", sp.exp(i_t - m))
+    c = cell.stage("c", f_stab * c_prev + i_stab * sp.tanh(z_t))
+    n = cell.stage("n", f_stab * n_prev + i_stab)
+    cell.stage("h", sigmoid(o_t) * c / n)
+    return cell.build()
+
+
+def slstm_exp():
+    return slstm("exp")
+
+
+def qcell():
+    """A state divided by a power of a node: a = tanh(W [a<t-1>, x<t>] + b)/q², q = 1 + a<t-1>²."""
+    cell = CellBuilder("qcell", inputs=("x",), states=("a",), output="a")
+    a_prev = cell.prev("a")
+    s = cell.linear("s", [a_prev, cell.input("x")], weight="W", bias="b")
+    q = cell.stage("q", 1 + a_prev**2)
+    cell.stage("a", sp.tanh(s) / q**2)
+    return cell.build()
+
+
+def minlstm():
+    """minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"): f = σ(Linear(x)), i = σ(Linear(x)),
+    h~ = Linear(x); f_prime = f/(f + i), i_prime = i/(f + i); h = f_prime ⊙ h<t-1> + i_prime ⊙ h~."""
+    cell = CellBuilder("minlstm", inputs=("x",), states=("h",), output="h", description="minLSTM")
+    x, h_prev = cell.input("x"), cell.prev("h")
+    f = cell.stage("f", sigmoid(cell.linear("sum_f", [x], weight="W_f", bias="b_f")))
+    i = cell.stage("i", sigmoid(cell.linear("sum_i", [x], weight="W_i", bias="b_i")))
+    h_tilde = cell.linear("h_tilde", [x], weight="W_h", bias="b_h")
+    f_prime = cell.stage("f_prime", f / (f + i))
+    i_prime = cell.stage("i_prime", i / (f + i))
+    cell.stage("h", f_prime * h_prev + i_prime * h_tilde)
+    return cell.build()
+
+
+def exp_rnn():
+    """a<t> = exp(W [a<t-1>, x<t>] + b) − 1: finite for small weights, overflowing by step 3 at random scale."""
+    cell = CellBuilder("exp_rnn", inputs=("x",), states=("a",), output="a")
+    s = cell.linear("s", [cell.prev("a"), cell.input("x")], weight="W", bias="b")
+    cell.stage("a", sp.exp(s) - 1)
+    return cell.build()
+
+
+def delta_rnn():
+    """The simple Delta-RNN (Ororbia et al. 2017): d1 = α ⊙ V h<t-1> ⊙ W x<t>, d2 = β₁ ⊙ V h<t-1> + β₂ ⊙ W x<t>,
+    z = tanh(d1 + d2 + b), r = σ(b_r) (a gate of unit parameters only), h = tanh((1 − r) ⊙ z + r ⊙ h<t-1>)."""
+    cell = CellBuilder("delta_rnn", inputs=("x",), states=("h",), output="h", description="Delta-RNN")
+    h_prev, x = cell.prev("h"), cell.input("x")
+    vh = cell.linear("Vh", [h_prev], weight="V", bias=None)
+    wx = cell.linear("Wx", [x], weight="W", bias=None)
+    alpha, beta1, beta2, b, b_r = (cell.vector(n) for n in ("alpha", "beta1", "beta2", "b", "b_r"))
+    z = cell.stage("z", sp.tanh(alpha * vh * wx + beta1 * vh + beta2 * wx + b))
+    r = cell.stage("r", sigmoid(b_r))
+    cell.stage("h", sp.tanh((1 - r) * z + r * h_prev))
+    return cell.build()

@@ -1,0 +1,113 @@
+"""An established autodiff library on a cell's own stages: PyTorch's autograd, the stages printed by SymPy's own
+``TorchPrinter`` (never the package's printers), the package's functions replaced by their definitions first.
+
+The third, independent witness beside the symbolic proof and the complex-step judge: :func:`torch_reference`
+runs the cell's stages step by step with torch tensors and differentiates the same loss ``check`` uses —
+½ Σ (ŷ − a)² over every step plus Σ v·s<t> for the extra state seeds given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from symbolic_lstm.cell import Cell, Linear, Reduce
+from symbolic_lstm.functions import rsqrt, sigmoid, softsign
+
+
+def definitions(expr: sp.Expr) -> sp.Expr:
+    """The package's functions written out as their definitions in SymPy's own functions (log σ as torch's own
+    ``logsigmoid``, exact in the tails as ours is), and constant subexpressions (tanh(1), √2) as floats: torch's
+    functions take tensors, not Python numbers."""
+    expr = expr.replace(sigmoid, lambda z: 1 / (1 + sp.exp(-z)))
+    expr = expr.replace(softsign, lambda z: z / (1 + sp.Abs(z))).replace(rsqrt, lambda z: 1 / sp.sqrt(z))
+    return expr.replace(lambda e: e.is_number and not e.is_Atom, lambda e: sp.Float(e.evalf(30), 30))
+
+
+def _printer():
+    from sympy.printing.pytorch import TorchPrinter
+
+    class Printer(TorchPrinter):
+        """SymPy's torch printer with the two pieces it lacks for tensors beside Python numbers."""
+
+        def _fold(self, name: str, args: tuple[sp.Expr, ...]) -> str:
+            first, *rest = args
+            if not rest:
+                return self._print(first)
+            other = self._fold(name, tuple(rest))
+            return f"torch.{name}(torch.as_tensor({self._print(first)}), torch.as_tensor({other}))"
+
+        def _print_Max(self, e: sp.Expr) -> str:
+            return self._fold("maximum", e.args)
+
+        def _print_Min(self, e: sp.Expr) -> str:
+            return self._fold("minimum", e.args)
+
+        def _print_Heaviside(self, e: sp.Expr) -> str:
+            """A step with zero derivative (torch.heaviside has none); H(0) = 0 unless the cell gives another."""
+            h0 = e.args[1] if len(e.args) > 1 and e.args[1] != sp.S.Half else 0
+            x = self._print(e.args[0])
+            return (
+                f"torch.where(torch.as_tensor({x}) > 0, 1.0, torch.where(torch.as_tensor({x}) == 0, "
+                f"{self._print(h0)}, 0.0)).to(torch.float64)"
+            )
+
+        def _print_logsigmoid(self, e: sp.Expr) -> str:
+            return f"torch.nn.functional.logsigmoid(torch.as_tensor({self._print(e.args[0])}))"
+
+    return Printer
+
+
+def torch_reference(
+    cell: Cell, p: dict, x: np.ndarray, init: dict, y: np.ndarray, extra: dict | None = None
+) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """The forward sequences (output, then the other states) and every gradient, by torch autograd in float64."""
+    import torch
+
+    printer = _printer()
+    extra = extra or {}
+    tp = {n: torch.tensor(v, requires_grad=True) for n, v in p.items()}
+    tx = torch.tensor(x, requires_grad=True)
+    ti = {n: torch.tensor(v, requires_grad=True) for n, v in init.items()}
+    fns = {
+        st.name: sp.lambdify(
+            [sp.Symbol(r) for r in st.reads], definitions(st.expr), modules=[{"torch": torch}, "torch"], printer=printer
+        )
+        for st in cell.stages
+        if not isinstance(st, Linear)
+    }
+    state = {s: ti[f"{s}0"] for s in cell.states}
+    seqs: dict[str, list] = {n: [] for n in cell.returns}
+    E = 0
+    for t in range(x.shape[0]):
+        env = {f"{s}_prev": state[s] for s in cell.states} | {cell.inputs[0]: tx[t]} | {v: tp[v] for v in cell.vectors}
+        for st in cell.stages:
+            if isinstance(st, Linear):
+                z = torch.cat([env[i] for i in st.inputs], 1) @ tp[st.weight].T
+                env[st.name] = z if st.bias is None else z + tp[st.bias]
+            else:
+                v = fns[st.name](*(env[r] for r in st.reads))
+                v = torch.as_tensor(v, dtype=torch.float64)
+                env[st.name] = v.mean(-1, keepdim=True) if isinstance(st, Reduce) else v
+        state = {s: env[s] for s in cell.states}
+        for n in cell.returns:
+            seqs[n].append(env[n])
+        E = E + 0.5 * ((env[cell.output] - torch.tensor(y[t])) ** 2).sum()
+        for s, v in extra.items():
+            E = E + (env[s] * torch.tensor(v[t])).sum()
+    E.backward()
+    grads = {n: _grad(v) for n, v in tp.items()} | {cell.inputs[0]: _grad(tx)} | {n: _grad(v) for n, v in ti.items()}
+    return [torch.stack(seqs[n]).detach().numpy() for n in cell.returns], grads
+
+
+def _grad(t) -> np.ndarray:
+    """A leaf's gradient (zeros where nothing it reaches was differentiable: a step's zero derivative)."""
+    return np.zeros(tuple(t.shape)) if t.grad is None else t.grad.numpy()
+
+
+def assert_agrees(ours: dict, theirs: dict, rtol: float = 1e-10) -> None:
+    """Every gradient within ``rtol`` of autograd's, relative to its own largest entry where entries vanish."""
+    assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
+    for n, g in ours.items():
+        scale = float(np.max(np.abs(theirs[n]))) or 1.0
+        np.testing.assert_allclose(np.asarray(g), theirs[n], rtol=rtol, atol=rtol * scale, err_msg=n)
