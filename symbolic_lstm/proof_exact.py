@@ -196,6 +196,8 @@ class Evaluator:
             out = min(self.value(a) for a in e.args)
         elif isinstance(e, sp.Abs):
             out = abs(self.value(e.args[0]))
+        elif isinstance(e, (sp.re, sp.im)):  # SymPy's |b^z| = b^re(z) where it cannot tell z is real: it is
+            out = self.value(e.args[0]) if isinstance(e, sp.re) else Fraction(0)
         elif isinstance(e, sp.Piecewise):
             out = self.value(self._branch(e))
         elif isinstance(e, (sp.sign, sp.Heaviside, sp.DiracDelta)):
@@ -274,6 +276,8 @@ class Evaluator:
             if len(chosen) > 1:
                 raise UnjudgedPointError("kink")
             out = chosen.pop()
+        elif isinstance(e, (sp.re, sp.im)):  # of a real value: the value itself, and 0
+            out = self._d(e.args[0], wrt, memo) if isinstance(e, sp.re) else zero
         elif isinstance(e, sp.Abs):
             v, da = self.value(e.args[0]), self._d(e.args[0], wrt, memo)
             if v == 0 and da:

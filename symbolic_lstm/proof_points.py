@@ -166,6 +166,8 @@ class Point:
                 return hit
             if e in self.values:
                 out = self.values[e]
+            elif isinstance(e, (sp.re, sp.im)):  # every value is real (SymPy's |b^z| = b^re(z) for unknown z)
+                out = walk(e.args[0]) if isinstance(e, sp.re) else sp.S.Zero
             elif _is_root(e):
                 out = self._root(e, walk)
             elif self.seed is not None and _is_application(e):

@@ -100,3 +100,17 @@ def test_engine_alone_is_what_is_checked(lstm):
     g = proof.engine_gradients(net, derive(lstm), "many-to-one")
     assert set(g) == GRADIENTS
     assert g["W_f"].shape == (1, 2) and g["x"].shape == (2, 1) and g["a0"].shape == (1, 1)
+
+
+def test_a_modulus_sympy_writes_through_a_real_part_is_proved():
+    """|b^(12 softsign(a))| for a positive constant b is b^(12 re(softsign(a))) to SymPy, which cannot tell the
+    node a is real: the prover takes re(u) as u (every value is real) in its points and its derivatives."""
+    from symbolic_lstm import CellBuilder, sigmoid
+
+    b = CellBuilder("modulus", inputs=("x",), states=("a",), output="a")
+    a_prev = b.prev("a")
+    s = b.linear("s", [a_prev, b.input("x")], weight="W", bias=None)
+    e = b.stage("e", (sigmoid(-3) + sp.Rational(1, 2)) ** (12 * softsign(a_prev)))
+    b.stage("a", sp.tanh(sp.log(sp.Rational(1, 10) * sp.Abs(e) + 1) + sigmoid(s)))
+    lines = proof.prove(b.build(), n_a=1, n_x=1, T=2, points=2, workers=1)
+    assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
