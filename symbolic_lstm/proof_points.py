@@ -150,6 +150,14 @@ class Point:
         digest = hashlib.sha256(f"{self.seed}|{key!r}".encode()).digest()
         return _rational(random.Random(int.from_bytes(digest[:8], "big")), kind)
 
+    def power_class(self, value: sp.Expr, frac: sp.Rational) -> sp.Expr:
+        """b^f for a base of this value and an exponent's fractional part f whose denominator exceeds MAX_ROOT:
+        drawn by value, so every spelling of the base — and every exponent b^(n + f) — meets one number."""
+        key = ("power class", (value, frac))
+        if key not in self.drawn:
+            self.drawn[key] = self.draw("positive", key)  # type: ignore[index]
+        return self.drawn[key]  # type: ignore[index]
+
     def key(self, e: sp.Expr, walk: Callable[[sp.Basic], sp.Expr] | None = None) -> tuple[str, tuple[sp.Expr, ...]]:
         """An application's key: its function and the values of its arguments."""
         walk = walk or self.at
@@ -197,6 +205,9 @@ class Point:
         if self.seed is None:
             return e.func(*(walk(a) for a in e.args))
         value = walk(e.base)  # a base SymPy spelled otherwise than where the point's roots were drawn
+        if e.exp.q > MAX_ROOT:  # b^(n + f), f = p/2^52: b^f a value of its own, by b's value and f
+            frac = e.exp % 1
+            return self.power_class(value, frac) * value ** int(e.exp - frac)
         r, L = self.by_value.get(value, (None, 0))
         if r is None or not (e.exp * L).is_Integer:
             L = int(e.exp.q)
@@ -235,7 +246,8 @@ def random_point(atoms: list[sp.Expr], rng: random.Random, draw: Callable[[], sp
         point.by_value.setdefault(value, (r, L))
     for a in atoms:
         if _is_root(a) and a.base not in point.roots and (a.base, a.exp % 1) not in point.classes:
-            point.classes[(a.base, a.exp % 1)] = (fresh(), a.exp)
+            frac = a.exp % 1
+            point.classes[(a.base, frac)] = (point.power_class(point.at(a.base), frac), frac)
     return point
 
 

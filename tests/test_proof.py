@@ -114,3 +114,19 @@ def test_a_modulus_sympy_writes_through_a_real_part_is_proved():
     b.stage("a", sp.tanh(sp.log(sp.Rational(1, 10) * sp.Abs(e) + 1) + sigmoid(s)))
     lines = proof.prove(b.build(), n_a=1, n_x=1, T=2, points=2, workers=1)
     assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def test_a_float_power_met_only_at_evaluation_is_drawn_by_value():
+    """A base first met while the point evaluates (SymPy spelled it otherwise where the points were drawn) with a
+    float exponent (0.3 is p/2^54): its fractional power is one value by the base's value — not r^p for a root of
+    order 2^54, which never finishes."""
+    import random
+
+    from symbolic_lstm.proof_points import random_point
+
+    u = sp.Symbol("u")
+    q = sp.Rational(0.3)
+    point = random_point([u], random.Random(0))
+    first = point.at((1 + u**2) ** q)
+    assert first.is_Rational and first > 0
+    assert point.at((u**2 + 1) ** (q + 2)) == first * point.at(1 + u**2) ** 2
