@@ -219,6 +219,8 @@ class Evaluator:
 
     def _holds(self, cond: sp.Basic) -> bool:
         if isinstance(cond, sp.core.relational.Relational):
+            if cond.lhs == cond.rhs:  # u > u (SymPy keeps it for a node it cannot tell is real): constant, no kink
+                return cond.rel_op in ("<=", ">=", "==")
             a, b = self.value(cond.lhs), self.value(cond.rhs)
             if a == b and not isinstance(cond, (sp.Eq, sp.Ne)):
                 raise UnjudgedPointError("kink")

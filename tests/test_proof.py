@@ -130,3 +130,18 @@ def test_a_float_power_met_only_at_evaluation_is_drawn_by_value():
     first = point.at((1 + u**2) ** q)
     assert first.is_Rational and first > 0
     assert point.at((u**2 + 1) ** (q + 2)) == first * point.at(1 + u**2) ** 2
+
+
+def test_a_condition_comparing_a_node_with_itself_is_constant_not_a_kink():
+    """a<t-1> > a<t-1> stays unevaluated for a node SymPy cannot tell is real; it is false everywhere, not a tie
+    at every point (which left every point unjudged and the proof ✗)."""
+    from symbolic_lstm import CellBuilder
+
+    b = CellBuilder("self_compare", inputs=("x",), states=("a",), output="a")
+    a_prev = b.prev("a")
+    s = b.linear("s", [a_prev, b.input("x")], weight="W", bias="b")
+    # e^(tanh s)^(2/3): a value SymPy cannot tell is real, so a<1> > a<1> stays a comparison at step 2
+    a = sp.Piecewise((2 * s, sp.Gt(a_prev, a_prev, evaluate=False)), (sp.tanh(s), True))
+    b.stage("a", a + sp.exp(sp.tanh(s)) ** sp.Rational(2, 3) / 4)
+    lines = proof.prove(b.build(), n_a=1, n_x=1, T=2, points=2, workers=1)
+    assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
