@@ -24,18 +24,23 @@ def definitions(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: e.is_number and not e.is_Atom, lambda e: sp.Float(e.evalf(30), 30))
 
 
+def _f64(code: str) -> str:
+    return f"torch.as_tensor({code}, dtype=torch.float64)"
+
+
 def _printer():
     from sympy.printing.pytorch import TorchPrinter
 
     class Printer(TorchPrinter):
-        """SymPy's torch printer with the two pieces it lacks for tensors beside Python numbers."""
+        """SymPy's torch printer with the pieces it lacks for tensors beside Python numbers (a number made a
+        tensor is float64: torch's default float32 would round Min(1/10, a)'s 1/10 to 0.10000000149)."""
 
         def _fold(self, name: str, args: tuple[sp.Expr, ...]) -> str:
             first, *rest = args
             if not rest:
                 return self._print(first)
             other = self._fold(name, tuple(rest))
-            return f"torch.{name}(torch.as_tensor({self._print(first)}), torch.as_tensor({other}))"
+            return f"torch.{name}({_f64(self._print(first))}, {_f64(other)})"
 
         def _print_Max(self, e: sp.Expr) -> str:
             return self._fold("maximum", e.args)
@@ -48,12 +53,12 @@ def _printer():
             h0 = e.args[1] if len(e.args) > 1 and e.args[1] != sp.S.Half else 0
             x = self._print(e.args[0])
             return (
-                f"torch.where(torch.as_tensor({x}) > 0, 1.0, torch.where(torch.as_tensor({x}) == 0, "
+                f"torch.where({_f64(x)} > 0, 1.0, torch.where({_f64(x)} == 0, "
                 f"{self._print(h0)}, 0.0)).to(torch.float64)"
             )
 
         def _print_logsigmoid(self, e: sp.Expr) -> str:
-            return f"torch.nn.functional.logsigmoid(torch.as_tensor({self._print(e.args[0])}))"
+            return f"torch.nn.functional.logsigmoid({_f64(self._print(e.args[0]))})"
 
     return Printer
 
