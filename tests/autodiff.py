@@ -57,6 +57,15 @@ def _printer():
                 f"{self._print(h0)}, 0.0)).to(torch.float64)"
             )
 
+        def _print_Piecewise(self, e: sp.Piecewise) -> str:
+            """Nested ``torch.where`` with every branch a float64 tensor (torch.where of two Python numbers is
+            float32); NaN where no condition holds."""
+            out = _f64("float('nan')")
+            for value, cond in reversed(e.args):
+                v = _f64(self._print(value))
+                out = v if cond is sp.true else f"torch.where(torch.as_tensor({self._print(cond)}), {v}, {out})"
+            return out
+
         def _print_logsigmoid(self, e: sp.Expr) -> str:
             return f"torch.nn.functional.logsigmoid({_f64(self._print(e.args[0]))})"
 
