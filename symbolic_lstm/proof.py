@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -152,13 +152,18 @@ def prove(
     atoms = indeterminates(net.step_errors + [e for g in ours.values() for m in g.values() for e in m])
     rng = random.Random(seed)
     scored = {mode: frozenset(t for t in range(1, T + 1) if net.scored(t, mode)) for mode in modes}
-    job = _Job(net.step_errors, scored, ours, [random_point(atoms, rng) for _ in range(points)], exact)
-    verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress)
-    method = method_of(points, exact)
+
+    def draw() -> list[Point]:
+        return [random_point(atoms, rng) for _ in range(points)]
+
+    job = _Job(net.step_errors, scored, ours, draw(), exact)
+    verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress, draw)
     lines = ProofReport()
     for mode in modes:
         for name, syms in wrt:
-            ok = all(verdicts[(name, k)][mode] for k in range(len(syms)))
+            found = [verdicts[(name, k)][mode] for k in range(len(syms))]
+            method = method_of(points, exact, judged=None not in found)
+            ok = all(v is True for v in found)
             lines.append(ProofLine(name, tuple(syms.shape), len(syms), ok, n_a, n_x, T, mode, method))
     return lines
 
@@ -200,20 +205,42 @@ class LocalProcesses:
             _JOB = None
 
 
-def decide(job: _Job, jobs: list[tuple[str, int, sp.Symbol]], executor: Executor, progress: Progress | None) -> dict:
-    """Every obligation's verdicts (one per gradient entry), run on ``executor``."""
-    return executor.map(_check, job, jobs, progress)
+#: Fresh sets of points drawn for the entries no point of the first set could judge (each on a pole or a kink).
+REDRAWS = 2
 
 
-def method_of(points: int, exact: bool) -> str:
-    """How every line's identity was checked, as the lines print it."""
+def decide(
+    job: _Job,
+    jobs: list[tuple[str, int, sp.Symbol]],
+    executor: Executor,
+    progress: Progress | None,
+    redraw: Callable[[], list[Point]] | None = None,
+) -> dict:
+    """Every obligation's verdicts (one per gradient entry), run on ``executor``: True, False, or None where no
+    point could judge it — then decided again at up to REDRAWS fresh sets of points from ``redraw``."""
+    verdicts = executor.map(_check, job, jobs, progress)
+    for _ in range(REDRAWS if redraw is not None else 0):
+        undecided = [j for j in jobs if None in verdicts[(j[0], j[1])].values()]
+        if not undecided:
+            break
+        again = executor.map(_check, replace(job, points=redraw()), undecided, None)  # type: ignore[misc]
+        for key, fresh in again.items():
+            verdicts[key] = {m: fresh[m] if v is None else v for m, v in verdicts[key].items()}
+    return verdicts
+
+
+def method_of(points: int, exact: bool, judged: bool = True) -> str:
+    """How a line's identity was checked, as the lines print it (``judged``: some point could judge every entry)."""
+    if not judged:
+        return f"not decided: every random rational point drawn ({points} × {1 + REDRAWS}) lies on a pole or a kink"
     return f"equal at {points} random rational points" + ("; difference expands to 0" if exact else "")
 
 
 def _check(
     job: tuple[str, int, sp.Symbol], context: _Job | None = None
-) -> tuple[tuple[str, int], dict[LossMode, bool]]:
-    """Differentiate every step's Error by one symbol and compare with the engine in each mode."""
+) -> tuple[tuple[str, int], dict[LossMode, bool | None]]:
+    """Differentiate every step's Error by one symbol and compare with the engine in each mode (None: no point
+    could judge it)."""
     name, k, sym = job
     ctx = context or _JOB
     assert ctx is not None
@@ -236,7 +263,9 @@ def _check(
                 continue  # a denominator vanishes here (log's 1/(1 + e^s) where e^s drew −1): not a point to judge at
             compared += 1
             ok = ok and sum((g for t, g in enumerate(direct, 1) if t in ctx.scored[mode]), Fraction(0)) == vb
-        ok = ok and compared > 0
+        if compared == 0:
+            verdict[mode] = None  # no point could judge it: decided at fresh points (see :func:`decide`)
+            continue
         if ok and per_step is not None:
             direct_expr = sp.Add(*(g for t, g in enumerate(per_step, 1) if t in ctx.scored[mode]))
             ok = polynomial_zero(direct_expr - ours)

@@ -58,7 +58,7 @@ from .proof import (
 )
 from .proof_exact import for_proof
 from .proof_net import UnrolledNet, engine_gradients, symbol_vector
-from .proof_points import indeterminates, random_point
+from .proof_points import Point, indeterminates, random_point
 
 #: The two cases of the lemma: the step's Error scored (many-to-many, or t = T), or not (many-to-one, t < T).
 CASES = ("E<t> scored", "E<t> not scored")
@@ -117,13 +117,18 @@ def prove_step(
     jobs = [(name, k, sym) for name, syms in wrt for k, sym in enumerate(syms)]
     atoms = indeterminates(terms + [e for g in ours.values() for m in g.values() for e in m])
     rng = random.Random(seed)
-    job = _Job(terms, scored, ours, [random_point(atoms, rng) for _ in range(points)], exact)  # type: ignore[arg-type]
-    verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress)
-    method = method_of(points, exact)
+
+    def draw() -> list[Point]:
+        return [random_point(atoms, rng) for _ in range(points)]
+
+    job = _Job(terms, scored, ours, draw(), exact)  # type: ignore[arg-type]
+    verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress, draw)
     lines = ProofReport()
     for case in CASES:
         for name, syms in wrt:
-            ok = all(verdicts[(name, k)][case] for k in range(len(syms)))
+            found = [verdicts[(name, k)][case] for k in range(len(syms))]
+            method = method_of(points, exact, judged=None not in found)
+            ok = all(v is True for v in found)
             lines.append(ProofLine(name, tuple(syms.shape), len(syms), ok, n_a, n_x, 1, case, method, "lemma"))  # type: ignore[arg-type]
     return lines
 

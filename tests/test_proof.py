@@ -145,3 +145,21 @@ def test_a_condition_comparing_a_node_with_itself_is_constant_not_a_kink():
     b.stage("a", a + sp.exp(sp.tanh(s)) ** sp.Rational(2, 3) / 4)
     lines = proof.prove(b.build(), n_a=1, n_x=1, T=2, points=2, workers=1)
     assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def test_an_entry_no_point_can_judge_is_said_undecided_not_equal(monkeypatch, lstm):
+    """Every point on a pole or a kink: the lines are ✗ and say the identity was not decided (fresh points were
+    drawn twice more), never "equal at 3 random rational points"."""
+    calls = []
+
+    def nowhere(terms, sym, ev):
+        calls.append(ev)
+        return None
+
+    monkeypatch.setattr(proof, "_direct_at", nowhere)
+    lines = proof.prove(lstm, n_a=1, n_x=1, T=1, points=3, workers=1)
+    assert lines and not any(ln.ok for ln in lines)
+    assert all(
+        "not decided: every random rational point drawn (3 × 3) lies on a pole or a kink" in str(ln) for ln in lines
+    )
+    assert len({id(ev.point) for ev in calls}) == 9  # three sets of three points
