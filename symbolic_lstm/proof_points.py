@@ -18,6 +18,10 @@ that is an application itself (e^u under √) takes the value r^L.  A root of an
 clears ((u²)^(1/2) = |u|) is no root: it is evaluated exactly.  Beyond a common denominator of ``MAX_ROOT`` (a
 float exponent 0.3 is p/2⁵²), each exponent class modulo 1 gets its own value.
 
+**Perfect powers.** SymPy writes (g²)^z as |g|^(2z) and log(g²) as 2·log|g| where it knows g is real, and
+leaves them where it does not: a power is keyed by (ρ, k·z) and a log's value is k·log ρ, for the base's value
+written as ρ^k with k as large as can be (:func:`perfect_power`), so both spellings meet one value.
+
 **Ranges.** Values are drawn in the range of the function an indeterminate stands for (σ in (0, 1), tanh in
 (−1, 1), e^u positive …): the identity holds whatever the values, but the points decide which branch a kink
 takes, and in the functions' own ranges they take branches the cell can reach.  A function applied to a number
@@ -115,6 +119,30 @@ def _rational(rng: random.Random, kind: str | None) -> sp.Expr:
     return sp.Rational(rng.randint(1, 9973), rng.randint(1, 89))
 
 
+#: The functions whose value at a perfect power ρ^k is k times their value at ρ (log ρ^k = k log ρ).
+_LOGS = ("log", "opaque_log")
+#: The primes tried when a value is written as a perfect power: the squares and cubes SymPy folds, and more.
+_PRIMES = (2, 3, 5, 7)
+
+
+def perfect_power(r: sp.Expr) -> tuple[sp.Expr, int]:
+    """``r`` as ρ^k with k as large as the primes reach (ρ > 0 for an even k): (ρ, k); (r, 1) where r is no
+    rational, or 0 or ±1.  SymPy writes (g²)^z as |g|^(2z) and log(g²) as 2 log|g| where it knows g is real and
+    leaves them elsewhere: keyed by (ρ, k·z) and ρ, both spellings meet one value."""
+    if not r.is_Rational or r in (0, 1, -1):
+        return r, 1
+    k = 1
+    while True:
+        for prime in _PRIMES:
+            num, exact_num = sp.integer_nthroot(abs(int(r.p)), prime)
+            den, exact_den = sp.integer_nthroot(int(r.q), prime)
+            if exact_num and exact_den and (r > 0 or prime % 2):
+                r, k = sp.Rational(num, den) * (1 if r > 0 else -1), k * prime
+                break
+        else:
+            return r, k
+
+
 def _constant(atom: sp.Expr) -> sp.Expr:
     """A function applied to a number (rsqrt(3/2), tanh(1)) at its own value (the exact rational of its double):
     SymPy compares such constants by value as it builds a Min or a Piecewise, so a random value would take a
@@ -159,8 +187,12 @@ class Point:
         return self.drawn[key]  # type: ignore[index]
 
     def key(self, e: sp.Expr, walk: Callable[[sp.Basic], sp.Expr] | None = None) -> tuple[str, tuple[sp.Expr, ...]]:
-        """An application's key: its function and the values of its arguments."""
+        """An application's key: its function and the values of its arguments; a power b^z by (ρ, k·z) for
+        b = ρ^k (:func:`perfect_power`)."""
         walk = walk or self.at
+        if isinstance(e, sp.Pow):
+            rho, k = perfect_power(walk(e.base))
+            return "Pow", (rho, k * walk(e.exp))
         return type(e).__name__, tuple(walk(a) for a in e.args)
 
     def at(self, expr: sp.Expr) -> sp.Expr:
@@ -182,10 +214,14 @@ class Point:
                 if e.is_number and not self.symbolic:
                     out = _constant(e)
                 else:
-                    key = self.key(e, walk)
+                    key, scale = self.key(e, walk), 1
+                    if key[0] in _LOGS and len(key[1]) == 1:  # log ρ^k = k log ρ
+                        rho, scale = perfect_power(key[1][0])
+                        key = (key[0], (rho,))
                     out = self.drawn.get(key)
                     if out is None:
                         out = self.drawn[key] = self.draw(_range(e), key)
+                    out = scale * out
             elif not e.args:
                 out = e
             else:

@@ -163,3 +163,17 @@ def test_an_entry_no_point_can_judge_is_said_undecided_not_equal(monkeypatch, ls
         "not decided: every random rational point drawn (3 × 3) lies on a pole or a kink" in str(ln) for ln in lines
     )
     assert len({id(ev.point) for ev in calls}) == 9  # three sets of three points
+
+
+def test_a_power_of_a_square_is_one_value_however_sympy_spells_it():
+    """∂(σ(s)²)^z/∂z is 2·log|σ(s)|·|σ(s)|^(2z) to SymPy, the direct side's (σ²)^z·log(σ²): the points key a power
+    by (ρ, k·z) and a log by k·log ρ for a base ρ^k, so both spellings take one value."""
+    from symbolic_lstm import CellBuilder, sigmoid
+
+    b = CellBuilder("square_power", inputs=("x",), states=("a",), output="a")
+    a_prev = b.prev("a")
+    s = b.linear("s", [a_prev, b.input("x")], weight="W", bias="b")
+    g = b.stage("g", sigmoid(s))
+    b.stage("a", sp.tanh((g**2) ** softsign(a_prev) + s))
+    lines = proof.prove(b.build(), n_a=1, n_x=1, T=2, points=2, workers=1)
+    assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
