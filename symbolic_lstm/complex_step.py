@@ -43,6 +43,27 @@ KINK_BAND = 1e-9
 DIRECTIONS = 3
 
 
+def _moved(
+    x: np.ndarray,
+    p: Mapping[str, np.ndarray],
+    init: Mapping[str, np.ndarray],
+    seed: int,
+    relative: bool,
+    copies: int | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """x, p and init each stepped by iH along one random direction of all of them at once (weights in ±[0.5, 1.5],
+    times |a| where ``relative``, times |a| + 1 otherwise); ``copies`` such directions along a new leading axis."""
+    rng = np.random.default_rng(seed)
+
+    def moved(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        shape = a.shape if copies is None else (copies, *a.shape)
+        size = np.abs(a) if relative else np.abs(a) + 1
+        return a + 1j * H * size * rng.uniform(0.5, 1.5, shape) * rng.choice((-1, 1), shape)
+
+    return moved(x), {k: moved(v) for k, v in p.items()}, {k: moved(v) for k, v in init.items()}
+
+
 class ComplexStep:
     """The loss of a gradient-check problem and its gradient with respect to every array, by complex step.
 
@@ -74,17 +95,8 @@ class ComplexStep:
         over DIRECTIONS random directions (one could nearly cancel), by complex steps run side by side.  Round-off
         of inputs and intermediates at relative eps moves a value by about eps times this — the scale on which two
         right computations of an ill-conditioned value (near a pole of the cell) differ."""
-        rng = np.random.default_rng(1)
-
-        def moved(a: np.ndarray) -> np.ndarray:
-            a = np.asarray(a, dtype=np.float64)
-            shape = (DIRECTIONS, *a.shape)
-            return a + 1j * H * a * rng.uniform(0.5, 1.5, shape) * rng.choice((-1, 1), shape)
-
         with np.errstate(all="ignore"):
-            steps, _ = self.reference.run(
-                moved(x), {k: moved(v) for k, v in p.items()}, {k: moved(v) for k, v in init.items()}
-            )
+            steps, _ = self.reference.run(*_moved(x, p, init, seed=1, relative=True, copies=DIRECTIONS))
         # each node (DIRECTIONS, B, n_a) per step: stacked to (T, DIRECTIONS, B, n_a), the largest over directions
         return [np.abs(np.stack([env[n] for env in steps]).imag).max(axis=1) / H for n in (self.cell.output, *states)]
 
@@ -98,15 +110,7 @@ class ComplexStep:
         """
         if not self.has_kinks:
             return False
-        rng = np.random.default_rng(0)
-
-        def moved(a: np.ndarray) -> np.ndarray:
-            a = np.asarray(a, dtype=np.float64)
-            return a + 1j * H * (np.abs(a) + 1) * rng.uniform(0.5, 1.5, a.shape) * rng.choice((-1, 1), a.shape)
-
-        _, args = self.reference.run(
-            moved(x), {k: moved(v) for k, v in p.items()}, {k: moved(v) for k, v in init.items()}, kinks=True
-        )
+        _, args = self.reference.run(*_moved(x, p, init, seed=0, relative=False), kinks=True)
         if args.size == 0:
             return False
         value, slope = np.real(args), np.imag(args)

@@ -13,7 +13,7 @@ import sympy as sp
 from ..cell import Cell, Linear, Reduce
 from ..derivation import StepDerivation
 from ..printer_numpy import KernelPrinter, heaviside_at_zero
-from .lines import ModuleApi, OwnNames, uni, uni_expr, uni_time, unpacking
+from .lines import ModuleApi, OwnNames, template_env, uni, uni_expr, uni_time, unpacking
 from .schedule import Schedule
 
 
@@ -61,6 +61,24 @@ class ExpressionPlan(ModuleApi):
 
     def register_names(self) -> None:
         """Register the backend's own names that stand for something of the cell (none here)."""
+
+    def render(self, template: str, backend: str, source_hash: str) -> str:
+        """The module, rendered from ``template`` (byte-stable)."""
+        from ..version import __version__
+
+        return (
+            template_env()
+            .get_template(template)
+            .render(
+                version=__version__,
+                template=template,
+                cell=self.cell,
+                plan=self,
+                source_hash=source_hash,
+                backend=backend,
+                own=self.own,
+            )
+        )
 
     def columns(self, st: Linear, operand: str) -> str:
         """The columns of W that multiply ``operand``, as a slice (operands in order, n_a or n_x wide)."""

@@ -11,9 +11,7 @@ per-step values kept in lists and stacked.  The NumPy backend stays the fast one
 from __future__ import annotations
 
 from ....cell import Cell
-from ....version import __version__
 from ...expressions import ExpressionPlan, Step
-from ...lines import template_env
 
 TEMPLATE = "array_api/cell_module.py.j2"
 BACKEND = "array-api"
@@ -25,20 +23,7 @@ class ArrayAPIPlan(ExpressionPlan):
 
 def render(cell: Cell, source_hash: str) -> str:
     """The array-API module for ``cell``, as text (byte-stable)."""
-    plan = ArrayAPIPlan(cell)
-    return (
-        template_env()
-        .get_template(TEMPLATE)
-        .render(
-            version=__version__,
-            template=TEMPLATE,
-            cell=cell,
-            plan=plan,
-            source_hash=source_hash,
-            backend=BACKEND,
-            own=plan.own,
-        )
-    )
+    return ArrayAPIPlan(cell).render(TEMPLATE, BACKEND, source_hash)
 
 
 def statements(cell: Cell) -> list[Step]:

@@ -15,10 +15,9 @@ import re
 from functools import cached_property
 
 from ....cell import Cell, Linear
-from ....version import __version__
 from ...expressions import ExpressionPlan, Step
 from ...head_rules import head_code, regression_dz
-from ...lines import template_env, uni_time, unpacking
+from ...lines import uni_time, unpacking
 
 TEMPLATE = "jax/cell_module.py.j2"
 
@@ -354,20 +353,7 @@ class JaxPlan(ExpressionPlan):
 
 def render(cell: Cell, source_hash: str) -> str:
     """The JAX module for ``cell``, as text (byte-stable)."""
-    plan = JaxPlan(cell)
-    return (
-        template_env()
-        .get_template(TEMPLATE)
-        .render(
-            version=__version__,
-            template=TEMPLATE,
-            cell=cell,
-            plan=plan,
-            source_hash=source_hash,
-            backend="jax",
-            own=plan.own,
-        )
-    )
+    return JaxPlan(cell).render(TEMPLATE, "jax", source_hash)
 
 
 def statements(cell: Cell) -> list[Step]:
