@@ -244,7 +244,8 @@ def test_overflow_and_domain_errors_are_worded_apart():
 
 
 def _conditioned(name: str, square: bool):
-    """A gate read only by a Piecewise condition (∂a/∂g = 0, so δg and δsum_g are exactly 0); ``square`` reads
+    """A gate and a unit parameter read only by a Piecewise condition (∂a/∂g = ∂a/∂w = 0, so δg, δsum_g and δw
+    are exactly 0); ``square`` reads
     the input unit by unit too, which takes the stage-by-stage NumPy kernels."""
     from symbolic_lstm import CellBuilder
 
@@ -252,7 +253,8 @@ def _conditioned(name: str, square: bool):
     a_prev, x = b.prev("a"), b.input("x")
     g = b.stage("g", sp.tanh(b.linear("sum_g", [a_prev, x], weight="W_g", bias="b_g")))
     z = b.linear("sum_z", [a_prev, x], weight="W_z", bias="b_z")
-    branches = sp.Piecewise((sp.tanh(z), g > 0), (sp.tanh(z) / 2, True))
+    w = b.vector("w")  # a unit parameter read only by the condition too: its δ is zero, in (B, n_a) per step
+    branches = sp.Piecewise((sp.tanh(z), g > w), (sp.tanh(z) / 2, True))
     b.stage("a", branches + (x / 10 if square else 0))
     return b.build()
 
@@ -272,3 +274,4 @@ def test_a_node_whose_gradient_is_identically_zero_gets_a_zero_array(backend, sq
     out = k.forward(rng.normal(size=(3, 2, 4)), p)
     grads = k.backward(k.mse_loss(out[0], rng.normal(size=(3, 2, 4)))[1], out[-1])
     assert np.all(np.asarray(grads["W_g"]) == 0) and np.all(np.asarray(grads["b_g"]) == 0)
+    assert np.shape(grads["w"]) == (4,) and np.all(np.asarray(grads["w"]) == 0)

@@ -173,7 +173,8 @@ class StagePlan(LossCode):
             v = delta.node
             terms = ([] if delta.value == 0 else [self.printer.doprint(delta.value)]) + self.through_linear(v)
             # δ identically 0 (v read only where its derivative vanishes): an array of v's shape, for the products
-            code = " + ".join(terms) if terms else f"np.zeros_like({self.printer.doprint(sp.Symbol(v))})"
+            like = f"d{self.cell.states[0]}_next" if v in self.cell.vectors else self.printer.doprint(sp.Symbol(v))
+            code = " + ".join(terms) if terms else f"np.zeros_like({like})"  # a unit parameter's δ: (B, n_a)
             fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
             lines.append(Line(f"{delta.target} = {code}", f"δ{uni_time(v)}{fork}", stage=v))
             if delta.optional:
