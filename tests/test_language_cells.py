@@ -176,9 +176,9 @@ def _proved_checked_and_agree(cell, tmp_path_factory) -> None:
 
 
 @settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=SLOW_DRAWS,
 )
 @given(cell=language_cells())
 @example(cell=slstm_pattern())
@@ -190,7 +190,7 @@ def test_random_cells_over_the_language_are_proved_checked_and_agree_with_autogr
 @settings(
     max_examples=15,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    suppress_health_check=SLOW_DRAWS,
 )
 @given(cell=language_cells())
 def test_many_random_cells_over_the_language(cell, tmp_path_factory):
