@@ -28,17 +28,19 @@ def target(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
-def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, code: bool = False) -> Path:
+def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, code: bool = False, follow: bool = True) -> Path:
     """Write ``text`` (UTF-8, '\\n' newlines; or raw bytes) to ``path`` atomically; return the path.
 
     The file's mode: an existing file's own, else what the umask gives; ``code=True`` also takes away
     group and other write (a module someone else could edit would run their code).  A symlink at ``path``
-    is followed: its target is replaced and the link kept.
+    is followed: its target is replaced and the link kept — unless ``follow=False`` (what the package keeps
+    for itself, such as a cached module's digest): then the link itself is replaced by the file, and nothing
+    is written where it pointed.
     """
     path = Path(path)
-    real = target(path)
+    real = target(path) if follow else path
     try:
-        mode = stat.S_IMODE(os.stat(real).st_mode)
+        mode = stat.S_IMODE(os.stat(real).st_mode) if follow or not real.is_symlink() else 0o666 & ~umask()
     except FileNotFoundError:
         mode = 0o666 & ~umask()
     if code:

@@ -115,7 +115,9 @@ def _digest_file(path: Path) -> Path:
 def record_digest(path: str | os.PathLike[str]) -> None:
     """Write ``<path>.sha256``: the SHA-256 of the module's bytes as this run wrote them."""
     path = Path(path)
-    write_atomic(_digest_file(path), hashlib.sha256(path.read_bytes()).hexdigest() + "\n", code=True)
+    # a link planted at the digest's name is replaced, never written through (as root it once overwrote the
+    # file it pointed to)
+    write_atomic(_digest_file(path), hashlib.sha256(path.read_bytes()).hexdigest() + "\n", code=True, follow=False)
 
 
 def why_not_intact(path: str | os.PathLike[str]) -> str | None:

@@ -79,7 +79,9 @@ def test_load_never_runs_the_cell_file_a_module_names(tmp_path):
     src = (generated_dir() / "lstm.py").read_text(encoding="utf-8")
     evil = tmp_path / "evil.py"
     evil.write_text(f"open({str(marker)!r}, 'w').close()\n")
-    (tmp_path / "lstm.py").write_text(src.replace('CELL_SPEC = "lstm"', f'CELL_SPEC = "{evil}:build"'))
+    planted = src.replace("CELL_SPEC = 'lstm'", f"CELL_SPEC = {f'{evil}:build'!r}")
+    assert planted != src  # the header really names the file now
+    (tmp_path / "lstm.py").write_text(planted)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load("lstm", tmp_path)

@@ -153,7 +153,9 @@ def test_check_stale_does_not_run_a_cell_file_named_by_a_relative_path(tmp_path)
     folder = tmp_path / "kernels"
     folder.mkdir()
     text = (Path(load("rnn").__file__)).read_text()
-    (folder / "rnn.py").write_text(text.replace('CELL_SPEC = "rnn"', 'CELL_SPEC = "evil.py:build"'))
+    planted = text.replace("CELL_SPEC = 'rnn'", "CELL_SPEC = 'evil.py:build'")
+    assert planted != text  # the header really names the file now
+    (folder / "rnn.py").write_text(planted)
     marker = tmp_path / "ran"
     (tmp_path / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
     r = _cli("check", "--stale", "--dir", str(folder), cwd=tmp_path, env={})

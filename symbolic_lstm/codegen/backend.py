@@ -101,9 +101,11 @@ class Backend:
         return files
 
     def source_hash(self, cell: Cell) -> str:
-        """SHA-256 (first 16 hex digits) of what produces the cell's module: its definition, the package
-        version and :meth:`source_files`.  A module recording another hash is stale."""
+        """SHA-256 (first 16 hex digits) of what produces the cell's module: its definition, the text its header
+        carries (description, ``--cell`` spec), the package version and :meth:`source_files` — every byte the
+        module holds follows from these.  A module recording another hash is stale."""
         h = hashlib.sha256(cell.fingerprint())
+        h.update(repr((cell.description, cell.spec)).encode())
         h.update(__version__.encode())
         for path in self.source_files():
             h.update(path.read_bytes().replace(b"\r\n", b"\n"))

@@ -317,6 +317,33 @@ class CommentPrinter(sp.printing.str.StrPrinter):
         return f"min({', '.join(self._print(a) for a in expr.args)})"
 
 
+def comment_text(text: str) -> str:
+    """User text (a cell's name, description, ``--cell`` spec) as what may follow ``#`` in a generated module:
+    one line of printable ASCII, every other character a backslash escape (``\\u03b3``, ``\\x0a``).  The one
+    way user text enters a comment: it cannot end the comment, and, below the header's first two lines of fixed
+    text, cannot be read as an encoding declaration."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def literal(value: str) -> str:
+    """User text as a Python string literal in a generated module: ``repr`` of the value, read back by
+    ``ast.literal_eval`` (:mod:`symbolic_lstm.stale`) — the one way user text enters code."""
+    if not isinstance(value, str):
+        raise TypeError(f"a literal in generated code is a str, got {type(value).__name__}")
+    return repr(value)
+
+
 def template_env() -> jinja2.Environment:
     """The Jinja2 environment every backend renders with: strict, whitespace-exact, the comment filters."""
     import jinja2
@@ -332,4 +359,6 @@ def template_env() -> jinja2.Environment:
     env.filters["uni"] = uni
     env.filters["uni_time"] = uni_time
     env.filters["emit"] = emit_lines
+    env.filters["comment"] = comment_text
+    env.filters["literal"] = literal
     return env
