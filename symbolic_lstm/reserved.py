@@ -19,6 +19,7 @@ call it ``<output>_out`` (LEM's ``y``: ``mse_loss(y_out, y)``).
 from __future__ import annotations
 
 import keyword
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 #: What the generated modules keep readable, by kind (docs/cells.md lists the same names).
@@ -86,6 +87,8 @@ def refusal(name: str, derived: dict[str, str] | None = None) -> str | None:
     :func:`derived_names`), or None."""
     if not isinstance(name, str) or not name.isidentifier():
         return "must be a Python identifier"
+    if unicodedata.normalize("NFKC", name) != name:  # ｎｐ is np to Python: checked as what Python reads
+        return f"is read by Python as {unicodedata.normalize('NFKC', name)!r} (the NFKC form of every identifier)"
     if keyword.iskeyword(name):
         return "is a Python keyword; every generated module would fail on it"
     if name.startswith("_"):
@@ -104,7 +107,7 @@ def suggestion(name: str, derived: dict[str, str] | None = None, taken: Iterable
     """A name close to ``name`` that is allowed (and not in ``taken``): ``np`` → ``np_``, ``_x`` → ``x``,
     ``delta_c`` → ``c_delta``."""
     taken = set(taken)
-    base = name.lstrip("_") or "node"
+    base = unicodedata.normalize("NFKC", name).lstrip("_") or "node"
     if base.startswith("delta_"):
         base = f"{base[len('delta_') :]}_delta"
     candidate = base if base[0].isalpha() else f"n{base}"
@@ -134,6 +137,8 @@ def first_problem(
     None."""
     if not isinstance(cell, str) or not cell.isidentifier() or keyword.iskeyword(cell):
         return f"cell name {cell!r} must be a Python identifier that is not a keyword"
+    if unicodedata.normalize("NFKC", cell) != cell:
+        return f"cell name {cell!r} is read by Python as {unicodedata.normalize('NFKC', cell)!r}; write it so"
     inputs, states = tuple(inputs), tuple(states)
     prev = [f"{s}_prev" for s in states]
     taken = [*inputs, *states, *prev, *(n for n, _ in named)]

@@ -342,3 +342,19 @@ def test_the_documented_list_is_the_list_in_code():
         assert pattern in part
     for arg in FREE_ARGUMENTS:
         assert f"`{arg}`" in part
+
+
+@pytest.mark.parametrize(
+    ("name", "read"), [("ｎｐ", "np"), ("ｈ_tilde", "h_tilde"), ("ﬁ", "fi"), ("ｄelta_a", "delta_a")]
+)
+def test_a_name_python_reads_as_another_is_refused_saying_which(name, read):
+    """Python reads every identifier in its NFKC form: ｎｐ is np (a shadowed import), ｈ_tilde is h_tilde (two
+    nodes one variable). Refused at build, naming what Python reads (issue 37: they failed as generator bugs)."""
+    from symbolic_lstm import CellBuilder
+    from symbolic_lstm.cell import CellError
+
+    b = CellBuilder("c", inputs=("x",), states=("a",), output="a")
+    with pytest.raises(CellError, match=f"is read by Python as '{read}'"):
+        b.stage(name, b.linear("s", [b.prev("a"), b.input("x")], weight="W", bias="b"))
+    with pytest.raises(CellError, match="is read by Python as 'mgu'"):
+        CellBuilder("ｍｇｕ")

@@ -147,3 +147,24 @@ def test_a_digest_that_is_a_link_is_replaced_not_written_through(tmp_path):
     digest = cache / "mgu.py.sha256"
     assert not digest.is_symlink() and digest.read_text().strip() == hashlib.sha256(b"X = 1\n").hexdigest()
     assert why_not_intact(module) is None
+
+
+def _with_own_function(numpycode: str):
+    """A cell whose stage applies a user's own function ``act``, printed by ``numpycode``."""
+
+    def _numpycode(self, printer):
+        return numpycode.format(printer._print(self.args[0]))
+
+    act = type("act", (sp.Function,), {"fdiff": lambda self, i=1: 1 - act(self.args[0]) ** 2, "_numpycode": _numpycode})
+    b = CellBuilder("owned", inputs=("x",), states=("a",), output="a")
+    b.stage("a", act(b.linear("s", [b.prev("a"), b.input("x")], weight="W", bias="b")))
+    return b.build()
+
+
+def test_the_hash_covers_a_users_own_function_code():
+    """Editing how a user's function prints changes the module, so it changes the hash (a cached module of the
+    old code is then stale, not served)."""
+    one, two = _with_own_function("np.tanh({})"), _with_own_function("(2*np.tanh({0}) - np.tanh({0}))")
+    assert one.fingerprint() == two.fingerprint()  # the same definition to SymPy
+    for name in NAMES:
+        assert BACKENDS[name].source_hash(one) != BACKENDS[name].source_hash(two)

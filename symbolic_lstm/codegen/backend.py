@@ -11,11 +11,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import inspect
+import marshal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
+
+import sympy as sp
 
 from ..cell import Cell
 from ..paths import PACKAGE_DIR, templates_dir
@@ -102,14 +106,60 @@ class Backend:
 
     def source_hash(self, cell: Cell) -> str:
         """SHA-256 (first 16 hex digits) of what produces the cell's module: its definition, the text its header
-        carries (description, ``--cell`` spec), the package version and :meth:`source_files` — every byte the
-        module holds follows from these.  A module recording another hash is stale."""
+        carries (description, ``--cell`` spec), the code of the cell's own functions (a ``sympy.Function``
+        subclass prints itself: editing its ``_numpycode`` changes the module), the package version and
+        :meth:`source_files` — every byte the module holds follows from these.  A module recording another hash
+        is stale."""
         h = hashlib.sha256(cell.fingerprint())
         h.update(repr((cell.description, cell.spec)).encode())
+        for f in own_functions(cell):
+            h.update(function_code(f))
         h.update(__version__.encode())
         for path in self.source_files():
             h.update(path.read_bytes().replace(b"\r\n", b"\n"))
         return h.hexdigest()[:16]
+
+
+def own_functions(cell: Cell) -> list[type]:
+    """The function classes a cell's stages apply that neither SymPy nor this package defines: the user's own."""
+    found = {
+        type(f)
+        for st in cell.stages
+        if hasattr(st, "expr")
+        for f in st.expr.atoms(sp.Function)
+        if not type(f).__module__.startswith(("sympy", "symbolic_lstm"))
+    }
+    return sorted(found, key=lambda c: (c.__module__, c.__qualname__))
+
+
+def function_code(cls: type) -> bytes:
+    """A user function class as bytes that change when its code does: the source of the module it is defined in
+    (module-level constants its methods read included), and every method's marshalled code, defaults and closure
+    values (a class made at run time has no source)."""
+    out = [cls.__qualname__.encode()]
+    with contextlib.suppress(OSError, TypeError, KeyError):
+        out.append(inspect.getsource(sys.modules[cls.__module__]).encode())
+    for name, member in sorted(vars(cls).items()):
+        fn = getattr(member, "__func__", member)
+        if getattr(fn, "__code__", None) is None:
+            out.append(name.encode() + _stable(member))
+            continue
+        cells = [c.cell_contents for c in fn.__closure__ or () if c.cell_contents is not cls]
+        out.append(name.encode() + b"".join(_stable(v) for v in (fn, *(fn.__defaults__ or ()), *cells)))
+    return b"\0".join(out)
+
+
+def _stable(value: object) -> bytes:
+    """Bytes for a value that are the same in every process (no ``at 0x…`` addresses): code marshalled, plain data
+    and SymPy expressions by ``repr``, anything else by its type."""
+    code = getattr(getattr(value, "__func__", value), "__code__", None)
+    if code is not None:
+        return marshal.dumps(code)
+    if value is None or isinstance(value, int | float | complex | str | bytes | sp.Basic):
+        return repr(value).encode()
+    if isinstance(value, tuple | list | frozenset):
+        return b"(" + b",".join(_stable(v) for v in value) + b")"
+    return type(value).__qualname__.encode()
 
 
 class ExpressionBackend(Backend):
