@@ -179,20 +179,24 @@ def step_backward(
     return deltas, contributions
 
 
-def _at(expr: sp.Expr, env: dict[sp.Symbol, list[sp.Expr]], i: int, n_a: int) -> sp.Expr:
-    """``expr`` at unit ``i``: every node its value there (a row scalar its only one), Σ_i expanded, n_a a number."""
+def _at(expr: sp.Expr, env: dict[sp.Symbol, list[sp.Expr]], i: int, n_a: int, memo: dict | None = None) -> sp.Expr:
+    """``expr`` at unit ``i``: every node its value there (a row scalar its only one), Σ_i expanded, n_a a number.
+    Shared subtrees are rebuilt once (``memo``): a derivative is a DAG whose tree can be exponentially larger."""
+    memo = {} if memo is None else memo
+    hit = memo.get((expr, i))
+    if hit is not None:
+        return hit
     if isinstance(expr, UnitSum):
-        return sp.Add(*(_at(expr.args[0], env, j, n_a) for j in range(n_a)))
-    if expr.is_Symbol:
-        if expr == N_A:
-            return sp.Integer(n_a)
+        out = sp.Add(*(_at(expr.args[0], env, j, n_a, memo) for j in range(n_a)))
+    elif expr.is_Symbol:
         vals = env.get(expr)
-        if vals is None:
-            return expr
-        return vals[i if len(vals) > 1 else 0]
-    if not expr.args:
-        return expr
-    return expr.func(*(_at(a, env, i, n_a) for a in expr.args))
+        out = sp.Integer(n_a) if expr == N_A else expr if vals is None else vals[i if len(vals) > 1 else 0]
+    elif not expr.args:
+        out = expr
+    else:
+        out = expr.func(*(_at(a, env, i, n_a, memo) for a in expr.args))
+    memo[(expr, i)] = out
+    return out
 
 
 def _dims(rules: LinearRules, net: UnrolledNet) -> dict[sp.Expr, int]:

@@ -192,7 +192,7 @@ def test_random_cells_over_the_language_are_proved_checked_and_agree_with_autogr
 
 @pytest.mark.slow
 @settings(
-    max_examples=15,
+    max_examples=6,
     deadline=None,
     suppress_health_check=SLOW_DRAWS,
 )
