@@ -338,7 +338,7 @@ def test_the_documented_list_is_the_list_in_code():
     kinds, part = documented()
     assert {k: set(v) for k, v in RESERVED_BY_KIND.items()} == kinds
     assert set().union(*kinds.values()) == RESERVED
-    for pattern in ("`_`", "`delta_`", "`s0`", "`ds`", "`ds_next`", "`d<output>`"):
+    for pattern in ("`_`", "`delta_`", "`s0`", "`ds`", "`ds_next`", "`d<output>`", "NFKC"):
         assert pattern in part
     for arg in FREE_ARGUMENTS:
         assert f"`{arg}`" in part
