@@ -122,19 +122,13 @@ class ExpressionPlan(ModuleApi):
             v = delta.node
             terms = ([] if delta.value == 0 else [self.p.doprint(delta.value)]) + self.through_linear(v)
             target = delta.target
-            # δ identically 0 (v is read only where its derivative vanishes: a condition, a step): an array of
-            # v's shape, since the products and weight gradients take δv as a matrix
-            code = " + ".join(terms) if terms else f"xp.zeros_like({self.zero_like(v)})"
+            # δ identically 0: an array, since the products and weight gradients take δv as a matrix
+            code = " + ".join(terms) if terms else f"xp.zeros_like({self.schedule.zero_like(v)})"
             fork = "  (fork: branches added)" if d.graph.is_fork(v) else ""
             out.append(Step(target, code, f"δ{uni_time(v)}{fork}", v))
             if delta.optional and seeds:
                 out.append(Step(target, f"{target} + d{v}[t] if d{v} is not None else {target}", "+ ∂E<t>/∂" + uni(v)))
         return out
-
-    def zero_like(self, v: str) -> str:
-        """An array of δv's shape in a step: v's own, or (B, n_a) for a unit parameter (its δ has a row per
-        batch row, summed over rows and steps afterwards) — the δ of the first state from the next step."""
-        return f"d{self.cell.states[0]}_next" if v in self.cell.vectors else self.p.doprint(sp.Symbol(v))
 
     def through_linear(self, v: str) -> list[str]:
         """The branches of δv through the linear stages that read v: δsum · (v's columns of W), one per stage."""

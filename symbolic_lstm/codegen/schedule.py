@@ -419,6 +419,12 @@ class Schedule:
             out.append(Delta(v, value, products, target, optional))
         return out
 
+    def zero_like(self, v: str) -> str:
+        """What an identically-zero δv (v read only where its derivative vanishes: a condition, a step) is made
+        like, in a step: v itself, or for a unit parameter — whose δ has a row per batch row, summed over rows and
+        steps afterwards — the δ of the first state from the next step, (B, n_a)."""
+        return str(future(self.cell.states[0])) if v in self.cell.vectors else v
+
     def elementwise_delta(self, v: str) -> sp.Expr:
         """The branches of δv that are not matrix products, evaluated through stored values, with the caller's
         seed ∂E<t>/∂output<t> as the symbol ``d<output>[t]`` (a state's own optional seed is added apart)."""

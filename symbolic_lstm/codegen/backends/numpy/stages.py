@@ -17,8 +17,6 @@ Simpler than the fused layout and a little slower (one product per stage and ope
 
 from __future__ import annotations
 
-import sympy as sp
-
 from ....cell import Cell, Elementwise, Linear, Reduce
 from ....printer_numpy import KernelPrinter
 from ...lines import Line, OwnNames, matrix_symbol, template_env, uni, uni_expr, uni_time
@@ -172,9 +170,8 @@ class StagePlan(LossCode):
         for delta in self.s.deltas():
             v = delta.node
             terms = ([] if delta.value == 0 else [self.printer.doprint(delta.value)]) + self.through_linear(v)
-            # δ identically 0 (v read only where its derivative vanishes): an array of v's shape, for the products
-            like = f"d{self.cell.states[0]}_next" if v in self.cell.vectors else self.printer.doprint(sp.Symbol(v))
-            code = " + ".join(terms) if terms else f"np.zeros_like({like})"  # a unit parameter's δ: (B, n_a)
+            # δ identically 0: an array, since the products and weight gradients take δv as a matrix
+            code = " + ".join(terms) if terms else f"np.zeros_like({self.s.zero_like(v)})"
             fork = "  (fork: branches added)" if self.d.graph.is_fork(v) else ""
             lines.append(Line(f"{delta.target} = {code}", f"δ{uni_time(v)}{fork}", stage=v))
             if delta.optional:
