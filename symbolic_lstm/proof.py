@@ -152,18 +152,13 @@ def prove(
     atoms = indeterminates(net.step_errors + [e for g in ours.values() for m in g.values() for e in m])
     rng = random.Random(seed)
     scored = {mode: frozenset(t for t in range(1, T + 1) if net.scored(t, mode)) for mode in modes}
-
-    def draw() -> list[Point]:
-        return [random_point(atoms, rng) for _ in range(points)]
-
+    draw = point_sets(atoms, rng, points)
     job = _Job(net.step_errors, scored, ours, draw(), exact)
     verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress, draw)
     lines = ProofReport()
     for mode in modes:
         for name, syms in wrt:
-            found = [verdicts[(name, k)][mode] for k in range(len(syms))]
-            method = method_of(points, exact, judged=None not in found)
-            ok = all(v is True for v in found)
+            ok, method = line_verdict([verdicts[(name, k)][mode] for k in range(len(syms))], points, exact)
             lines.append(ProofLine(name, tuple(syms.shape), len(syms), ok, n_a, n_x, T, mode, method))
     return lines
 
@@ -227,6 +222,18 @@ def decide(
         for key, fresh in again.items():
             verdicts[key] = {m: fresh[m] if v is None else v for m, v in verdicts[key].items()}
     return verdicts
+
+
+def point_sets(atoms: list[sp.Expr], rng: random.Random, points: int) -> Callable[[], list[Point]]:
+    """Draws ``points`` random points for ``atoms`` from ``rng`` each call: the first set, then the fresh ones
+    :func:`decide` asks for."""
+    return lambda: [random_point(atoms, rng) for _ in range(points)]
+
+
+def line_verdict(found: list[bool | None], points: int, exact: bool) -> tuple[bool, str]:
+    """A line's verdict from its entries' (True, False, or None where no point could judge one) and how it was
+    reached, as the line prints it."""
+    return all(v is True for v in found), method_of(points, exact, judged=None not in found)
 
 
 def method_of(points: int, exact: bool, judged: bool = True) -> str:

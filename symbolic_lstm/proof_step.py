@@ -53,12 +53,13 @@ from .proof import (
     _Job,
     decide,
     derivation_of,
-    method_of,
+    line_verdict,
+    point_sets,
     prove,
 )
 from .proof_exact import for_proof
 from .proof_net import UnrolledNet, engine_gradients, symbol_vector
-from .proof_points import Point, indeterminates, random_point
+from .proof_points import indeterminates
 
 #: The two cases of the lemma: the step's Error scored (many-to-many, or t = T), or not (many-to-one, t < T).
 CASES = ("E<t> scored", "E<t> not scored")
@@ -117,18 +118,13 @@ def prove_step(
     jobs = [(name, k, sym) for name, syms in wrt for k, sym in enumerate(syms)]
     atoms = indeterminates(terms + [e for g in ours.values() for m in g.values() for e in m])
     rng = random.Random(seed)
-
-    def draw() -> list[Point]:
-        return [random_point(atoms, rng) for _ in range(points)]
-
+    draw = point_sets(atoms, rng, points)
     job = _Job(terms, scored, ours, draw(), exact)  # type: ignore[arg-type]
     verdicts = decide(job, jobs, executor or LocalProcesses(workers), progress, draw)
     lines = ProofReport()
     for case in CASES:
         for name, syms in wrt:
-            found = [verdicts[(name, k)][case] for k in range(len(syms))]
-            method = method_of(points, exact, judged=None not in found)
-            ok = all(v is True for v in found)
+            ok, method = line_verdict([verdicts[(name, k)][case] for k in range(len(syms))], points, exact)
             lines.append(ProofLine(name, tuple(syms.shape), len(syms), ok, n_a, n_x, 1, case, method, "lemma"))  # type: ignore[arg-type]
     return lines
 
