@@ -263,28 +263,8 @@ def test_random_cells_prove(cell):
 
 
 def _agrees_with_torch(cell, k, T=4, B=3, n_x=3, n_a=5):
-    """Torch autograd on the cell's own stages (SymPy's torch printer), the same weights: 1e-10."""
-    import torch
-    from sympy.printing.pytorch import TorchPrinter
-
-    from symbolic_lstm.cell import Linear, Reduce
-
-    class Printer(TorchPrinter):
-        def _print_sigmoid(self, e):
-            return f"torch.sigmoid({self._print(e.args[0])})"
-
-        def _print_softsign(self, e):
-            return f"torch.nn.functional.softsign({self._print(e.args[0])})"
-
-        def _print_rsqrt(self, e):
-            return f"torch.rsqrt({self._print(e.args[0])})"
-
-        def _print_Max(self, e):
-            first, *rest = e.args
-            if not rest:
-                return self._print(first)
-            other = self._print_Max(sp.Max(*rest, evaluate=False)) if len(rest) > 1 else self._print(rest[0])
-            return f"torch.maximum(torch.as_tensor({self._print(first)}), torch.as_tensor({other}))"
+    """Torch autograd on the cell's own stages (SymPy's torch printer, :mod:`autodiff`), the same weights: 1e-10."""
+    from autodiff import assert_agrees, torch_reference
 
     rng = np.random.default_rng(7)
     p = {n: 2 * v for n, v in k.init_params(n_x, n_a, seed=3).items()}
@@ -295,34 +275,7 @@ def _agrees_with_torch(cell, k, T=4, B=3, n_x=3, n_a=5):
     y = rng.normal(size=(T, B, n_a))
     out = k.forward(x, p, **init)
     ours = k.backward(k.mse_loss(out[0], y)[1], out[-1])
-
-    tp = {n: torch.tensor(v, requires_grad=True) for n, v in p.items()}
-    tx = torch.tensor(x, requires_grad=True)
-    ti = {n: torch.tensor(v, requires_grad=True) for n, v in init.items()}
-    fns = {
-        st.name: sp.lambdify([sp.Symbol(r) for r in st.reads], st.expr, modules=[{"torch": torch}], printer=Printer)
-        for st in cell.stages
-        if not isinstance(st, Linear)
-    }
-    state = {s: ti[f"{s}0"] for s in cell.states}
-    E = 0
-    for t in range(T):
-        env = {f"{s}_prev": state[s] for s in cell.states} | {"x": tx[t]} | {v: tp[v] for v in cell.vectors}
-        for st_ in cell.stages:
-            if isinstance(st_, Linear):
-                z = torch.cat([env[i] for i in st_.inputs], 1) @ tp[st_.weight].T
-                env[st_.name] = z if st_.bias is None else z + tp[st_.bias]
-            else:
-                v = fns[st_.name](*(env[r] for r in st_.reads))
-                env[st_.name] = v.mean(-1, keepdim=True) if isinstance(st_, Reduce) else v
-        state = {s: env[s] for s in cell.states}
-        E = E + 0.5 * ((env[cell.output] - torch.tensor(y[t])) ** 2).sum()
-    E.backward()
-    theirs = {n: v.grad.numpy() for n, v in tp.items()} | {"x": tx.grad.numpy()}
-    theirs |= {n: v.grad.numpy() for n, v in ti.items()}
-    for n, g in ours.items():
-        scale = float(np.max(np.abs(theirs[n]))) or 1.0
-        np.testing.assert_allclose(g, theirs[n], rtol=1e-10, atol=1e-10 * scale, err_msg=n)
+    assert_agrees(ours, torch_reference(cell, p, x, init, y)[1])
 
 
 # -- no silent success -----------------------------------------------------------------------------------
