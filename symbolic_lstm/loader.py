@@ -7,7 +7,6 @@ folder is refused before it runs.  A module made from other sources than the cur
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
@@ -16,8 +15,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .paths import generated_dir
+from .run_code import run_module
 from .stale import GENERATED_MARK, StaleModuleWarning, freshness, is_generated
-from .trust import check_code_file, private_folder, record_digest, why_not_intact
+from .trust import UntrustedPathError, private_folder, private_folder_check, read_code, record_digest, why_not_intact
 
 if TYPE_CHECKING:
     from .cell import Cell
@@ -55,25 +55,29 @@ def load(name: str = "lstm", directory: str | Path | None = None, *, warn_stale:
         raise TypeError(f"directory must be a str or Path, got {type(directory).__name__}")
     folder = Path(directory) if directory is not None else generated_dir()
     path = folder / f"{name}.py"
-    if not path.is_file():
-        raise ValueError(_missing(name, folder))
-    if not is_generated(path):
+    own = folder.resolve() == generated_dir().resolve()  # the package's own modules are trusted as its code is
+    try:
+        data = read_code(path, "generated module", check=not own)
+    except FileNotFoundError:
+        raise ValueError(_missing(name, folder)) from None
+    except NotADirectoryError:
+        raise ValueError(f"{folder} is not a folder: load() takes the folder generate --out wrote to") from None
+    return _run(data, path, name, warn_stale=warn_stale)
+
+
+def _run(data: bytes, path: Path, name: str, *, warn_stale: bool) -> ModuleType:
+    """The module whose bytes ``data`` were read once from ``path`` and verified: run those bytes, nothing else."""
+    if not data.startswith(GENERATED_MARK.encode()):
         raise ValueError(
             f"{path} does not start with {GENERATED_MARK!r}: it was not written by symbolic-lstm generate, "
             "and load() imports nothing else"
         )
-    if folder.resolve() != generated_dir().resolve():  # the package's own modules are trusted as its code is
-        check_code_file(path, "generated module")
     if warn_stale:
-        fresh = freshness(path)
+        fresh = freshness(path, text=data.decode("utf-8", errors="replace"))
         if fresh.stale:
-            warnings.warn(fresh.describe(), StaleModuleWarning, stacklevel=2)
-    spec = importlib.util.spec_from_file_location(f"symbolic_lstm.generated.{name}", path)
-    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a source loader
-        raise ValueError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
+            warnings.warn(fresh.describe(), StaleModuleWarning, stacklevel=3)
     try:
-        spec.loader.exec_module(module)
+        return run_module(data, f"symbolic_lstm.generated.{name}", path)
     except SystemExit as e:  # a generated module never exits: this one was edited; a verdict on it would be empty
         code = "" if e.code is None else repr(e.code)
         raise ValueError(f"{path} called sys.exit({code}) while it was imported") from None
@@ -86,7 +90,6 @@ def load(name: str = "lstm", directory: str | Path | None = None, *, warn_stale:
         raise ModuleNotFoundError(
             f"{name} is a module of the {backend.name} backend and needs {backend.needs}", name=e.name
         ) from None
-    return module
 
 
 def _missing(name: str, folder: Path) -> str:
@@ -165,7 +168,7 @@ def module_for(cell: Cell, directory: str | Path | None = None, backend: str | B
         UntrustedPathError: the cache, or ``directory``'s module, could be another user's (a PermissionError).
         OSError: the cache folder cannot be written.
     """
-    from .codegen.pipeline import backend_of, write_checked
+    from .codegen.pipeline import backend_of, render, write_checked
     from .stale import recorded_hash
 
     b = backend_of(backend)
@@ -175,18 +178,30 @@ def module_for(cell: Cell, directory: str | Path | None = None, backend: str | B
         return Found(load(name, folder, warn_stale=False), folder / f"{name}.py", False)
     current = b.source_hash(cell)
     shipped = generated_dir() / f"{name}.py"
-    if cell.origin == "" and shipped.is_file() and recorded_hash(shipped) == current:
-        return Found(load(name, warn_stale=False), shipped, False)
+    if cell.origin == "":  # a built-in: the package's module, when it was made from this very cell
+        try:
+            data = read_code(shipped, "generated module", check=False)
+        except FileNotFoundError:
+            data = b""
+        if recorded_hash(data.decode("utf-8", errors="replace")) == current:
+            return Found(_run(data, shipped, name, warn_stale=False), shipped, False)
     root = private_folder(cache_dir(), "the cache folder", CACHE_FIX)
     folder = private_folder(root / current, "the cache folder", CACHE_FIX, tighten=True)  # inside a private root
     path = folder / f"{name}.py"
-    damaged = why_not_intact(path) if path.exists() or path.is_symlink() else None
-    made = damaged is not None or not path.is_file()
+    try:  # read once: the bytes checked against the digest are the bytes run
+        data: bytes | None = read_code(path, "cached module", own=True)
+        damaged = why_not_intact(path, data)
+    except FileNotFoundError:
+        data, damaged = None, None
+    except UntrustedPathError as e:  # a link, another user's file, no regular file: replaced, never read
+        data, damaged = None, e.short
+    made = data is None or damaged is not None
     if made:
-        if path.is_symlink():
-            path.unlink()  # replaced by a file of ours, not written through
-        write_checked(cell, b, folder)
-        record_digest(path)
+        text = render(cell, b)
+        write_checked(cell, b, folder, text, folder_check=private_folder_check(folder, "the cache folder", CACHE_FIX))
+        data = text.encode("utf-8")
+        record_digest(path, data)
     if damaged is not None:
         warnings.warn(f"{path} was regenerated: {damaged}", CacheRepairedWarning, stacklevel=2)
-    return Found(load(name, folder, warn_stale=False), path, made)
+    assert data is not None
+    return Found(_run(data, path, name, warn_stale=False), path, made)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
 import sympy as sp
@@ -176,7 +175,9 @@ def backward_listing(module: ModuleType | str) -> Listing:
         from .loader import load
 
         module = load(module, warn_stale=False)
-    text = Path(module.__file__).read_text(encoding="utf-8")
+    from .run_code import source_of
+
+    text = source_of(module)  # what ran
     body = text[text.index("    for t in range(T - 1, -1, -1):") :].splitlines()[1:]
     end = next(i for i, line in enumerate(body) if line.strip() and not line.startswith(" " * 8))  # the loop's end
     rows = []

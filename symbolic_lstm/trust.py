@@ -5,18 +5,24 @@
   module written there gets a digest beside it (``<module>.py.sha256``); a module whose file is not this
   user's, or whose content no longer matches its digest (truncated, edited), is regenerated, never imported.
 * **A folder the user names** (``load(name, folder)``, ``--dir``): its module must belong to this user (or
-  root) and be writable by no one else, in a folder no one else may write (a sticky folder such as /tmp
-  excepted: others cannot replace a file there).
+  root) and be writable by no one else, in a folder that belongs to this user (or root) and that no one else
+  may write (a sticky folder such as /tmp excepted: others cannot replace a file there).
 * **A cell file** named inside something else (a module's header) is run only when it passes the same test.
+* **Read once** (:func:`read_code`): every test above is made with ``fstat`` on the descriptors the bytes are
+  read from (the file opened with ``O_NOFOLLOW`` inside the folder's own descriptor), and those bytes are what
+  runs (:mod:`symbolic_lstm.run_code`) — a path is never opened a second time, so nothing can be swapped in
+  between the check and the run.
 
 On systems without user ids (Windows) the ownership checks are skipped.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from .files import write_atomic
@@ -25,7 +31,13 @@ _POSIX = hasattr(os, "geteuid")
 
 
 class UntrustedPathError(PermissionError):
-    """A folder or file that could hold another user's code: owned by them, or writable by others."""
+    """A folder or file that could hold another user's code: owned by them, or writable by others.
+
+    ``short``: the reason in a few words (``"mgu.py is a symbolic link"``), for a message that says more."""
+
+    def __init__(self, message: str, short: str | None = None) -> None:
+        super().__init__(message)
+        self.short = short or message
 
 
 def _owner(uid: int) -> str:
@@ -42,13 +54,7 @@ def _writable_by(mode: int) -> str | None:
     return " and ".join(who) or None
 
 
-def check_private_folder(folder: str | os.PathLike[str], what: str, fix: str) -> None:
-    """Refuse ``folder`` (UntrustedPathError naming why and ``fix``) when another user owns it or group or
-    others may write it."""
-    if not _POSIX:
-        return
-    folder = Path(folder)
-    st = os.stat(folder)
+def _refuse_private(st: os.stat_result, folder: Path, what: str, fix: str) -> None:
     if st.st_uid != os.geteuid():
         raise UntrustedPathError(
             f"{what} {folder} belongs to {_owner(st.st_uid)}, not to you: modules there could be someone else's "
@@ -60,6 +66,13 @@ def check_private_folder(folder: str | os.PathLike[str], what: str, fix: str) ->
             f"{what} {folder} is writable by {others} (mode {stat.S_IMODE(st.st_mode):04o}): another user could "
             f"put a module there that symbolic-lstm would run; fix: chmod go-w {folder} — or {fix}"
         )
+
+
+def check_private_folder(folder: str | os.PathLike[str], what: str, fix: str) -> None:
+    """Refuse ``folder`` (UntrustedPathError naming why and ``fix``) when another user owns it or group or
+    others may write it."""
+    if _POSIX:
+        _refuse_private(os.stat(folder), Path(folder), what, fix)
 
 
 def private_folder(folder: str | os.PathLike[str], what: str, fix: str, *, tighten: bool = False) -> Path:
@@ -79,18 +92,35 @@ def private_folder(folder: str | os.PathLike[str], what: str, fix: str, *, tight
     return folder
 
 
-def check_code_file(path: str | os.PathLike[str], what: str = "module") -> None:
-    """Refuse to run ``path`` (UntrustedPathError) when it, or its folder, could be someone else's: a file
-    owned by another user than you or root, or writable by group or others; a folder writable by group or
-    others without the sticky bit."""
-    if not _POSIX:
-        return
-    path = Path(path)
-    st = os.stat(path)
+def private_folder_check(folder: str | os.PathLike[str], what: str, fix: str) -> Callable[[os.stat_result], None]:
+    """The test :func:`check_private_folder` makes, as a check of an open folder's ``fstat`` (for
+    :func:`symbolic_lstm.files.write_atomic`'s ``folder_check``)."""
+    return lambda st: _refuse_private(st, Path(folder), what, fix) if _POSIX else None
+
+
+# -- code read once, checked on its descriptors -----------------------------------------------------------------
+def _refuse_folder(st: os.stat_result, folder: Path, what: str) -> None:
     if st.st_uid not in (os.geteuid(), 0):
         raise UntrustedPathError(
+            f"the folder {folder} belongs to {_owner(st.st_uid)}, not to you: its owner can replace the {what} "
+            f"between any check and its use; copy it to a folder of your own if you trust it"
+        )
+    others = _writable_by(st.st_mode)
+    if others and not st.st_mode & stat.S_ISVTX:
+        raise UntrustedPathError(
+            f"the folder {folder} is writable by {others} (mode {stat.S_IMODE(st.st_mode):04o}): anyone "
+            f"there could replace the {what} symbolic-lstm would run; fix: chmod go-w {folder}"
+        )
+
+
+def _refuse_file(st: os.stat_result, path: Path, what: str, owners: tuple[int, ...]) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise UntrustedPathError(f"{path} is not a regular file: symbolic-lstm runs a {what} only from one")
+    if st.st_uid not in owners:
+        raise UntrustedPathError(
             f"{path} belongs to {_owner(st.st_uid)}, not to you: symbolic-lstm does not run another user's "
-            f"{what}; copy it to a folder of your own if you trust it"
+            f"{what}; copy it to a folder of your own if you trust it",
+            f"{path.name} belongs to {_owner(st.st_uid)}",
         )
     others = _writable_by(st.st_mode)
     if others:
@@ -98,13 +128,62 @@ def check_code_file(path: str | os.PathLike[str], what: str = "module") -> None:
             f"{path} is writable by {others} (mode {stat.S_IMODE(st.st_mode):04o}): anyone there could change "
             f"the {what} symbolic-lstm would run; fix: chmod go-w {path}"
         )
-    folder = os.stat(path.parent)
-    others = _writable_by(folder.st_mode)
-    if others and not folder.st_mode & stat.S_ISVTX:
-        raise UntrustedPathError(
-            f"the folder {path.parent} is writable by {others} (mode {stat.S_IMODE(folder.st_mode):04o}): anyone "
-            f"there could replace the {what} symbolic-lstm would run; fix: chmod go-w {path.parent}"
-        )
+
+
+#: Opens nothing but a regular file's bytes: no link followed at the last step, no FIFO to block on.
+_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_code(path: str | os.PathLike[str], what: str = "module", *, check: bool = True, own: bool = False) -> bytes:
+    """The bytes of the file at ``path``, read once, with every check made on the descriptors they are read
+    from — so what was checked is what is returned, and the caller runs those bytes, never the path again.
+
+    The folder is opened and ``fstat``-ed: it must belong to you or root and be writable by no one else (a
+    sticky folder such as /tmp excepted: others cannot replace a file there).  The file is opened inside that
+    descriptor with ``O_NOFOLLOW`` (a symbolic link is refused, not followed) and ``fstat``-ed: a regular file
+    of yours or root's (``own``: yours only), writable by no one else.  ``check=False`` (the package's own
+    ``generated/``, trusted as its code is) keeps the descriptors and ``O_NOFOLLOW`` but not the owners.
+
+    Raises:
+        UntrustedPathError: the folder or file could be another user's, or the file is a link or no regular file.
+        FileNotFoundError: there is no such file.
+    """
+    path = Path(path)
+    folder_fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if check and _POSIX:
+            _refuse_folder(os.fstat(folder_fd), path.parent, what)
+        try:
+            fd = os.open(path.name, _READ, dir_fd=folder_fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UntrustedPathError(
+                    f"{path} is a symbolic link: symbolic-lstm runs a {what} only from a file itself, never "
+                    "through a link someone could point elsewhere",
+                    f"{path.name} is a symbolic link",
+                ) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                _refuse_file(st, path, what, ())
+            if check and _POSIX:
+                _refuse_file(st, path, what, (os.geteuid(),) if own else (os.geteuid(), 0))
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(folder_fd)
+
+
+def check_code_file(path: str | os.PathLike[str], what: str = "module") -> None:
+    """Refuse ``path`` (UntrustedPathError) where :func:`read_code` would: a file not yours or root's, a link,
+    writable by others, or in a folder another user owns or may write (a sticky one excepted).  Only a check:
+    code that runs is read with :func:`read_code` and run from those bytes."""
+    read_code(path, what)
 
 
 # -- digests of the cache's modules ---------------------------------------------------------------------------
@@ -112,27 +191,33 @@ def _digest_file(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def record_digest(path: str | os.PathLike[str]) -> None:
-    """Write ``<path>.sha256``: the SHA-256 of the module's bytes as this run wrote them."""
+def record_digest(path: str | os.PathLike[str], data: bytes | None = None) -> None:
+    """Write ``<path>.sha256``: the SHA-256 of the module's bytes as this run wrote them (``data``; read back
+    from ``path`` when not given)."""
     path = Path(path)
+    data = read_code(path, "cached module", own=True) if data is None else data
     # a link planted at the digest's name is replaced, never written through (as root it once overwrote the
-    # file it pointed to)
-    write_atomic(_digest_file(path), hashlib.sha256(path.read_bytes()).hexdigest() + "\n", code=True, follow=False)
+    # file it pointed to); the folder is checked on the descriptor the digest is written through
+    check = private_folder_check(path.parent, "the cache folder", "set XDG_CACHE_HOME to a folder only you can write")
+    write_atomic(_digest_file(path), hashlib.sha256(data).hexdigest() + "\n", code=True, folder_check=check)
 
 
-def why_not_intact(path: str | os.PathLike[str]) -> str | None:
-    """None when the cached module at ``path`` is this user's and matches its digest; otherwise why not (it
-    is then regenerated, not imported)."""
+def why_not_intact(path: str | os.PathLike[str], data: bytes | None = None) -> str | None:
+    """None when the cached module at ``path`` — ``data``, its bytes as read once with :func:`read_code` — is
+    this user's and matches its digest; otherwise why not (it is then regenerated, not imported)."""
     path = Path(path)
-    digest = _digest_file(path)
-    for p in (path, digest):
-        if p.is_symlink():
-            return f"{p.name} is a symbolic link"
-        if _POSIX and p.exists() and os.stat(p).st_uid != os.geteuid():
-            return f"{p.name} belongs to {_owner(os.stat(p).st_uid)}"
-    if not digest.is_file():
+    if data is None:
+        try:
+            data = read_code(path, "cached module", own=True)
+        except UntrustedPathError as e:
+            return e.short
+    try:
+        recorded = read_code(_digest_file(path), "digest", own=True)
+    except FileNotFoundError:
         return "no digest was recorded when it was written"
-    want = digest.read_text(encoding="ascii", errors="replace").strip()
-    if hashlib.sha256(path.read_bytes()).hexdigest() != want:
+    except UntrustedPathError as e:
+        return e.short
+    want = recorded.decode("ascii", errors="replace").strip()
+    if hashlib.sha256(data).hexdigest() != want:
         return "its content no longer matches the digest recorded when it was written (truncated or edited)"
     return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
@@ -64,20 +63,32 @@ def as_cell(cell: str | Cell) -> Cell:
 
 
 def load_cell_file(path: str | Path, name: str) -> Cell:
-    """Run the Python file at ``path`` and return its cell ``name`` (a Cell, or a function returning one)."""
+    """Run the Python file at ``path`` and return its cell ``name`` (a Cell, or a function returning one).
+
+    The file is read once and those bytes run (:func:`run_cell_file`): what runs is what was read."""
     file = Path(path)
     if not name.isidentifier():
         raise ValueError(f"cell name after ':' must be a Python identifier, got {name!r} in {path}:{name}")
-    if not file.is_file():
-        raise ValueError(f"cell file {file} does not exist")
-    module_name = f"_symbolic_lstm_user_cell_{abs(hash(str(file.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import {file} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look the module up
     try:
-        spec.loader.exec_module(module)
+        data = file.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ValueError(f"cell file {file} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"cell file {file} is a folder; expected a Python file such as mycell.py") from None
+    except OSError as e:
+        raise ValueError(f"cannot read cell file {file}: {e.strerror}") from None
+    return run_cell_file(data, file, name)
+
+
+def run_cell_file(data: bytes, file: Path, name: str) -> Cell:
+    """The cell ``name`` of the cell file whose bytes ``data`` were read from ``file``: those bytes are run."""
+    from ..run_code import run_module
+
+    if not name.isidentifier():
+        raise ValueError(f"cell name after ':' must be a Python identifier, got {name!r} in {file}:{name}")
+    module_name = f"_symbolic_lstm_user_cell_{abs(hash(str(file.resolve())))}"
+    try:  # its own encoding declaration, as Python reads a file it imports; registered for dataclasses, pickling
+        module = run_module(importlib.util.decode_source(data), module_name, file, register=True)
     except CellError as e:
         raise CellError(f"{file}: {e}") from None
     except SystemExit as e:  # sys.exit() or exit() in the file: a cell that never loaded is no success
@@ -86,11 +97,9 @@ def load_cell_file(path: str | Path, name: str) -> Cell:
             "a cell file must define the cell, not exit"
         ) from None
     except Exception as e:  # the user's code: report where it failed, not our stack
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == file.resolve()]
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(file)]
         where = f" (line {frames[-1].lineno})" if frames else ""
         raise ValueError(f"importing cell file {file} failed{where}: {type(e).__name__}: {e}") from None
-    finally:
-        sys.modules.pop(module_name, None)
     if not hasattr(module, name):
         found = [k for k, v in vars(module).items() if isinstance(v, Cell) or (callable(v) and k.startswith("build"))]
         raise ValueError(f"{file} defines no {name!r}" + (f"; it defines: {', '.join(found)}" if found else ""))

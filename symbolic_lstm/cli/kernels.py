@@ -10,7 +10,7 @@ import click
 from ..cell import Cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
-from ..stale import freshness
+from ..stale import verified_freshness
 from .common import CELL, kernels_of, main
 
 
@@ -129,9 +129,15 @@ def check(
         names = available(folder)
         if not names:
             raise click.BadParameter(f"no generated modules in {folder}", param_hint="--dir")
-        reports = [freshness(folder / f"{name}.py", run_cell_files=True) for name in names]
+        reports = [verified_freshness(folder / f"{name}.py") for name in names]
         for r in reports:
             click.echo(r.describe())
+        if any(r.unread for r in reports):
+            raise click.BadParameter(
+                f"{sum(bool(r.unread) for r in reports)} module(s) not read, their cell files not run: they or "
+                f"{folder} could be another user's (see above)",
+                param_hint="--dir",
+            )
         if any(r.stale for r in reports):
             click.echo(f"{sum(r.stale for r in reports)} stale module(s)", err=True)
             sys.exit(1)

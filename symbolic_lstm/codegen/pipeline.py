@@ -7,7 +7,8 @@ cache (:func:`symbolic_lstm.loader.module_for`), ``train``, the bridges.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import sympy as sp
@@ -53,8 +54,16 @@ def render(cell: Cell, backend: str | Backend = "numpy") -> str:
         raise CodegenError(_unprintable(cell, b, e)) from None
 
 
-def write_checked(cell: Cell, backend: str | Backend, folder: str | Path, text: str | None = None) -> Path:
-    """Render ``cell`` (unless ``text`` is given), smoke-run it, and write ``<folder>/<module>.py`` atomically.
+def write_checked(
+    cell: Cell,
+    backend: str | Backend,
+    folder: str | Path,
+    text: str | None = None,
+    *,
+    folder_check: Callable[[os.stat_result], None] | None = None,
+) -> Path:
+    """Render ``cell`` (unless ``text`` is given), smoke-run it, and write ``<folder>/<module>.py`` atomically
+    (``folder_check``: see :func:`~symbolic_lstm.files.write_atomic`; a link at the module's name is replaced).
 
     Raises:
         CodegenError: the cell cannot be printed, or the printed module fails its smoke run (nothing written).
@@ -63,7 +72,7 @@ def write_checked(cell: Cell, backend: str | Backend, folder: str | Path, text: 
     b = backend_of(backend)
     text = render(cell, b) if text is None else text
     smoke_run(cell, b, text)
-    return write_atomic(Path(folder) / f"{b.module_name(cell)}.py", text, code=True)
+    return write_atomic(Path(folder) / f"{b.module_name(cell)}.py", text, code=True, folder_check=folder_check)
 
 
 def generate(cells: Sequence[Cell], out_dir: str | Path, backend: str | Backend = "numpy") -> list[Path]:

@@ -1,4 +1,4 @@
-"""The smoke run: a rendered module is imported from a temporary folder and run on a tiny problem forward and
+"""The smoke run: a rendered module is run from its text (nothing written yet) on a tiny problem forward and
 backward before :mod:`symbolic_lstm.codegen.pipeline` moves it into place.
 
 The smoke run catches printed code that fails to run at all — a name the printer used but never imported, a
@@ -11,9 +11,7 @@ nothing broken or wrong reaches ``generated/``, a user's folder or the user cach
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import tempfile
 import traceback
 import types
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from ..cell import Cell
 from ..finite import CellNotFiniteError, fitting_scale, module_forward, scaled
 from ..gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
+from ..run_code import run_module
 from .attribution import first_difference
 from .backend import Backend
 from .lines import CodegenError
@@ -41,22 +40,21 @@ def smoke_run(cell: Cell, backend: str | Backend, text: str) -> None:
     from .backends import get
 
     backend = get(backend)
-    with tempfile.TemporaryDirectory(prefix="symbolic-lstm-smoke-") as tmp:
-        path = Path(tmp) / f"{backend.module_name(cell)}.py"
-        path.write_text(text, encoding="utf-8")
-        try:
-            with backend.importing():
-                module = _import(path)
-                for dtype in (np.float64, np.float32):
-                    _exercise(module, cell, backend, dtype)
-                report = check_module(module, problems=SMOKE_PROBLEMS, cell=cell)
-                fault = _at_fault(cell, report, module, path, text, backend) if not report.ok else ""
-        except CodegenError:
-            raise
-        except CellNotFiniteError as e:  # the cell's math, not the printed code
-            raise CodegenError(f"{e}; nothing was written") from None
-        except Exception as e:  # the printed code's failure, attributed to the stage it came from
-            raise CodegenError(_attribute(e, path, text, cell, backend)) from None
+    name = backend.module_name(cell)
+    path = Path(f"<symbolic-lstm smoke run of {name}.py>")  # run from the text itself: nothing is written first
+    try:
+        with backend.importing():
+            module = run_module(text, f"_symbolic_lstm_smoke_{name}", path)
+            for dtype in (np.float64, np.float32):
+                _exercise(module, cell, backend, dtype)
+            report = check_module(module, problems=SMOKE_PROBLEMS, cell=cell)
+            fault = _at_fault(cell, report, module, path, text, backend) if not report.ok else ""
+    except CodegenError:
+        raise
+    except CellNotFiniteError as e:  # the cell's math, not the printed code
+        raise CodegenError(f"{e}; nothing was written") from None
+    except Exception as e:  # the printed code's failure, attributed to the stage it came from
+        raise CodegenError(_attribute(e, path, text, cell, backend)) from None
     if not report.ok:
         raise CodegenError(
             f"cell {cell.name!r}: the generated {backend.name} module computes wrong values — {report.verdict()} "
@@ -86,14 +84,6 @@ def _at_fault(
         readers = [st.name for st in cell.stages if node in st.reads]
         stages += [s for s in owner or readers if s not in stages]
     return f"; stages at fault (where those gradients enter): {', '.join(stages)}" if stages else ""
-
-
-def _import(path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_symbolic_lstm_smoke_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cast(arrays: dict[str, np.ndarray], dtype: type) -> dict[str, np.ndarray]:

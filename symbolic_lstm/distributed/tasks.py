@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..run_code import source_of
 from ..train.problems import Gradient
 
 LOSSES = ("softmax_ce", "linear_mse")
@@ -35,11 +36,11 @@ class KernelSource:
         """The source of a generated module (a ``load``-ed or imported one, or one a worker built from text)."""
         if isinstance(getattr(module, "__kernel_source__", None), KernelSource):
             return module.__kernel_source__
-        file = getattr(module, "__file__", None)
-        if not file or not Path(file).is_file() or not hasattr(module, "backward"):
+        if not hasattr(module, "backward"):
             raise TypeError(f"expected a generated kernel module with a source file, got {module!r}")
-        text = Path(file).read_text(encoding="utf-8")
-        return cls(getattr(module, "CELL", Path(file).stem), hashlib.sha256(text.encode()).hexdigest()[:16], text)
+        text = source_of(module)  # the verified text that ran, never the path read again
+        name = getattr(module, "CELL", Path(str(getattr(module, "__file__", "kernels"))).stem)
+        return cls(name, hashlib.sha256(text.encode()).hexdigest()[:16], text)
 
     def module(self) -> ModuleType:
         """The module, built from the text once per process and kept (keyed by the text's digest)."""
