@@ -53,6 +53,19 @@ def _set(key, value):
     return lambda d: d.__setitem__(key, value)
 
 
+def _drop_all(prefix):
+    return lambda d: [d.pop(k) for k in [k for k in d if k.startswith(prefix)]]
+
+
+def _retype(key, dtype):
+    return lambda d: d.__setitem__(key, d[key].astype(dtype))
+
+
+def _rng(name, value):
+    """Set a field of the batch generator's state (``state``/``inc`` inside its ``state``)."""
+    return lambda m: (m["rng"]["state"] if name in ("state", "inc") else m["rng"]).__setitem__(name, value)
+
+
 def _config(name, value):
     return lambda m: m["config"].__setitem__(name, value)
 
@@ -62,14 +75,27 @@ DAMAGE = {
     "a wrong shape": (dict(arrays=lambda d: d.__setitem__("p/b_f", np.zeros(7))), r"b_f has shape \(7,\)"),
     "float32 parameters": (dict(arrays=lambda d: d.__setitem__("p/b_f", d["p/b_f"].astype(np.float32))), "float32"),
     "a NaN parameter": (dict(arrays=lambda d: d["p/W_f"].__setitem__((0, 0), np.nan)), "NaN or infinite"),
-    "bad optimiser state": (dict(arrays=_set("opt/m/p/W_f", np.zeros(3))), "optimiser's state 'm/p/W_f'"),
-    "a bad step count": (dict(arrays=_set("opt/t", np.array([1.5, 2]))), "step count is damaged"),
+    "bad optimiser state": (dict(arrays=_set("opt/m/p/W_f", np.zeros(3))), "optimiser's state opt/m/p/W_f is damaged"),
+    "a bad step count": (dict(arrays=_set("opt/t", np.array([1.5, 2]))), "step count opt/t is damaged"),
     "lr = -1": (dict(meta=_config("lr", -1)), r"lr = -1 is not a positive number"),
     "hidden = 'sixteen'": (dict(meta=_config("hidden", "sixteen")), "hidden = 'sixteen' is not a whole number"),
     "hidden = 32 beside n_a = 4 arrays": (dict(meta=_config("hidden", 32)), r"has shape \(4, 5\), but hidden = 32"),
     "epoch = -5": (dict(meta=lambda m: m.__setitem__("epoch", -5)), "epoch -5 is not a whole number from 0"),
     "a damaged batch generator": (dict(meta=lambda m: m.__setitem__("rng", {"state": 3})), "batch generator"),
     "an unknown optimiser": (dict(meta=_config("optimizer", "rmsprop")), "optimizer = 'rmsprop'"),
+    # issue 37, item 6 and its list: each was resumed (moments reset, a state rounded) or a raw traceback
+    "Adam's first moments removed": (dict(arrays=_drop_all("opt/m/")), r"missing opt/m/head/W_y, opt/m/head/b_y"),
+    "the step count removed": (dict(arrays=_drop("opt/t")), r"step count opt/t is missing"),
+    "int64 moments": (dict(arrays=_retype("opt/v/p/W_f", np.int64)), r"opt/v/p/W_f is damaged \(int64"),
+    "a moment of no parameter": (dict(arrays=_set("opt/m/p/W_zz", np.zeros(3))), r"holds opt/m/p/W_zz"),
+    "a generator state of 1.5": (dict(meta=_rng("has_uint32", 1.5)), r"rng.has_uint32 = 1.5 is not a whole"),
+    "a generator state of -1": (dict(meta=_rng("state", -1)), r"rng.state.state = -1 is not a whole"),
+    "a generator state of 2**200": (dict(meta=_rng("inc", 2**200)), r"rng.state.inc = 1606.* is not a whole"),
+    "an even generator increment": (dict(meta=_rng("inc", 2)), r"rng.state.inc = 2 is even"),
+    "no generator state": (dict(meta=lambda m: m.pop("rng")), r"settings are missing or damaged: KeyError 'rng'"),
+    "seed = -1": (dict(meta=_config("seed", -1)), r"seed = -1 is not a whole number of at least 0"),
+    "holdout = 0.9999999": (dict(meta=_config("holdout", 0.9999999)), r"holdout = 0.9999999 holds out all"),
+    "hidden = 10**6": (dict(meta=_config("hidden", 10**6)), r"hidden = 1000000 is above 4096"),
 }
 
 
@@ -81,6 +107,41 @@ def test_a_damaged_checkpoint_is_one_line_and_exit_2(good, tmp_path, damage):
     assert r.exit_code == 2, (damage, r.output)
     assert "Traceback" not in r.output and isinstance(r.exception, SystemExit), r.output
     assert re.search(message, r.output.replace("\n", " ")), r.output
+
+
+def _header_declaring(good: Path, out: Path, elements: int) -> Path:
+    """A copy of ``good`` whose array p/W_f declares ``elements`` float64s in its .npy header (the bytes stay)."""
+    import zipfile
+
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "p/W_f.npy":
+                old = re.search(rb"'shape': \([^)]*\)", data).group(0)
+                new = b"'shape': (%d,)" % elements
+                data = data.replace(old, new + b" " * max(0, len(old) - len(new)))
+                data = data[: len(data) - max(0, len(new) - len(old))] if len(new) > len(old) else data
+            dst.writestr(info, data)
+    return out
+
+
+@pytest.mark.parametrize("how", ["a lone .npy renamed .npz", "a header declaring 10**11 elements"])
+@pytest.mark.parametrize("option", ["--resume", "--checkpoint"])
+def test_an_archive_that_is_no_checkpoint_is_named_not_a_traceback(good, tmp_path, how, option):
+    """Issue 37: these raised TypeError and MemoryError, on --resume and on --checkpoint alike."""
+    if how.startswith("a lone"):
+        bad = tmp_path / "bad.npz"
+        np.save(tmp_path / "lone.npy", np.zeros(3))
+        (tmp_path / "lone.npy").rename(bad)
+        said = "holds a single array, not an .npz archive"
+    else:
+        bad = _header_declaring(good, tmp_path / "bad.npz", 10**11)
+        said = "its array 'p/W_f' is damaged (its header declares 800000000000 bytes"
+    args = ["--resume", str(bad), "--epochs", "5"] if option == "--resume" else [*SMALL, "--checkpoint", str(bad)]
+    r = CliRunner().invoke(main, ["train", *args] if option == "--resume" else args)
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    text = " ".join(r.output.split())
+    assert (said if option == "--resume" else "is not a symbolic-lstm checkpoint") in text, r.output
 
 
 def test_from_checkpoint_names_damage_too(good, tmp_path):

@@ -42,6 +42,40 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_epoch(tmp
     assert saved[0] == diverged_at - 1
 
 
+#: A ReLU RNN whose outputs overflow under a large step before its loss or gradients do.
+RELU = """import sympy as sp
+from symbolic_lstm import CellBuilder
+
+
+def build():
+    b = CellBuilder("relu_rnn", inputs=("x",), states=("a",), output="a")
+    b.stage("a", sp.Rational(3, 2) * sp.Max(0, b.linear("s", [b.prev("a"), b.input("x")], weight="W", bias="b")))
+    return b.build()
+"""
+
+
+@pytest.mark.parametrize("lr", ["0.3", "0.2"])
+def test_outputs_that_overflow_end_the_run_as_any_divergence_does(tmp_path, lr):
+    """Issue 37, item 7: at lr 0.3 the outputs overflow first, and the module's own input check raised a raw
+    ``ValueError: a holds 256 non-finite value(s)`` with nothing written; at 0.2 the loss went first and the
+    run ended well.  Both end the second way now: one line naming what, the last whole epoch written."""
+    (tmp_path / "relu.py").write_text(RELU)
+    ck = tmp_path / "n.npz"
+    args = ["train", "--cell", "relu.py:build", "--data", "sunspots", "--optimizer", "sgd", "--lr", lr, "--no-clip"]
+    args += ["--checkpoint", str(ck), "--checkpoint-every", "1", "--epochs", "20", "-q"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    r = subprocess.run(
+        [sys.executable, "-m", "symbolic_lstm", *args], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "training diverged" in errors[0] and "is not finite at epoch" in errors[0], r.stderr
+    saved = tr.load_checkpoint(ck)[1]
+    assert f"wrote {ck} at epoch {saved[0]}" in errors[0]
+    if lr == "0.3":
+        assert "the cell's output a (" in errors[0], errors[0]
+
+
 def test_a_second_ctrl_c_during_the_write_waits_for_it(tmp_path, monkeypatch):
     """The first Ctrl-C starts the write of the last whole epoch; a real SIGINT sent while it is being written
     (a 104 MiB file takes seconds) used to cut it short and leave no checkpoint at all."""

@@ -40,6 +40,59 @@ def test_output_paths_are_checked_before_training(tmp_path):
     assert r.exit_code == 2 and "is a folder" in r.output
 
 
+@pytest.mark.parametrize("spelling", ["same", "dot-dot", "symlink", "hard link"])
+def test_outputs_naming_one_file_are_refused_before_any_work(tmp_path, spelling):
+    """Issue 37, item 4: --checkpoint same.png --plot same.png said "wrote same.png" twice; the checkpoint was
+    gone.  Any spelling of one file is refused, before training, naming both options."""
+    (tmp_path / "sub").mkdir()
+    ck = tmp_path / "run.png"
+    plot = {
+        "same": ck,
+        "dot-dot": tmp_path / "sub" / ".." / "run.png",
+        "symlink": tmp_path / "link.png",
+        "hard link": tmp_path / "hard.png",
+    }[spelling]
+    if spelling in ("symlink", "hard link"):
+        ck.write_bytes(b"")
+        os.symlink(ck, plot) if spelling == "symlink" else os.link(ck, plot)
+    r = run("--epochs", "2", "--checkpoint", str(ck), "--plot", str(plot), "--force")
+    assert r.exit_code == 2 and "--plot" in r.output and "is the file --checkpoint names" in r.output, r.output
+    assert "training loss" not in r.output
+
+
+def test_a_plot_over_the_checkpoint_being_resumed_is_refused(tmp_path):
+    ck = tmp_path / "run.npz"
+    assert run("--epochs", "2", "--checkpoint", str(ck)).exit_code == 0
+    r = CliRunner().invoke(main, ["train", "--resume", str(ck), "--epochs", "3", "--plot", str(ck), "--force"])
+    assert r.exit_code == 2 and "is the file --resume names" in r.output, r.output
+    assert tr.load_checkpoint(ck)[1][0] == 2  # untouched
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--clip", "inf"), ("--clip", "nan"), ("--lr", "nan"), ("--lr", "inf"), ("--seed", "-1")]
+)
+def test_a_setting_no_checkpoint_could_keep_is_refused_up_front(tmp_path, option, value):
+    """Issue 37, item 5: --clip inf ran and wrote a checkpoint --resume called damaged; NaN got through
+    click's FloatRange; --seed -1 was a raw ValueError from NumPy.  Every accepted setting round-trips."""
+    ck = tmp_path / "run.npz"
+    r = run("--epochs", "1", option, value, "--checkpoint", str(ck))
+    assert r.exit_code == 2 and option in r.output and "Traceback" not in r.output, r.output
+    assert not ck.exists()
+
+
+@pytest.mark.parametrize("setting", [("--clip", "1e300"), ("--lr", "1e-300"), ("--seed", str(2**70)), ("--no-clip",)])
+def test_every_accepted_setting_round_trips_through_the_checkpoint(tmp_path, setting):
+    ck = tmp_path / "run.npz"
+    r = run("--epochs", "1", *setting, "--checkpoint", str(ck))
+    assert r.exit_code == 0, r.output
+    config, _ = tr.load_checkpoint(ck)  # a damaged checkpoint would raise here
+    r = CliRunner().invoke(main, ["train", "--resume", str(ck), "--epochs", "2", "-q"])
+    assert r.exit_code == 0, r.output
+    if setting[0] != "--no-clip":
+        key = setting[0].lstrip("-")
+        assert getattr(config, key) == type(getattr(config, key))(setting[1])
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_folder_is_a_usage_error(tmp_path):
     ro = tmp_path / "ro"

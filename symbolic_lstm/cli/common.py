@@ -3,6 +3,7 @@ and writing outputs (atomically, never over a file that is not ours)."""
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import warnings
@@ -30,6 +31,36 @@ class CellParam(click.ParamType):
             return get_cell(str(value))
         except ValueError as e:
             self.fail(str(e), param, ctx)
+
+
+class PositiveNumber(click.FloatRange):
+    """A finite number above 0 (click's FloatRange lets ``nan`` and ``inf`` through: a learning rate or a
+    tolerance of either is no setting a run can keep)."""
+
+    name = "positive number"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; expected one above 0", param, ctx)
+        return number
+
+
+#: A seed of NumPy's generators: a whole number from 0 (NumPy refuses negative seeds).
+SEED = click.IntRange(min=0)
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file, however spelled (``..``, symbolic links, hard links), existing or not."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # one does not exist yet: the names are compared
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 CELL = click.option(

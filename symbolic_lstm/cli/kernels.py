@@ -11,7 +11,7 @@ from ..cell import Cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
 from ..stale import verified_freshness
-from .common import CELL, kernels_of, main
+from .common import CELL, SEED, PositiveNumber, kernels_of, main
 
 
 @main.command(short_help="write the kernels derived from the cell (NumPy; array-API or JAX with --backend)")
@@ -79,10 +79,10 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
 
 @main.command(short_help="check the generated kernels against the complex-step derivative of the cell")
 @CELL
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random problems.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random problems.")
 @click.option(
     "--tol",
-    type=click.FloatRange(min=0, min_open=True),
+    type=PositiveNumber(),
     default=None,
     help="Largest relative error accepted [default: 1e-7].",
 )

@@ -13,7 +13,7 @@ import click
 
 from ..cell import Cell
 from ..derivation import LOSS_MODES
-from .common import CELL, dask_client, dask_options, main, where
+from .common import CELL, SEED, dask_client, dask_options, main, where
 
 
 @main.command(short_help="prove the chain-rule engine: the one-step lemma, and induction over time (any T)")
@@ -40,7 +40,7 @@ from .common import CELL, dask_client, dask_options, main, where
     show_default=True,
     help="Random rational points to compare at.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--exact", is_flag=True, help="Also expand every difference to 0 (slow: minutes).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPUs).")
 @dask_options("Prove")

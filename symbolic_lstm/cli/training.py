@@ -17,7 +17,18 @@ import click
 from ..cell import Cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
-from .common import CELL, dask_client, dask_options, kernels_of, main, output_file, where
+from .common import (
+    CELL,
+    SEED,
+    PositiveNumber,
+    dask_client,
+    dask_options,
+    kernels_of,
+    main,
+    output_file,
+    same_file,
+    where,
+)
 
 if TYPE_CHECKING:
     from .. import train as tr
@@ -46,12 +57,12 @@ if TYPE_CHECKING:
 )
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
+@click.option("--lr", type=PositiveNumber(), default=0.01, show_default=True)
 @click.option(
-    "--clip", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Gradient-norm clip."
+    "--clip", type=PositiveNumber(), default=5.0, show_default=True, help="Gradient-norm clip (--no-clip: none)."
 )
 @click.option("--no-clip", is_flag=True, help="Do not clip the gradient.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -163,7 +174,7 @@ def train(
     }  # fmt: skip
     cell, config, start = _settings(cell, given, epochs, resume, explicit, cell_changed)
     k = kernels_of(cell, None, backend)
-    problem = _problem(cell, config)
+    problem = _problem(cell, config, resume)
     if resume is not None and start is not None:
         _check_start(resume, k, config, problem, start)
     first = 0 if start is None else start[0]
@@ -224,9 +235,17 @@ def _check_outputs(
 
     if checkpoint_every is not None and checkpoint is None:
         raise click.BadParameter("needs --checkpoint FILE to write to", param_hint="--checkpoint-every")
+    if plot_file is not None:  # one file written twice: the checkpoint (or the run resumed) would be lost
+        for other, option in ((checkpoint, "--checkpoint"), (resume, "--resume")):
+            if other is not None and same_file(plot_file, other):
+                raise click.BadParameter(
+                    f"{plot_file} is the file {option} names ({other}); the plot would replace it — choose "
+                    "another name for one of them",
+                    param_hint="--plot",
+                )
     if checkpoint is not None:
         output_file(checkpoint, "--checkpoint", force, tr.is_checkpoint, "a symbolic-lstm checkpoint")
-        continued = resume is not None and checkpoint.exists() and checkpoint.resolve() == Path(resume).resolve()
+        continued = resume is not None and checkpoint.exists() and same_file(checkpoint, resume)
         if checkpoint.exists() and not force and not continued:
             try:
                 saved, (epoch, *_) = tr.load_checkpoint(checkpoint)
@@ -303,14 +322,17 @@ def _check_start(
         raise click.BadParameter(str(e), param_hint="--resume") from None
 
 
-def _problem(cell: Cell, config: tr.Config) -> tr.Problem | tr.TextProblem:
-    """The run's dataset as a problem; a usage error for a window it cannot take, or a square cell's --hidden."""
+def _problem(cell: Cell, config: tr.Config, resume: Path | None = None) -> tr.Problem | tr.TextProblem:
+    """The run's dataset as a problem; a usage error for a window it cannot take (naming the checkpoint whose
+    settings they are, on --resume), or a square cell's --hidden."""
     from .. import train as tr
 
     try:
         problem = tr.load_problem(config.data, config.window, config.holdout)
     except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+        if resume is not None:
+            raise click.BadParameter(f"{resume}: its settings cannot run: {e}", param_hint="--resume") from None
+        raise click.BadParameter(str(e), param_hint="--window") from None
     n_x = problem.n_inputs
     if cell.square and config.hidden != n_x:
         raise click.BadParameter(

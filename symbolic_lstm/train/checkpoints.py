@@ -41,10 +41,11 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"its setting {name} = {value!r} is not a whole number of at least {low}")
 
-        for name, low in (("window", 1), ("hidden", 1), ("epochs", 1), ("batch", 1)):
+        for name, low in (("window", 1), ("hidden", 1), ("epochs", 1), ("batch", 1), ("seed", 0)):
             whole(name, low)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"its setting seed = {self.seed!r} is not a whole number")
+        for name, high in LIMITS.items():
+            if getattr(self, name) > high:
+                raise ValueError(f"its setting {name} = {getattr(self, name)!r} is above {high}, the most train takes")
         if not isinstance(self.cell, str) or not self.cell:
             raise ValueError(f"its setting cell = {self.cell!r} does not name a cell")
         if self.data not in DATASETS:
@@ -61,6 +62,10 @@ class Config:
             raise ValueError(f"its setting holdout = {self.holdout!r} is not below 1")
         if self.cell_digest is not None and not isinstance(self.cell_digest, str):
             raise ValueError(f"its setting cell_digest = {self.cell_digest!r} is not a digest")
+
+
+#: The most ``train`` takes of a setting (its options say the same): a checkpoint beyond is damaged.
+LIMITS = {"window": 1000, "hidden": 4096}
 
 
 #: (epoch, params, head, optimiser state, batch generator state or None): where a resumed run starts.
@@ -139,20 +144,57 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
         os.close(fd)
 
 
-def load_checkpoint(path: str | Path) -> tuple[Config, Start]:
-    """The settings and the starting point stored in a checkpoint; ValueError naming what is wrong if the file
-    is not one (not an .npz archive, or one without the settings ``train --checkpoint`` writes)."""
+#: The .npy header readers of the format versions ``np.savez`` writes.
+HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive at ``path``, each header checked against the bytes the archive
+    really holds before anything is allocated (a header declaring 10¹¹ elements is damage, not a MemoryError).
+
+    Raises:
+        ValueError: not an .npz archive (a lone .npy renamed, a truncated file), or a damaged member.
+        OSError: the file cannot be read.
+    """
     import zipfile
 
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise ValueError("it holds a single array, not an .npz archive")
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else "it is not an .npz archive"
-        if isinstance(e, ValueError) and "single array" in str(e):
-            why = str(e)
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        with open(path, "rb") as f:
+            lone = f.read(6) == b"\x93NUMPY"
+        raise ValueError(
+            "it holds a single array, not an .npz archive" if lone else "it is not an .npz archive"
+        ) from None
+    arrays = {}
+    with archive:
+        for info in archive.infolist():
+            key = info.filename.removesuffix(".npy")
+            try:
+                with archive.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in HEADERS:
+                        raise ValueError(f"format version {version}, which checkpoints are not written in")
+                    shape, _fortran, dtype = HEADERS[version](f, max_header_size=10_000)
+                    if dtype.hasobject:
+                        raise ValueError("it holds Python objects")
+                    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    if declared > info.file_size - f.tell():
+                        raise ValueError(f"its header declares {declared} bytes of {info.file_size}")
+                    arrays[key] = np.lib.format.read_array(archive.open(info), allow_pickle=False)
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+                raise ValueError(f"its array {key!r} is damaged ({e})") from None
+    return arrays
+
+
+def load_checkpoint(path: str | Path) -> tuple[Config, Start]:
+    """The settings and the starting point stored in a checkpoint; ValueError naming what is wrong if the file
+    is not one (not an .npz archive, or one without the settings ``train --checkpoint`` writes) or no run
+    could have written it (a setting, the epoch, the optimiser's state or the batch generator's damaged)."""
+    try:
+        arrays = _read_npz(path)
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise ValueError(
             f"{path} is not a symbolic-lstm checkpoint ({why}); train --checkpoint FILE.npz writes one"
         ) from None
@@ -160,18 +202,17 @@ def load_checkpoint(path: str | Path) -> tuple[Config, Start]:
         meta = json.loads(str(arrays.pop("meta")))
         config = Config(**meta["config"])
         epoch = meta["epoch"]
-        rng = meta.get("rng")
+        rng = meta["rng"]
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise ValueError(
             f"{path} is an .npz archive but not a symbolic-lstm checkpoint (its settings are missing or damaged: "
-            f"{type(e).__name__})"
+            f"{type(e).__name__}{' ' + str(e) if isinstance(e, KeyError) else ''})"
         ) from None
     try:
         config.check()
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= config.epochs:
             raise ValueError(f"its epoch {epoch!r} is not a whole number from 0 to its {config.epochs} epochs")
-        if rng is not None and not isinstance(rng, dict):
-            raise ValueError("the state of its batch generator is damaged")
+        _check_rng(rng)
     except ValueError as e:
         raise ValueError(f"{path} is a damaged symbolic-lstm checkpoint: {e}") from None
     pick = {
@@ -179,6 +220,32 @@ def load_checkpoint(path: str | Path) -> tuple[Config, Start]:
         for pre in ("p", "head", "opt")
     }
     return config, (epoch, pick["p"], pick["head"], pick["opt"], rng)
+
+
+def _check_rng(rng: object) -> None:
+    """ValueError naming the field of the batch generator's state (``meta["rng"]``) no generator could have:
+    each is set and read back, so a value NumPy would round or wrap (1.5, −1, 2²⁰⁰) is refused, not taken."""
+    if not isinstance(rng, dict):
+        raise ValueError(f"the state of its batch generator (rng) is {type(rng).__name__}, not a generator's state")
+    if rng.get("bit_generator") != "PCG64":
+        raise ValueError(f"its batch generator rng.bit_generator = {rng.get('bit_generator')!r} is not 'PCG64'")
+    inner = rng.get("state")
+    if not isinstance(inner, dict):
+        raise ValueError("its batch generator's rng.state is missing or damaged")
+    fields = {"state.state": (inner.get("state"), 2**128), "state.inc": (inner.get("inc"), 2**128)}
+    fields |= {"has_uint32": (rng.get("has_uint32"), 2), "uinteger": (rng.get("uinteger"), 2**32)}
+    for name, (value, end) in fields.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < end:
+            raise ValueError(f"its batch generator's rng.{name} = {value!r} is not a whole number in [0, {end})")
+    if inner["inc"] % 2 == 0:
+        raise ValueError(f"its batch generator's rng.state.inc = {inner['inc']} is even; a PCG64 increment is odd")
+    bits = np.random.PCG64()
+    try:
+        bits.state = rng
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise ValueError(f"the state of its batch generator (rng) is damaged ({e})") from None
+    if bits.state != rng:  # an increment NumPy makes odd, a field it ignores
+        raise ValueError("the state of its batch generator (rng) is not one a generator can be in")
 
 
 def check_start(path: str | Path, k: object, config: Config, n_x: int, n_y: int, start: Start) -> None:
@@ -209,19 +276,44 @@ def check_start(path: str | Path, k: object, config: Config, n_x: int, n_y: int,
             if not np.isfinite(v).all():
                 raise ValueError(f"{path}: the {kind} {name} holds NaN or infinite values")
     names = {f"p/{n}": want[n] for n in want} | {f"head/{n}": heads[n] for n in heads}
-    for key, v in state.items():
-        if key == "t":
-            if v.shape != () or v.dtype.kind not in "iu" or int(v) < 0:
-                raise ValueError(f"{path}: the optimiser's step count is damaged ({v!r})")
-            continue
-        moment, _, name = key.partition("/")
-        if moment not in ("m", "v") or name not in names or v.shape != names[name] or not np.isfinite(v).all():
-            raise ValueError(f"{path}: the optimiser's state {key!r} is damaged or does not fit the parameters")
-    if rng is not None:
+    _check_optimiser(path, config, state, names)
+    if rng is not None:  # None: a start made in code, whose batches are drawn afresh from the seed
         try:
-            np.random.default_rng(0).bit_generator.state = rng
-        except (TypeError, ValueError, KeyError):
-            raise ValueError(f"{path}: the state of its batch generator is damaged") from None
+            _check_rng(rng)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+def _check_optimiser(path: str | Path, config: Config, state: dict, names: dict[str, tuple[int, ...]]) -> None:
+    """ValueError naming the optimiser field (``opt/t``, ``opt/m/…``, ``opt/v/…``) that is missing, extra or
+    damaged: a resumed run must continue with the very moments and step count it stopped with."""
+    if "t" not in state:
+        raise ValueError(f"{path}: the optimiser's step count opt/t is missing")
+    t = state["t"]
+    if t.shape != () or t.dtype.kind not in "iu" or int(t) < 0:
+        raise ValueError(f"{path}: the optimiser's step count opt/t is damaged ({t!r})")
+    moments = config.optimizer == "adam" and int(t) > 0  # Adam keeps m and v from its first step on; SGD none
+    want = {f"{m}/{n}" for m in ("m", "v") for n in names} if moments else set()
+    have = set(state) - {"t"}
+    if want - have:
+        raise ValueError(
+            f"{path}: the optimiser's state is missing {', '.join('opt/' + k for k in sorted(want - have))} "
+            f"({config.optimizer} after {int(t)} steps keeps both moments of every parameter)"
+        )
+    if have - want:
+        raise ValueError(
+            f"{path}: the optimiser's state holds {', '.join('opt/' + k for k in sorted(have - want))}, which "
+            f"{config.optimizer} after {int(t)} steps does not keep"
+        )
+    for key in sorted(want):
+        v, name = state[key], key.partition("/")[2]
+        if v.dtype != np.float64 or v.shape != names[name] or not np.isfinite(v).all():
+            raise ValueError(
+                f"{path}: the optimiser's state opt/{key} is damaged ({v.dtype}, shape {v.shape}; expected "
+                f"finite float64 of shape {names[name]})"
+            )
+        if key.startswith("v/") and (v < 0).any():
+            raise ValueError(f"{path}: the optimiser's state opt/{key} holds negative second moments")
 
 
 def is_checkpoint(path: str | Path) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 from ..threads import blas_threads
 from .checkpoints import Config, Start, check_start, checkpoint_lock, save_checkpoint
 from .optimiser import Optimizer, update
-from .problems import Gradients, Problem, TextProblem, evaluate, sample, text_loss
+from .problems import Gradients, NonFiniteOutputsError, Problem, TextProblem, evaluate, sample, text_loss
 
 
 @dataclass
@@ -68,14 +68,25 @@ class DivergedError(ValueError):
     ``error`` why that write failed, if it did.
     """
 
-    def __init__(self, epoch: int, step: int, what: str, saved: int, checkpoint: str | Path | None, error: str | None):
-        where = f"epoch {epoch}, step {step}"
+    def __init__(
+        self,
+        epoch: int,
+        step: int,
+        what: str,
+        saved: int,
+        checkpoint: str | Path | None,
+        error: str | None,
+        where: str | None = None,
+    ):
+        where = where or f"epoch {epoch}, step {step}"
         if checkpoint is None:
             kept = "nothing saved (no checkpoint)"
         elif error is not None:
             kept = error
         else:
             kept = f"wrote {checkpoint} at epoch {saved}, the last whole epoch before it"
+            if where.startswith("the held-out"):
+                kept = f"{checkpoint} holds epoch {saved}, the end of training"
         super().__init__(f"{what} is not finite at {where}; {kept}")
         self.epoch, self.step, self.what, self.saved, self.checkpoint, self.error = (
             epoch, step, what, saved, checkpoint, error,
@@ -297,7 +308,10 @@ def fit(
         for step, sel in enumerate(problem.selections(rng, config.batch, steps_per_epoch), start=1):
             # an overflow is found and named below, once, rather than warned about by every ufunc on the way
             with np.errstate(over="ignore", invalid="ignore"):
-                E, g, gh = grads(params, head, sel)
+                try:
+                    E, g, gh = grads(params, head, sel)
+                except NonFiniteOutputsError as e:  # the outputs overflowed before any loss saw them
+                    raise _NonFiniteError(step, e.what) from None
                 update(opt, params, head, g, gh)
             bad = _first_non_finite(E, g, gh, params, head)  # checked every step: the next forward never sees one
             if bad is not None:
@@ -309,7 +323,12 @@ def fit(
         if on_epoch is not None:
             on_epoch(e, loss)
         if on_sample is not None and isinstance(problem, TextProblem) and (e % sample_every == 0 or e == config.epochs):
-            on_sample(e, sample(k, problem, params, head, np.random.default_rng(e - 1)))
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    text = sample(k, problem, params, head, np.random.default_rng(e - 1))
+            except NonFiniteOutputsError as bad:
+                raise _NonFiniteError(0, f"{bad.what}, sampling text after epoch {e},") from None
+            on_sample(e, text)
 
     gates = len(getattr(k, "WEIGHTS", ())) or 4
     locked = checkpoint_lock(checkpoint) if checkpoint is not None and lock else contextlib.nullcontext()
@@ -318,15 +337,30 @@ def fit(
             config, first, (params, head, opt, rng), epoch, history, after, checkpoint, checkpoint_every,
             on_checkpoint_error,
         )  # fmt: skip
-    if isinstance(problem, TextProblem):
-        history.test_rmse = text_loss(k, problem, params, head, problem.test_ids)  # nats per character
-        history.baseline_rmse = float(np.log(problem.vocab))  # a uniform guess over the characters
-    else:
-        history.test_rmse, history.baseline_rmse, pred = evaluate(k, problem, params, head)
-        history.test_years = problem.target_years[problem.n_train :]
-        history.test_truth = problem.series.values[config.window :][problem.n_train :]
-        history.test_pred = pred
+    try:
+        _held_out(k, problem, params, head, config, history)
+    except NonFiniteOutputsError as e:  # trained weights that overflow on data the run never saw
+        saved = history.checkpoint_epoch if checkpoint is not None else config.epochs
+        raise DivergedError(
+            config.epochs, 0, e.what, saved or config.epochs, checkpoint, history.checkpoint_error,
+            where="the held-out evaluation after the last epoch",
+        ) from None  # fmt: skip
     return history, params, head
+
+
+def _held_out(
+    k: ModuleType, problem: Problem | TextProblem, params: dict, head: dict, config: Config, history: History
+) -> None:
+    """The held-out result, into ``history``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if isinstance(problem, TextProblem):
+            history.test_rmse = text_loss(k, problem, params, head, problem.test_ids)  # nats per character
+            history.baseline_rmse = float(np.log(problem.vocab))  # a uniform guess over the characters
+            return
+        history.test_rmse, history.baseline_rmse, pred = evaluate(k, problem, params, head)
+    history.test_years = problem.target_years[problem.n_train :]
+    history.test_truth = problem.series.values[config.window :][problem.n_train :]
+    history.test_pred = pred
 
 
 def train(

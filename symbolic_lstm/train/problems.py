@@ -19,6 +19,30 @@ Gradient = tuple[float, dict, dict]
 Gradients = Callable[[dict, dict, np.ndarray], Gradient]
 
 
+class NonFiniteOutputsError(ArithmeticError):
+    """The cell's forward pass gave NaN or infinite outputs (training diverged): ``what`` names them.  Raised
+    before any loss or read-out sees them, so the training loop stops at this step and says so, as it does
+    for a loss, gradient or parameter that is not finite."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def forward(k: ModuleType, x: np.ndarray, params: dict, **init: np.ndarray) -> tuple:
+    """``k.forward(x, params, **init)``, refused with :class:`NonFiniteOutputsError` where an output (every
+    returned sequence but the cache) is not finite."""
+    out = k.forward(x, params, **init)
+    names = getattr(k, "RETURNS", ())
+    for j, value in enumerate(out[:-1]):
+        arr = np.asarray(value)
+        if not np.isfinite(arr).all():
+            name = names[j] if j < len(names) else f"output {j}"
+            bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+            raise NonFiniteOutputsError(f"the cell's output {name} ({bad} of {arr.size} values)")
+    return out
+
+
 class Problem:
     """Windows of the scaled series: x (window, N, 1) time-major, y (N, 1); a chronological split."""
 
@@ -34,6 +58,10 @@ class Problem:
         self.series = series
         self.n_test = max(1, round(holdout * n))
         self.n_train = n - self.n_test
+        if self.n_train < 1:
+            raise ValueError(
+                f"holdout = {holdout!r} holds out all {n} windows of {window} years: none is left to train on"
+            )
         self.scale = float(np.max(np.abs(v[: self.n_train + window]))) or 1.0  # training part only
         s = v / self.scale
         idx = np.arange(n)[:, None] + np.arange(window)[None, :]
@@ -50,7 +78,7 @@ class Problem:
     def gradients(self, k: ModuleType, params: dict, head: dict, idx: np.ndarray) -> Gradient:
         """(Error, cell gradients, head gradients) of the windows ``idx`` (B,), summed over them: the
         many-to-one read-out of a<T>.  Pure, so a Dask worker holding this problem can run it for a shard."""
-        out = k.forward(self.x[:, idx], params)
+        out = forward(k, self.x[:, idx], params)
         E, da, gh = k.linear_mse_loss(out[0], self.y[idx], head, "many-to-one")
         return E, _backward(k, da, out, params), _numpy(gh)
 
@@ -80,7 +108,10 @@ class TextProblem:
         cut = int(len(text) * (1 - holdout))
         self.train_ids, self.test_ids = self.ids[:cut], self.ids[cut:]
         if len(self.train_ids) <= window + 1 or len(self.test_ids) <= window + 1:
-            raise ValueError(f"the text is too short for windows of {window} characters")
+            raise ValueError(
+                f"the text is too short for windows of {window} characters with holdout = {holdout!r} "
+                f"({len(self.train_ids)} characters to train on, {len(self.test_ids)} held out)"
+            )
         self.window = window
 
     @property
@@ -108,7 +139,7 @@ class TextProblem:
         """(Error, cell gradients, head gradients) of the chunks at ``starts`` (B,), summed over every
         character: the softmax head on every step.  Pure, so a Dask worker can run it for a shard."""
         x, labels = self.chunks(starts)
-        out = k.forward(x, params)
+        out = forward(k, x, params)
         E, da, gh = k.softmax_ce_loss(out[0], labels, head)
         return E, _backward(k, da, out, params), _numpy(gh)
 
@@ -137,7 +168,7 @@ def load_problem(data: str, window: int, holdout: float) -> Problem | TextProble
 def evaluate(k: ModuleType, problem: Problem, params: dict, head: dict) -> tuple[float, float, np.ndarray]:
     """Held-out RMSE of the model and of the naive forecast, in the data's units; and the predictions."""
     test = slice(problem.n_train, None)
-    out = k.forward(problem.x[:, test], params)
+    out = forward(k, problem.x[:, test], params)
     pred = np.asarray(k.predict(out[0][-1:], head))[0]  # (N_test, 1)
     truth = problem.y[test]
     rmse = float(np.sqrt(np.mean((pred - truth) ** 2))) * problem.scale
@@ -158,7 +189,7 @@ def sample(
     """Generate ``length`` characters after ``prime``, one step at a time with the state carried."""
     prime = "".join(ch for ch in prime if ch in problem.index) or problem.chars[0]
     init: dict[str, np.ndarray] = {}
-    out = k.forward(problem.one_hot(np.array([[problem.index[ch]] for ch in prime])), params)
+    out = forward(k, problem.one_hot(np.array([[problem.index[ch]] for ch in prime])), params)
     text = []
     for _ in range(length):
         init = {f"{s}0": out[j][-1] for j, s in enumerate(k.RETURNS) if s in k.STATES}  # the output may not be a state
@@ -166,7 +197,7 @@ def sample(
         prob = np.exp(logits - logits.max())
         ch = int(rng.choice(problem.vocab, p=prob / prob.sum()))
         text.append(problem.chars[ch])
-        out = k.forward(problem.one_hot(np.array([[ch]])), params, **init)
+        out = forward(k, problem.one_hot(np.array([[ch]])), params, **init)
     return prime + "".join(text)
 
 
@@ -174,7 +205,7 @@ def text_loss(k: ModuleType, problem: TextProblem, params: dict, head: dict, ids
     """Mean cross-entropy per character (nats) over ``ids``, in chunks of the training window."""
     n = (len(ids) - 1) // problem.window
     idx = np.arange(n)[None, :] * problem.window + np.arange(problem.window)[:, None]
-    out = k.forward(problem.one_hot(ids[idx]), params)
+    out = forward(k, problem.one_hot(ids[idx]), params)
     E, _, _ = k.softmax_ce_loss(out[0], ids[idx + 1], head)
     return E / idx.size
 
