@@ -193,6 +193,37 @@ def test_two_runs_never_write_the_same_checkpoint(tmp_path):
     assert not list(tmp_path.glob(".run.npz.*.tmp")) and not (tmp_path / "run.npz.lock").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="no file locks here")
+def test_a_lock_unlinked_between_open_and_flock_is_not_taken(tmp_path, monkeypatch):
+    """Issue 37, item 8: the lock file is unlinked while held, so a run that opened it just before could lock
+    the orphan while a new run locks a fresh file — two writers.  The unlucky pause is made certain here: the
+    second run's flock waits until the first run has ended and a third holds the new lock file."""
+    import contextlib
+    import fcntl
+
+    from symbolic_lstm.train import checkpoints
+
+    ck = tmp_path / "run.npz"
+    first = checkpoints.checkpoint_lock(ck)
+    first.__enter__()
+    third = contextlib.ExitStack()
+    real = fcntl.flock
+    paused = []
+
+    def unlucky(fd, op):
+        if not paused:  # the second run, between its open and its flock
+            paused.append(fd)
+            first.__exit__(None, None, None)  # the first run ends: its lock file is unlinked
+            third.enter_context(checkpoints.checkpoint_lock(ck))  # a third run takes a fresh lock file
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", unlucky)
+    with third, pytest.raises(tr.CheckpointLockedError, match="being written by another run"):
+        with checkpoints.checkpoint_lock(ck):
+            pass  # the second run got in beside the third
+    assert paused
+
+
 def test_a_read_only_output_needs_force(tmp_path):
     ck = tmp_path / "run.npz"
     assert CliRunner().invoke(main, [*SMALL, "--epochs", "2", "--checkpoint", str(ck)]).exit_code == 0

@@ -120,16 +120,23 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
     path = Path(path)
     real = target(path)
     lock = real.with_name(real.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "a process that wrote nothing yet"
+            os.close(fd)
             raise CheckpointLockedError(
                 f"{path} is being written by another run ({holder}); wait for it to end, or choose another "
                 "checkpoint file"
             ) from None
+        if _still_there(fd, lock):
+            break
+        # the run that held it ended and unlinked it between our open and our lock: the file we locked is no
+        # longer the lock anyone else sees, so holding it would let a second writer in — take the one there now
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode())
@@ -185,6 +192,18 @@ def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
             except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
                 raise ValueError(f"its array {key!r} is damaged ({e})") from None
     return arrays
+
+
+def _still_there(fd: int, lock: Path) -> bool:
+    """Whether the open file ``fd`` is still the file named ``lock`` (not one unlinked since it was opened)."""
+    import os
+
+    try:
+        named = os.stat(lock, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def load_checkpoint(path: str | Path) -> tuple[Config, Start]:
