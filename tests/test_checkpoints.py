@@ -114,6 +114,39 @@ def test_ctrl_c_writes_the_last_whole_epoch_and_says_how_to_continue(tmp_path, h
     assert done >= 50  # not only the periodic one: the last whole epoch
 
 
+def _signals_during_evaluation(monkeypatch, *signals):
+    """The held-out evaluation, after the last epoch was saved, receives ``signals`` (as a batch system's
+    SIGTERM or a user's Ctrl-C would arrive there)."""
+    real = tr.loop._held_out
+
+    def evaluate(*args):
+        for sig in signals:
+            os.kill(os.getpid(), sig)
+        time.sleep(5)  # the handler runs here
+        return real(*args)
+
+    monkeypatch.setattr(tr.loop, "_held_out", evaluate)
+
+
+@pytest.mark.parametrize(
+    "signals, code",
+    [((signal.SIGTERM,), 143), ((signal.SIGINT,), 130), ((signal.SIGINT, signal.SIGTERM), 130)],
+    ids=["SIGTERM", "SIGINT", "SIGINT-then-SIGTERM"],
+)
+def test_a_signal_after_the_last_epoch_says_the_run_is_whole_and_exits_by_the_first(
+    tmp_path, monkeypatch, signals, code
+):
+    """Issue 37, item 10: SIGTERM during the held-out evaluation printed "Aborted!" and exited 1; Ctrl-C then
+    SIGTERM exited 143.  The first signal decides (130 / 143), the checkpoint already holds every epoch."""
+    ck = tmp_path / "run.npz"
+    _signals_during_evaluation(monkeypatch, *signals)
+    r = CliRunner().invoke(main, [*SMALL, "--epochs", "3", "--checkpoint", str(ck)])
+    assert r.exit_code == code, r.output
+    assert "Aborted" not in r.output and "Traceback" not in r.output
+    assert f"interrupted after the last epoch (3), before the report; {ck} holds the whole run" in r.output
+    assert tr.load_checkpoint(ck)[1][0] == 3
+
+
 def test_damaged_checkpoints_are_named_not_a_traceback(tmp_path):
     ck = tmp_path / "run.npz"
     assert CliRunner().invoke(main, [*SMALL, "--epochs", "2", "--checkpoint", str(ck)]).exit_code == 0

@@ -152,7 +152,9 @@ def train(
     With --workers N or --scheduler ADDRESS, every batch is split over the Dask workers, each computing its
     shard's gradients with the generated kernels (the --backend's: jax needs jax on every worker, checked
     first); the sum updates the parameters once per step, as one process would (equal to round-off).
-    Ctrl-C (or SIGTERM) writes the --checkpoint of the last whole epoch and exits 130.
+    Ctrl-C (or SIGTERM) writes the --checkpoint of the last whole epoch and exits 130 (143 for SIGTERM: the
+    first signal decides, later ones are ignored while the run stops). After the last epoch is saved, a
+    signal skips the held-out evaluation and the report: the checkpoint already holds the whole run.
     """
     from .. import train as tr
     from ..heap import keep_for_run
@@ -204,26 +206,29 @@ def train(
             lock=False,  # held above, from before any work
         )[0]  # fmt: skip
 
-    _SIGNAL[0] = signal.SIGINT
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a batch system's "stop" saves like Ctrl-C
-    try:
-        history = _with_progress(run, config.epochs - first, shown=not quiet and sys.stdout.isatty())
-    except tr.TrainingInterrupted as stop:
-        more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
-        more += f" --workers {workers}" if workers else f" --scheduler {scheduler}" if scheduler else ""
-        _interrupted(stop, config.epochs, more)
-    except tr.DivergedError as e:
-        hint = "a smaller --lr" + ("" if config.clip is not None else " or a --clip")
-        click.echo(f"\nerror: training diverged: {e}; try {hint}", err=True)
-        sys.exit(1)
+    more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
+    more += f" --workers {workers}" if workers else f" --scheduler {scheduler}" if scheduler else ""
+    _STOP.clear()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:  # from here to the exit, Ctrl-C and SIGTERM stop the run the same way: the first one decides
+        try:
+            history = _with_progress(run, config.epochs - first, shown=not quiet and sys.stdout.isatty())
+        except tr.DivergedError as e:
+            hint = "a smaller --lr" + ("" if config.clip is not None else " or a --clip")
+            click.echo(f"\nerror: training diverged: {e}; try {hint}", err=True)
+            sys.exit(1)
+        finally:
+            if client is not None:
+                client.close()  # type: ignore[attr-defined]
+        if parallel is not None:
+            click.echo(f"{parallel.steps} steps on {parallel.n_workers} Dask workers", err=True)
+        title = _report(history, problem, cell, config, first)
+        _write_results(history, checkpoint, plot_file, title)
+    except KeyboardInterrupt as stop:  # TrainingInterrupted from training; a plain one while reporting
+        _interrupted(stop, config, more)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if client is not None:
-            client.close()  # type: ignore[attr-defined]
-    if parallel is not None:
-        click.echo(f"{parallel.steps} steps on {parallel.n_workers} Dask workers", err=True)
-    title = _report(history, problem, cell, config, first)
-    _write_results(history, checkpoint, plot_file, title)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _check_outputs(
@@ -430,20 +435,29 @@ def _write_results(history: tr.History, checkpoint: Path | None, plot_file: Path
         sys.exit(1)
 
 
-_SIGNAL = [signal.SIGINT]  # what stopped training: Ctrl-C, unless _interrupt says SIGTERM
+#: The signals that stopped the run, the first first: it decides the exit status; later ones are not acted on.
+_STOP: list[int] = []
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    _SIGNAL[0] = signal.Signals(signum)
-    raise KeyboardInterrupt
+    """Ctrl-C or SIGTERM: stop (a KeyboardInterrupt) on the first; a later one, while the run is already
+    stopping (writing its checkpoint, saying how to continue), is noted and ignored."""
+    _STOP.append(signum)
+    if len(_STOP) == 1:
+        raise KeyboardInterrupt
 
 
-def _interrupted(stop: BaseException, epochs: int, more: str) -> None:
+def _interrupted(stop: BaseException, config: tr.Config, more: str) -> None:
     """Say where an interrupted run stopped and how to continue it (``more``: options to repeat); exit
-    128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells do."""
+    128 + the number of the first signal (130 for Ctrl-C, 143 for SIGTERM), as shells do."""
     from ..train import TrainingInterrupted
 
-    assert isinstance(stop, TrainingInterrupted)
+    code = 128 + (_STOP[0] if _STOP else signal.SIGINT)
+    if not isinstance(stop, TrainingInterrupted) or stop.finished:  # after the last epoch was saved
+        checkpoint = getattr(stop, "checkpoint", None)
+        kept = f"; {checkpoint} holds the whole run" if checkpoint is not None else ""
+        click.echo(f"\ninterrupted after the last epoch ({config.epochs}), before the report{kept}", err=True)
+        sys.exit(code)
     if stop.checkpoint is None:
         click.echo(f"\ninterrupted after epoch {stop.epoch}; nothing saved (no --checkpoint)", err=True)
     elif stop.error is not None:
@@ -451,7 +465,8 @@ def _interrupted(stop: BaseException, epochs: int, more: str) -> None:
     else:
         click.echo(
             f"\ninterrupted: wrote {stop.checkpoint} at epoch {stop.epoch}; continue with\n"
-            f"  symbolic-lstm train --resume {stop.checkpoint} --epochs {epochs} --checkpoint {stop.checkpoint}{more}",
+            f"  symbolic-lstm train --resume {stop.checkpoint} --epochs {config.epochs} --checkpoint "
+            f"{stop.checkpoint}{more}",
             err=True,
         )
-    sys.exit(128 + _SIGNAL[0])
+    sys.exit(code)

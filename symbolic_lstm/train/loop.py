@@ -52,12 +52,15 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM from the command line) stopped training; a KeyboardInterrupt, with where it stopped.
 
     ``epoch`` is the last whole epoch; ``checkpoint`` the file written for it (None without ``--checkpoint``),
-    ``error`` why that write failed, if it did.
+    ``error`` why that write failed, if it did; ``finished``: every epoch had run and been saved — the signal
+    came during the held-out evaluation, which was skipped.
     """
 
-    def __init__(self, epoch: int, checkpoint: str | Path | None, error: str | None = None) -> None:
+    def __init__(
+        self, epoch: int, checkpoint: str | Path | None, error: str | None = None, finished: bool = False
+    ) -> None:
         super().__init__(epoch, checkpoint, error)
-        self.epoch, self.checkpoint, self.error = epoch, checkpoint, error
+        self.epoch, self.checkpoint, self.error, self.finished = epoch, checkpoint, error, finished
 
 
 class DivergedError(ValueError):
@@ -261,7 +264,11 @@ def _epochs(
         raise DivergedError(
             first + len(history.losses) + 1, bad.step, bad.what, last, checkpoint, history.checkpoint_error
         ) from None
-    _save(history, checkpoint, config, config.epochs, params, head, opt, rng)  # a Ctrl-C now: the run is done
+    held = _save(history, checkpoint, config, config.epochs, params, head, opt, rng)
+    try:
+        held.deliver()  # a Ctrl-C during the last write: every epoch is saved, the evaluation is skipped
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(config.epochs, checkpoint, history.checkpoint_error, finished=True) from None
 
 
 def fit(
@@ -292,7 +299,8 @@ def fit(
     (the caller holds it).
 
     Raises:
-        TrainingInterrupted: Ctrl-C (a KeyboardInterrupt); the last whole epoch is saved first.
+        TrainingInterrupted: Ctrl-C (a KeyboardInterrupt); the last whole epoch is saved first (during the
+            held-out evaluation, after the last epoch was saved: ``finished``).
         DivergedError: the loss, a gradient or a parameter became NaN or infinite (a ValueError naming the
             epoch and step); the last whole epoch is saved first.
         CheckpointLockedError: another run is writing ``checkpoint`` (a ValueError naming its process).
@@ -339,6 +347,8 @@ def fit(
         )  # fmt: skip
     try:
         _held_out(k, problem, params, head, config, history)
+    except KeyboardInterrupt:  # every epoch ran and was saved: only the evaluation is lost
+        raise TrainingInterrupted(config.epochs, checkpoint, history.checkpoint_error, finished=True) from None
     except NonFiniteOutputsError as e:  # trained weights that overflow on data the run never saw
         saved = history.checkpoint_epoch if checkpoint is not None else config.epochs
         raise DivergedError(
