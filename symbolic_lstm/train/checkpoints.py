@@ -4,10 +4,11 @@ Written atomically; read with ``allow_pickle=False``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +90,56 @@ def save_checkpoint(
     arrays = {f"p/{k}": v for k, v in params.items()} | {f"head/{k}": v for k, v in head.items()}
     arrays |= {f"opt/{k}": v for k, v in opt.state().items()}
     meta = {"config": asdict(config), "epoch": epoch, "rng": None if rng is None else rng.bit_generator.state}
+    meta["digests"] = _digests(arrays, meta)
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_atomic(path, buf.getvalue())
+
+
+def _array_digest(a: np.ndarray) -> str:
+    """SHA-256 (first 16 hex digits) of an array's dtype, shape and bytes."""
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()[:16]
+
+
+def _value_digest(value: object) -> str:
+    """SHA-256 (first 16 hex digits) of a setting as JSON writes it (so 2 and 2.0, "2" and 2 differ)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _digests(arrays: dict[str, np.ndarray], meta: dict) -> dict[str, str]:
+    """A digest for every field a checkpoint holds — each array, each setting, the epoch, the generator's
+    state — so a field removed, retyped or with one bit flipped is named when the file is read."""
+    out = {key: _array_digest(v) for key, v in arrays.items()}
+    out |= {f"config/{k}": _value_digest(v) for k, v in meta["config"].items()}
+    out |= {"epoch": _value_digest(meta["epoch"]), "rng": _value_digest(meta["rng"])}
+    return out
+
+
+def _check_digests(arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """ValueError naming the first field that is missing, extra, or not what was written (by its digest).
+    A checkpoint without digests (written before they were kept, or by hand) is judged by its values alone."""
+    recorded = meta.get("digests")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise ValueError("its digests are damaged")
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ValueError("its settings are damaged")
+    now = {key: _array_digest(v) for key, v in arrays.items()}
+    now |= {f"config/{k}": _value_digest(v) for k, v in config.items()}
+    now |= {k: _value_digest(meta[k]) for k in ("epoch", "rng") if k in meta}
+    for key in sorted(set(recorded) | set(now)):
+        what = "setting" if key.startswith("config/") else "field" if key in ("epoch", "rng") else "array"
+        name = key.removeprefix("config/")
+        if key not in now:
+            raise ValueError(f"its {what} {name} is missing (it was written with the checkpoint)")
+        if key not in recorded:
+            raise ValueError(f"its {what} {name} was not written with the checkpoint")
+        if now[key] != recorded[key]:
+            raise ValueError(f"its {what} {name} is not what was written (its digest differs: a flipped bit, an edit)")
 
 
 class CheckpointLockedError(ValueError):
@@ -219,19 +266,24 @@ def load_checkpoint(path: str | Path) -> tuple[Config, Start]:
         ) from None
     try:
         meta = json.loads(str(arrays.pop("meta")))
-        config = Config(**meta["config"])
-        epoch = meta["epoch"]
-        rng = meta["rng"]
+        settings, epoch, rng = meta["config"], meta["epoch"], meta["rng"]
+        if not isinstance(settings, dict):
+            raise TypeError("settings")
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise ValueError(
             f"{path} is an .npz archive but not a symbolic-lstm checkpoint (its settings are missing or damaged: "
             f"{type(e).__name__}{' ' + str(e) if isinstance(e, KeyError) else ''})"
         ) from None
     try:
+        unknown = sorted(set(settings) - {f.name for f in fields(Config)})
+        if unknown:
+            raise ValueError(f"its setting {unknown[0]} is not one train keeps")
+        config = Config(**settings)
         config.check()
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= config.epochs:
             raise ValueError(f"its epoch {epoch!r} is not a whole number from 0 to its {config.epochs} epochs")
         _check_rng(rng)
+        _check_digests(arrays, meta)
     except ValueError as e:
         raise ValueError(f"{path} is a damaged symbolic-lstm checkpoint: {e}") from None
     pick = {
