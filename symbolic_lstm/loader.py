@@ -124,8 +124,12 @@ def _missing(name: str, folder: Path) -> str:
 
 def cache_dir() -> Path:
     """Where modules of user cells are generated on first use: ``$XDG_CACHE_HOME/symbolic-lstm``
-    (``~/.cache/symbolic-lstm`` when XDG_CACHE_HOME is unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    (``~/.cache/symbolic-lstm`` when XDG_CACHE_HOME is unset, empty or relative: the XDG Base Directory
+    specification says a relative path there is invalid and to be ignored — it would name a folder of the
+    current directory, a different cache wherever a command runs)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = str(Path.home() / ".cache")
     return Path(base) / "symbolic-lstm"
 
 

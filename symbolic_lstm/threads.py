@@ -28,6 +28,9 @@ from collections.abc import Iterator
 #: slower from 34 M; on a busy one, the default threads were 7× slower at 3 M (``train`` on The Tempest, batch
 #: 32, n_a 128).  Up to 8 M, one thread risks a little to save a lot.
 SMALL = 8_000_000
+#: The most threads ``SYMBOLIC_LSTM_THREADS`` may ask for: more is a typo, and a huge count overflows the C int
+#: the BLAS libraries take.
+MOST = 4096
 #: Environment variables by which the user sets the threads: ours first, then the BLAS libraries' own.
 OURS = "SYMBOLIC_LSTM_THREADS"
 THEIRS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -38,12 +41,14 @@ def threads_for(batch: int, n_x: int, n_a: int, gates: int = 4) -> int | None:
     the environment decides first (see the module docstring).
 
     Raises:
-        ValueError: ``SYMBOLIC_LSTM_THREADS`` is set to something other than a positive integer.
+        ValueError: ``SYMBOLIC_LSTM_THREADS`` is set to something other than a whole number from 1 to :data:`MOST`.
     """
     ours = os.environ.get(OURS, "").strip()
     if ours:
-        if not ours.isdigit() or int(ours) < 1:
-            raise ValueError(f"{OURS} must be a positive integer (the BLAS threads to use), got {ours!r}")
+        if not (ours.isascii() and ours.isdigit()) or not 1 <= int(ours) <= MOST:
+            raise ValueError(
+                f"{OURS} must be a whole number from 1 to {MOST} (the BLAS threads to use), got {ours[:40]!r}"
+            )
         return int(ours)
     if any(os.environ.get(v, "").strip() for v in THEIRS):
         return None

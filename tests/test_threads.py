@@ -33,15 +33,19 @@ def test_the_users_setting_comes_first(monkeypatch):
     assert threads_for(1, 8, 8) is None  # the library reads its own variable: left alone
     monkeypatch.setenv("SYMBOLIC_LSTM_THREADS", "3")
     assert threads_for(1, 8, 8) == 3 and threads_for(512, 512, 512) == 3
-    monkeypatch.setenv("SYMBOLIC_LSTM_THREADS", "0")
-    with pytest.raises(ValueError, match="SYMBOLIC_LSTM_THREADS must be a positive integer"):
-        threads_for(1, 8, 8)
+    for bad in ("0", "4097", "99999999999999999999", "٣", "-1"):  # a huge count overflowed the C int (issue 37)
+        monkeypatch.setenv("SYMBOLIC_LSTM_THREADS", bad)
+        with pytest.raises(ValueError, match="SYMBOLIC_LSTM_THREADS must be a whole number from 1 to 4096"):
+            threads_for(1, 8, 8)
 
 
-def test_a_bad_setting_is_a_usage_error_before_any_work(monkeypatch):
-    monkeypatch.setenv("SYMBOLIC_LSTM_THREADS", "many")
-    r = CliRunner().invoke(main, ["train", "--epochs", "1"])
-    assert r.exit_code == 2 and "SYMBOLIC_LSTM_THREADS must be a positive integer" in r.output
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["derive"]])
+@pytest.mark.parametrize("value", ["many", "99999999999999999999"])
+def test_a_bad_setting_is_a_usage_error_before_any_work(monkeypatch, command, value):
+    """Said by every command, including those that never call BLAS (an absurd count was accepted there)."""
+    monkeypatch.setenv("SYMBOLIC_LSTM_THREADS", value)
+    r = CliRunner().invoke(main, command)
+    assert r.exit_code == 2 and "SYMBOLIC_LSTM_THREADS must be a whole number from 1 to 4096" in r.output
     assert "Traceback" not in r.output and "training loss" not in r.output
 
 

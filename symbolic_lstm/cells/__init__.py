@@ -69,6 +69,8 @@ def load_cell_file(path: str | Path, name: str) -> Cell:
     file = Path(path)
     if not name.isidentifier():
         raise ValueError(f"cell name after ':' must be a Python identifier, got {name!r} in {path}:{name}")
+    if "\x00" in str(path):
+        raise ValueError(f"cell file {str(path)!r} holds a NUL byte, which no file name can")
     try:
         data = file.read_bytes()
     except (FileNotFoundError, NotADirectoryError):

@@ -49,6 +49,16 @@ class PositiveNumber(click.FloatRange):
         return number
 
 
+class FilePath(click.Path):
+    """click's Path, refusing a NUL byte as a usage error (the OS cannot take one: ``os.stat`` raises a
+    ValueError click does not catch)."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, (str, bytes)) and ("\x00" in value if isinstance(value, str) else b"\x00" in value):
+            self.fail(f"{value!r} holds a NUL byte, which no file name can", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 #: A seed of NumPy's generators: a whole number from 0 (NumPy refuses negative seeds).
 SEED = click.IntRange(min=0)
 
@@ -72,6 +82,10 @@ CELL = click.option(
 )
 
 
+#: The most local worker processes --workers starts (each is a Python process; more is a typo, not a cluster).
+MOST_WORKERS = 512
+
+
 def dask_options(what: str) -> Callable[[Callable], Callable]:
     """--workers N / --scheduler ADDRESS: run ``what`` on Dask (the [distributed] extra)."""
 
@@ -84,7 +98,7 @@ def dask_options(what: str) -> Callable[[Callable], Callable]:
         )(f)
         return click.option(
             "--workers",
-            type=click.IntRange(min=1),
+            type=click.IntRange(min=1, max=MOST_WORKERS),
             default=None,
             metavar="N",
             help=f"{what} on a local Dask cluster of N worker processes (pip install -e '.[distributed]').",

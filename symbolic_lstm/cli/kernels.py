@@ -11,7 +11,7 @@ from ..cell import Cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
 from ..stale import verified_freshness
-from .common import CELL, SEED, PositiveNumber, kernels_of, main
+from .common import CELL, SEED, FilePath, PositiveNumber, kernels_of, main
 
 
 @main.command(short_help="write the kernels derived from the cell (NumPy; array-API or JAX with --backend)")
@@ -19,7 +19,7 @@ from .common import CELL, SEED, PositiveNumber, kernels_of, main
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FilePath(file_okay=False, path_type=Path),
     default=None,
     help="Folder to write <cell>.py into [default: the checkout's generated/ folder; ./generated when the package is "
     "installed, whose own modules are left as shipped].",
@@ -55,8 +55,8 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
             f"(load this one with load({module_name(cell, backend)!r}, 'generated'); --out DIR chooses the folder)",
             err=True,
         )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+    try:  # a folder of code is never writable by others, whatever the umask (load() would refuse it)
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
     except OSError as e:
         raise click.BadParameter(f"cannot create folder {folder}: {e.strerror}", param_hint="--out") from None
     target = folder / f"{module_name(cell, backend)}.py"
@@ -95,7 +95,7 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
 @click.option(
     "--dir",
     "directory",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FilePath(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="Folder holding the generated module (default: the package's generated/ folder).",
 )

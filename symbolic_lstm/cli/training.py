@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
 from .common import (
     CELL,
     SEED,
+    FilePath,
     PositiveNumber,
     dask_client,
     dask_options,
@@ -65,14 +67,14 @@ if TYPE_CHECKING:
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--checkpoint",
-    type=click.Path(path_type=Path),
+    type=FilePath(path_type=Path),
     default=None,
     help="Save parameters, optimiser state and settings here (.npz) at the end (an existing file is overwritten "
     "only if it is a checkpoint, unless --force).",
 )
 @click.option(
     "--resume",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=FilePath(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="Continue from a checkpoint up to --epochs; its settings are kept (an option given too must agree).",
 )
@@ -85,7 +87,7 @@ if TYPE_CHECKING:
 @click.option(
     "--plot",
     "plot_file",
-    type=click.Path(path_type=Path),
+    type=FilePath(path_type=Path),
     default=None,
     help="Save the loss curve (and the sunspot forecast) as PNG, PDF or SVG by the suffix (needs matplotlib: "
     "pip install -e '.[plot]').",
@@ -179,6 +181,7 @@ def train(
     problem = _problem(cell, config, resume)
     if resume is not None and start is not None:
         _check_start(resume, k, config, problem, start)
+    _check_memory(k, config, problem)
     first = 0 if start is None else start[0]
     client = dask_client(workers, scheduler)  # after every check: a bad address fails before any work
     gradients, parallel = None, None
@@ -207,7 +210,7 @@ def train(
         )[0]  # fmt: skip
 
     more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
-    more += f" --workers {workers}" if workers else f" --scheduler {scheduler}" if scheduler else ""
+    more += f" --workers {workers}" if workers else f" --scheduler {shlex.quote(scheduler)}" if scheduler else ""
     _STOP.clear()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:  # from here to the exit, Ctrl-C and SIGTERM stop the run the same way: the first one decides
@@ -348,6 +351,21 @@ def _problem(cell: Cell, config: tr.Config, resume: Path | None = None) -> tr.Pr
     return problem
 
 
+def _check_memory(k: ModuleType, config: tr.Config, problem: tr.Problem | tr.TextProblem) -> None:
+    """A usage error, before anything is allocated, for a run that asks more memory at once than the machine
+    has free (it would die with a MemoryError, or be killed, minutes in)."""
+    from ..train.memory import available_bytes, gib, run_bytes
+
+    need, what = run_bytes(k, config.hidden, config.window, config.batch, problem)
+    free = available_bytes()
+    if free is not None and need > free:
+        raise click.BadParameter(
+            f"this run needs about {gib(need)} at once for {what} with n_a = {config.hidden}, more than the "
+            f"{gib(free)} this machine has free; choose a smaller --hidden, --window or --batch",
+            param_hint="--hidden / --window / --batch",
+        )
+
+
 def _size(problem: tr.Problem | tr.TextProblem) -> str:
     from .. import train as tr
 
@@ -463,10 +481,10 @@ def _interrupted(stop: BaseException, config: tr.Config, more: str) -> None:
     elif stop.error is not None:
         click.echo(f"\ninterrupted after epoch {stop.epoch}; error: {stop.error}", err=True)
     else:
+        ck = shlex.quote(str(stop.checkpoint))  # a command to paste, whatever the file is called
         click.echo(
             f"\ninterrupted: wrote {stop.checkpoint} at epoch {stop.epoch}; continue with\n"
-            f"  symbolic-lstm train --resume {stop.checkpoint} --epochs {config.epochs} --checkpoint "
-            f"{stop.checkpoint}{more}",
+            f"  symbolic-lstm train --resume {ck} --epochs {config.epochs} --checkpoint {ck}{more}",
             err=True,
         )
     sys.exit(code)

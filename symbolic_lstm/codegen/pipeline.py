@@ -79,7 +79,9 @@ def generate(cells: Sequence[Cell], out_dir: str | Path, backend: str | Backend 
     """Write ``<out_dir>/<module>.py`` for every cell, atomically (creating ``out_dir``), each smoke-run first;
     return the paths written."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # a folder of code: never writable by others, whatever the umask (under umask 000 it was 0777, a folder
+    # ``check --dir`` and ``load`` then rightly refuse); the umask may still take more away
+    out.mkdir(mode=0o755, parents=True, exist_ok=True)
     return [write_checked(cell, backend, out) for cell in cells]
 
 

@@ -61,8 +61,7 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
         # can still list none right after start — wait until every worker has registered and been seen
         client.wait_for_workers(workers, timeout=max(timeout, 120.0))
         return client
-    if "://" not in scheduler and ":" not in scheduler:
-        raise ValueError(f"a scheduler is addressed as tcp://HOST:PORT, got {scheduler!r}")
+    _check_address(scheduler)
     _identify(scheduler, timeout)
     try:
         client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
@@ -80,6 +79,27 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout: f
             f"the Dask scheduler at {scheduler} has no workers ({e}); start some with `dask worker`"
         ) from None
     return client
+
+
+def _check_address(address: str) -> None:
+    """ValueError naming what is wrong with a scheduler address before anything connects: ``tcp://HOST:PORT``
+    (or ``HOST:PORT``; other Dask protocols pass), with a port from 1 to 65535."""
+    from urllib.parse import urlsplit
+
+    if "://" not in address and ":" not in address:
+        raise ValueError(f"a scheduler is addressed as tcp://HOST:PORT, got {address!r}")
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls", "ws", "wss"):
+        return  # inproc://, ucx:// …: Dask's own to judge
+    try:
+        port = parts.port
+    except ValueError:  # urllib's own words: "Port out of range 0-65535", "Port could not be cast …"
+        port = -1
+    if port is None or not 1 <= port <= 65535 or not parts.hostname:
+        raise ValueError(
+            f"{address!r} is no scheduler address: expected tcp://HOST:PORT with a port from 1 to 65535 "
+            "(`dask scheduler` prints its own, tcp://HOST:8786 by default)"
+        )
 
 
 def _identify(address: str, timeout: float) -> None:

@@ -94,9 +94,17 @@ class CellMismatchError(ValueError):
         self.option = option
 
 
-#: How a cell and the consent to change it are given: on the command line, and from Python.
+#: How a cell and the consent to change it are given: on the command line (the cell quoted for a shell: a
+#: checkpoint's cell string is text from a file, never echoed back as a command to paste), and from Python.
 COMMAND_LINE = ("--cell {}", "--cell-changed")
 PYTHON = ("cell={!r}", "cell_changed=True")
+
+
+def _give(how: str, spec: str) -> str:
+    """``spec`` as ``how`` gives a cell: shell-quoted for the command line, ``repr`` for Python."""
+    import shlex
+
+    return how.format(spec if "!r" in how else shlex.quote(spec))
 
 
 def trained_cell(
@@ -118,15 +126,15 @@ def trained_cell(
     if cell is None:
         if saved.cell not in BUILTIN:
             raise CellMismatchError(
-                f"{path} was trained with the cell {saved.cell}, from a file; a checkpoint does not run code by "
-                f"itself: pass {give.format(saved.cell)} (or where that file is now) to resume it",
+                f"{path} was trained with the cell {saved.cell!r}, from a file; a checkpoint does not run code by "
+                f"itself: pass {_give(give, saved.cell)} (or where that file is now) to resume it",
                 give.format("").strip(" ='"),
             )
         cell = get_cell(saved.cell)
     same = cell.digest == saved.cell_digest if saved.cell_digest is not None else cell.name == saved.cell
     if not same and saved.cell_digest is not None and not cell_changed:
         raise CellMismatchError(
-            f"{give.format(cell.spec)} conflicts with {path}, which was trained with cell = {saved.cell!r}: its "
+            f"{_give(give, cell.spec)} conflicts with {path}, which was trained with cell = {saved.cell!r}: its "
             f"definition differs (digest {cell.digest}, trained {saved.cell_digest}); leave it out to keep a "
             f"built-in checkpoint's cell, pass the cell as it was, or {consent} to resume with this one anyway "
             "(its parameters must still fit)",
