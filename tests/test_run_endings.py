@@ -100,6 +100,34 @@ def test_a_second_ctrl_c_during_the_write_waits_for_it(tmp_path, monkeypatch):
     assert tr.load_checkpoint(ck)[1][0] == 3
 
 
+@pytest.mark.parametrize("moment", ["__enter__", "__exit__"])
+def test_a_signal_between_two_handler_installs_leaves_none_half_way(monkeypatch, moment):
+    """Issue 37, item 9 (a Ctrl-C lost, the run not ending): ``signal.signal`` first runs a pending Python
+    handler, which may raise — between installing the SIGINT and the SIGTERM handler, that left SIGTERM on
+    the write's recording handler for good, and later signals went nowhere.  Every handler is restored now,
+    and the interrupt is still raised."""
+    from symbolic_lstm.train.loop import _Uninterruptible
+
+    real = signal.signal
+    outside = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    injected = []
+
+    def pending_then_install(sig, handler):
+        restoring = handler is outside.get(sig)
+        if sig == signal.SIGTERM and not injected and (restoring == (moment == "__exit__")):
+            injected.append(sig)
+            raise KeyboardInterrupt  # the pending Ctrl-C's handler, run by signal.signal before it installs
+        return real(sig, handler)
+
+    monkeypatch.setattr(signal, "signal", pending_then_install)
+    with pytest.raises(KeyboardInterrupt):
+        with _Uninterruptible():
+            pass
+    monkeypatch.setattr(signal, "signal", real)
+    assert injected
+    assert {s: signal.getsignal(s) for s in outside} == outside
+
+
 def test_a_ctrl_c_during_a_periodic_write_stops_after_it(tmp_path, monkeypatch):
     ck = tmp_path / "run.npz"
     real = tr.loop.save_checkpoint

@@ -4,6 +4,7 @@ Ctrl-C (the last whole epoch), then the held-out evaluation — one loop for eve
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,25 @@ def _first_non_finite(E: float, g: dict, gh: dict, params: dict, head: dict) -> 
     return None
 
 
+def _install(handlers: dict[int, object]) -> tuple[dict[int, object], KeyboardInterrupt | None]:
+    """Set every handler in ``handlers``; return the ones they replaced, and the KeyboardInterrupt a pending
+    signal raised meanwhile (None if none did).
+
+    ``signal.signal`` first runs any Python handler that is pending, so a signal arriving between two installs
+    can run — and raise from — a handler in the middle: the install is then made again, so none is left
+    half-way (a SIGTERM handler stuck on one that only records, the next signal lost)."""
+    previous: dict[int, object] = {}
+    raised = None
+    for sig, handler in handlers.items():
+        while True:
+            try:
+                previous[sig] = signal.signal(sig, handler)  # type: ignore[arg-type]
+                break
+            except KeyboardInterrupt as e:  # the pending handler's, not this install's: try again
+                raised = raised or e
+    return previous, raised
+
+
 class _Uninterruptible:
     """Ctrl-C and SIGTERM wait while a checkpoint is written (a second Ctrl-C 10 ms after the first one cut the
     write short and left no checkpoint at all); the signal is acted on once the file is whole.  In the main
@@ -126,20 +146,20 @@ class _Uninterruptible:
         self.previous: dict[int, object] = {}
 
     def __enter__(self) -> _Uninterruptible:
-        import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                sig = getattr(signal, name)
-                self.previous[sig] = signal.signal(sig, lambda signum, _frame: self.caught.append(signum))
+            record = {getattr(signal, n): lambda signum, _frame: self.caught.append(signum) for n in self.SIGNALS}
+            self.previous, raised = _install(record)
+            if raised is not None:  # a signal came as the write began: nothing written yet, act on it now
+                _install(self.previous)
+                raise raised
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        _, raised = _install(self.previous)  # every handler back, whatever runs meanwhile
+        if raised is not None:  # a signal that came as the write ended: acted on, now that all is restored
+            raise raised
 
     def deliver(self) -> None:
         """Act on a signal that arrived during the write, as its handler would have."""
