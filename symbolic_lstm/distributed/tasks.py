@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..run_code import source_of
+from ..run_code import run_module, source_of
 from ..train.problems import Gradient, forward
 
 LOSSES = ("softmax_ce", "linear_mse")
@@ -46,9 +46,11 @@ class KernelSource:
         """The module, built from the text once per process and kept (keyed by the text's digest)."""
         found = _LOADED.get(self.digest)
         if found is None:
-            found = ModuleType(f"symbolic_lstm_kernels_{self.name}_{self.digest}")
-            found.__file__ = f"<symbolic-lstm kernels: {self.name} {self.digest}>"
-            exec(compile(self.source, found.__file__, "exec"), found.__dict__)  # our generated code, as text
+            # the text the client verified and sent: run as every module is (run_code), never from a path
+            found = run_module(
+                self.source, f"symbolic_lstm_kernels_{self.name}_{self.digest}",
+                f"<symbolic-lstm kernels: {self.name} {self.digest}>",
+            )  # fmt: skip
             found.__kernel_source__ = self  # type: ignore[attr-defined]
             _LOADED[self.digest] = found
         return found
