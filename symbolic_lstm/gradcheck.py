@@ -263,11 +263,16 @@ def comparisons(
     """Run every problem through the module and through the complex-step reference (see :func:`check_module`)."""
     from .complex_step import ComplexStep
 
-    if cell is None:
-        from .cells import get_cell
+    if cell is None:  # the cell the header names: a cell file only as check --stale runs one (read once, checked)
+        from .stale import NotRunError, named_cell
 
         try:
-            cell = get_cell(k.CELL_SPEC)
+            cell = named_cell(k.CELL_SPEC)
+        except NotRunError as e:
+            raise ValueError(
+                f"the reference needs the module's cell; its CELL_SPEC names a cell file that is not run ({e}); "
+                "pass cell= the Cell it was generated from"
+            ) from None
         except ValueError as e:
             raise ValueError(
                 f"the reference needs the module's cell, and its CELL_SPEC {k.CELL_SPEC!r} names none ({e}); "

@@ -55,9 +55,8 @@ def load(name: str = "lstm", directory: str | Path | None = None, *, warn_stale:
         raise TypeError(f"directory must be a str or Path, got {type(directory).__name__}")
     folder = Path(directory) if directory is not None else generated_dir()
     path = folder / f"{name}.py"
-    own = folder.resolve() == generated_dir().resolve()  # the package's own modules are trusted as its code is
-    try:
-        data = read_code(path, "generated module", check=not own)
+    try:  # the package's own modules are trusted as its code is: the folder opened must be that very folder
+        data = read_code(path, "generated module", trusted=generated_dir())
     except FileNotFoundError:
         raise ValueError(_missing(name, folder)) from None
     except NotADirectoryError:
@@ -184,7 +183,7 @@ def module_for(cell: Cell, directory: str | Path | None = None, backend: str | B
     shipped = generated_dir() / f"{name}.py"
     if cell.origin == "":  # a built-in: the package's module, when it was made from this very cell
         try:
-            data = read_code(shipped, "generated module", check=False)
+            data = read_code(shipped, "generated module", trusted=generated_dir())
         except FileNotFoundError:
             data = b""
         if recorded_hash(data.decode("utf-8", errors="replace")) == current:

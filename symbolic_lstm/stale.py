@@ -33,11 +33,22 @@ class StaleModuleWarning(UserWarning):
 
 def is_generated(path: str | Path) -> bool:
     """Whether the file at ``path`` starts with the header symbolic-lstm writes (False if unreadable)."""
+    import os
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:  # a FIFO planted in a sticky folder is not waited on, a link not followed
+        fd = os.open(path, flags)
+    except (OSError, ValueError):
+        return False
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.readline().startswith(GENERATED_MARK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.read(fd, len(GENERATED_MARK)) == GENERATED_MARK.encode()
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -121,11 +132,12 @@ def verified_freshness(path: str | Path) -> Freshness:
     from .trust import UntrustedPathError, read_code
 
     path = Path(path)
-    own = path.parent.resolve() == generated_dir().resolve()
     try:
-        text = read_code(path, "generated module", check=not own).decode("utf-8", errors="replace")
+        text = read_code(path, "generated module", trusted=generated_dir()).decode("utf-8", errors="replace")
     except UntrustedPathError as e:
         return Freshness(path, None, None, None, unread=str(e))
+    except OSError as e:  # removed or made unreadable since it was listed
+        return Freshness(path, None, None, None, unread=f"cannot read it: {e.strerror or e}")
     return freshness(path, run_cell_files=True, text=text)
 
 
@@ -154,20 +166,25 @@ def freshness(path: str | Path, run_cell_files: bool = False, text: str | None =
     current, refused = None, None
     if spec is not None and backend in BACKENDS and (run_cell_files or ":" not in spec):
         try:
-            current = BACKENDS[backend].source_hash(_named_cell(spec))
-        except _NotRunError as e:
+            current = BACKENDS[backend].source_hash(named_cell(spec))
+        except NotRunError as e:
             refused = str(e)
         except ValueError:  # a built-in that no longer exists, a cell file moved away or broken
             current = None
     return Freshness(path, name, recorded.group(1) if recorded else None, current, spec, backend, refused)
 
 
-class _NotRunError(Exception):
-    """The cell file a module's header names is not run (why: the message)."""
+class NotRunError(Exception):
+    """The cell file a module's header names is not run (why: the message): named by a relative path, or one
+    that could be another user's."""
 
 
-def _named_cell(spec: str) -> Cell:
-    """The cell a module's header names: a built-in, or a cell file read once, checked, and run from those bytes."""
+def named_cell(spec: str) -> Cell:
+    """The cell a module's header names: a built-in, or a cell file read once, checked, and run from those bytes.
+
+    Raises:
+        NotRunError: the cell file is named by a relative path, or could be another user's (not run).
+        ValueError: no such cell, or the file is missing or broken."""
     from .cells import get_cell, run_cell_file
     from .trust import UntrustedPathError, read_code
 
@@ -177,11 +194,11 @@ def _named_cell(spec: str) -> Cell:
     if not cell_file.endswith(".py"):
         raise ValueError(f"a cell file is given as path/to/file.py:NAME, got {spec!r}")
     if not Path(cell_file).is_absolute():
-        raise _NotRunError(f"its header names the cell file {cell_file!r} by a relative path, which is not run")
+        raise NotRunError(f"its header names the cell file {cell_file!r} by a relative path, which is not run")
     try:
         data = read_code(cell_file, "cell file")
     except UntrustedPathError as e:
-        raise _NotRunError(str(e)) from None
+        raise NotRunError(str(e)) from None
     except OSError:
         raise ValueError(f"cannot read {cell_file}") from None  # reported as not found
     return run_cell_file(data, Path(cell_file), attribute)

@@ -134,15 +134,23 @@ def _refuse_file(st: os.stat_result, path: Path, what: str, owners: tuple[int, .
 _READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def read_code(path: str | os.PathLike[str], what: str = "module", *, check: bool = True, own: bool = False) -> bytes:
+def read_code(
+    path: str | os.PathLike[str],
+    what: str = "module",
+    *,
+    own: bool = False,
+    trusted: str | os.PathLike[str] | None = None,
+) -> bytes:
     """The bytes of the file at ``path``, read once, with every check made on the descriptors they are read
     from — so what was checked is what is returned, and the caller runs those bytes, never the path again.
 
     The folder is opened and ``fstat``-ed: it must belong to you or root and be writable by no one else (a
     sticky folder such as /tmp excepted: others cannot replace a file there).  The file is opened inside that
     descriptor with ``O_NOFOLLOW`` (a symbolic link is refused, not followed) and ``fstat``-ed: a regular file
-    of yours or root's (``own``: yours only), writable by no one else.  ``check=False`` (the package's own
-    ``generated/``, trusted as its code is) keeps the descriptors and ``O_NOFOLLOW`` but not the owners.
+    of yours or root's (``own``: yours only), writable by no one else.  ``trusted``: a folder whose files are
+    trusted as the package's code is (its own ``generated/``) — when the folder opened *is* that one (the same
+    device and inode as the descriptor, not the same name), the owners are not checked; descriptors and
+    ``O_NOFOLLOW`` stay.
 
     Raises:
         UntrustedPathError: the folder or file could be another user's, or the file is a link or no regular file.
@@ -151,12 +159,14 @@ def read_code(path: str | os.PathLike[str], what: str = "module", *, check: bool
     path = Path(path)
     folder_fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        if check and _POSIX:
-            _refuse_folder(os.fstat(folder_fd), path.parent, what)
+        folder = os.fstat(folder_fd)
+        check = _POSIX and not (trusted is not None and _same_inode(folder, trusted))
+        if check:
+            _refuse_folder(folder, path.parent, what)
         try:
             fd = os.open(path.name, _READ, dir_fd=folder_fd)
         except OSError as e:
-            if e.errno == errno.ELOOP:
+            if e.errno in (errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)):  # Linux, the BSDs
                 raise UntrustedPathError(
                     f"{path} is a symbolic link: symbolic-lstm runs a {what} only from a file itself, never "
                     "through a link someone could point elsewhere",
@@ -167,7 +177,7 @@ def read_code(path: str | os.PathLike[str], what: str = "module", *, check: bool
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 _refuse_file(st, path, what, ())
-            if check and _POSIX:
+            if check:
                 _refuse_file(st, path, what, (os.geteuid(),) if own else (os.geteuid(), 0))
             chunks = []
             while chunk := os.read(fd, 1 << 20):
@@ -177,6 +187,14 @@ def read_code(path: str | os.PathLike[str], what: str = "module", *, check: bool
             os.close(fd)
     finally:
         os.close(folder_fd)
+
+
+def _same_inode(st: os.stat_result, folder: str | os.PathLike[str]) -> bool:
+    try:
+        other = os.stat(folder)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino)
 
 
 def check_code_file(path: str | os.PathLike[str], what: str = "module") -> None:

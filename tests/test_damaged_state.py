@@ -127,6 +127,33 @@ def _header_declaring(good: Path, out: Path, elements: int) -> Path:
     return out
 
 
+def _zip_directory_lying(good: Path, out: Path) -> Path:
+    """A copy of ``good`` whose zip directory says its first member holds 2**51 bytes (zip64), header to match."""
+    import struct
+
+    data = bytearray(good.read_bytes())
+    central = data.rfind(b"PK\x01\x02")
+    first = data.find(b"PK\x01\x02")
+    assert 0 <= first <= central
+    struct.pack_into("<II", data, first + 20, 0xFFFFFFFF, 0xFFFFFFFF)  # sizes: see the zip64 extra field
+    name_len, extra_len = struct.unpack_from("<HH", data, first + 28)
+    extra = struct.pack("<HHQQ", 1, 16, 2**51, 2**51)
+    start = first + 46 + name_len
+    data[start : start + extra_len] = extra
+    struct.pack_into("<H", data, first + 30, len(extra))
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_zip_directory_that_lies_about_sizes_allocates_nothing(good, tmp_path):
+    """Found in review: the sizes in the zip directory are the writer's word; a member claiming 2 PiB was
+    believed and allocated (a raw MemoryError).  No member may hold more than the file does."""
+    bad = _zip_directory_lying(good, tmp_path / "bad.npz")
+    r = CliRunner().invoke(main, ["train", "--resume", str(bad), "--epochs", "5"])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    assert "not a symbolic-lstm checkpoint" in " ".join(r.output.split()), r.output
+
+
 @pytest.mark.parametrize("how", ["a lone .npy renamed .npz", "a header declaring 10**11 elements"])
 @pytest.mark.parametrize("option", ["--resume", "--checkpoint"])
 def test_an_archive_that_is_no_checkpoint_is_named_not_a_traceback(good, tmp_path, how, option):

@@ -207,6 +207,7 @@ def test_a_checkpoints_cell_is_quoted_when_it_is_echoed_as_a_command(tmp_path):
         data = {k: z[k] for k in z.files}
     meta = json.loads(str(data["meta"]))
     meta["config"]["cell"] = "x.py:build; touch PWNED #"
+    meta.pop("digests")  # crafted by hand, as a hostile file would be: judged by its values alone
     data["meta"] = np.array(json.dumps(meta))
     np.savez(ck, **data)
     r = CliRunner().invoke(main, ["train", "--resume", str(ck), "--epochs", "2"])

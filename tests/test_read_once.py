@@ -173,3 +173,43 @@ def test_an_encoding_declaration_in_a_module_is_never_obeyed(tmp_path):
     assert module.X == 'a" + str(6 * 7) + "b'  # one string, nothing run
     with pytest.raises(ValueError, match="not UTF-8"):
         run_module(b"X = '\xff'\n", "m", tmp_path / "m.py")
+
+
+@as_root
+def test_the_gradient_check_runs_no_cell_file_a_foreign_folder_holds(tmp_path):
+    """Found in review: check_module(k) without cell= rebuilt the cell a module's header names with no check at
+    all; it goes the way check --stale does now (read once from a folder of yours, or not run)."""
+    from symbolic_lstm.gradcheck import check_module
+
+    folder = _kernels(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    marker = tmp_path / "ran"
+    (shared / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+    os.chown(shared, OTHER_UID, OTHER_UID)
+    spec = f"CELL_SPEC = {str(shared / 'evil.py') + ':build'!r}"
+    (folder / "rnn.py").write_text((folder / "rnn.py").read_text().replace("CELL_SPEC = 'rnn'", spec))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = load("rnn", folder)
+    with pytest.raises(ValueError, match="names a cell file that is not run"):
+        check_module(module)
+    assert not marker.exists()
+
+
+@posix
+def test_a_fifo_among_the_modules_is_listed_as_none_never_waited_on(tmp_path):
+    """Found in review: check --stale listed a folder by opening every *.py by path — a FIFO another user left
+    in a sticky folder hung it for good."""
+    from symbolic_lstm.loader import available
+
+    folder = _kernels(tmp_path)
+    os.mkfifo(folder / "evil.py")
+    assert available(folder) == ["rnn"]  # returns at once: a FIFO is no module
+    r = subprocess.run(
+        [sys.executable, "-m", "symbolic_lstm", "check", "--stale", "--dir", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and "rnn.py: up to date" in r.stdout, r.stdout + r.stderr

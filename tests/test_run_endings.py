@@ -252,6 +252,42 @@ def test_a_lock_unlinked_between_open_and_flock_is_not_taken(tmp_path, monkeypat
     assert paused
 
 
+def test_a_lock_that_is_a_symbolic_link_is_refused_not_followed(tmp_path):
+    """Found in review: the lock was opened through a link (root created or locked what it pointed to) and the
+    check that the locked file is the named one then never held — a busy loop."""
+    victim = tmp_path / "victim"
+    ck = tmp_path / "run.npz"
+    (tmp_path / "run.npz.lock").symlink_to(victim)
+    with pytest.raises(tr.CheckpointLockedError, match="is a symbolic link"):
+        with tr.checkpoint_lock(ck):
+            pass
+    assert not victim.exists()
+
+
+def test_sigterm_during_a_write_ends_a_library_run_once_the_file_is_whole(tmp_path):
+    """With SIGTERM's default handler (a script calling fit), a SIGTERM during a checkpoint write was dropped
+    and the run went on; now it ends the process as SIGTERM does, after the write."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import os, signal\n"
+        "from symbolic_lstm import load, train as tr\n"
+        "import symbolic_lstm.train.loop as loop\n"
+        "real = loop.save_checkpoint\n"
+        "def save(*a, **k):\n"
+        "    if a[2] == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "loop.save_checkpoint = save\n"
+        "cfg = tr.Config(epochs=3, hidden=4, window=4)\n"
+        "p = tr.load_problem(cfg.data, cfg.window, cfg.holdout)\n"
+        f"tr.fit(load('lstm'), cfg, p, None, checkpoint={str(tmp_path / 'ck.npz')!r}, checkpoint_every=1)\n"
+        "print('ran all epochs')\n"
+    )
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert r.returncode == -signal.SIGTERM and "ran all epochs" not in r.stdout, (r.returncode, r.stderr)
+    assert tr.load_checkpoint(tmp_path / "ck.npz")[1][0] == 1  # the file it was writing is whole
+
+
 def test_a_read_only_output_needs_force(tmp_path):
     ck = tmp_path / "run.npz"
     assert CliRunner().invoke(main, [*SMALL, "--epochs", "2", "--checkpoint", str(ck)]).exit_code == 0

@@ -75,6 +75,13 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
     except OSError as e:
         raise click.BadParameter(f"cannot write {target}: {e.strerror}", param_hint="--out") from None
     click.echo(f"wrote {target} ({len(text.splitlines())} lines, cell {cell.name})")
+    st = folder.stat()
+    if st.st_mode & 0o022 and not st.st_mode & 0o1000:  # others may replace it: load() and check --dir refuse it
+        click.echo(
+            f"warning: {folder} is writable by others (mode {st.st_mode & 0o7777:04o}), so load() and check --dir "
+            f"will not run the module there; fix: chmod go-w {folder}",
+            err=True,
+        )
 
 
 @main.command(short_help="check the generated kernels against the complex-step derivative of the cell")

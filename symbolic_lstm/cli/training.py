@@ -472,8 +472,10 @@ def _interrupted(stop: BaseException, config: tr.Config, more: str) -> None:
 
     code = 128 + (_STOP[0] if _STOP else signal.SIGINT)
     if not isinstance(stop, TrainingInterrupted) or stop.finished:  # after the last epoch was saved
-        checkpoint = getattr(stop, "checkpoint", None)
+        checkpoint, error = getattr(stop, "checkpoint", None), getattr(stop, "error", None)
         kept = f"; {checkpoint} holds the whole run" if checkpoint is not None else ""
+        if error is not None:  # the last write failed: say what the file really holds
+            kept = f"; error: {error}"
         click.echo(f"\ninterrupted after the last epoch ({config.epochs}), before the report{kept}", err=True)
         sys.exit(code)
     if stop.checkpoint is None:

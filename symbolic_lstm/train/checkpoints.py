@@ -153,8 +153,10 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
     The lock is an OS file lock (``flock``), released even when the holder is killed; once it is held, the
     temporary files a killed writer left beside ``path`` are removed — yielded, so a caller can say so.
     Where there are no file locks (Windows), nothing is locked."""
+    import errno
     import os
     import socket
+    import stat
     import time
 
     from ..files import clean_temporaries, target
@@ -167,8 +169,20 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
     path = Path(path)
     real = target(path)
     lock = real.with_name(real.name + ".lock")
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _attempt in range(100):
+        try:  # never through a link: root would create or lock whatever it points to
+            fd = os.open(lock, flags, 0o666)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)):
+                raise CheckpointLockedError(
+                    f"{lock} is a symbolic link, not the lock file a run makes; remove it (or choose another "
+                    "checkpoint file)"
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CheckpointLockedError(f"{lock} is not a regular file; remove it (or choose another checkpoint file)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -183,6 +197,8 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
         # the run that held it ended and unlinked it between our open and our lock: the file we locked is no
         # longer the lock anyone else sees, so holding it would let a second writer in — take the one there now
         os.close(fd)
+    else:
+        raise CheckpointLockedError(f"{lock} keeps being replaced while this run takes it; is another run starting?")
     try:
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -210,6 +226,7 @@ def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
         ValueError: not an .npz archive (a lone .npy renamed, a truncated file), or a damaged member.
         OSError: the file cannot be read.
     """
+    import os
     import zipfile
 
     try:
@@ -221,10 +238,17 @@ def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
             "it holds a single array, not an .npz archive" if lone else "it is not an .npz archive"
         ) from None
     arrays = {}
+    size = os.path.getsize(path)
     with archive:
         for info in archive.infolist():
             key = info.filename.removesuffix(".npy")
             try:
+                # np.savez stores, never compresses: the array's bytes are in the file, so no member can hold
+                # more than the file does (sizes in the zip directory are the writer's word, not the file's)
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise ValueError("it is compressed, and checkpoints are not")
+                if info.file_size != info.compress_size or info.compress_size > size:
+                    raise ValueError(f"its sizes ({info.file_size} bytes) do not fit a file of {size}")
                 with archive.open(info) as f:
                     version = np.lib.format.read_magic(f)
                     if version not in HEADERS:
@@ -236,8 +260,9 @@ def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
                     if declared > info.file_size - f.tell():
                         raise ValueError(f"its header declares {declared} bytes of {info.file_size}")
                     arrays[key] = np.lib.format.read_array(archive.open(info), allow_pickle=False)
-            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
-                raise ValueError(f"its array {key!r} is damaged ({e})") from None
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile, MemoryError) as e:
+                why = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+                raise ValueError(f"its array {key!r} is damaged ({why})") from None
     return arrays
 
 

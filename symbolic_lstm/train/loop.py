@@ -115,23 +115,24 @@ def _first_non_finite(E: float, g: dict, gh: dict, params: dict, head: dict) -> 
     return None
 
 
-def _install(handlers: dict[int, object]) -> tuple[dict[int, object], KeyboardInterrupt | None]:
-    """Set every handler in ``handlers``; return the ones they replaced, and the KeyboardInterrupt a pending
-    signal raised meanwhile (None if none did).
+def _install(handlers: dict[int, object]) -> KeyboardInterrupt | None:
+    """Set every handler in ``handlers``; return the KeyboardInterrupt a pending signal raised meanwhile (None
+    if none did).
 
     ``signal.signal`` first runs any Python handler that is pending, so a signal arriving between two installs
-    can run — and raise from — a handler in the middle: the install is then made again, so none is left
-    half-way (a SIGTERM handler stuck on one that only records, the next signal lost)."""
-    previous: dict[int, object] = {}
+    can run — and raise from — a handler in the middle: the installs still to make (an install made twice is
+    the same install) are made again, so none is left half-way (a SIGTERM handler stuck on one that only
+    records, the next signal lost)."""
     raised = None
-    for sig, handler in handlers.items():
-        while True:
-            try:
-                previous[sig] = signal.signal(sig, handler)  # type: ignore[arg-type]
-                break
-            except KeyboardInterrupt as e:  # the pending handler's, not this install's: try again
-                raised = raised or e
-    return previous, raised
+    todo = list(handlers)
+    while todo:
+        try:
+            while todo:
+                signal.signal(todo[0], handlers[todo[0]])  # type: ignore[arg-type]
+                todo.pop(0)
+        except KeyboardInterrupt as e:  # the pending handler's, not this install's: go on
+            raised = raised or e
+    return raised
 
 
 class _Uninterruptible:
@@ -149,15 +150,16 @@ class _Uninterruptible:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            record = {getattr(signal, n): lambda signum, _frame: self.caught.append(signum) for n in self.SIGNALS}
-            self.previous, raised = _install(record)
+            signals = [getattr(signal, n) for n in self.SIGNALS]
+            self.previous = {sig: signal.getsignal(sig) for sig in signals}  # runs no handler: nothing set yet
+            raised = _install({sig: lambda signum, _frame: self.caught.append(signum) for sig in signals})
             if raised is not None:  # a signal came as the write began: nothing written yet, act on it now
                 _install(self.previous)
                 raise raised
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _, raised = _install(self.previous)  # every handler back, whatever runs meanwhile
+        raised = _install(self.previous)  # every handler back, whatever runs meanwhile
         if raised is not None:  # a signal that came as the write ended: acted on, now that all is restored
             raise raised
 
@@ -171,6 +173,8 @@ class _Uninterruptible:
                 handler(signum, None)
             elif handler == signal.SIG_DFL and signum == signal.SIGINT:
                 raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:  # SIGTERM's default: the process ends, now that the file is whole
+                signal.raise_signal(signum)
 
 
 def _begin(

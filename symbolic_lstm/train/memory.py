@@ -52,8 +52,9 @@ def available_bytes() -> int | None:
             limit = f.read().strip()
         with open("/sys/fs/cgroup/memory.current", encoding="ascii") as f:
             used = int(f.read().strip())
+        used -= _reclaimable()  # the group's page cache counts as used, yet is given back on demand
         if limit != "max":
-            found.append(max(0, int(limit) - used))
+            found.append(max(0, int(limit) - max(0, used)))
     except (OSError, ValueError):
         pass
     if not found and hasattr(os, "sysconf"):
@@ -62,6 +63,18 @@ def available_bytes() -> int | None:
         except (ValueError, OSError):
             pass
     return min(found) if found else None
+
+
+def _reclaimable() -> int:
+    """Bytes of the control group's page cache the kernel drops before refusing memory (``inactive_file``)."""
+    try:
+        with open("/sys/fs/cgroup/memory.stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("inactive_file "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def gib(n: int) -> str:
