@@ -264,7 +264,7 @@ def comparisons(
     from .complex_step import ComplexStep
 
     if cell is None:  # the cell the header names: a cell file only as check --stale runs one (read once, checked)
-        from .stale import NotRunError, named_cell
+        from .cells.named import NotRunError, named_cell
 
         try:
             cell = named_cell(k.CELL_SPEC)

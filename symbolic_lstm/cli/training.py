@@ -18,6 +18,7 @@ import click
 from ..cell import Cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
+from .before_a_run import check_memory, check_outputs
 from .common import (
     CELL,
     SEED,
@@ -27,10 +28,9 @@ from .common import (
     dask_options,
     kernels_of,
     main,
-    output_file,
-    same_file,
     where,
 )
+from .stopping import STOP, interrupt, interrupted
 
 if TYPE_CHECKING:
     from .. import train as tr
@@ -163,7 +163,7 @@ def train(
 
     keep_for_run()  # this process's arrays are allocated afresh every batch: no page faults for them again
     explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
-    _check_outputs(checkpoint, checkpoint_every, resume, plot_file, force)  # before any work: nothing is lost
+    check_outputs(checkpoint, checkpoint_every, resume, plot_file, force)  # before any work: nothing is lost
     held = ctx.with_resource(contextlib.ExitStack())  # released when the command ends, however it ends
     if checkpoint is not None:
         try:
@@ -181,7 +181,7 @@ def train(
     problem = _problem(cell, config, resume)
     if resume is not None and start is not None:
         _check_start(resume, k, config, problem, start)
-    _check_memory(k, config, problem)
+    check_memory(k, config, problem)
     first = 0 if start is None else start[0]
     client = dask_client(workers, scheduler)  # after every check: a bad address fails before any work
     gradients, parallel = None, None
@@ -211,8 +211,8 @@ def train(
 
     more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
     more += f" --workers {workers}" if workers else f" --scheduler {shlex.quote(scheduler)}" if scheduler else ""
-    _STOP.clear()
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    STOP.clear()
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:  # from here to the exit, Ctrl-C and SIGTERM stop the run the same way: the first one decides
         try:
             history = _with_progress(run, config.epochs - first, shown=not quiet and sys.stdout.isatty())
@@ -228,56 +228,10 @@ def train(
         title = _report(history, problem, cell, config, first)
         _write_results(history, checkpoint, plot_file, title)
     except KeyboardInterrupt as stop:  # TrainingInterrupted from training; a plain one while reporting
-        _interrupted(stop, config, more)
+        interrupted(stop, config, more)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _check_outputs(
-    checkpoint: Path | None, checkpoint_every: int | None, resume: Path | None, plot_file: Path | None, force: bool
-) -> None:
-    """Usage errors for outputs that could not be written, or would replace what is not this run's: every output
-    is checked before any work starts, so a run is never lost to a path."""
-    from .. import train as tr
-
-    if checkpoint_every is not None and checkpoint is None:
-        raise click.BadParameter("needs --checkpoint FILE to write to", param_hint="--checkpoint-every")
-    if plot_file is not None:  # one file written twice: the checkpoint (or the run resumed) would be lost
-        for other, option in ((checkpoint, "--checkpoint"), (resume, "--resume")):
-            if other is not None and same_file(plot_file, other):
-                raise click.BadParameter(
-                    f"{plot_file} is the file {option} names ({other}); the plot would replace it — choose "
-                    "another name for one of them",
-                    param_hint="--plot",
-                )
-    if checkpoint is not None:
-        output_file(checkpoint, "--checkpoint", force, tr.is_checkpoint, "a symbolic-lstm checkpoint")
-        continued = resume is not None and checkpoint.exists() and same_file(checkpoint, resume)
-        if checkpoint.exists() and not force and not continued:
-            try:
-                saved, (epoch, *_) = tr.load_checkpoint(checkpoint)
-                run = f"cell {saved.cell} on {saved.data}, epoch {epoch}"
-            except (OSError, ValueError):
-                run = "unreadable"
-            raise click.BadParameter(
-                f"{checkpoint} holds another run's checkpoint ({run}); continue that run with --resume "
-                f"{checkpoint}, choose another name, or pass --force to replace it",
-                param_hint="--checkpoint",
-            )
-    if plot_file is not None:
-        fmt = plot_file.suffix.lower().lstrip(".")
-        if fmt not in tr.PLOT_FORMATS:
-            raise click.BadParameter(
-                f"{plot_file}: the plot is written as {', '.join(tr.PLOT_FORMATS)} (by the file's suffix), "
-                f"got {plot_file.suffix or 'no suffix'!r}",
-                param_hint="--plot",
-            )
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise click.UsageError("--plot needs matplotlib: pip install matplotlib (or the '[plot]' extra)") from None
-        output_file(plot_file, "--plot", force, tr.is_our_plot, "a plot symbolic-lstm wrote")
 
 
 def _settings(
@@ -349,21 +303,6 @@ def _problem(cell: Cell, config: tr.Config, resume: Path | None = None) -> tr.Pr
             param_hint="--hidden",
         )
     return problem
-
-
-def _check_memory(k: ModuleType, config: tr.Config, problem: tr.Problem | tr.TextProblem) -> None:
-    """A usage error, before anything is allocated, for a run that asks more memory at once than the machine
-    has free (it would die with a MemoryError, or be killed, minutes in)."""
-    from ..train.memory import available_bytes, gib, run_bytes
-
-    need, what = run_bytes(k, config.hidden, config.window, config.batch, problem)
-    free = available_bytes()
-    if free is not None and need > free:
-        raise click.BadParameter(
-            f"this run needs about {gib(need)} at once for {what} with n_a = {config.hidden}, more than the "
-            f"{gib(free)} this machine has free; choose a smaller --hidden, --window or --batch",
-            param_hint="--hidden / --window / --batch",
-        )
 
 
 def _size(problem: tr.Problem | tr.TextProblem) -> str:
@@ -451,42 +390,3 @@ def _write_results(history: tr.History, checkpoint: Path | None, plot_file: Path
         for line in failed:
             click.echo(f"error: {line}", err=True)
         sys.exit(1)
-
-
-#: The signals that stopped the run, the first first: it decides the exit status; later ones are not acted on.
-_STOP: list[int] = []
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C or SIGTERM: stop (a KeyboardInterrupt) on the first; a later one, while the run is already
-    stopping (writing its checkpoint, saying how to continue), is noted and ignored."""
-    _STOP.append(signum)
-    if len(_STOP) == 1:
-        raise KeyboardInterrupt
-
-
-def _interrupted(stop: BaseException, config: tr.Config, more: str) -> None:
-    """Say where an interrupted run stopped and how to continue it (``more``: options to repeat); exit
-    128 + the number of the first signal (130 for Ctrl-C, 143 for SIGTERM), as shells do."""
-    from ..train import TrainingInterrupted
-
-    code = 128 + (_STOP[0] if _STOP else signal.SIGINT)
-    if not isinstance(stop, TrainingInterrupted) or stop.finished:  # after the last epoch was saved
-        checkpoint, error = getattr(stop, "checkpoint", None), getattr(stop, "error", None)
-        kept = f"; {checkpoint} holds the whole run" if checkpoint is not None else ""
-        if error is not None:  # the last write failed: say what the file really holds
-            kept = f"; error: {error}"
-        click.echo(f"\ninterrupted after the last epoch ({config.epochs}), before the report{kept}", err=True)
-        sys.exit(code)
-    if stop.checkpoint is None:
-        click.echo(f"\ninterrupted after epoch {stop.epoch}; nothing saved (no --checkpoint)", err=True)
-    elif stop.error is not None:
-        click.echo(f"\ninterrupted after epoch {stop.epoch}; error: {stop.error}", err=True)
-    else:
-        ck = shlex.quote(str(stop.checkpoint))  # a command to paste, whatever the file is called
-        click.echo(
-            f"\ninterrupted: wrote {stop.checkpoint} at epoch {stop.epoch}; continue with\n"
-            f"  symbolic-lstm train --resume {ck} --epochs {config.epochs} --checkpoint {ck}{more}",
-            err=True,
-        )
-    sys.exit(code)
