@@ -9,6 +9,7 @@ Markdown through MyST).  The site works offline: MathJax is served from the buil
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -34,12 +35,27 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_in_temp = True
 autodoc_member_order = "bysource"
+# the bridges' optional libraries: documented from their docstrings whether or not torch / jax are installed
+# (the README's build command installs the [docs] extra alone; -W would make "cannot import" an error)
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+autodoc_mock_imports = [m for m in ("torch", "jax", "jaxlib") if not _importable(m)]
+# typographic quotes and dashes would turn "--stale" into "–stale": text copied from the site must run
+smartquotes = False
 autodoc_typehints = "description"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-html_theme = "alabaster"
-html_theme_options = {"page_width": "1100px", "sidebar_width": "230px"}
+# furo: a navigation sidebar listing every page and its headings (so each command of the CLI guide is one
+# click away), readable code and tables, light and dark, no JavaScript framework and nothing fetched from the
+# network; _static/site.css widens its column for our command lines and wraps what is still longer
+html_theme = "furo"
 html_static_path = ["_static"]
+html_css_files = ["site.css"]
 html_title = f"symbolic_lstm {release}"
 
 
@@ -52,11 +68,21 @@ def _mathjax() -> str:
     if not (target / "MathJax.js").is_file():
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, target)
-    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML"
+    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"  # the configuration jupyter-server-mathjax ships
 
 
 mathjax_path = _mathjax()
-mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]}}
+# MyST marks its pages ``tex2jax_ignore`` and each equation ``math``: MathJax 2 is told to typeset exactly those
+# (and notebook outputs), as myst-nb's documentation asks for MathJax 2
+mathjax2_config = {
+    "tex2jax": {
+        "inlineMath": [["\\(", "\\)"]],
+        "displayMath": [["\\[", "\\]"]],
+        "processEscapes": True,
+        "ignoreClass": "document",
+        "processClass": "math|output_area",
+    }
+}
 nb_render_markdown_format = "myst"
 
 
