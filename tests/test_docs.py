@@ -144,7 +144,7 @@ def test_the_site_builds_with_warnings_as_errors_and_works_offline(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "RecurrentLayer" in (out / "reference" / "api.html").read_text(encoding="utf-8")
     _read_in_chromium(out)
-    for page in ("index", "cli", "api", "cells", "bridges", "jupyter", "dask", "speed", "internals"):
+    for page in ("index", "getting-started", "cli", "api", "cells", "bridges", "jupyter", "dask", "speed", "internals"):
         assert (out / f"{page}.html").is_file(), page
     assert (out / "_static" / "mathjax" / "MathJax.js").is_file()
     for html in out.rglob("*.html"):
