@@ -33,7 +33,31 @@ def test_every_builtin_proves_for_every_t(cell):
     assert r.exit_code == 0, r.output
     assert "lemma: one step" in r.output and "induction: base and step" in r.output
     assert "proved for every T" in r.output and "✗" not in r.output
-    assert "∂L/∂W" in r.output and "T=2 many-to-one" in r.output
+    # the table: a row per gradient, a column per obligation, every mark ✓
+    head = next(ln for ln in r.output.splitlines() if ln.startswith("gradient"))
+    assert head.split()[1:] == ["lemma", "n_a=1", "lemma", "n_a=2", "base", "T=1", "step", "T=2"] or cell == "layernorm"
+    rows = r.output.split(head, 1)[1].splitlines()[2:]
+    rows = rows[: next(i for i, ln in enumerate(rows) if ln.startswith("proved"))]
+    assert rows and all(ln.split()[-1] == "✓" and "✗" not in ln for ln in rows), rows
+
+
+def test_verbose_prints_every_comparison():
+    r = prove_cli("--cell", "rnn", "-v")
+    assert r.exit_code == 0, r.output
+    assert "∂L/∂W" in r.output and "T=2 many-to-one" in r.output and "proved for every T" in r.output
+    assert not any(ln.startswith("gradient ") for ln in r.output.splitlines())
+
+
+def test_a_failing_obligation_is_a_cross_in_its_column():
+    from symbolic_lstm.cli.proving import obligation_table
+    from symbolic_lstm.proof import ProofLine
+
+    def line(g, ok, kind="lemma"):
+        return ProofLine(g, (1,), 1, ok, 1, 1, 1, "m", "equal", kind)
+
+    text = obligation_table({"lemma n_a=1": [line("W", True), line("a0", False)], "base T=1": [line("W", True, "u")]})
+    assert text.splitlines()[2].split() == ["W", "✓", "✓"]
+    assert text.splitlines()[3].split() == ["a<t-1>,", "a<0>", "✗", "–"]
 
 
 @pytest.mark.parametrize("name", ["lem", "cornn", "mogrifier", "sru_paper", "minimal_rnn"])

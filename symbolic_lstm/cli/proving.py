@@ -43,6 +43,12 @@ from .common import CELL, SEED, dask_client, dask_options, main, where
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--exact", is_flag=True, help="Also expand every difference to 0 (slow: minutes).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPUs).")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Every comparison on a line of its own (size, loss mode, points), not the table of obligations.",
+)
 @dask_options("Prove")
 def prove(
     cell: Cell,
@@ -55,6 +61,7 @@ def prove(
     seed: int,
     exact: bool,
     jobs: int | None,
+    verbose: bool,
     workers: int | None,
     scheduler: str | None,
 ) -> None:
@@ -67,8 +74,10 @@ def prove(
     of the unrolled Error.  Together they give every T.  --unrolled (or -T) instead compares with the
     Error of a net unrolled over T steps: a second, independent check.
 
-    Prints one line per gradient (✓/✗); exits 1 on any mismatch.  The comparisons are independent: they run
-    in local processes (--jobs), or as one task per gradient entry on Dask (--workers, --scheduler).
+    Prints a table, one row per gradient and a column per obligation (the lemma at each size, the base T = 1,
+    the step T = 2), then what follows; -v prints every comparison instead.  Exits 1 on any mismatch.  The
+    comparisons are independent: they run in local processes (--jobs), or as one task per gradient entry on
+    Dask (--workers, --scheduler).
     """
     from ..proof import prove_all
 
@@ -87,7 +96,7 @@ def prove(
         sizes = [(n_a or n_x, n_x or n_a)]  # type: ignore[list-item]
     modes = LOSS_MODES if loss == "both" else (loss,)
     if not unrolled and unroll is None:
-        _prove_for_every_t(cell, sizes, modes, points, seed, exact, jobs, workers, scheduler)
+        _prove_for_every_t(cell, sizes, modes, points, seed, exact, jobs, workers, scheduler, verbose)
         return
     if unroll is None:
         unroll = 1 if reduces else 3
@@ -126,8 +135,10 @@ def _prove_for_every_t(
     jobs: int | None,
     workers: int | None,
     scheduler: str | None,
+    verbose: bool = False,
 ) -> None:
-    """The lemma at ``sizes``, the induction's base and step at T = 1, 2; what follows, in words."""
+    """The lemma at ``sizes``, the induction's base and step at T = 1, 2, as a table (``verbose``: every line);
+    what follows, in words."""
     from ..proof import prove
     from ..proof_step import CASES, DRIVER, LEMMA, driver_size, prove_step
 
@@ -135,11 +146,15 @@ def _prove_for_every_t(
     proved = 0
     progress = ProofProgress(LEMMA.name)
 
-    def show(lines: list, obligation: str) -> None:
+    columns: dict[str, list] = {}
+
+    def show(lines: list, obligation: str, column: str) -> None:
         nonlocal proved
         progress.clear()
+        columns[column] = list(lines)
         for line in lines:
-            click.echo(str(line))
+            if verbose:
+                click.echo(str(line))
             proved += 1
             if not line.ok:
                 where = f"n_a={line.n_a} {line.mode}" if obligation == LEMMA.name else f"T={line.T} {line.mode}"
@@ -150,7 +165,7 @@ def _prove_for_every_t(
         for n_a, n_x in sizes:
             progress.label = f"{LEMMA.name}, n_a = {n_a}, n_x = {n_x}"
             lines = prove_step(cell, n_a, n_x, points=points, seed=seed, exact=exact, progress=progress.callback, **kw)  # type: ignore[arg-type]
-            show(lines, LEMMA.name)
+            show(lines, LEMMA.name, f"lemma n_a={n_a}" if n_a == n_x else f"lemma {n_a}x{n_x}")
         da, dx = driver_size(cell)
         click.echo(f"{DRIVER.name}: {DRIVER.statement} (n_a = {da}, n_x = {dx})")
         for T in (1, 2):
@@ -158,7 +173,9 @@ def _prove_for_every_t(
             lines = prove(
                 cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw
             )  # type: ignore[arg-type]
-            show(lines, DRIVER.name)
+            show(lines, DRIVER.name, "base T=1" if T == 1 else "step T=2")
+    if not verbose and columns:
+        click.echo(obligation_table(columns))
     if any(failed.values()):
         what = "; ".join(f"the {name} fails for {', '.join(lines)}" for name, lines in failed.items() if lines)
         click.echo(f"{what}: nothing follows for other T", err=True)
@@ -172,6 +189,31 @@ def _prove_for_every_t(
         "boundary, sums over steps and loss modes hold at T = 1, 2; by induction over the steps, every gradient "
         "is exact for any sequence length (README: why the proof is a proof)"
     )
+
+
+def obligation_table(columns: dict[str, list]) -> str:
+    """One row per gradient, a column per obligation (``columns``: its name → its proof lines): ✓ where every
+    comparison of that gradient in that obligation (each size, each loss mode) held, ✗ where one did not."""
+    rows: list[str] = []
+    for lines in columns.values():
+        for ln in lines:
+            if ln.gradient not in rows:
+                rows.append(ln.gradient)
+
+    def label(gradient: str) -> str:  # a state's δ: a<t-1> in one step, a<0> at the start of a sequence
+        return f"{gradient[:-1]}<t-1>, {gradient[:-1]}<0>" if gradient.endswith("0") else gradient
+
+    def mark(lines: list, gradient: str) -> str:
+        mine = [ln for ln in lines if ln.gradient == gradient]
+        return "–" if not mine else "✓" if all(ln.ok for ln in mine) else "✗"
+
+    width = max(len("gradient"), *(len(label(g)) for g in rows)) + 2
+    head = "gradient".ljust(width) + "  ".join(c.ljust(max(len(c), 1)) for c in columns)
+    body = [
+        (label(g).ljust(width) + "  ".join(mark(lines, g).ljust(len(c)) for c, lines in columns.items())).rstrip()
+        for g in rows
+    ]
+    return "\n".join([head, "-" * len(head), *body])
 
 
 @contextlib.contextmanager
