@@ -143,6 +143,10 @@ def test_the_site_builds_with_warnings_as_errors_and_works_offline(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "RecurrentLayer" in (out / "reference" / "api.html").read_text(encoding="utf-8")
+    if importlib.util.find_spec("matplotlib") is not None:  # in [docs]: the notebooks end in their loss curves
+        for page in ("article", "your_own_cell"):
+            html = (out / "notebooks" / f"{page}.html").read_text(encoding="utf-8")
+            assert ".png" in html and "History(losses=" not in html, page
     _read_in_chromium(out)
     for page in ("index", "getting-started", "cli", "api", "cells", "bridges", "jupyter", "dask", "speed", "internals"):
         assert (out / f"{page}.html").is_file(), page
