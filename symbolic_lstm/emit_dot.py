@@ -100,7 +100,8 @@ def graph_with_legend(
         "// Solid: forward stages.  Dashed: backward branches, labelled with their local partials.",
         f"digraph {_quote(cell.name)} {{",
         "  rankdir=LR;",
-        '  node [fontname="Helvetica", fontsize=11];',
+        *(["  nodesep=0.12;"] if numbered else []),
+        '  node [fontname="Helvetica", fontsize=11' + (', margin="0.06,0.03"];' if numbered else "];"),
         '  edge [fontname="Helvetica", fontsize=9];',
     ]
     declared: set[str] = set()
@@ -109,10 +110,18 @@ def graph_with_legend(
         if nid in declared:
             return
         declared.add(nid)
+        if numbered:  # a column-wide picture: a long right-hand side goes on two lines, the labels keep their size
+            label = _two_lines(label)
         extra = "".join(f", {k}={_quote(v) if k != 'peripheries' else v}" for k, v in attrs.items())
         lines.append(f"  {_quote(nid)} [label={_quote(label)}{extra}];")
 
     def edge(a: str, b: str, **attrs: str) -> None:
+        if numbered and attrs.get("style") == "dashed":
+            # the picture's layout follows the forward stages alone, top to bottom as in the article; a number
+            # sits beside its branch (xlabel) instead of taking a place of its own in the layout
+            attrs = {**attrs, "constraint": "false"}
+            if "label" in attrs:
+                attrs["xlabel"] = attrs.pop("label")
         extra = ", ".join(f"{k}={_quote(v)}" for k, v in attrs.items())
         lines.append(f"  {_quote(a)} -> {_quote(b)}" + (f" [{extra}]" if extra else "") + ";")
 
@@ -184,7 +193,7 @@ def graph_with_legend(
     # states leaving the last (or the symbolic) step
     if unroll is None:
         for s in cell.states:
-            declare(f"{s}@out", f"{uni(s)}<t> → step t+1", shape="circle", style="dashed")
+            declare(f"{s}@out", f"{uni(s)}<t> → step t+1", shape="box" if numbered else "circle", style="dashed")
             edge(ident(s, None), f"{s}@out")
             edge(
                 f"{s}@out",
@@ -196,6 +205,19 @@ def graph_with_legend(
             )
     lines.append("}")
     return "\n".join(lines) + "\n", legend
+
+
+def _two_lines(label: str) -> str:
+    """A node label whose last line is long (a stage's right-hand side) broken before its last top-level
+    " + ", and "→ step t+1" on a line of its own: narrower nodes, the same text and size."""
+    head, sep, last = label.rpartition("\n")
+    if "→ step" in last:
+        return label.replace(" → step", "\n→ step")
+    if len(last) > 24 and " + " in last:
+        left, _, right = last.rpartition(" + ")
+        if left.count("(") == left.count(")") and left.count("[") == left.count("]"):
+            last = f"{left}\n+ {right}"
+    return f"{head}{sep}{last}"
 
 
 def render(dot_text: str, fmt: str) -> bytes:

@@ -85,9 +85,9 @@ class Graph:
 
     def svg(self) -> str | None:
         """The picture as SVG text that fits a notebook's column, or None when Graphviz's ``dot`` is not
-        installed: laid out left to right or top to bottom, whichever is narrower (one step of the LSTM is
-        2 540 pt wide one way, 1 580 pt the other), and scaled to the cell's width (``width="100%"``, never
-        beyond its natural size; the viewBox keeps the proportions)."""
+        installed: laid out by the forward stages alone, left to right or top to bottom, whichever is narrower
+        (one step of the LSTM: 723 pt, under 1 000 px, top to bottom, its labels at their size), and scaled to
+        the cell's width (``width="100%"``, never beyond its natural size; the viewBox keeps the proportions)."""
         from .emit_dot import GraphvizMissingError, render
 
         dot = self.numbered or self.dot
