@@ -95,3 +95,14 @@ def _notebooks() -> None:
 
 
 _notebooks()
+
+
+def _addresses_as_literals(app: object, ctx: object, lines: list[str]) -> None:
+    """``tcp://HOST:PORT`` in the command-line reference is a placeholder, not a link: shown as code."""
+    for i, line in enumerate(lines):
+        lines[i] = line.replace("tcp://HOST:PORT", "``tcp://HOST:PORT``").replace("````", "``")
+
+
+def setup(app: object) -> None:
+    for part in ("description", "usage", "options", "arguments", "epilog"):
+        app.connect(f"sphinx-click-process-{part}", _addresses_as_literals)  # type: ignore[attr-defined]

@@ -157,6 +157,7 @@ def test_the_site_builds_with_warnings_as_errors_and_works_offline(tmp_path):
     article = (out / "notebooks" / "article.html").read_text(encoding="utf-8")
     assert article.count("cell_output") >= 5 and "_static/mathjax/MathJax.js" in article  # executed, typeset here
     reference = (out / "reference" / "cli.html").read_text(encoding="utf-8")
+    assert 'href="tcp' not in reference  # a placeholder address is code, not a link
     for name, command in main.commands.items():
         assert f'id="symbolic-lstm-{name}"' in reference, name
         for p in command.params:
