@@ -71,25 +71,22 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet
         pass
 
+    def _send(self, body: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/__measure.js":
-            body = MEASURE.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/javascript")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(MEASURE.encode(), "text/javascript")
             return
         path = Path(self.translate_path(self.path))
-        if path.suffix == ".html" and path.is_file():
+        if path.suffix == ".html" and path.is_file():  # the page, with the measuring script at its end
             html = path.read_text(encoding="utf-8")
             html = html.replace("</body>", '<script src="/__measure.js"></script></body>', 1)
-            body = html.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(html.encode(), "text/html; charset=utf-8")
             return
         super().do_GET()
 
