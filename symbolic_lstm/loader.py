@@ -81,10 +81,11 @@ def _run(data: bytes, path: Path, name: str, *, warn_stale: bool) -> ModuleType:
         code = "" if e.code is None else repr(e.code)
         raise ValueError(f"{path} called sys.exit({code}) while it was imported") from None
     except ModuleNotFoundError as e:
-        from .codegen.backends import of_module
+        from .codegen.backends import BACKENDS, DEFAULT
+        from .stale import recorded_backend
 
-        backend = of_module(name)[1]
-        if e.name not in backend.imports:
+        backend = BACKENDS.get(recorded_backend(data.decode("utf-8", errors="replace")) or DEFAULT)
+        if backend is None or e.name not in backend.imports:
             raise
         raise ModuleNotFoundError(
             f"{name} is a module of the {backend.name} backend and needs {backend.needs}", name=e.name

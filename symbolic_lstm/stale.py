@@ -113,6 +113,13 @@ def _string(literal: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def recorded_backend(text: str) -> str | None:
+    """The ``BACKEND`` a generated file's ``text`` records — how a module says which backend made it (never its
+    file name: a cell may be called ``foo_jax``); None for a module from before every module said so."""
+    found = _BACKEND.search(text)
+    return found.group(1) if found else None
+
+
 def recorded_hash(text: str) -> str | None:
     """The ``SOURCE_HASH`` a generated file's ``text`` records (nothing is imported)."""
     found = _HASH.search(text)
@@ -158,8 +165,7 @@ def freshness(path: str | Path, run_cell_files: bool = False, text: str | None =
     cell, recorded, spec_line = _CELL.search(text), _HASH.search(text), _SPEC.search(text)
     name = cell.group(1) if cell else None
     spec = _string(spec_line.group(1)) if spec_line else name
-    found = _BACKEND.search(text)
-    backend = found.group(1) if found else DEFAULT
+    backend = recorded_backend(text) or DEFAULT
     current, refused = None, None
     if spec is not None and backend in BACKENDS and (run_cell_files or ":" not in spec):
         try:

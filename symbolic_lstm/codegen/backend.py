@@ -102,6 +102,7 @@ class Backend:
         files += sorted(CODEGEN_DIR.glob("*.py"))
         files += sorted(self.folder.rglob("*.py"))
         files += sorted((templates_dir() / self.templates).glob("*.j2"))
+        files += sorted((templates_dir() / "_shared").glob("*.j2"))  # the header every backend's modules share
         return files
 
     def source_hash(self, cell: Cell) -> str:

@@ -23,7 +23,7 @@ def _check_imports(client: Any, kernels: ModuleType) -> None:
     work: not a failed task in the middle of a run."""
     from ..codegen.backends import BACKENDS
 
-    backend = BACKENDS.get(getattr(kernels, "BACKEND", "numpy"))
+    backend = BACKENDS.get(getattr(kernels, "BACKEND", "numpy"))  # every module says it; older NumPy ones did not
     if backend is None or not backend.imports:
         return
     missing = {w: m for w, m in client.run(missing_imports, backend.imports).items() if m}

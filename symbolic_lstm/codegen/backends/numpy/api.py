@@ -52,6 +52,7 @@ def api_context(plan: LossCode, source_hash: str) -> dict[str, object]:
         "version": __version__,
         "cell": cell,
         "source_hash": source_hash,
+        "backend": "numpy",
         "plan": plan,
         "loss_text": CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
         "head": head_code(plan.printer),
