@@ -81,7 +81,9 @@ mathjax2_config = {
         "processEscapes": True,
         "ignoreClass": "document",
         "processClass": "math|output_area",
-    }
+    },
+    # the fonts jupyter-server-mathjax ships are STIX-Web (not the TeX fonts the default asks for, which 404)
+    "HTML-CSS": {"availableFonts": ["STIX-Web"], "preferredFont": "STIX-Web", "webFont": "STIX-Web"},
 }
 nb_render_markdown_format = "myst"
 

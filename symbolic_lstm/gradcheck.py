@@ -187,7 +187,7 @@ class CheckReport(list):
         return (
             f"<table><thead><tr>{head}<th></th></tr></thead><tbody>{rows}</tbody></table>"
             f"<p>{len(self)} gradients against the complex-step derivative of the cell: {html.escape(self.verdict())}"
-            f"{note}; forward pass within {self.forward:.1e} of the cell's</p>"
+            f"{note}; forward pass within {self.forward:.1e} of the cell's own stages</p>"
         )
 
 

@@ -41,7 +41,15 @@ MEASURE = r"""
     // an option typeset as a dash ("\u2013stale" for --stale), in prose or in code: copied, it does not run
     var all = document.body.innerText || "";
     var dashes = all.match(/(^|[\s(\[])[\u2013\u2014][a-z][a-z-]+/g) || [];
+    // the "on this page" panel, where the theme shows it: never squeezed to a letter a line
+    var toc = document.querySelector(".toc-drawer");
+    var tocWidth = toc && toc.offsetParent !== null ? toc.getBoundingClientRect().width : null;
+    // what the page asked for and did not get (a font, a script): HTTP status of every resource
+    var missing = performance.getEntriesByType("resource")
+      .filter(function (e) { return e.responseStatus >= 400 && !/favicon\.ico$/.test(e.name); })
+      .map(function (e) { return e.name.replace(location.origin, ""); });
     var result = {
+      toc_width: tocWidth, missing: missing,
       typeset: document.querySelectorAll(".MathJax, .MathJax_Display, .MathJax_CHTML, mjx-container").length,
       errors: document.querySelectorAll(".MathJax_Error, merror, .mjx-merror").length,
       raw_tex: raw.slice(0, 20), raw_count: raw.length, clipped: clipped, dashes: dashes,

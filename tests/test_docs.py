@@ -180,8 +180,12 @@ def _read_in_chromium(site: Path) -> None:
     with serve(site) as url:
         for page in pages:
             seen = read_page(f"{url}/{page}")
-            if seen["clipped"] or seen["dashes"]:
-                problems.append((page, "clipped", seen["clipped"], "dashes", seen["dashes"]))
+            if seen["clipped"] or seen["dashes"] or seen["missing"]:
+                problems.append((page, "clipped", seen["clipped"], "dashes", seen["dashes"], seen["missing"]))
+            if page in ("index.html", "cli.html", "speed.html"):  # a laptop window, where the panel shows
+                wide = read_page(f"{url}/{page}", width=1500)
+                if wide["toc_width"] is not None and wide["toc_width"] < 150:
+                    problems.append((page, "the 'on this page' panel is", wide["toc_width"], "px wide at 1500 px"))
             if page.startswith("notebooks/"):
                 if seen["typeset"] < 20 or seen["raw_count"] or seen["errors"]:
                     problems.append((page, "typeset", seen["typeset"], "raw TeX", seen["raw_tex"], seen["errors"]))
