@@ -69,6 +69,14 @@ def _printer():
         def _print_logsigmoid(self, e: sp.Expr) -> str:
             return f"torch.nn.functional.logsigmoid({_f64(self._print(e.args[0]))})"
 
+        # SymPy may write a stage with re() and im() of real arguments (tanh's real part, |b^z| = b^re(z)): the
+        # stages run on real tensors, where torch.imag is an error — re(u) is u and im(u) is 0 there
+        def _print_re(self, e: sp.Expr) -> str:
+            return _f64(self._print(e.args[0]))
+
+        def _print_im(self, e: sp.Expr) -> str:
+            return f"(0.0 * {_f64(self._print(e.args[0]))})"
+
     return Printer
 
 
