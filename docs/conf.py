@@ -35,6 +35,8 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_in_temp = True
 autodoc_member_order = "bysource"
+
+
 # the bridges' optional libraries: documented from their docstrings whether or not torch / jax are installed
 # (the README's build command installs the [docs] extra alone; -W would make "cannot import" an error)
 def _importable(name: str) -> bool:
