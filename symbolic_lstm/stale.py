@@ -32,9 +32,10 @@ def is_generated(path: str | Path) -> bool:
     import os
     import stat
 
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:  # a FIFO planted in a sticky folder is not waited on, a link not followed
-        fd = os.open(path, flags)
+    from .trust import READ_FLAGS
+
+    try:  # as code is read: a FIFO planted in a sticky folder is not waited on, a link not followed
+        fd = os.open(path, READ_FLAGS)
     except (OSError, ValueError):
         return False
     try:

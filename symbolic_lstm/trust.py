@@ -131,7 +131,7 @@ def _refuse_file(st: os.stat_result, path: Path, what: str, owners: tuple[int, .
 
 
 #: Opens nothing but a regular file's bytes: no link followed at the last step, no FIFO to block on.
-_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def read_code(
@@ -164,7 +164,7 @@ def read_code(
         if check:
             _refuse_folder(folder, path.parent, what)
         try:
-            fd = os.open(path.name, _READ, dir_fd=folder_fd)
+            fd = os.open(path.name, READ_FLAGS, dir_fd=folder_fd)
         except OSError as e:
             if e.errno in (errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)):  # Linux, the BSDs
                 raise UntrustedPathError(

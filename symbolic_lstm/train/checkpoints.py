@@ -128,9 +128,7 @@ def _check_digests(arrays: dict[str, np.ndarray], meta: dict) -> None:
     config = meta.get("config")
     if not isinstance(config, dict):
         raise ValueError("its settings are damaged")
-    now = {key: _array_digest(v) for key, v in arrays.items()}
-    now |= {f"config/{k}": _value_digest(v) for k, v in config.items()}
-    now |= {k: _value_digest(meta[k]) for k in ("epoch", "rng") if k in meta}
+    now = _digests(arrays, meta)  # what this file's fields digest to now, as save_checkpoint computed them
     for key in sorted(set(recorded) | set(now)):
         what = "setting" if key.startswith("config/") else "field" if key in ("epoch", "rng") else "array"
         name = key.removeprefix("config/")
