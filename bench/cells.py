@@ -33,8 +33,8 @@ sys.path.insert(0, str(HERE))
 from timing import add_heap_option, header  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
-from symbolic_lstm.cells import BUILTIN  # noqa: E402
-from symbolic_lstm.heap import keep_for_run  # noqa: E402
+from symbolic_lstm.engine.cells import BUILTIN  # noqa: E402
+from symbolic_lstm.train.heap import keep_for_run  # noqa: E402
 
 SHAPES = {"headline": (64, 100, 256, 256), "small": (16, 50, 64, 64)}  # (B, T, n_x, n_a)
 

@@ -37,7 +37,7 @@ from symbolic_lstm import load  # noqa: E402
 from symbolic_lstm import train as tr  # noqa: E402
 from symbolic_lstm.distributed import DataParallel, connect  # noqa: E402
 from symbolic_lstm.distributed.tasks import Idle  # noqa: E402
-from symbolic_lstm.heap import keep_for_run  # noqa: E402
+from symbolic_lstm.train.heap import keep_for_run  # noqa: E402
 
 # bench/timing.py by its path: this folder is off sys.path (above)
 _spec = importlib.util.spec_from_file_location("bench_timing", HERE / "timing.py")
@@ -114,8 +114,8 @@ def idle_step(dp: DataParallel, held: list, params: dict, head: dict, steps: int
 
 
 def proving(args: argparse.Namespace) -> None:
-    from symbolic_lstm.cells import get_cell
-    from symbolic_lstm.proof import prove_all
+    from symbolic_lstm.engine.cells import get_cell
+    from symbolic_lstm.proof.obligations import prove_all
 
     cell = get_cell(args.prove_cell)
     sizes = [(1, 1), (2, 2)]

@@ -24,7 +24,7 @@ warm-up that compiles — so one library's idle threads spinning after its call 
 time.  The table gives min and median (ms) and ``ratio`` = median / the best peer's median (peers: jax-grad,
 torch-loop, torch-lstm; below 1: faster than the best of them); ``ours`` names our faster module (numpy or jax)
 and its ratio.  One JSON line per cell and shape follows.  The NumPy module runs with the BLAS threads ``train``
-would choose for the shape (``symbolic_lstm.threads``); torch and XLA with their defaults; the header prints the
+would choose for the shape (``symbolic_lstm.runtime.threads``); torch and XLA with their defaults; the header prints the
 threads, the BLAS kernels and the machine's load.  glibc's malloc keeps freed memory for the run
 (``--heap keep``, the default; ``symbolic_lstm/heap.py``): by default it hands large blocks back to the kernel, and a
 library that allocates its workspace afresh each call then pays page faults or not depending on what the process
@@ -57,9 +57,9 @@ from timing import add_heap_option, in_blocks, in_processes  # noqa: E402
 from timing import header as timing_header  # noqa: E402
 
 from symbolic_lstm import CellBuilder, get_cell, sigmoid  # noqa: E402
-from symbolic_lstm.heap import keep_for_run  # noqa: E402
-from symbolic_lstm.loader import module_for  # noqa: E402
-from symbolic_lstm.threads import blas_threads  # noqa: E402
+from symbolic_lstm.codegen.loader import module_for  # noqa: E402
+from symbolic_lstm.runtime.threads import blas_threads  # noqa: E402
+from symbolic_lstm.train.heap import keep_for_run  # noqa: E402
 
 #: (B, T, n) as the issue's table: n = n_x = n_a.
 SHAPES = {"64x100x256": (64, 100, 256), "16x50x64": (16, 50, 64), "1x1000x128": (1, 1000, 128)}
@@ -190,7 +190,7 @@ def _bridge(backend: str):
     def make(cell, p, x, y):
         import torch
 
-        from symbolic_lstm.torch import RecurrentLayer
+        from symbolic_lstm.bridges.torch import RecurrentLayer
 
         dtype = torch.float64 if x.dtype == np.float64 else torch.float32
         layer = RecurrentLayer(cell, x.shape[2], p[next(iter(p))].shape[0], dtype=dtype, backend=backend)

@@ -47,7 +47,7 @@ from timing import add_heap_option, in_blocks  # noqa: E402
 from timing import header as machine_header  # noqa: E402
 
 from symbolic_lstm import load  # noqa: E402
-from symbolic_lstm.heap import keep_for_run  # noqa: E402
+from symbolic_lstm.train.heap import keep_for_run  # noqa: E402
 
 try:
     import torch
@@ -118,7 +118,7 @@ def layer_impl(p, x, y):
     """symbolic_lstm.torch.RecurrentLayer: the generated kernels inside torch's autograd (CPU: the NumPy module on
     shared memory), with the same loss and a backward through torch; its distance from ``generated`` is the
     wrapper's overhead."""
-    from symbolic_lstm.torch import RecurrentLayer
+    from symbolic_lstm.bridges.torch import RecurrentLayer
 
     dt = torch.float32 if x.dtype == np.float32 else torch.float64
     layer = RecurrentLayer("lstm", x.shape[2], p["b_f"].shape[0], dtype=dt)

@@ -5,7 +5,7 @@
 
 For each (B, n) (n = n_x = n_a, T = 50) it times forward + MSE loss + backward with BLAS limited to one thread
 and with no limit, interleaved in one process (threadpoolctl), and prints the median ratio one/default next to
-the work per step, B · n · 4 · 2n multiply-adds, and what ``symbolic_lstm.threads.threads_for`` chooses — the
+the work per step, B · n · 4 · 2n multiply-adds, and what ``symbolic_lstm.runtime.threads.threads_for`` chooses — the
 threshold ``SMALL`` there comes from this table (below it, one thread is no slower).  Run it once on an idle
 machine and once with another process busy (``yes > /dev/null &``): the second is where one thread wins most.
 """
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import add_heap_option, header
 
 from symbolic_lstm import load
-from symbolic_lstm.heap import keep_for_run
-from symbolic_lstm.threads import threads_for
+from symbolic_lstm.runtime.threads import threads_for
+from symbolic_lstm.train.heap import keep_for_run
 
 SHAPES = [(1, 64), (16, 64), (32, 128), (64, 128), (16, 256), (64, 256), (128, 256), (128, 512)]
 

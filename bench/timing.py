@@ -10,7 +10,7 @@ block of its own (64x100x256, 2 cores), and the NumPy module 4.2 ms instead of 2
 
 The heap is the other thing libraries share: glibc gives large freed blocks back to the kernel, so a library that
 allocates its workspace afresh on every call pays a page fault for every 4 KiB it touches, or not, depending on
-what the process freed before; the benches keep freed memory for the run (``symbolic_lstm.heap``).
+what the process freed before; the benches keep freed memory for the run (``symbolic_lstm.train.heap``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from symbolic_lstm import heap, threads
+from symbolic_lstm.runtime import threads
+from symbolic_lstm.train import heap
 
 K = TypeVar("K", bound=Hashable)
 
@@ -169,7 +170,7 @@ def _serve(pipe, name: str, maker, warmup: int, settings, prepare) -> None:
 
 def add_heap_option(ap: argparse.ArgumentParser) -> None:
     """``--heap keep|default``, as every bench that puts libraries side by side takes it; the bench passes
-    ``args.heap == "keep"`` to ``symbolic_lstm.heap.keep_for_run`` before it allocates anything."""
+    ``args.heap == "keep"`` to ``symbolic_lstm.train.heap.keep_for_run`` before it allocates anything."""
     ap.add_argument(
         "--heap",
         default="keep",
@@ -180,8 +181,8 @@ def add_heap_option(ap: argparse.ArgumentParser) -> None:
 
 
 #: The environment variables that change what a bench measures: the threads (ours, then the BLAS libraries' own,
-#: as ``symbolic_lstm.threads`` reads them), the BLAS's kernels, glibc's heap (as ``symbolic_lstm.heap`` reads
-#: them) and XLA's flags.
+#: as ``symbolic_lstm.runtime.threads`` reads them), the BLAS's kernels, glibc's heap
+#: (as ``symbolic_lstm.train.heap`` reads them) and XLA's flags.
 SETTINGS = (threads.OURS, *threads.THEIRS, "OPENBLAS_CORETYPE", *heap.THEIRS, "XLA_FLAGS")
 
 
@@ -189,7 +190,7 @@ def header(heap: str | None, libraries: Iterable[str] = ("jax", "torch")) -> lis
     """The lines every bench prints first, "# "-prefixed: when (UTC), the CPU, its count and load, Python, NumPy
     with the BLAS kernels it chose, the versions of ``libraries`` ("absent" when not installed), the environment
     variables that change the numbers (:data:`SETTINGS`) and what the heap runs with (``heap``, the line
-    ``symbolic_lstm.heap.keep_for_run`` returned; None for a bench that leaves it alone).  What a reader needs to
+    ``symbolic_lstm.train.heap.keep_for_run`` returned; None for a bench that leaves it alone).  What a reader needs to
     weigh a run against another; each bench adds its own lines (threads, repetitions, baseline) after these."""
     import numpy as np
 

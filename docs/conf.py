@@ -18,7 +18,7 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
-from symbolic_lstm import __version__  # noqa: E402
+from symbolic_lstm.runtime.version import __version__  # noqa: E402
 
 project = "symbolic_lstm"
 author = "the symbolic_lstm team"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from symbolic_lstm.cell import Cell, Linear, Reduce
-from symbolic_lstm.functions import rsqrt, sigmoid, softsign
+from symbolic_lstm.engine.cell import Cell, Linear, Reduce
+from symbolic_lstm.engine.functions import rsqrt, sigmoid, softsign
 
 
 def definitions(expr: sp.Expr) -> sp.Expr:

@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from symbolic_lstm import derive, get_cell, load
-from symbolic_lstm.notation import Partial
+from symbolic_lstm.engine.notation import Partial
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import re
 
 import sympy as sp
 
-from symbolic_lstm.functions import sigmoid, softsign
+from symbolic_lstm.engine.functions import sigmoid, softsign
 
 
 def _neg(e: sp.Expr) -> sp.Expr:

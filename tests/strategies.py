@@ -1,7 +1,7 @@
 """Hypothesis strategies for random SymPy expression trees over the language a cell's elementwise stage may use.
 
 :func:`expressions` draws trees of ``+ − × ÷``; integer, negative, fractional (Rational and Float) and symbolic
-powers; ``exp``, ``log``, ``sqrt``, σ (:class:`~symbolic_lstm.functions.sigmoid`), ``tanh``, ``softsign``,
+powers; ``exp``, ``log``, ``sqrt``, σ (:class:`~symbolic_lstm.engine.functions.sigmoid`), ``tanh``, ``softsign``,
 ``rsqrt``; ``Max``, ``Min``, ``Abs``, ``sign``, ``Heaviside``, ``Piecewise`` (conditions with ``<``, ``<=``, ``>``,
 ``>=``, ``And``, ``Or``); integers, rationals and floats — over the symbols it is given.  The printer property
 test (``test_printers.py``) prints them with every printer; a cell generator builds stages from them.
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 import sympy as sp
 from hypothesis import strategies as st
 
-from symbolic_lstm.functions import rsqrt, sigmoid, softsign
+from symbolic_lstm.engine.functions import rsqrt, sigmoid, softsign
 
 __all__ = ["CONSTRUCTS", "OPERATIONS", "expressions", "kink_arguments_far", "numbers"]
 

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("array_api_compat")
 
 from symbolic_lstm import load
-from symbolic_lstm.cells import BUILTIN
+from symbolic_lstm.engine.cells import BUILTIN
 
 CELLS = sorted(BUILTIN)
 

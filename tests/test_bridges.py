@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from symbolic_lstm import load
-from symbolic_lstm.cells import BUILTIN
+from symbolic_lstm.engine.cells import BUILTIN
 
 torch = pytest.importorskip("torch", reason="torch not installed (pip install '.[torch]')")
 
 from torch.func import functional_call  # noqa: E402
 
-from symbolic_lstm.torch import (  # noqa: E402
+from symbolic_lstm.bridges.torch import (  # noqa: E402
     RecurrentLayer,
     from_torch_gru,
     from_torch_lstm,

@@ -6,7 +6,7 @@ import pytest
 import sympy as sp
 
 from symbolic_lstm import CellBuilder, CellError, get_cell, sigmoid
-from symbolic_lstm.cell import Elementwise, Linear
+from symbolic_lstm.engine.cell import Elementwise, Linear
 
 
 def test_lstm_has_the_article_stages(lstm):

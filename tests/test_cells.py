@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbolic_lstm import load, proof
-from symbolic_lstm.cells import BUILTIN, get_cell
-from symbolic_lstm.emit_latex import DerivationDocument, default_targets
-from symbolic_lstm.gradcheck import check_module
+from symbolic_lstm import load
+from symbolic_lstm.check.gradcheck import check_module
+from symbolic_lstm.document.emit_latex import DerivationDocument, default_targets
+from symbolic_lstm.engine.cells import BUILTIN, get_cell
+from symbolic_lstm.proof import obligations as proof
 
 CELLS = sorted(BUILTIN)
 
@@ -154,7 +155,7 @@ def test_derivation_of_every_default_target(name):
 
 @pytest.mark.parametrize("name", CELLS)
 def test_saturated_gates(name):
-    from symbolic_lstm.gradcheck import SATURATED
+    from symbolic_lstm.check.gradcheck import SATURATED
 
     rows = check_module(load(name), seed=2, regime=SATURATED)
     assert all(r.ok for r in rows), [(r.key, r.judged) for r in rows if not r.ok]
@@ -236,7 +237,7 @@ def test_a_cell_defined_only_in_this_file(tmp_path):
     """A minimal gated unit with a peephole-style unit parameter and a layer-normalised candidate."""
     from symbolic_lstm import CellBuilder, sigmoid
     from symbolic_lstm.codegen.pipeline import generate
-    from symbolic_lstm.functions import rsqrt
+    from symbolic_lstm.engine.functions import rsqrt
 
     b = CellBuilder("tiny_mgu", inputs=("x",), states=("a",), output="a", description="test-only cell")
     a_prev, x = b.prev("a"), b.input("x")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from symbolic_lstm.cli import main
-from symbolic_lstm.paths import generated_dir
+from symbolic_lstm.runtime.paths import generated_dir
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_prove_small(run):
 
 
 def test_prove_failure_exits_1(run, monkeypatch):
-    from symbolic_lstm import proof
+    from symbolic_lstm.proof import obligations as proof
 
     real = proof.derive
 

@@ -175,7 +175,7 @@ def test_an_archive_that_is_no_checkpoint_is_named_not_a_traceback(good, tmp_pat
 
 def test_from_checkpoint_names_damage_too(good, tmp_path):
     torch = pytest.importorskip("torch")
-    from symbolic_lstm.torch import RecurrentLayer
+    from symbolic_lstm.bridges.torch import RecurrentLayer
 
     layer = RecurrentLayer.from_checkpoint(good)
     assert layer.input_size == 1 and layer.hidden_size == 4 and layer.dtype == torch.float64
@@ -207,7 +207,7 @@ def test_a_checkpoint_never_runs_the_cell_file_it_names(user_run):
     assert r.exit_code == 2 and "a checkpoint does not run code by itself: pass --cell" in r.output, r.output
     assert not (cells / "cell-file-ran").exists()
     torch = pytest.importorskip("torch")
-    from symbolic_lstm.torch import RecurrentLayer
+    from symbolic_lstm.bridges.torch import RecurrentLayer
 
     with pytest.raises(ValueError, match="a checkpoint does not run code by itself"):
         RecurrentLayer.from_checkpoint(ck)
@@ -251,7 +251,7 @@ def test_a_layer_pickles_and_names_the_dtypes_it_cannot_run(tmp_path, monkeypatc
     import io
 
     from symbolic_lstm import get_cell
-    from symbolic_lstm.torch import RecurrentLayer
+    from symbolic_lstm.bridges.torch import RecurrentLayer
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "gated.py").write_text(CELL)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from symbolic_lstm import load
 from symbolic_lstm import train as tr
 from symbolic_lstm.cli import main
-from symbolic_lstm.loader import module_for
+from symbolic_lstm.codegen.loader import module_for
 
 distributed = pytest.importorskip("distributed", reason="Dask is the [distributed] extra")
 from symbolic_lstm.distributed import DaskExecutor, DataParallel, KernelSource, connect, fit, gradients, workers_of  # noqa: E402
@@ -94,7 +94,7 @@ def test_every_kind_of_built_in_cell(clients, cell):
 
 def test_a_user_cell_reaches_the_workers_as_source(clients, tmp_path, monkeypatch):
     """The module lives in this process's cache only; the workers build it from the text they are sent."""
-    from symbolic_lstm.cells import get_cell
+    from symbolic_lstm.engine.cells import get_cell
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     found = module_for(get_cell(f"{PAPERS}:mi_rnn"), None)
@@ -348,9 +348,9 @@ def test_cli_prove_on_workers_prints_the_same_lines():
 def test_a_wrong_engine_fails_on_dask_too(monkeypatch, clients):
     import sympy as sp
 
-    from symbolic_lstm import proof
-    from symbolic_lstm.cells import get_cell
-    from symbolic_lstm.notation import Partial
+    from symbolic_lstm.engine.cells import get_cell
+    from symbolic_lstm.engine.notation import Partial
+    from symbolic_lstm.proof import obligations as proof
 
     real = proof.derive
 

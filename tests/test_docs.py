@@ -87,7 +87,7 @@ def test_extras_are_installed_editable():
 def test_a_notebook_graph_fits_the_column():
     if shutil.which("dot") is None:
         pytest.skip("Graphviz's dot is not installed")
-    from symbolic_lstm import notebook
+    from symbolic_lstm.document import notebook
 
     g = notebook.graph("lstm")
     svg = g.svg()
@@ -105,8 +105,8 @@ def test_a_notebook_graph_fits_the_column():
 
 def test_equations_in_markdown_break_for_a_notebook_column():
     from symbolic_lstm import get_cell
-    from symbolic_lstm.emit_latex import DerivationDocument
-    from symbolic_lstm.latex_layout import COLUMN, LINE, width
+    from symbolic_lstm.document.emit_latex import DerivationDocument
+    from symbolic_lstm.document.latex_layout import COLUMN, LINE, width
 
     def widest(text: str, pattern: str) -> float:
         lines = [ln for block in re.findall(pattern, text, re.S) for ln in re.split(r"\\\\\n", block)]

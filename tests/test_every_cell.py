@@ -12,15 +12,16 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from symbolic_lstm import CellBuilder, CellError, load, proof, sigmoid
-from symbolic_lstm.cells import get_cell
+from symbolic_lstm import CellBuilder, CellError, load, sigmoid
+from symbolic_lstm.check.gradcheck import check_module, numeric_gradient
 from symbolic_lstm.cli import main
 from symbolic_lstm.codegen import CodegenError
 from symbolic_lstm.codegen.pipeline import write_checked
+from symbolic_lstm.codegen.printer_numpy import KernelPrinter
 from symbolic_lstm.codegen.schedule import Schedule
 from symbolic_lstm.codegen.smoke import smoke_run
-from symbolic_lstm.gradcheck import check_module, numeric_gradient
-from symbolic_lstm.printer_numpy import KernelPrinter
+from symbolic_lstm.engine.cells import get_cell
+from symbolic_lstm.proof import obligations as proof
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 USER_CELLS = ["gru_torch", "mi_rnn", "indrnn", "leaky", "hard"]
@@ -291,7 +292,7 @@ def test_central_differences_never_straddle_a_kink():
     """A relu whose input is 5e-4 from 0: the h = 1e-3 stencil crosses it and measures neither side; with the
     kink signs the check takes a smaller step and gets the one-sided derivative the kernel computes."""
     cell = get_cell(spec("indrnn"))
-    from symbolic_lstm.reference import Reference
+    from symbolic_lstm.check.reference import Reference
 
     ref = Reference(cell)
     x = np.ones((1, 1, 1))
@@ -370,8 +371,8 @@ def test_cli_generate_reports_the_failing_stage(tmp_path):
 
 
 def test_smoke_run_accepts_every_builtin():
-    from symbolic_lstm.cells import BUILTIN
     from symbolic_lstm.codegen.pipeline import render
+    from symbolic_lstm.engine.cells import BUILTIN
 
     for name in BUILTIN:
         smoke_run(get_cell(name), "numpy", render(get_cell(name), "numpy"))
@@ -436,9 +437,9 @@ def test_check_stale_reads_user_cell_modules(tmp_path):
 
 def test_a_variant_of_a_builtin_gets_its_own_kernels(tmp_path, monkeypatch):
     """lstm.build(candidate=softsign) is still named 'lstm': it must not get the shipped lstm module."""
-    from symbolic_lstm.cells import lstm
-    from symbolic_lstm.functions import softsign
-    from symbolic_lstm.loader import module_for
+    from symbolic_lstm.codegen.loader import module_for
+    from symbolic_lstm.engine.cells import lstm
+    from symbolic_lstm.engine.functions import softsign
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     variant = module_for(lstm.build(candidate=softsign))

@@ -6,10 +6,10 @@ import difflib
 
 import pytest
 
-from symbolic_lstm.cells import BUILTIN, get_cell
 from symbolic_lstm.codegen.backends import BACKENDS
 from symbolic_lstm.codegen.pipeline import generate, source_hash
-from symbolic_lstm.paths import generated_dir
+from symbolic_lstm.engine.cells import BUILTIN, get_cell
+from symbolic_lstm.runtime.paths import generated_dir
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
@@ -40,8 +40,8 @@ def test_generation_is_deterministic(tmp_path):
 
 
 def test_hash_tracks_the_cell_definition():
-    from symbolic_lstm.cells import lstm
-    from symbolic_lstm.functions import softsign
+    from symbolic_lstm.engine.cells import lstm
+    from symbolic_lstm.engine.functions import softsign
 
     assert source_hash(get_cell("lstm")) == source_hash(get_cell("lstm"))
     assert source_hash(get_cell("lstm")) != source_hash(lstm.build(candidate=softsign))
@@ -54,8 +54,8 @@ def test_every_module_says_its_backend_in_one_shared_header():
     import re
 
     from symbolic_lstm.codegen.backends import BACKENDS
-    from symbolic_lstm.paths import generated_dir, templates_dir
-    from symbolic_lstm.stale import recorded_backend
+    from symbolic_lstm.codegen.stale import recorded_backend
+    from symbolic_lstm.runtime.paths import generated_dir, templates_dir
 
     for path in sorted(generated_dir().glob("*.py")):
         text = path.read_text(encoding="utf-8")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sympy as sp
 
 from symbolic_lstm import derive, softsign
-from symbolic_lstm.cells import lstm as lstm_cell
-from symbolic_lstm.graph import StepGraph
+from symbolic_lstm.engine.cells import lstm as lstm_cell
+from symbolic_lstm.engine.graph import StepGraph
 
 S = sp.symbols
 Gf, Gu, Go, ct, c, cp, a, ah = S("Gamma_f Gamma_u Gamma_o c_tilde c c_prev a a_hat")

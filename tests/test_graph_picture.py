@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from symbolic_lstm import derive, get_cell
-from symbolic_lstm.cells import BUILTIN
 from symbolic_lstm.cli import main
-from symbolic_lstm.emit_dot import graph_dot
+from symbolic_lstm.document.emit_dot import graph_dot
+from symbolic_lstm.engine.cells import BUILTIN
 
 NODE = re.compile(r'^\s*"([^"]+)" \[label=', re.M)
 EDGE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)"(.*);$', re.M)

@@ -12,9 +12,9 @@ import sympy as sp
 from click.testing import CliRunner
 
 from symbolic_lstm import load
+from symbolic_lstm.check.gradcheck import numeric_gradient, relative_error
 from symbolic_lstm.cli import main
-from symbolic_lstm.gradcheck import numeric_gradient, relative_error
-from symbolic_lstm.heads import latex, softmax_ce
+from symbolic_lstm.engine.heads import latex, softmax_ce
 
 MODES = ("many-to-many", "many-to-one")
 

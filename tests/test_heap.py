@@ -1,6 +1,6 @@
-"""The heap a run allocates from (symbolic_lstm.heap): train and the benches keep freed memory in their process, so
-arrays allocated afresh every batch are not page-faulted in again; the user's MALLOC_* setting wins; the results
-do not depend on it."""
+"""The heap a run allocates from (symbolic_lstm.train.heap): train and the benches keep freed memory in their
+process, so arrays allocated afresh every batch are not page-faulted in again; the user's MALLOC_* setting wins;
+the results do not depend on it."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from symbolic_lstm import heap
 from symbolic_lstm.cli import main
+from symbolic_lstm.train import heap
 
 LINUX = Path("/proc/self").exists()
 
 _FAULTS = """
 import resource
 import numpy as np
-from symbolic_lstm.heap import keep_for_run
+from symbolic_lstm.train.heap import keep_for_run
 print(keep_for_run({keep!r}))
 def touch():  # 64 MiB, above glibc's largest dynamic mmap threshold (32 MiB): mapped afresh each time by default
     a = np.empty(1 << 24, dtype=np.float32)

@@ -104,7 +104,7 @@ def test_help_lists_each_command_once():
 
 
 def test_generate_in_an_installed_package_writes_to_the_working_directory(tmp_path, monkeypatch):
-    import symbolic_lstm.paths as paths
+    import symbolic_lstm.runtime.paths as paths
 
     monkeypatch.setattr(paths, "is_checkout", lambda: False)
     monkeypatch.chdir(tmp_path)

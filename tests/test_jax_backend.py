@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from symbolic_lstm.paths import generated_dir
+from symbolic_lstm.runtime.paths import generated_dir
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("jax") is None, reason="jax not installed (pip install '.[jax]')"

@@ -15,20 +15,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_layout import _imports
 
-from symbolic_lstm import functions, get_cell
-from symbolic_lstm.complex_step import ComplexStep
-from symbolic_lstm.reference import JudgeError, compile_expression
+from symbolic_lstm import get_cell
+from symbolic_lstm.check.complex_step import ComplexStep
+from symbolic_lstm.check.reference import JudgeError, compile_expression
+from symbolic_lstm.engine import functions
 
 PAPERS = "tests/cells/papers.py"
 #: What the judge may import from the package: the cell definition language (the cell, its functions, its
 #: notation, the names a cell may not take) and itself.
 JUDGE_MAY_IMPORT = {
-    "symbolic_lstm.reference",
-    "symbolic_lstm.complex_step",
-    "symbolic_lstm.cell",
-    "symbolic_lstm.functions",
-    "symbolic_lstm.notation",
-    "symbolic_lstm.reserved",
+    "symbolic_lstm.check.reference",
+    "symbolic_lstm.check.complex_step",
+    "symbolic_lstm.engine.cell",
+    "symbolic_lstm.engine.functions",
+    "symbolic_lstm.engine.notation",
+    "symbolic_lstm.engine.reserved",
 }
 
 
@@ -42,7 +43,7 @@ def _closure(module: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("module", ["symbolic_lstm.reference", "symbolic_lstm.complex_step"])
+@pytest.mark.parametrize("module", ["symbolic_lstm.check.reference", "symbolic_lstm.check.complex_step"])
 def test_the_judge_imports_no_printer_and_no_code_generator(module):
     found = _closure(module)
     assert found <= JUDGE_MAY_IMPORT, f"{module} reaches {sorted(found - JUDGE_MAY_IMPORT)}"
@@ -221,7 +222,7 @@ def test_the_forward_allowance_follows_the_cells_own_conditioning():
     """a = 1/(s − s₀) near its pole: the sensitivity to a relative change of every input is |∂a/∂ε| — large
     at the pole, where two right computations differ by eps times it; small elsewhere."""
     from symbolic_lstm import CellBuilder
-    from symbolic_lstm.gradcheck import relative_error
+    from symbolic_lstm.check.gradcheck import relative_error
 
     b = CellBuilder("pole", inputs=("x",), states=("a",), output="a")
     s = b.linear("s", [b.input("x"), b.prev("a")], weight="W", bias=None)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from symbolic_lstm import load
-from symbolic_lstm.cells import lstm as lstm_cell
+from symbolic_lstm.check.gradcheck import DEFAULT_PROBLEMS, check_module, numeric_gradient, relative_error
 from symbolic_lstm.codegen.pipeline import generate
-from symbolic_lstm.functions import softsign
-from symbolic_lstm.gradcheck import DEFAULT_PROBLEMS, check_module, numeric_gradient, relative_error
-from symbolic_lstm.paths import generated_dir
+from symbolic_lstm.engine.cells import lstm as lstm_cell
+from symbolic_lstm.engine.functions import softsign
+from symbolic_lstm.runtime.paths import generated_dir
 
 KEYS = ["W_f", "b_f", "W_u", "b_u", "W_c", "b_c", "W_o", "b_o"]
 

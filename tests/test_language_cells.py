@@ -23,10 +23,11 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from strategies import expressions
 
-from symbolic_lstm import CellBuilder, load, proof, sigmoid, softsign
+from symbolic_lstm import CellBuilder, load, sigmoid, softsign
+from symbolic_lstm.check.gradcheck import DEFAULT_PROBLEMS, check_module
 from symbolic_lstm.codegen.pipeline import module_name, write_checked
-from symbolic_lstm.functions import rsqrt
-from symbolic_lstm.gradcheck import DEFAULT_PROBLEMS, check_module
+from symbolic_lstm.engine.functions import rsqrt
+from symbolic_lstm.proof import obligations as proof
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -228,7 +229,7 @@ def test_the_old_printer_fails_the_language_test(tmp_path, monkeypatch):
     from test_printers import _old_print_pow
 
     from symbolic_lstm.codegen import CodegenError
-    from symbolic_lstm.printer_numpy import KernelPrinter
+    from symbolic_lstm.codegen.printer_numpy import KernelPrinter
 
     monkeypatch.setattr(KernelPrinter, "_print_Pow", _old_print_pow)
     with pytest.raises(CodegenError, match="computes wrong values"):

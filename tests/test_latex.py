@@ -10,8 +10,8 @@ import pytest
 import sympy as sp
 from conftest import by_name, same
 
-from symbolic_lstm.cells import BUILTIN, get_cell
-from symbolic_lstm.emit_latex import DerivationDocument, default_targets
+from symbolic_lstm.document.emit_latex import DerivationDocument, default_targets
+from symbolic_lstm.engine.cells import BUILTIN, get_cell
 
 ARTICLE_TARGETS = ["W_f", "W_u", "W_c", "W_o", "b_f", "b_u", "b_c", "b_o", "a_prev", "c_prev", "x", "a0", "c0"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from symbolic_lstm import get_cell
 from symbolic_lstm.codegen.backends import BACKENDS, NumPyBackend, get, of_module
-from symbolic_lstm.paths import PACKAGE_DIR, templates_dir
+from symbolic_lstm.runtime.paths import PACKAGE_DIR, templates_dir
 
 #: Where a module may take a few more lines than ~400 because one idea needs them (none at present).
 LONG_MODULES: dict[str, str] = {}
@@ -79,7 +79,7 @@ def test_no_module_imports_itself_back_through_others():
 
 
 def test_no_package_imports_one_that_imports_it_back():
-    """Between the top-level modules and packages (codegen/, train/, distributed/, cli/ …), too."""
+    """Between the packages by role (engine/, codegen/, check/ …), too."""
     packages: dict[str, set[str]] = {}
     for a, bs in _imports().items():
         top = ".".join(a.split(".")[:2])
@@ -89,36 +89,92 @@ def test_no_package_imports_one_that_imports_it_back():
     assert found is None, "package circle: " + " → ".join(found or [])
 
 
-#: What a layer may not import (prefixes of module names): the arrows that would climb back up.
-FORBIDDEN = {
-    "symbolic_lstm.codegen": (
-        "symbolic_lstm.emit_", "symbolic_lstm.printer_latex", "symbolic_lstm.latex_layout", "symbolic_lstm.notebook",
-        "symbolic_lstm.cli", "symbolic_lstm.train", "symbolic_lstm.distributed", "symbolic_lstm.torch",
-        "symbolic_lstm.jax", "symbolic_lstm.proof", "symbolic_lstm.loader", "symbolic_lstm.stale",
-    ),
-    "symbolic_lstm.proof": ("symbolic_lstm.distributed", "symbolic_lstm.codegen", "symbolic_lstm.cli"),
-    "symbolic_lstm.train": ("symbolic_lstm.distributed", "symbolic_lstm.cli", "symbolic_lstm.codegen"),
-    "symbolic_lstm.gradcheck": ("symbolic_lstm.codegen", "symbolic_lstm.loader"),
-}  # fmt: skip
-ENGINE = ("cell", "graph", "derivation", "functions", "notation", "heads", "timeline", "reserved")
+#: The house's floors: what each package by role may import of the others.  Anything else climbs back up.
+MAY_IMPORT = {
+    "runtime": set(),  # paths, atomic files, trust, running verified bytes: what every floor stands on
+    "engine": {"runtime"},  # SymPy; only engine.cells reads a cell file, once and verified (below)
+    "proof": {"engine"},
+    "check": {"engine", "runtime"},  # the judge never imports codegen: it shares no code with what it judges
+    "codegen": {"engine", "check", "runtime"},  # check: the smoke run judges the text before it is written
+    "document": {"engine", "codegen", "runtime"},
+    "train": {"engine", "runtime"},  # a training run is handed its kernels; it never generates them
+    "bridges": {"engine", "codegen", "runtime", "train"},
+    "distributed": {"engine", "codegen", "check", "proof", "runtime", "train"},
+    "cli": {"engine", "codegen", "check", "proof", "document", "runtime", "train", "bridges", "distributed"},
+}
+ROLES = sorted(MAY_IMPORT)
 
 
-@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
-def test_no_import_climbs_back_up(layer):
+def _role(module: str) -> str:
+    return [*module.split("."), ""][1]
+
+
+def test_the_top_level_is_the_roles():
+    """≤ 12 entries: the packages by role, the package's own ``__init__`` and ``__main__``."""
+    entries = sorted(p.name for p in PACKAGE_DIR.iterdir() if p.name != "__pycache__")
+    assert entries == sorted(["__init__.py", "__main__.py", *ROLES]), entries
+    assert len(entries) <= 12
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_import_climbs_back_up(role):
     wrong = [
         f"{a} → {b}"
         for a, bs in _imports().items()
-        if a.startswith(layer)
+        if _role(a) == role
         for b in bs
-        if b.startswith(FORBIDDEN[layer])
+        if _role(b) not in {role, *MAY_IMPORT[role]}
     ]
     assert not wrong, wrong
 
 
 def test_the_engine_imports_only_the_engine():
-    engine = {f"symbolic_lstm.{m}" for m in ENGINE}
-    wrong = [f"{a} → {b}" for a, bs in _imports().items() if a in engine for b in bs if b not in engine]
+    """Only the built-in cells' registry reaches out, to read a user's cell file through runtime.trust."""
+    wrong = [
+        f"{a} → {b}"
+        for a, bs in _imports().items()
+        if _role(a) == "engine" and not a.startswith("symbolic_lstm.engine.cells")
+        for b in bs
+        if _role(b) != "engine"
+    ]
     assert not wrong, wrong
+
+
+def test_what_renders_kernels_never_reads_a_written_module():
+    """codegen's loader and staleness judge read modules already written; nothing that renders one imports them
+    (a kernel's hash leaves them out for that reason)."""
+    from symbolic_lstm.codegen.backend import NOT_RENDERING
+
+    readers = {f"symbolic_lstm.codegen.{n.removesuffix('.py')}" for n in NOT_RENDERING}
+    wrong = [
+        f"{a} → {b}"
+        for a, bs in _imports().items()
+        if _role(a) == "codegen" and a not in readers
+        for b in bs
+        if b in readers
+    ]
+    assert not wrong, wrong
+
+
+def test_the_public_paths_are_the_modules_they_name():
+    """``symbolic_lstm.torch``, ``.jax``, ``.loader``, ``.gradcheck``, ``.cells``, ``.heads``: one module object under
+    two names, its own spec kept; a module below one (``symbolic_lstm.cells.lstm``) too."""
+    import importlib
+
+    import symbolic_lstm
+
+    for public, home in symbolic_lstm.PUBLIC_PATHS.items():
+        if public in ("symbolic_lstm.torch", "symbolic_lstm.jax") and importlib.util.find_spec(public[14:]) is None:
+            continue
+        module = importlib.import_module(public)
+        assert module is importlib.import_module(home)
+        assert module.__spec__.name == home and module.__name__ == home
+    assert importlib.import_module("symbolic_lstm.cells.lstm") is importlib.import_module(
+        "symbolic_lstm.engine.cells.lstm"
+    )
+    from symbolic_lstm.loader import module_for
+
+    assert module_for.__module__ == "symbolic_lstm.codegen.loader"
 
 
 def test_every_backend_is_a_folder_with_its_templates_named_once():
@@ -137,7 +193,7 @@ def test_a_kernels_hash_covers_only_what_renders_kernels():
     is another backend's folder."""
     for backend in BACKENDS.values():
         names = {str(p.relative_to(PACKAGE_DIR.parent)) for p in backend.source_files()}
-        for never in ("emit_latex.py", "printer_latex.py", "latex_layout.py", "notebook.py", "emit_dot.py", "cli"):
+        for never in ("document", "cli", "proof", "check", "train", "bridges", "engine/cells", "codegen/loader.py"):
             assert not any(n.startswith(f"symbolic_lstm/{never}") for n in names), (backend.name, never)
         others = [b.folder for b in BACKENDS.values() if b is not backend]
         assert not any(Path(PACKAGE_DIR.parent, n).is_relative_to(f) for n in names for f in others)
@@ -147,8 +203,8 @@ def test_a_kernels_hash_covers_only_what_renders_kernels():
 def test_a_new_backend_goes_through_the_pipeline_with_nothing_else_changed(tmp_path):
     """A subclass with a name and a suffix of its own: rendered, smoke-run and written by the pipeline, loaded
     by module_for — nothing in the loader or the smoke run asks which backend it is."""
+    from symbolic_lstm.codegen.loader import module_for
     from symbolic_lstm.codegen.pipeline import write_checked
-    from symbolic_lstm.loader import module_for
 
     class Copy(NumPyBackend):
         name = "numpy-copy"

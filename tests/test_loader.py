@@ -9,8 +9,8 @@ import pytest
 
 from symbolic_lstm import load
 from symbolic_lstm.codegen.pipeline import source_hash
-from symbolic_lstm.paths import generated_dir
-from symbolic_lstm.stale import StaleModuleWarning, freshness, is_generated
+from symbolic_lstm.codegen.stale import StaleModuleWarning, freshness, is_generated
+from symbolic_lstm.runtime.paths import generated_dir
 
 
 def _copy(tmp_path, edit=lambda s: s):
@@ -38,8 +38,8 @@ def test_stale_module_loads_with_a_warning(tmp_path):
 
 
 def test_hash_covers_cell_definition_and_code_generator(lstm):
-    from symbolic_lstm.cells import lstm as lstm_cell
-    from symbolic_lstm.functions import softsign
+    from symbolic_lstm.engine.cells import lstm as lstm_cell
+    from symbolic_lstm.engine.functions import softsign
 
     assert source_hash(lstm_cell.build(candidate=softsign)) != source_hash(lstm)
     assert source_hash(lstm_cell.build(name="other")) != source_hash(lstm)
@@ -91,7 +91,7 @@ def test_load_never_runs_the_cell_file_a_module_names(tmp_path):
 def test_the_package_never_suggests_writing_a_user_module_into_itself(monkeypatch):
     """generated/ holds the built-in cells (in site-packages once installed, committed and checked in a
     checkout): for any other name the hint is a folder of the user's own, installed or not."""
-    from symbolic_lstm import paths
+    from symbolic_lstm.runtime import paths
 
     for checkout in (True, False):
         monkeypatch.setattr(paths, "is_checkout", lambda checkout=checkout: checkout)

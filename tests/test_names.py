@@ -22,13 +22,13 @@ import pytest
 import sympy as sp
 
 from symbolic_lstm import Cell, CellBuilder, CellError, sigmoid
-from symbolic_lstm.cells import BUILTIN
 from symbolic_lstm.codegen.backends.array_api.plan import ArrayAPIPlan
 from symbolic_lstm.codegen.backends.jax.plan import JaxPlan
 from symbolic_lstm.codegen.backends.numpy import fused, stages
 from symbolic_lstm.codegen.lines import FIXED, OwnNames, output_argument
 from symbolic_lstm.codegen.pipeline import render, write_checked
-from symbolic_lstm.reserved import FREE_ARGUMENTS, RESERVED, RESERVED_BY_KIND, derived_names
+from symbolic_lstm.engine.cells import BUILTIN
+from symbolic_lstm.engine.reserved import FREE_ARGUMENTS, RESERVED, RESERVED_BY_KIND, derived_names
 
 BACKENDS = ("numpy", "array-api", "jax")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cells.md"
@@ -351,7 +351,7 @@ def test_a_name_python_reads_as_another_is_refused_saying_which(name, read):
     """Python reads every identifier in its NFKC form: ｎｐ is np (a shadowed import), ｈ_tilde is h_tilde (two
     nodes one variable). Refused at build, naming what Python reads (issue 37: they failed as generator bugs)."""
     from symbolic_lstm import CellBuilder
-    from symbolic_lstm.cell import CellError
+    from symbolic_lstm.engine.cell import CellError
 
     b = CellBuilder("c", inputs=("x",), states=("a",), output="a")
     with pytest.raises(CellError, match=f"is read by Python as '{read}'"):

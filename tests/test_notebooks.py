@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from symbolic_lstm import get_cell, load
-from symbolic_lstm import notebook as nb
-from symbolic_lstm.emit_latex import DerivationDocument
-from symbolic_lstm.gradcheck import check_module
-from symbolic_lstm.proof import prove
+from symbolic_lstm.check.gradcheck import check_module
+from symbolic_lstm.document import notebook as nb
+from symbolic_lstm.document.emit_latex import DerivationDocument
+from symbolic_lstm.proof.obligations import prove
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -46,7 +46,7 @@ def test_check_and_proof_results_are_html_tables_and_the_same_text_as_before():
     rows = check_module(load("rnn"), seed=1)
     html = rows._repr_html_()
     assert html.startswith("<table>") and "W_a" in html and "✓" in html
-    from symbolic_lstm.gradcheck import format_table
+    from symbolic_lstm.check.gradcheck import format_table
 
     assert str(rows) == format_table(rows)
     lines = prove(get_cell("rnn"), 1, 1, T=2, points=1, workers=1)

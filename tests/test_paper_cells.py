@@ -21,10 +21,11 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from symbolic_lstm import CellBuilder, CellError, get_cell, load, proof, sigmoid
+from symbolic_lstm import CellBuilder, CellError, get_cell, load, sigmoid
 from symbolic_lstm import train as tr
+from symbolic_lstm.check.gradcheck import check_module
 from symbolic_lstm.cli import main
-from symbolic_lstm.gradcheck import check_module
+from symbolic_lstm.proof import obligations as proof
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 CELLS = ["sru", "sru_paper", "minimal_rnn", "linear_over_linear", "cornn", "lem", "mogrifier2", "mogrifier"]
@@ -249,7 +250,7 @@ def test_torch_bridge_gradcheck(name, tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from torch.func import functional_call
 
-    from symbolic_lstm.torch import RecurrentLayer
+    from symbolic_lstm.bridges.torch import RecurrentLayer
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     n_x, n_a = (2, 2) if get_cell(spec(name)).square else (2, 3)

@@ -13,7 +13,7 @@ from symbolic_lstm.codegen.backends.numpy.inplace import (
     scratch_needed,
     sigmoid_of_scaled,
 )
-from symbolic_lstm.functions import sigmoid, softsign
+from symbolic_lstm.engine.functions import sigmoid, softsign
 
 NAMES = "Gamma_f Gamma_u Gamma_o c_tilde c c_prev delta_a delta_c tanh_c dc_next a y n"
 SYMS = sp.symbols(NAMES)

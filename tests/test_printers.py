@@ -44,9 +44,9 @@ from symbolic_lstm.codegen.backends.numpy import inplace as inplace_module
 from symbolic_lstm.codegen.backends.numpy.inplace import inplace, scratch_needed
 from symbolic_lstm.codegen.expressions import ExpressionPrinter
 from symbolic_lstm.codegen.lines import CommentPrinter
-from symbolic_lstm.functions import rsqrt, sigmoid, softsign
-from symbolic_lstm.printer_latex import ArticleLatexPrinter
-from symbolic_lstm.printer_numpy import KernelPrinter
+from symbolic_lstm.codegen.printer_numpy import KernelPrinter
+from symbolic_lstm.document.printer_latex import ArticleLatexPrinter
+from symbolic_lstm.engine.functions import rsqrt, sigmoid, softsign
 
 SYMBOLS = sp.symbols("u0:3")  # any real value
 POSITIVE = sp.symbols("p0:2")  # values in [0.25, 4]: what safe trees divide by (a normaliser n, q = 1 + a²)

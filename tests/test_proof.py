@@ -9,10 +9,11 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from symbolic_lstm import derive, proof
-from symbolic_lstm.cells import lstm as lstm_cell
-from symbolic_lstm.functions import softsign
-from symbolic_lstm.notation import Partial
+from symbolic_lstm import derive
+from symbolic_lstm.engine.cells import lstm as lstm_cell
+from symbolic_lstm.engine.functions import softsign
+from symbolic_lstm.engine.notation import Partial
+from symbolic_lstm.proof import obligations as proof
 
 GRADIENTS = {"W_f", "b_f", "W_u", "b_u", "W_c", "b_c", "W_o", "b_o", "x", "a0", "c0"}
 
@@ -122,7 +123,7 @@ def test_a_float_power_met_only_at_evaluation_is_drawn_by_value():
     order 2^54, which never finishes."""
     import random
 
-    from symbolic_lstm.proof_points import random_point
+    from symbolic_lstm.proof.points import random_point
 
     u = sp.Symbol("u")
     q = sp.Rational(0.3)

@@ -1,4 +1,4 @@
-"""A proof for every T: the one-step lemma and the induction's base and step (``symbolic_lstm.proof_step``).
+"""A proof for every T: the one-step lemma and the induction's base and step (``symbolic_lstm.proof.step``).
 
 The proof must be able to fail: each test below breaks the engine on purpose — a fork's branch dropped, a
 boundary condition that is not zero, a matrix rule transposed, a step's parameter contribution counted
@@ -15,10 +15,13 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from symbolic_lstm import get_cell, proof, proof_net, proof_step
-from symbolic_lstm.cells import BUILTIN
+from symbolic_lstm import get_cell
 from symbolic_lstm.cli import main
-from symbolic_lstm.derivation import derive as real_derive
+from symbolic_lstm.engine.cells import BUILTIN
+from symbolic_lstm.engine.derivation import derive as real_derive
+from symbolic_lstm.proof import net as proof_net
+from symbolic_lstm.proof import obligations as proof
+from symbolic_lstm.proof import step as proof_step
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 
@@ -50,7 +53,7 @@ def test_verbose_prints_every_comparison():
 
 def test_a_failing_obligation_is_a_cross_in_its_column():
     from symbolic_lstm.cli.proving import obligation_table
-    from symbolic_lstm.proof import ProofLine
+    from symbolic_lstm.proof.obligations import ProofLine
 
     def line(g, ok, kind="lemma"):
         return ProofLine(g, (1,), 1, ok, 1, 1, 1, "m", "equal", kind)

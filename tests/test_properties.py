@@ -18,7 +18,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from symbolic_lstm.gradcheck import numeric_gradient  # noqa: E402
+from symbolic_lstm.check.gradcheck import numeric_gradient  # noqa: E402
 
 MODES = ("many-to-many", "many-to-one")
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True)

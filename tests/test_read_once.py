@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from symbolic_lstm import get_cell, load, trust
-from symbolic_lstm.loader import module_for
-from symbolic_lstm.paths import generated_dir
-from symbolic_lstm.trust import UntrustedPathError, read_code
+from symbolic_lstm import get_cell, load
+from symbolic_lstm.codegen.loader import module_for
+from symbolic_lstm.runtime import trust
+from symbolic_lstm.runtime.paths import generated_dir
+from symbolic_lstm.runtime.trust import UntrustedPathError, read_code
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 posix = pytest.mark.skipif(not hasattr(os, "geteuid"), reason="no user ids on this system")
@@ -141,7 +142,7 @@ def test_check_stale_runs_no_cell_file_a_foreign_folders_module_names(tmp_path):
 
 @posix
 def test_a_cell_file_a_header_names_is_run_from_the_bytes_checked(tmp_path, monkeypatch):
-    from symbolic_lstm.stale import freshness
+    from symbolic_lstm.codegen.stale import freshness
 
     folder = _kernels(tmp_path)
     cell_file = tmp_path / "gated.py"
@@ -163,7 +164,7 @@ def test_read_code_reads_what_is_there_and_says_what_is_missing(tmp_path):
 def test_an_encoding_declaration_in_a_module_is_never_obeyed(tmp_path):
     """The bytes run are decoded as UTF-8 and compiled as text: ``coding: unicode_escape`` on a line of a module
     cannot turn ``\\x22`` inside a string into a quote that ends it."""
-    from symbolic_lstm.run_code import run_module
+    from symbolic_lstm.runtime.run_code import run_module
 
     source = b'# coding: unicode_escape\nX = "a\\x22 + str(6 * 7) + \\x22b"\n'
     obeyed = {}
@@ -179,7 +180,7 @@ def test_an_encoding_declaration_in_a_module_is_never_obeyed(tmp_path):
 def test_the_gradient_check_runs_no_cell_file_a_foreign_folder_holds(tmp_path):
     """Found in review: check_module(k) without cell= rebuilt the cell a module's header names with no check at
     all; it goes the way check --stale does now (read once from a folder of yours, or not run)."""
-    from symbolic_lstm.gradcheck import check_module
+    from symbolic_lstm.check.gradcheck import check_module
 
     folder = _kernels(tmp_path)
     shared = tmp_path / "shared"
@@ -201,7 +202,7 @@ def test_the_gradient_check_runs_no_cell_file_a_foreign_folder_holds(tmp_path):
 def test_a_fifo_among_the_modules_is_listed_as_none_never_waited_on(tmp_path):
     """Found in review: check --stale listed a folder by opening every *.py by path — a FIFO another user left
     in a sticky folder hung it for good."""
-    from symbolic_lstm.loader import available
+    from symbolic_lstm.codegen.loader import available
 
     folder = _kernels(tmp_path)
     os.mkfifo(folder / "evil.py")

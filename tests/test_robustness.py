@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from symbolic_lstm.gradcheck import SATURATED, check_module, relative_error
-from symbolic_lstm.loader import load
-from symbolic_lstm.paths import generated_dir
+from symbolic_lstm.check.gradcheck import SATURATED, check_module, relative_error
+from symbolic_lstm.codegen.loader import load
+from symbolic_lstm.runtime.paths import generated_dir
 
 T, B, N_X, N_A = 5, 4, 2, 3
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from symbolic_lstm import CellBuilder, sigmoid
 from symbolic_lstm.codegen.backends import BACKENDS
 from symbolic_lstm.codegen.pipeline import render
-from symbolic_lstm.stale import _SPEC, _string
+from symbolic_lstm.codegen.stale import _SPEC, _string
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
 NAMES = [b for b in sorted(BACKENDS) if b != "jax" or HAS_JAX]
@@ -132,7 +132,7 @@ def test_a_digest_that_is_a_link_is_replaced_not_written_through(tmp_path):
     run (as root it overwrote a system file); the link itself is replaced now."""
     import hashlib
 
-    from symbolic_lstm.trust import record_digest, why_not_intact
+    from symbolic_lstm.runtime.trust import record_digest, why_not_intact
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

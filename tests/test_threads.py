@@ -1,5 +1,5 @@
-"""BLAS threads chosen for the work (symbolic_lstm.threads): one thread for small products, the library's default
-for large ones, the user's setting first; train, check and the torch bridge run under it."""
+"""BLAS threads chosen for the work (symbolic_lstm.runtime.threads): one thread for small products, the library's
+default for large ones, the user's setting first; train, check and the torch bridge run under it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import importlib.util
 import pytest
 from click.testing import CliRunner
 
-from symbolic_lstm import threads
 from symbolic_lstm.cli import main
-from symbolic_lstm.threads import SMALL, blas_threads, threads_for
+from symbolic_lstm.runtime import threads
+from symbolic_lstm.runtime.threads import SMALL, blas_threads, threads_for
 
 HAVE = importlib.util.find_spec("threadpoolctl") is not None
 

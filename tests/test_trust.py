@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from symbolic_lstm import get_cell, load
-from symbolic_lstm.files import clean_temporaries, temporaries, write_atomic
-from symbolic_lstm.loader import CacheRepairedWarning, cache_dir, module_for
-from symbolic_lstm.trust import UntrustedPathError
+from symbolic_lstm.codegen.loader import CacheRepairedWarning, cache_dir, module_for
+from symbolic_lstm.runtime.files import clean_temporaries, temporaries, write_atomic
+from symbolic_lstm.runtime.trust import UntrustedPathError
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 posix = pytest.mark.skipif(not hasattr(os, "geteuid"), reason="no user ids on this system")
@@ -207,7 +207,7 @@ def test_a_description_cannot_leave_its_comment_line(tmp_path):
     \\input s any file) and the ``# cell:`` comment of the generated module (code)."""
     from symbolic_lstm import CellBuilder
     from symbolic_lstm.codegen.pipeline import render
-    from symbolic_lstm.emit_latex import DerivationDocument
+    from symbolic_lstm.document.emit_latex import DerivationDocument
 
     cell = CellBuilder(
         "evil", inputs=("x",), states=("a",), output="a",
@@ -225,7 +225,7 @@ def test_a_description_cannot_leave_its_comment_line(tmp_path):
 @pytest.mark.parametrize("name", ["class", "a-b", "1cell", "evil\nimport os"])
 def test_a_cell_name_is_an_identifier_checked_by_the_cell(name):
     from symbolic_lstm import Cell, CellBuilder
-    from symbolic_lstm.cell import CellError
+    from symbolic_lstm.engine.cell import CellError
 
     with pytest.raises(CellError, match="must be a Python identifier that is not a keyword"):
         CellBuilder(name)

@@ -17,13 +17,14 @@ import sympy as sp
 from click.testing import CliRunner
 from sympy.printing.numpy import NumPyPrinter
 
-from symbolic_lstm import get_cell, load, proof
+from symbolic_lstm import get_cell, load
+from symbolic_lstm.check.finite import CellNotFiniteError, fitting_scale
+from symbolic_lstm.check.gradcheck import check_module
 from symbolic_lstm.cli import main
 from symbolic_lstm.codegen import CodegenError
 from symbolic_lstm.codegen.pipeline import module_name, write_checked
-from symbolic_lstm.finite import CellNotFiniteError, fitting_scale
-from symbolic_lstm.gradcheck import check_module
-from symbolic_lstm.printer_numpy import KernelPrinter
+from symbolic_lstm.codegen.printer_numpy import KernelPrinter
+from symbolic_lstm.proof import obligations as proof
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 CELLS = ["slstm", "slstm_exp", "qcell", "minlstm", "exp_rnn", "delta_rnn"]

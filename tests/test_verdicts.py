@@ -20,12 +20,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symbolic_lstm import CellBuilder, get_cell, load, proof, sigmoid, softsign
+from symbolic_lstm import CellBuilder, get_cell, load, sigmoid, softsign
+from symbolic_lstm.check.gradcheck import FLOOR, NORMAL, SATURATED, check_module, comparisons, relative_error
 from symbolic_lstm.cli import main
 from symbolic_lstm.codegen.pipeline import generate
-from symbolic_lstm.functions import rsqrt
-from symbolic_lstm.gradcheck import FLOOR, NORMAL, SATURATED, check_module, comparisons, relative_error
-from symbolic_lstm.notation import Partial
+from symbolic_lstm.engine.functions import rsqrt
+from symbolic_lstm.engine.notation import Partial
+from symbolic_lstm.proof import obligations as proof
 
 PAPERS = Path(__file__).parent / "cells" / "papers.py"
 FLOAT_CELLS = ["half_tanh", "leaky_max", "sqrt_unit", "softplus_beta", "piecewise_float", "float_power"]
@@ -328,7 +329,7 @@ def _relu_problem(offset):
 def test_the_complex_step_takes_the_side_of_the_kink_its_point_is_on():
     """relu's input 5e-4 above its kink: the complex step never crosses it (a central difference with h = 1e-3
     straddles it and measures neither side) and gives the one-sided derivative exactly."""
-    from symbolic_lstm.complex_step import ComplexStep
+    from symbolic_lstm.check.complex_step import ComplexStep
 
     ref = ComplexStep(get_cell(spec("indrnn")))
     x, p, init = _relu_problem(5e-4)
@@ -340,7 +341,7 @@ def test_the_complex_step_takes_the_side_of_the_kink_its_point_is_on():
 
 
 def test_a_point_on_a_kink_is_not_judged_and_is_counted(monkeypatch, tmp_path):
-    from symbolic_lstm.complex_step import ComplexStep
+    from symbolic_lstm.check.complex_step import ComplexStep
 
     cell = get_cell(spec("indrnn"))
     ref = ComplexStep(cell)

@@ -13,10 +13,10 @@ from types import ModuleType
 
 import click
 
-from ..cell import Cell
-from ..cells import BUILTIN, get_cell
-from ..files import write_atomic
-from ..version import __version__
+from ..engine.cell import Cell
+from ..engine.cells import BUILTIN, get_cell
+from ..runtime.files import write_atomic
+from ..runtime.version import __version__
 
 
 class CellParam(click.ParamType):
@@ -147,7 +147,7 @@ def main() -> None:
     Exit codes: 0 success; 1 a proof line or a gradient check failed, a stale module, or an output that could
     not be written at the end of a run; 2 a usage error; 3 check --stale found a module it cannot judge.
     """
-    from ..threads import threads_for
+    from ..runtime.threads import threads_for
 
     try:
         threads_for(1, 1, 1)  # SYMBOLIC_LSTM_THREADS, if set, must be a thread count: said before any work
@@ -159,8 +159,8 @@ def kernels_of(cell: Cell, directory: Path | None, backend: str = "numpy") -> Mo
     """The cell's generated module (NumPy unless ``backend`` says): from ``directory``, the package (built-in
     cells) or, for a user cell, the user cache, where it is generated on first use (said on standard error)."""
     from ..codegen import CodegenError
-    from ..loader import CacheRepairedWarning, cache_dir, module_for
-    from ..trust import UntrustedPathError
+    from ..codegen.loader import CacheRepairedWarning, cache_dir, module_for
+    from ..runtime.trust import UntrustedPathError
 
     try:
         with warnings.catch_warnings(record=True) as said:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..cell import Cell
-from ..derivation import LOSS_MODES
+from ..engine.cell import Cell
+from ..engine.derivation import LOSS_MODES
 from .common import CELL, FilePath, emit_output, main
 
 
@@ -51,8 +51,8 @@ def derive(
     TARGET is a weight or bias (W_f, b_f, …), a<t-1> (a_prev), c<t-1> (c_prev), x<t> (x), a<0> (a0),
     c<0> (c0), or any node of the cell (sum_f, Gamma_f, c, a …).
     """
-    from ..emit_latex import DerivationDocument, target_aliases
-    from ..emit_latex import targets as all_targets
+    from ..document.emit_latex import DerivationDocument, target_aliases
+    from ..document.emit_latex import targets as all_targets
 
     known = all_targets(cell)
     aliases = target_aliases(cell)
@@ -69,7 +69,7 @@ def derive(
     doc = DerivationDocument(cell, mode=loss, unroll=unroll)  # type: ignore[arg-type]
     text = doc.standalone(keys) if standalone else doc.body(keys)
     if head is not None:
-        from ..heads import latex as head_latex
+        from ..engine.heads import latex as head_latex
 
         section = "\n\\subsection*{Softmax cross-entropy head}\n" + head_latex()
         text = text.replace("\\end{document}", section + "\\end{document}") if standalone else text + section
@@ -100,7 +100,7 @@ def derive(
 def graph(cell: Cell, unroll: int | None, loss: str, fmt: str, output: Path | None) -> None:
     """Draw the computation graph as the article does: functional stages as nodes, forks marked, backward
     edges (dashed) labelled with the local partials the engine derived."""
-    from ..emit_dot import GraphvizMissingError, graph_dot, render
+    from ..document.emit_dot import GraphvizMissingError, graph_dot, render
 
     text = graph_dot(cell, unroll, loss)  # type: ignore[arg-type]
     if fmt == "dot":

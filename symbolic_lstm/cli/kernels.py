@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..cell import Cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
-from ..stale import verified_freshness
+from ..codegen.stale import verified_freshness
+from ..engine.cell import Cell
 from .common import CELL, SEED, FilePath, PositiveNumber, kernels_of, main
 
 
@@ -42,8 +42,8 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
 
     from ..codegen import CodegenError
     from ..codegen.pipeline import module_name, render, write_checked
-    from ..paths import generated_dir, is_checkout
-    from ..stale import is_generated
+    from ..codegen.stale import is_generated
+    from ..runtime.paths import generated_dir, is_checkout
 
     folder = out_dir
     if folder is None and is_checkout() and os.access(generated_dir(), os.W_OK):
@@ -125,11 +125,11 @@ def check(
 ) -> None:
     """Check the generated kernels against the complex-step derivative of the cell's stages (float64), and their
     forward pass against the same interpreter; exit 1 if any error > TOL."""
+    from ..check.finite import CellNotFiniteError
+    from ..check.gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, check_module, format_table
+    from ..codegen.loader import available
     from ..codegen.pipeline import module_name, source_hash
-    from ..finite import CellNotFiniteError
-    from ..gradcheck import DEFAULT_PROBLEMS, NORMAL, SATURATED, check_module, format_table
-    from ..loader import available
-    from ..paths import generated_dir
+    from ..runtime.paths import generated_dir
 
     if stale:
         folder = directory if directory is not None else generated_dir()
@@ -156,7 +156,7 @@ def check(
         return
     module = kernels_of(cell, directory, backend)
     if getattr(module, "SOURCE_HASH", None) != source_hash(cell, backend):
-        from ..stale import regenerate_command
+        from ..codegen.stale import regenerate_command
 
         folder = directory if directory is not None else generated_dir()
         click.echo(

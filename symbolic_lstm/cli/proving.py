@@ -11,8 +11,8 @@ from typing import TextIO
 
 import click
 
-from ..cell import Cell
-from ..derivation import LOSS_MODES
+from ..engine.cell import Cell
+from ..engine.derivation import LOSS_MODES
 from .common import CELL, SEED, dask_client, dask_options, main, where
 
 
@@ -79,7 +79,7 @@ def prove(
     comparisons are independent: they run in local processes (--jobs), or as one task per gradient entry on
     Dask (--workers, --scheduler).
     """
-    from ..proof import prove_all
+    from ..proof.obligations import prove_all
 
     if jobs is not None and (workers is not None or scheduler is not None):
         raise click.UsageError("--jobs sets local processes; with Dask (--workers, --scheduler) leave it out")
@@ -139,8 +139,8 @@ def _prove_for_every_t(
 ) -> None:
     """The lemma at ``sizes``, the induction's base and step at T = 1, 2, as a table (``verbose``: every line);
     what follows, in words."""
-    from ..proof import prove
-    from ..proof_step import CASES, DRIVER, LEMMA, driver_size, prove_step
+    from ..proof.obligations import prove
+    from ..proof.step import CASES, DRIVER, LEMMA, driver_size, prove_step
 
     failed: dict[str, list[str]] = {LEMMA.name: [], DRIVER.name: []}
     proved = 0

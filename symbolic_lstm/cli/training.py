@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..cell import Cell
 from ..codegen.backends import BACKENDS
 from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
+from ..engine.cell import Cell
 from .before_a_run import check_memory, check_outputs
 from .common import (
     CELL,
@@ -159,7 +159,7 @@ def train(
     signal skips the held-out evaluation and the report: the checkpoint already holds the whole run.
     """
     from .. import train as tr
-    from ..heap import keep_for_run
+    from ..train.heap import keep_for_run
 
     keep_for_run()  # this process's arrays are allocated afresh every batch: no page faults for them again
     explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}

@@ -6,7 +6,7 @@ the module's own ``forward`` and ``backward`` on a small problem under a line tr
 statement compares each variable the statement changed that names a quantity of the derivation — a node ``v``
 (v<t>), its δ ``delta_v`` (∂Error/∂v<t>) or a carry ``d<s>_next`` (∂Error/∂s<t-1> through step t) — with the
 judge's value of that quantity: the interpreter's forward values and its complex-step derivative with respect to
-every node at every step (:meth:`symbolic_lstm.complex_step.ComplexStep.node_gradients`), which share nothing
+every node at every step (:meth:`symbolic_lstm.check.complex_step.ComplexStep.node_gradients`), which share nothing
 with the printed code.  The first statement, in the order the module runs them, whose result differs is where the
 error enters: everything it read agreed.
 
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cell import Cell
-from ..complex_step import ComplexStep
+from ..check.complex_step import ComplexStep
+from ..engine.cell import Cell
 from .backend import Statement
 
 #: A statement's value is wrong when its relative difference from the judge's exceeds this (the problem is small

@@ -21,17 +21,18 @@ from typing import ClassVar
 
 import sympy as sp
 
-from ..cell import Cell
-from ..paths import PACKAGE_DIR, templates_dir
-from ..version import __version__
+from ..engine.cell import Cell
+from ..runtime.paths import PACKAGE_DIR, templates_dir
+from ..runtime.version import __version__
 
-#: The engine (what a cell's stages, derivatives, loss and heads are) and the NumPy printer every backend builds
-#: on.  A kernel is printed from these, so a change here can change every module; the LaTeX, the notebooks and
-#: the checks are not among them.
-ENGINE_MODULES = (
-    "cell", "graph", "derivation", "functions", "notation", "heads", "timeline", "reserved", "printer_numpy",
-)  # fmt: skip
+#: The engine (what a cell's stages, derivatives, loss and heads are: ``engine/*.py``, not the built-in cells, whose
+#: definitions a module's hash takes from the cell itself) and the shared code generator with the NumPy printer every
+#: backend builds on.  A kernel is printed from these, so a change here can change every module; the LaTeX, the
+#: notebooks and the checks are not among them.
+ENGINE_DIR = PACKAGE_DIR / "engine"
 CODEGEN_DIR = Path(__file__).resolve().parent
+#: The modules of ``codegen/`` that read modules already written (judge them fresh, load them), render none.
+NOT_RENDERING = ("loader.py", "stale.py")
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ class Backend:
         """What a module of this backend is rendered from, besides the cell: the engine, the shared code
         generator (``codegen/*.py``), the backend's own package and its templates — never the LaTeX, the
         notebooks or another backend."""
-        files = [PACKAGE_DIR / f"{name}.py" for name in ENGINE_MODULES]
-        files += sorted(CODEGEN_DIR.glob("*.py"))
+        files = sorted(ENGINE_DIR.glob("*.py"))
+        files += sorted(p for p in CODEGEN_DIR.glob("*.py") if p.name not in NOT_RENDERING)
         files += sorted(self.folder.rglob("*.py"))
         files += sorted((templates_dir() / self.templates).glob("*.j2"))
         files += sorted((templates_dir() / "_shared").glob("*.j2"))  # the header every backend's modules share

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..cell import Cell, Linear, Reduce
-from ..derivation import StepDerivation
-from ..printer_numpy import KernelPrinter, heaviside_at_zero
-from .lines import ModuleApi, OwnNames, template_env, uni, uni_expr, uni_time, unpacking
+from ..engine.cell import Cell
+from ..engine.derivation import StepDerivation
+from ..engine.stages import Linear, Stage
+from .lines import ModuleApi, OwnNames, StageText, template_env, uni, uni_time, unpacking
+from .printer_numpy import KernelPrinter, heaviside_at_zero
 from .schedule import Schedule
 
 
@@ -64,7 +65,7 @@ class ExpressionPlan(ModuleApi):
 
     def render(self, template: str, backend: str, source_hash: str) -> str:
         """The module, rendered from ``template`` (byte-stable)."""
-        from ..version import __version__
+        from ..runtime.version import __version__
 
         return (
             template_env()
@@ -96,21 +97,8 @@ class ExpressionPlan(ModuleApi):
     def forward(self) -> list[Step]:
         out = []
         for st in self.cell.stages:
-            if isinstance(st, Linear):
-                terms = [self.product(st, k) for k in st.inputs]
-                if st.bias is not None:
-                    terms.append(st.bias)
-                text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (
-                    f" + {st.bias}" if st.bias else ""
-                )
-                out.append(Step(st.name, " + ".join(terms), f"{uni_time(st.name)} = {text}", st.name))
-            elif isinstance(st, Reduce):
-                code = f"xp.mean({self.p.doprint(st.expr)}, axis=-1, keepdims=True)"
-                comment = f"{uni_time(st.name)} = mean_i({uni_expr(st.expr, self.cell.vectors)})"
-                out.append(Step(st.name, code, comment, st.name))
-            else:
-                comment = f"{uni_time(st.name)} = {uni_expr(st.expr, self.cell.vectors)}"
-                out.append(Step(st.name, self.p.doprint(st.expr), comment, st.name))
+            text = st.compose(StageText(self.cell.vectors))
+            out.append(Step(st.name, st.compose(_ArrayCode(self)), f"{uni_time(st.name)} = {text}", st.name))
         return out
 
     def backward(self, seeds: bool = True) -> list[Step]:
@@ -154,3 +142,20 @@ class ExpressionPlan(ModuleApi):
     def stored(self) -> list[str]:
         """Every per-step node backward may read (the array-API module keeps them all; simple and portable)."""
         return [st.name for st in self.cell.stages]
+
+
+@dataclass(frozen=True)
+class _ArrayCode:
+    """A stage as one array-API expression (its :class:`~..engine.stages.StageOps` in code): the product's terms
+    summed, an expression printed, a mean over the units as ``xp.mean(…, axis=-1, keepdims=True)``."""
+
+    plan: ExpressionPlan
+
+    def product(self, st: Linear) -> str:
+        return " + ".join([self.plan.product(st, k) for k in st.inputs] + ([st.bias] if st.bias is not None else []))
+
+    def unitwise(self, st: Stage, expr: sp.Expr) -> str:
+        return self.plan.p.doprint(expr)
+
+    def mean(self, st: Stage, value: str) -> str:
+        return f"xp.mean({value}, axis=-1, keepdims=True)"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..heads import linear_mse, softmax_ce
-from ..printer_numpy import KernelPrinter
+from ..engine.heads import linear_mse, softmax_ce
 from .lines import matrix_symbol
+from .printer_numpy import KernelPrinter
 
 
 def head_code(printer: KernelPrinter) -> dict[str, str]:

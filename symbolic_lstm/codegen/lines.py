@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from ..cell import Cell
-from ..notation import ERROR, Partial, node
-from ..paths import templates_dir
-from ..reserved import FREE_ARGUMENTS
+from ..engine.cell import Cell
+from ..engine.notation import ERROR, Partial, node
+from ..engine.reserved import FREE_ARGUMENTS
+from ..engine.stages import Linear, Stage
+from ..runtime.paths import templates_dir
 
 if TYPE_CHECKING:
     import jinja2
@@ -114,7 +115,7 @@ FORMS: dict[str, str] = {
 class OwnNames:
     """The kernels' own names for one cell, module-wide.
 
-    Every one begins with ``_``, which no cell name may (:mod:`symbolic_lstm.reserved`), so none meets a cell's
+    Every one begins with ``_``, which no cell name may (:mod:`symbolic_lstm.engine.reserved`), so none meets a cell's
     name; each reads as what it names (``_c_seq``, ``_W_x``, ``_tanh_c``, ``_f_``).  No two name different things:
     a plan registers every name it prints once, in one order, before printing any (:meth:`add`); a spelling
     already given, or one of :data:`FIXED`, takes a number (``_W_c_seq2``), which only a cell naming one node
@@ -204,7 +205,7 @@ class ModuleApi:
 
     @property
     def returns(self) -> tuple[str, ...]:
-        """What forward returns before the cache (see :attr:`~symbolic_lstm.cell.Cell.returns`)."""
+        """What forward returns before the cache (see :attr:`~symbolic_lstm.engine.cell.Cell.returns`)."""
         return self.cell.returns
 
     @property
@@ -267,6 +268,23 @@ def uni_expr(expr: sp.Expr, shared: tuple[str, ...] = ()) -> str:
     )
 
 
+@dataclass(frozen=True)
+class StageText:
+    """A stage as the kernels' comments and the graph picture write it (its :class:`~..engine.stages.StageOps` in
+    text): ``W_f [a<t-1>, x<t>] + b_f``, ``σ(sum_f<t>)``, ``mean_i(…)``; ``shared`` names (unit parameters) untimed."""
+
+    shared: tuple[str, ...] = ()
+
+    def product(self, st: Linear) -> str:
+        return f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (f" + {st.bias}" if st.bias else "")
+
+    def unitwise(self, st: Stage, expr: sp.Expr) -> str:
+        return uni_expr(expr, self.shared)
+
+    def mean(self, st: Stage, value: str) -> str:
+        return f"mean_i({value})"
+
+
 class CommentPrinter(sp.printing.str.StrPrinter):
     """Compact text for comments: ∂c<t>/∂Γ_f<t>, δc<t+1>, σ(…), products with '·', squares with '²'; chain order
     kept.  Unambiguous read as Python reads it (``·`` as ``*``, ``²`` as ``**2``) and as a person reads it: a
@@ -303,7 +321,7 @@ class CommentPrinter(sp.printing.str.StrPrinter):
 
     def _print_Heaviside(self, expr: sp.Expr) -> str:
         """``H(x)``: H(0) = 0, as the kernels compute it; ``H(x, h0)`` when the cell gave another value at 0."""
-        from ..printer_numpy import heaviside_at_zero
+        from .printer_numpy import heaviside_at_zero
 
         h0 = heaviside_at_zero(expr)
         return f"H({self._print(expr.args[0])}" + (f", {self._print(h0)})" if h0 != 0 else ")")
@@ -338,7 +356,7 @@ def comment_text(text: str) -> str:
 
 def literal(value: str) -> str:
     """User text as a Python string literal in a generated module: ``repr`` of the value, read back by
-    ``ast.literal_eval`` (:mod:`symbolic_lstm.stale`) — the one way user text enters code."""
+    ``ast.literal_eval`` (:mod:`symbolic_lstm.codegen.stale`) — the one way user text enters code."""
     if not isinstance(value, str):
         raise TypeError(f"a literal in generated code is a str, got {type(value).__name__}")
     return repr(value)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import sympy as sp
 
-from ..cell import Cell, Linear
-from ..files import write_atomic
-from ..printer_numpy import printable_functions
+from ..engine.cell import Cell
+from ..runtime.files import write_atomic
 from .backend import Backend
 from .backends import get
 from .lines import CodegenError
+from .printer_numpy import printable_functions
 from .smoke import smoke_run
 
 
@@ -63,7 +63,7 @@ def write_checked(
     folder_check: Callable[[os.stat_result], None] | None = None,
 ) -> Path:
     """Render ``cell`` (unless ``text`` is given), smoke-run it, and write ``<folder>/<module>.py`` atomically
-    (``folder_check``: see :func:`~symbolic_lstm.files.write_atomic`; a link at the module's name is replaced).
+    (``folder_check``: see :func:`~symbolic_lstm.runtime.files.write_atomic`; a link at the module's name is replaced).
 
     Raises:
         CodegenError: the cell cannot be printed, or the printed module fails its smoke run (nothing written).
@@ -87,14 +87,14 @@ def generate(cells: Sequence[Cell], out_dir: str | Path, backend: str | Backend 
 
 def _unprintable(cell: Cell, backend: Backend, e: Exception) -> str:
     """Which stage uses the function the printer does not know (in its expression or its derivative)."""
-    from ..derivation import derive
+    from ..engine.derivation import derive
 
     what = str(e).split(":", 1)[-1].split("\n", 1)[0].strip()
 
     def uses(expr: sp.Expr) -> bool:
         return any(type(f).__name__ == what for f in expr.atoms(sp.Function))
 
-    stage = next((st.name for st in cell.stages if not isinstance(st, Linear) and uses(st.expr)), None)
+    stage = next((st.name for st in cell.stages if any(uses(e) for e in st.expressions)), None)
     if stage is None:  # only a derivative uses it: the stage whose local partial it appears in
         stage = next((str(p.num) for p, v in derive(cell).partials.items() if uses(v)), None)
     where = f"stage {stage!r}" if stage else "a stage"

@@ -31,10 +31,10 @@ from typing import Literal
 
 import sympy as sp
 
-from ..cell import Cell, Elementwise, Linear, Reduce
-from ..derivation import StepDerivation, derive
-from ..notation import Partial, future, node
-from ..reserved import derived_names
+from ..engine.cell import Cell, Elementwise, Linear
+from ..engine.derivation import StepDerivation, derive
+from ..engine.notation import Partial, future, node
+from ..engine.reserved import derived_names
 from .lines import CodegenError, OwnNames, is_seed, seed
 
 OperandKind = Literal["input", "state", "inner"]
@@ -188,7 +188,7 @@ class Schedule:
             if len(uses) == 1 and uses[0].kind == "stage":
                 cand = graph.stage(uses[0].consumer)
                 if (
-                    isinstance(cand, Elementwise)
+                    cand.unitwise
                     and isinstance(cand.expr, sp.Function)
                     and len(cand.expr.args) == 1
                     and cand.expr.args[0] == node(st.name)
@@ -301,9 +301,9 @@ class Schedule:
     @property
     def nonsmooth(self) -> bool:
         """Does a stage use a function with kinks or jumps (relu, |x|, clipping, a Piecewise …)?"""
-        from ..functions import NONSMOOTH
+        from ..engine.functions import NONSMOOTH
 
-        return any(isinstance(st, Elementwise | Reduce) and st.expr.has(*NONSMOOTH) for st in self.cell.stages)
+        return any(e.has(*NONSMOOTH) for st in self.cell.stages for e in st.expressions)
 
     # -- activations --------------------------------------------------------------------------------
     def keeps_pre(self, g: Gate) -> bool:
@@ -336,7 +336,7 @@ class Schedule:
         """Function applications backward needs again (tanh(c) …): computed once in forward, stored; each with its
         own name (``_tanh_c``) and its buffer's (``_tanh_c_seq``), in :attr:`own`."""
         found: list[sp.Expr] = []
-        forward_apps = {f for st in self.cell.stages if isinstance(st, Elementwise) for f in st.expr.atoms(sp.Function)}
+        forward_apps = {f for st in self.cell.stages if st.unitwise for f in st.expr.atoms(sp.Function)}
         for v in self.d.materialised:
             for f in self.d.evaluate(self.d.elementwise_part(v), keep=is_seed).atoms(sp.Function):
                 if f in forward_apps and all(a.is_Symbol for a in f.args) and len(f.args) == 1 and f not in found:
@@ -380,18 +380,14 @@ class Schedule:
                 continue
             if st.name in self.inner_operands or st.name == self.cell.output:
                 out.append(st.name)
-            elif node(st.name) in self.backward_reads and st.name not in in_block and not isinstance(st, Linear):
+            elif node(st.name) in self.backward_reads and st.name not in in_block and st.expressions:  # not a product
                 out.append(st.name)
         return out
 
     @property
     def forward_prev_states(self) -> list[str]:
         """States whose previous value an elementwise stage reads (needs a ``s_prev`` alias in forward)."""
-        return [
-            s
-            for s in self.cell.states
-            if any(isinstance(st, Elementwise) and f"{s}_prev" in st.reads for st in self.cell.stages)
-        ]
+        return [s for s in self.cell.states if any(st.unitwise and f"{s}_prev" in st.reads for st in self.cell.stages)]
 
     def defined_after(self, name: str) -> set[str]:
         names = set(self.cell.leaves)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cell import Cell
-from ..finite import CellNotFiniteError, fitting_scale, module_forward, scaled
-from ..gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
-from ..run_code import run_module
+from ..check.finite import CellNotFiniteError, fitting_scale, module_forward, scaled
+from ..check.gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
+from ..engine.cell import Cell
+from ..runtime.run_code import run_module
 from .attribution import first_difference
 from .backend import Backend
 from .lines import CodegenError

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..run_code import run_module, source_of
+from ..runtime.run_code import run_module, source_of
 from ..train.problems import Gradient, forward
 
 LOSSES = ("softmax_ce", "linear_mse")

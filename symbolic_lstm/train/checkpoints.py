@@ -85,7 +85,7 @@ def save_checkpoint(
     """Write every array, the settings and the batch generator's state to ``path`` (.npz), atomically."""
     import io
 
-    from ..files import write_atomic
+    from ..runtime.files import write_atomic
 
     arrays = {f"p/{k}": v for k, v in params.items()} | {f"head/{k}": v for k, v in head.items()}
     arrays |= {f"opt/{k}": v for k, v in opt.state().items()}
@@ -157,7 +157,7 @@ def checkpoint_lock(path: str | Path) -> Iterator[list[Path]]:
     import stat
     import time
 
-    from ..files import clean_temporaries, target
+    from ..runtime.files import clean_temporaries, target
 
     try:
         import fcntl

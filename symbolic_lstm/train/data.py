@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..paths import data_dir
+from ..runtime.paths import data_dir
 
 DATASETS = ("sunspots", "tempest")
 TEXTS = ("tempest",)

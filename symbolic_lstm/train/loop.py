@@ -12,7 +12,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..threads import blas_threads
+from ..runtime.threads import blas_threads
 from .checkpoints import Config, Start, check_start, checkpoint_lock, save_checkpoint
 from .optimiser import Optimizer, update
 from .problems import Gradients, NonFiniteOutputsError, Problem, TextProblem, evaluate, sample, text_loss

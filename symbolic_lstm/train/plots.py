@@ -89,7 +89,7 @@ def plot(history: History, path: str | Path, title: str) -> None:
 
     import matplotlib.pyplot as plt
 
-    from ..files import write_atomic
+    from ..runtime.files import write_atomic
 
     fig = figure(history, title)
     fmt = Path(path).suffix.lower().lstrip(".")

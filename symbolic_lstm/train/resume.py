@@ -11,7 +11,7 @@ from .checkpoints import Config
 from .data import TEXTS
 
 if TYPE_CHECKING:
-    from ..cell import Cell
+    from ..engine.cell import Cell
 
 #: (window, hidden, epochs, holdout) a new run takes unless told: a text, a series.
 TEXT_DEFAULTS = (64, 128, 60, 0.1)
@@ -120,7 +120,7 @@ def trained_cell(
     Raises:
         CellMismatchError: no cell given for a cell from a file, or a changed cell without ``cell_changed``.
     """
-    from ..cells import BUILTIN, get_cell
+    from ..engine.cells import BUILTIN, get_cell
 
     give, consent = how
     if cell is None:

@@ -10,7 +10,7 @@ per-step values kept in lists and stacked.  The NumPy backend stays the fast one
 
 from __future__ import annotations
 
-from ....cell import Cell
+from ....engine.cell import Cell
 from ...expressions import ExpressionPlan, Step
 
 TEMPLATE = "array_api/cell_module.py.j2"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 
-from ....cell import Cell, Linear
+from ....engine.cell import Cell, Linear
 from ...expressions import ExpressionPlan, Step
 from ...head_rules import head_code, regression_dz
 from ...lines import uni_time, unpacking

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from ....cell import Cell
+from ....engine.cell import Cell
 from ...backend import Backend, Statement
 
 

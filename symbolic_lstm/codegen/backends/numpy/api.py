@@ -8,13 +8,13 @@ from functools import cached_property
 
 import sympy as sp
 
-from ....cell import Cell
-from ....derivation import StepDerivation
-from ....notation import ERROR, Partial, node, target
-from ....printer_numpy import KernelPrinter
-from ....version import __version__
+from ....engine.cell import Cell
+from ....engine.derivation import StepDerivation
+from ....engine.notation import ERROR, Partial, node, target
+from ....runtime.version import __version__
 from ...head_rules import head_code, regression_dz
 from ...lines import CommentPrinter, ModuleApi
+from ...printer_numpy import KernelPrinter
 
 
 class LossCode(ModuleApi):

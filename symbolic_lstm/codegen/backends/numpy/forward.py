@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ....cell import Linear, Reduce
-from ....notation import node
+from ....engine.notation import node
 from ...lines import (
     Line,
     uni,
@@ -199,7 +198,7 @@ class ForwardLines(FusedNames):
             lines += self._late_lines(g.value)
         written_aux: set[sp.Expr] = set()
         for st in self.cell.stages:
-            if isinstance(st, Linear) or st.name in in_block:
+            if not st.expressions or st.name in in_block:  # products are the block's; so are its activations
                 continue
             expr = st.expr
             for f, name in self.s.aux.items():
@@ -209,9 +208,7 @@ class ForwardLines(FusedNames):
             expr = expr.xreplace(self.s.aux_names())
             comment = f"{uni(st.name)}<t> = {self.stage_text(st)}"
             if st.name in self.cell.scalars:  # one number per row: a small (B, 1) array, allocated
-                code = self.printer.doprint(expr)
-                if isinstance(st, Reduce):
-                    code = f"{self.printer._module_format('numpy.mean')}({code}, axis=-1, keepdims=True)"
+                code = st.map_expressions(lambda e: e.xreplace(self.s.aux_names())).compose(self.code)
                 lines.append(Line(f"{st.name} = {code}", comment, stage=st.name))
                 if st.name in self.s.stored_stages:
                     lines.append(Line(f"{self.seq(st.name)}[t] = {st.name}"))

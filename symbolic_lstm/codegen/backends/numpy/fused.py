@@ -1,6 +1,6 @@
 """The fused NumPy layout: the schedule (:mod:`symbolic_lstm.codegen.schedule`) printed in place.
 
-What comes from the engine, printed by :class:`~symbolic_lstm.printer_numpy.KernelPrinter`: every
+What comes from the engine, printed by :class:`~symbolic_lstm.codegen.printer_numpy.KernelPrinter`: every
 forward stage, every δ of the backward pass (forks, seeds, the gradient from the next step), the
 reverse rules of the linear stages (matrix calculus), the loss and its derivative.  What the schedule
 decides (which products over which gates, which buffers) and this module spells in NumPy:
@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import re
 
-from ....cell import Cell
+from ....engine.cell import Cell
 from ...lines import (
     Line,
     template_env,
     uni,
     uni_time,
 )
+from ...printer_numpy import StageCode
 from ...schedule import Schedule
 from .api import api_context
 from .backward import BackwardLines
@@ -48,6 +49,7 @@ class KernelPlan(BackwardLines):
         self.d = self.s.d
         self._register_names()
         self.printer = OwnPrinter(self.own)
+        self.code = StageCode(self.printer)
 
 
 def _scratch_in(code: list[str]) -> list[str]:

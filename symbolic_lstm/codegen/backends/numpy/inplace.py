@@ -1,6 +1,6 @@
 """Print an elementwise expression as NumPy statements that write into an existing buffer.
 
-``dest = Gamma_f*c_prev + Gamma_u*c_tilde`` printed by :class:`~symbolic_lstm.printer_numpy.KernelPrinter`
+``dest = Gamma_f*c_prev + Gamma_u*c_tilde`` printed by :class:`~symbolic_lstm.codegen.printer_numpy.KernelPrinter`
 allocates a temporary for every operation.  Inside a time loop that is a fresh allocation (and, for large
 batches, fresh pages) per operation per step.  :func:`inplace` prints the same expression as a sequence of
 ufunc calls with ``out=``::
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ....functions import logsigmoid, sigmoid, softsign
-from ....printer_numpy import KernelPrinter, heaviside_at_zero
+from ....engine.functions import logsigmoid, sigmoid, softsign
+from ...printer_numpy import KernelPrinter, heaviside_at_zero
 
 
 class InplaceError(ValueError):

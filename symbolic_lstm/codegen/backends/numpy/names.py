@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ....cell import Elementwise, Linear, Reduce
-from ....notation import Partial
-from ....printer_numpy import KernelPrinter
-from ....timeline import Timeline
+from ....engine.notation import Partial
+from ....engine.stages import Linear, Stage
+from ....engine.timeline import Timeline
 from ...lines import (
     CommentPrinter,
     OwnNames,
+    StageText,
     uni,
-    uni_expr,
     uni_time,
 )
+from ...printer_numpy import KernelPrinter
 from ...schedule import Gate, Group, Product, Schedule
 from .api import LossCode
 
@@ -181,9 +181,8 @@ class FusedNames(LossCode):
         n_a = self.G * (2 if self.keep_pre else 1) + len(self.s.aux) + len(self.s.stored_stages) + len(self.cell.states)
         return f"about (n_x + {n_a}·n_a)·T·B"
 
-    def stage_text(self, st: Elementwise | Reduce) -> str:
-        text = uni_expr(st.expr, self.cell.vectors)
-        return f"mean_i({text})" if isinstance(st, Reduce) else text
+    def stage_text(self, st: Stage) -> str:
+        return st.compose(StageText(self.cell.vectors))
 
     def seq_width(self, name: str) -> str:
         """Columns of a stored node's per-step buffer: 1 for a row scalar, n_a otherwise."""

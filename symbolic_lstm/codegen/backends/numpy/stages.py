@@ -17,9 +17,10 @@ Simpler than the fused layout and a little slower (one product per stage and ope
 
 from __future__ import annotations
 
-from ....cell import Cell, Elementwise, Linear, Reduce
-from ....printer_numpy import KernelPrinter
-from ...lines import Line, OwnNames, matrix_symbol, template_env, uni, uni_expr, uni_time
+from ....engine.cell import Cell
+from ....engine.stages import Linear, Stage
+from ...lines import Line, OwnNames, StageText, matrix_symbol, template_env, uni, uni_time
+from ...printer_numpy import KernelPrinter, StageCode
 from ...schedule import Schedule
 from .api import LossCode, api_context
 
@@ -31,7 +32,7 @@ def stages_reason(cell: Cell) -> str | None:
     nx = [n for n in cell.widths if cell.width(n) == "n_x" and n not in cell.inputs]
     if nx:
         return f"has nodes of n_x units ({', '.join(nx)})"
-    elementwise = [st.name for st in cell.stages if not isinstance(st, Linear) and set(st.reads) & set(cell.inputs)]
+    elementwise = [st.name for st in cell.stages if st.expressions and set(st.reads) & set(cell.inputs)]
     if elementwise:
         return f"reads its input unit by unit (stage {', '.join(elementwise)})"
     if not any(set(st.inputs) & set(cell.inputs) for st in cell.linear_stages):
@@ -50,6 +51,7 @@ class StagePlan(LossCode):
         self.d = self.s.d
         self.input = cell.inputs[0]
         self.printer = KernelPrinter()
+        self.code = StageCode(self.printer)
         self.own: OwnNames = self.s.own
         self.own.add("all", self.input)
         self.own.add("d_all", self.input)
@@ -79,9 +81,8 @@ class StagePlan(LossCode):
         """Every stage but the states (those have (T + 1)-step buffers of their own), in order."""
         return [st.name for st in self.cell.stages if st.name not in self.cell.states]
 
-    def stage_text(self, st: Elementwise | Reduce) -> str:
-        text = uni_expr(st.expr, self.cell.vectors)
-        return f"mean_i({text})" if isinstance(st, Reduce) else text
+    def stage_text(self, st: Stage) -> str:
+        return st.compose(StageText(self.cell.vectors))
 
     def columns(self, st: Linear, operand: str) -> str:
         start, stop = self.s.columns(st, operand)
@@ -127,10 +128,8 @@ class StagePlan(LossCode):
         for st in cell.stages:
             buf = f"{self.seq(st.name)}[t + 1]" if st.name in cell.states else f"{self.seq(st.name)}[t]"
             out.append(Line(f"{st.name} = {buf}"))
-            if isinstance(st, Linear):
-                text = f"{st.weight} [{', '.join(uni_time(k) for k in st.inputs)}]" + (
-                    f" + {st.bias}" if st.bias else ""
-                )
+            if not st.expressions:  # a product: its matmuls, the input's hoisted out of the loop
+                text = self.stage_text(st)
                 rest = [k for k in st.inputs if k != inp]
                 hoisted = inp in st.inputs
                 for i, k in enumerate(rest):
@@ -148,16 +147,14 @@ class StagePlan(LossCode):
                 if st.bias is not None and not hoisted:
                     out.append(Line(f'{st.name} += _arrays["{st.bias}"]', stage=st.name))
                 continue
-            code = self.printer.doprint(st.expr)
-            if isinstance(st, Reduce):
-                code = f"np.mean({code}, axis=-1, keepdims=True)"
+            code = st.compose(self.code)
             out.append(Line(f"{st.name}[...] = {code}", f"{uni_time(st.name)} = {self.stage_text(st)}", stage=st.name))
         return out
 
     # -- backward -------------------------------------------------------------------------------------
     def through_linear(self, v: str) -> list[str]:
         """δsum · (v's columns of W) for every linear stage that reads v: the stage's reverse rule (matrix
-        calculus, :attr:`~symbolic_lstm.derivation.StepDerivation.rules`)."""
+        calculus, :attr:`~symbolic_lstm.engine.derivation.StepDerivation.rules`)."""
         out = []
         for st in self.d.graph.linear_consumers(v):
             r = self.d.rules[st.name]

@@ -1,0 +1,63 @@
+"""A derived cell inside JAX: a ``jax.custom_vjp`` function whose backward is the derived one (the ``[jax]`` extra).
+
+``recurrent(cell)`` returns ``run(params, x, *initial_states) -> outputs``: ``params`` a dict with our names
+(``W_f``, ``b_f`` …), ``x`` (T, B, n_x), initial states optional (zeros by default, in the cell's state order),
+outputs (T, B, n_a).  Forward and backward are the cell's generated JAX module (``--backend jax``): each a
+``lax.scan`` over the steps, so ``run`` works under ``jax.jit`` with a compile time that does not grow with T,
+under ``jax.vmap``, and ``jax.grad`` of a loss through it differentiates with the derived backward, not JAX's
+own.  Enable float64 with ``jax.config.update("jax_enable_x64", True)`` to compare to round-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ..codegen.loader import module_for
+from ..engine.cell import Cell
+from ..engine.cells import as_cell
+
+__all__ = ["recurrent"]
+
+
+def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
+    """``run(params, x, *initial_states) -> outputs (T, B, n_a)`` for ``cell`` (a name, ``path.py:NAME`` or a
+    :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the module docstring)."""
+    cell = as_cell(cell)
+    m = module_for(cell, backend="jax").module
+    states = cell.states
+
+    def start(params: Mapping[str, jax.Array], x: jax.Array, initial: tuple[jax.Array, ...]) -> tuple:
+        """The parameters as a dict and every initial state (zeros for those not given)."""
+        if len(initial) > len(states):
+            raise ValueError(f"cell {cell.name} has {len(states)} states ({', '.join(states)}), got {len(initial)}")
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of the cell's parameters {m.PARAMS}, got {type(params).__name__}")
+        if set(params) != set(m.PARAMS):
+            raise ValueError(f"params must have exactly the keys {m.PARAMS}, got {tuple(params)}")
+        params = dict(params)
+        n_a = params[m.N_A_FROM].shape[0]
+        zeros = tuple(jnp.zeros((x.shape[1], n_a), x.dtype) for _ in states[len(initial) :])
+        return params, (*initial, *zeros)
+
+    @jax.custom_vjp
+    def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> jax.Array:
+        params, init = start(params, x, initial)
+        return m.scan_forward(x, params, init)[cell.output]
+
+    def run_fwd(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> tuple[jax.Array, Any]:
+        params, init = start(params, x, initial)
+        seq = m.scan_forward(x, params, init)
+        return seq[cell.output], (params, x, init, seq, len(initial))
+
+    def run_bwd(residuals: Any, dy: jax.Array) -> tuple:
+        params, x, init, seq, given = residuals
+        grads, dx, d0 = m.scan_backward(dy, {}, x, params, init, seq)
+        return ({name: grads[name] for name in params}, dx, *d0[:given])
+
+    run.defvjp(run_fwd, run_bwd)
+    run.__doc__ = f"The {cell.name} cell over a sequence; backward: the generated one. {recurrent.__doc__}"
+    return run

@@ -1,0 +1,430 @@
+"""Numeric check of generated kernels: every gradient against an independent reference, in float64.
+
+The loss exercises every output at once: Error = mse_loss(a, y, mode) + Σ v·c (random v, passed to
+``backward`` as ``dc``; every other problem passes ``dc=None`` to check that path too).  Problems vary T
+(1 included), B (1 included), sizes and both loss modes, with non-zero initial states and weights large
+enough that gates are not all near ½.
+
+The reference is the complex-step derivative of the cell's own stages, run by an interpreter that walks their
+SymPy expression trees and knows no derivative (:mod:`.complex_step`, :mod:`.reference`):
+∂E/∂θ = Im E(θ + ih)/h with h = 1e-20, exact to float64 round-off for any smooth cell however sharp, since nothing
+is subtracted.  (Central differences, which ``check`` used before, trade truncation against round-off and reach
+only ~1e-9 on smooth cells — a multiplicative-integration RNN's products of sums reached 2e-7 and failed a
+correct kernel.)
+
+**The judge shares nothing with what it judges but SymPy and the cell definition.**  It prints no code: no
+printer, template or derivative of this package is on its path (a test walks its imports, another runs it with
+every SymPy printer and the package's print hooks poisoned).  So a printer that drops a parenthesis makes the
+kernels wrong and leaves the judge right — the verdict is ✗, not a shared ✓.
+
+What is left between a right kernel and the reference is the round-off of two float64 computations of the same
+sums: measured up to ~2e-13 of the problem's largest derivative (over every built-in and paper cell).  The
+relative error of an entry is (|g − n| − allowance)⁺ / max(|g| + |n|, floor) with floor = 1e-6 · (largest |n|
+of that gradient in that problem) and allowance = ROUNDOFF · (largest |n| of any gradient in that problem),
+ROUNDOFF = 1e-12: entries that are (near) zero are compared on the gradient's own scale instead of dividing 0 by
+0, and a difference below float64's resolution of the problem's own derivatives is round-off, whichever
+gradient it lands in.  With tol = 1e-7 any entry larger than 1e-7 of its gradient's largest that is off by a
+relative 1e-6 fails, where that change exceeds the round-off allowance; smaller changes are below what float64
+resolves in the sums that make the gradient.
+
+The module's forward pass is compared with the interpreter's too (outputs and every state, relative 1e-10):
+a kernel that computes the wrong function fails even where its backward pass matches its own forward.
+
+Cells with kinks (``NONSMOOTH``: relu, |x|, clipping, a Piecewise) are differentiable everywhere but on a
+set of measure zero, and the kernels take PyTorch's derivative there (relu′(0) = 0).  The complex step
+takes the branch the point lies on and never crosses a kink; a problem whose point lies within round-off
+of a kink (a kink argument within 1e-9 of 0, relative) is not compared, and the table counts its entries.
+
+Cells that normalise over units (``REDUCES_OVER_UNITS``, the layer-normalised LSTM) are checked with
+n_a ≥ 4: with two units (v − μ)/σ is ±|d|/√(d² + ε), flat almost everywhere, so its gradients are
+round-off-sized and no relative comparison means anything.
+
+Saturated gates (``SATURATED``: weights 20× PyTorch's initial scale, about half the gate units within 1e-3
+of 0 or 1) make many gradient entries vanish while the products that make them are large: an entry
+passes when |g − n| ≤ atol·max(1, |E|) + tol·(|g| + |n|) with atol = 1e-10 and tol = 1e-7 (where that exceeds
+the round-off allowance above) — the stated
+allowance for float64 round-off there (measured up to 4e-11·max(1, |E|), layer normalisation's, over ten
+seeds of every built-in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..runtime.threads import blas_threads
+from .finite import fitting_scale, module_forward, scaled
+
+if TYPE_CHECKING:
+    from ..engine.cell import Cell
+
+#: (T, B, n_x, n_a, loss mode, pass dc)
+Problem = tuple[int, int, int, int, str, bool]
+
+DEFAULT_PROBLEMS: tuple[Problem, ...] = (
+    (1, 1, 2, 3, "many-to-many", True),
+    (1, 3, 3, 2, "many-to-one", False),
+    (4, 1, 2, 3, "many-to-one", True),
+    (3, 2, 3, 4, "many-to-many", False),
+    (5, 3, 2, 2, "many-to-many", True),
+    (6, 2, 4, 3, "many-to-one", False),
+)
+
+H = 1e-3
+FLOOR = 1e-6
+#: Float64 round-off of a backward pass, relative to the problem's largest derivative: the absolute allowance of
+#: every comparison (measured up to ~2e-13 over every built-in and paper cell).
+ROUNDOFF = 1e-12
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How large the random weights are, and the tolerances that go with it."""
+
+    weight_scale: float  # multiple of init_params' U(−1/√n_a, 1/√n_a) weights
+    tol: float  # largest relative error accepted
+    atol: float  # absolute round-off allowance, times max(1, |E|)
+
+
+#: Gates mostly in their sensitive range.
+NORMAL = Regime(weight_scale=2.0, tol=1e-7, atol=0.0)
+#: Gates about half saturated: vanishing entries are compared against float64 round-off of their sums.
+SATURATED = Regime(weight_scale=20.0, tol=1e-7, atol=1e-10)
+#: Largest relative difference between the module's forward pass and the reference interpreter's.
+FORWARD_TOL = 1e-10
+#: The forward pass's round-off allowance per value, times its sensitivity to a relative change of every input
+#: (:meth:`~symbolic_lstm.check.complex_step.ComplexStep.sensitivity`): near a pole of the cell's own math (a normaliser
+#: n<t> that crosses 0) two right computations differ by far more than 1e-10, and by about eps · that.
+FORWARD_ROUNDOFF = 1e-13
+#: The problems a generated module must pass before it is written (see :mod:`symbolic_lstm.codegen.smoke`).
+SMOKE_PROBLEMS: tuple[Problem, ...] = ((3, 2, 3, 4, "many-to-many", True), (2, 1, 2, 3, "many-to-one", False))
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """Worst relative error of one gradient over all problems."""
+
+    key: str
+    shape: str
+    max_rel_error: float  # max |g − n| / (|g| + |n|), floored
+    tol: float
+    judged: float | None = None  # the same after the absolute round-off allowance (None: not computed)
+    skipped: int = 0  # entries whose every stencil crossed a kink (not compared)
+
+    @property
+    def ok(self) -> bool:
+        return bool((self.max_rel_error if self.judged is None else self.judged) <= self.tol)
+
+
+class CheckReport(list):
+    """The rows of a gradient check (a list of :class:`CheckRow`): ``str`` is the CLI's table, Jupyter shows an
+    HTML table.  ``forward``: the largest relative difference between the module's forward pass (outputs and
+    states) and the reference interpreter's; the check fails if it exceeds ``FORWARD_TOL``."""
+
+    forward: float = 0.0
+    compared: int = 0  # problems whose gradients were compared (not at a kink)
+    scale: float = 1.0  # the smallest scale a problem was checked at (see :func:`fitting_scale`)
+
+    @property
+    def forward_ok(self) -> bool:
+        return self.forward <= FORWARD_TOL
+
+    @property
+    def ok(self) -> bool:
+        """Every gradient and the forward pass within tolerance — and at least one gradient compared."""
+        return len(self) > 0 and self.compared > 0 and all(r.ok for r in self) and self.forward_ok
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.skipped for r in self)
+
+    def verdict(self) -> str:
+        """One line: what was compared, and whether it agreed."""
+        bad = [r.key for r in self if not r.ok]
+        tols = sorted({r.tol for r in self})
+        tol = "/".join(f"{t:g}" for t in tols)
+        forward = "" if self.forward_ok else f"; the forward pass differs from the cell's ({self.forward:.1e})"
+        if not self or not self.compared:
+            return "FAILED: no gradient was compared" + (" (every problem's point lies at a kink)" if self else "")
+        if bad or not self.forward_ok:
+            return "FAILED: " + (f"{', '.join(bad)} exceed {tol}" if bad else "gradients within tolerance") + forward
+        return f"all {len(self)} gradients within {tol} of the complex-step reference{self.scale_note}"
+
+    @property
+    def scale_note(self) -> str:
+        """Where the cell overflowed at the check's own scale: at which scale it was checked instead."""
+        if self.scale == 1.0:
+            return ""
+        return (
+            f" (the cell overflows at the check's own scale: parameters, input and initial states scaled by "
+            f"{self.scale:g} where it did)"
+        )
+
+    def __str__(self) -> str:
+        return format_table(self)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        judged = any(r.judged is not None and r.max_rel_error > r.tol for r in self)
+        head = "<th>gradient</th><th>shape</th><th>max rel. error</th>" + ("<th>judged</th>" if judged else "")
+        rows = "".join(
+            "<tr><td>%s</td><td>%s</td><td>%.3e</td>%s<td>%s</td></tr>"
+            % (
+                html.escape(r.key),
+                html.escape(r.shape),
+                r.max_rel_error,
+                (f"<td>{r.judged:.3e}</td>" if r.judged is not None else "<td></td>") if judged else "",
+                "✓" if r.ok else f"✗ &gt; {r.tol:.0e}",
+            )
+            for r in self
+        )
+        note = f"; {self.skipped} entries at a kink not compared" if self.skipped else ""
+        return (
+            f"<table><thead><tr>{head}<th></th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<p>{len(self)} gradients against the complex-step derivative of the cell: {html.escape(self.verdict())}"
+            f"{note}; forward pass within {self.forward:.1e} of the cell's own stages</p>"
+        )
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray, atol: float | np.ndarray = 0.0) -> float:
+    """max (|a − n| − atol)⁺ / max(|a| + |n|, FLOOR · max|n|), elementwise (0 for empty arrays; ``atol`` a number
+    or an allowance per entry); entries where ``numeric`` is nan (not measured: at a kink) are left out."""
+    keep = ~np.isnan(numeric)
+    if np.ndim(atol):
+        atol = np.broadcast_to(atol, numeric.shape)[keep]
+    analytic, numeric = analytic[keep], numeric[keep]
+    if analytic.size == 0:
+        return 0.0
+    floor = max(FLOOR * float(np.max(np.abs(numeric))), np.finfo(np.float64).tiny)
+    denom = np.maximum(np.abs(analytic) + np.abs(numeric), floor)
+    excess = np.maximum(np.abs(analytic - numeric) - atol, 0.0)
+    return float(np.max(excess / denom))
+
+
+def numeric_gradient(
+    f: Callable[[], float], arr: np.ndarray, h: float = H, kinks: Callable[[], np.ndarray] | None = None
+) -> np.ndarray:
+    """dF/darr by the fourth-order central stencil, perturbing ``arr`` in place (restored after).
+
+    ``kinks``: where given, the signs of the function's kink arguments at the current point; an entry whose
+    stencil changes any of them is taken again with h/10, h/100, h/1000, and is nan if every stencil does.
+    """
+    out = np.zeros_like(arr)
+    flat, grad = arr.reshape(-1), out.reshape(-1)
+    base = None if kinks is None else kinks()
+    for i in range(flat.size):
+        x0 = flat[i]
+        grad[i] = np.nan
+        for hh in (h, h / 10, h / 100, h / 1000) if kinks is not None else (h,):
+            vals, crossed = [], False
+            for step in (-2 * hh, -hh, hh, 2 * hh):
+                flat[i] = x0 + step
+                vals.append(f())
+                crossed = crossed or (base is not None and not np.array_equal(kinks(), base))  # type: ignore[misc]
+            flat[i] = x0
+            if not crossed:
+                grad[i] = (vals[0] - 8 * vals[1] + 8 * vals[2] - vals[3]) / (12 * hh)
+                break
+    return out
+
+
+@dataclass
+class Comparison:
+    """One problem of a check: the module's gradients beside the reference's.
+
+    ``reference`` is None where the problem's point lies within round-off of a kink (not judged).
+    ``allowance``: the absolute round-off allowance for this problem: the larger of the regime's atol·max(1, |E|)
+    and ROUNDOFF · (the largest reference entry of any gradient).
+    ``forward``: the largest relative difference of the module's outputs and states from the interpreter's.
+    ``scale``: what the parameters, input and initial states were multiplied by (1 unless the cell overflows at
+    the check's own scale, :func:`fitting_scale`).
+    """
+
+    problem: Problem
+    grads: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray] | None
+    allowance: float
+    forward: float
+    scale: float = 1.0
+
+
+def comparisons(
+    k: ModuleType,
+    seed: int = 0,
+    problems: Sequence[Problem] = DEFAULT_PROBLEMS,
+    regime: Regime = NORMAL,
+    cell: Cell | None = None,
+) -> Iterator[Comparison]:
+    """Run every problem through the module and through the complex-step reference (see :func:`check_module`)."""
+    from .complex_step import ComplexStep
+
+    if cell is None:  # the cell the header names: a cell file only as check --stale runs one (read once, checked)
+        from ..engine.cells.named import NotRunError, named_cell
+
+        try:
+            cell = named_cell(k.CELL_SPEC)
+        except NotRunError as e:
+            raise ValueError(
+                f"the reference needs the module's cell; its CELL_SPEC names a cell file that is not run ({e}); "
+                "pass cell= the Cell it was generated from"
+            ) from None
+        except ValueError as e:
+            raise ValueError(
+                f"the reference needs the module's cell, and its CELL_SPEC {k.CELL_SPEC!r} names none ({e}); "
+                "pass cell= the Cell it was generated from"
+            ) from None
+    ref = ComplexStep(cell)
+    if cell.scalars:  # a mean over units (REDUCES_OVER_UNITS)
+        problems = [(T, B, n_x, max(n_a, 4), mode, dc) for T, B, n_x, n_a, mode, dc in problems]
+    if cell.square:  # the input is read unit by unit beside n_a units: n_x = n_a
+        problems = [(T, B, n_a, n_a, mode, dc) for T, B, _, n_a, mode, dc in problems]
+    rng = np.random.default_rng(seed)
+    for problem in problems:
+        T, B, n_x, n_a, mode, with_dc = problem
+        p = {
+            name: regime.weight_scale * v
+            for name, v in _init_params(k, cell, n_x, n_a, seed=int(rng.integers(1 << 30))).items()
+        }
+        for name in cell.vectors:  # distinct per unit, even where init_params starts them equal
+            p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
+        x = rng.normal(size=(T, B, n_x))
+        init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
+        y = rng.normal(size=(T, B, n_a) if mode == "many-to-many" else (B, n_a))
+        others = cell.returns[1:]  # the states that are not the output: their seeds are optional
+        extra = {f"d{s}": rng.normal(size=(T, B, n_a)) for s in others} if with_dc else {}
+
+        scale = fitting_scale(cell, x, p, init, ref.reference)  # CellNotFiniteError: the cell's math, said as such
+        x, p, init = scaled(scale, x, p, init)
+        arrays = {**p, cell.inputs[0]: x, **init}
+        expected, sensitivity = ref.outputs(x, p, init, others), ref.sensitivity(x, p, init, others)
+        out = module_forward(k, x, p, init)
+        finite = all(np.isfinite(np.asarray(o)).all() for o in out[:-1])
+        forward = max(
+            relative_error(np.asarray(o), e, FORWARD_ROUNDOFF * d)
+            for o, e, d in zip(out[:-1], expected, sensitivity, strict=True)
+        )
+        if finite:
+            E, da = k.mse_loss(out[0], y, mode)
+            grads = k.backward(da, out[-1], **extra)
+        else:  # the module's forward pass is not finite where the cell's is: wrong, and nothing to differentiate
+            E, forward, grads = 0.0, np.inf, {key: np.full(arr.shape, np.nan) for key, arr in arrays.items()}
+        if set(grads) != set(arrays):
+            raise AssertionError(f"backward returned keys {sorted(grads)}, expected {sorted(arrays)}")
+        for key, arr in arrays.items():
+            if grads[key].shape != arr.shape:
+                raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
+        at_kink = ref.at_kink(x, p, init)  # which side the kernels land on is round-off: not judged
+        numeric = None if at_kink else ref.gradients(arrays, y, mode, {s[1:]: v for s, v in extra.items()})
+        # the parameters' order, then x, then initial states; as NumPy arrays, so the comparison is NumPy's float64
+        # arithmetic whatever the module's library (a JAX array's subtraction would run in float32 without x64)
+        grads = {key: np.asarray(grads[key]) for key in arrays}
+        allowance = regime.atol * max(1.0, abs(E))
+        if numeric is not None:
+            allowance = max(allowance, ROUNDOFF * max(float(np.max(np.abs(v), initial=0.0)) for v in numeric.values()))
+        yield Comparison(problem, grads, numeric, allowance, forward, scale)
+
+
+def _init_params(k: ModuleType, cell: Cell, n_x: int, n_a: int, seed: int) -> dict[str, np.ndarray]:
+    """The module's ``init_params`` (the NumPy module's), or the same U(−1/√n_a, 1/√n_a) draw from the cell
+    for a module without one (the array-API module); unit parameters start at their stated value."""
+    if hasattr(k, "init_params"):
+        return k.init_params(n_x, n_a, seed=seed)
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(n_a)
+    return {
+        name: np.full(shape, cell.vector_init[name]) if name in cell.vector_init else rng.uniform(-bound, bound, shape)
+        for name, shape in cell.param_shapes(n_x, n_a).items()
+    }
+
+
+def check_module(
+    k: ModuleType,
+    seed: int = 0,
+    tol: float | None = None,
+    problems: Sequence[Problem] = DEFAULT_PROBLEMS,
+    regime: Regime = NORMAL,
+    cell: Cell | None = None,
+) -> CheckReport:
+    """Check every gradient ``k.backward`` returns against the complex-step derivative of the cell's stages,
+    and ``k.forward`` against the same interpreter.
+
+    ``tol`` overrides the regime's relative tolerance.  ``cell``: the module's cell (default: the cell its
+    ``CELL_SPEC`` names).  Returns one row per gradient key; the report's ``forward`` is the forward pass's
+    largest relative difference.
+
+    Raises:
+        ValueError: no ``cell`` was given and the module's ``CELL_SPEC`` names no cell.
+    """
+    tol = regime.tol if tol is None else tol
+    worst: dict[str, float] = {}
+    judged: dict[str, float] = {}
+    shapes: dict[str, set[str]] = {}
+    skipped: dict[str, int] = {}
+    forward, compared, scale = 0.0, 0, 1.0
+    B, n_x, n_a = (max((pr[i] for pr in problems), default=1) for i in (1, 2, 3))
+    with blas_threads(B, n_x, n_a):  # small problems: one BLAS thread
+        found = list(comparisons(k, seed, problems, regime, cell))
+    for c in found:
+        forward = max(forward, c.forward)
+        scale = min(scale, c.scale)
+        compared += c.reference is not None
+        for key, g in c.grads.items():
+            shapes.setdefault(key, set()).add(_shape_name(key, k))
+            worst.setdefault(key, 0.0)
+            judged.setdefault(key, 0.0)
+            skipped[key] = skipped.get(key, 0) + (g.size if c.reference is None else 0)
+            if c.reference is not None:
+                worst[key] = max(worst[key], relative_error(g, c.reference[key]))
+                judged[key] = max(judged[key], relative_error(g, c.reference[key], c.allowance))
+    report = CheckReport(
+        CheckRow(key, " | ".join(sorted(shapes[key])), worst[key], tol, judged[key], n) for key, n in skipped.items()
+    )
+    report.forward, report.compared, report.scale = forward, compared, scale
+    return report
+
+
+def _shape_name(key: str, k: ModuleType) -> str:
+    if key == getattr(k, "INPUT", "x"):
+        return "(T, B, n_x)"
+    if key.endswith("0") and key[:-1] in k.STATES:
+        return "(B, n_a)"
+    if key in getattr(k, "PARAM_SHAPES", {}):  # the stage-by-stage layout: rows of n_x units too
+        return str(k.PARAM_SHAPES[key])
+    if key in getattr(k, "WEIGHTS", ()):
+        return f"(n_a, {getattr(k, 'WEIGHT_COLUMNS', {}).get(key, 'n_a + n_x')})"
+    return "(n_a,)"
+
+
+def format_table(rows: Sequence[CheckRow]) -> str:
+    """The check as a text table: gradient, shape, max relative error, verdict (the error after the
+    round-off allowance too, where that decided a verdict), the entries a kink kept from being compared, and,
+    for a :class:`CheckReport`, the forward pass against the reference interpreter."""
+    allowance = any(r.judged is not None and r.max_rel_error > r.tol for r in rows)
+    extra = f" {'judged error':>16}" if allowance else ""
+    first = "raw rel. error" if allowance else "max rel. error"
+    lines = [f"{'gradient':<10} {'shape':<18} {first:>15}{extra}  ", "-" * (50 + len(extra))]
+    for r in rows:
+        judged = (f" {r.judged:>16.3e}" if r.judged is not None else " " * 17) if allowance else ""
+        verdict = "✓" if r.ok else "✗ > %.0e" % r.tol
+        lines.append(f"{r.key:<10} {r.shape:<18} {r.max_rel_error:>15.3e}{judged}  {verdict}")
+    if isinstance(rows, CheckReport):
+        verdict = "✓" if rows.forward_ok else "✗ > %.0e" % FORWARD_TOL
+        lines.append(f"{'(forward)':<10} {'outputs, states':<18} {rows.forward:>15.3e}{' ' * len(extra)}  {verdict}")
+    if allowance:
+        lines.append(
+            "raw: max |g − n| / (|g| + |n|); judged: the same after allowing |g − n| within float64 round-off "
+            f"(the larger of {ROUNDOFF:g} of the problem's largest derivative and, for saturated gates, "
+            "atol·max(1, |E|), where products are large and their sums vanish; the verdict reads it)"
+        )
+    skipped = {r.key: r.skipped for r in rows if r.skipped}
+    if skipped:
+        lines.append(
+            "not compared (the problem's point lies within round-off of a kink): "
+            + ", ".join(f"{n} of {key}" for key, n in skipped.items())
+        )
+    return "\n".join(lines)

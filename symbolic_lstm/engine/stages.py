@@ -1,0 +1,141 @@
+"""The stage kinds a cell is written in, each carrying what every consumer asks of it.
+
+A stage says what it computes in three operations — a matrix product over concatenated operands, an expression
+applied unit by unit, a mean over the units of a row — and :meth:`compose` puts its own value together from them.
+A consumer supplies the operations in its own terms (:class:`StageOps`): the reference judge as NumPy arrays, the
+proof as SymPy matrices, the LaTeX and the kernels' comments as text, the code generators as code.  So no consumer
+asks which kind a stage is; a new kind is one class here (and, where it needs one, one new operation).
+
+What the engine and the schedule ask besides:
+
+* :attr:`~Linear.expressions` — the SymPy expressions the stage applies (none for a product);
+* :meth:`~Linear.map_expressions` — the same stage with its expressions rewritten (the proof's exact stand-ins);
+* :attr:`~Linear.unitwise` — its value at unit i depends only on its operands at unit i (a value the backward
+  may read again by name: σ(sum_f) is Γ_f);
+* :attr:`~Linear.sums_units` — it reads every unit of its operands into one number per row (its operands' δ
+  fan out to every unit);
+* :attr:`~Linear.unit_expr` — what one unit contributes, whose derivative by an operand is the stage's local
+  partial (None for a product, whose reverse rule is matrix calculus: :class:`~.derivation.LinearRules`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import ClassVar, Protocol, TypeVar
+
+import sympy as sp
+
+T = TypeVar("T")
+
+#: The number of units, as it appears in mean stages' derivatives (1/n_a).
+N_A = sp.Symbol("n_a", integer=True, positive=True)
+
+
+class StageOps(Protocol[T]):
+    """A consumer's terms for the three operations a stage is composed of."""
+
+    def product(self, st: Linear) -> T:
+        """``W [u₁, …, u_k] + b``: the linear stage's value."""
+        ...
+
+    def unitwise(self, st: Elementwise | Reduce, expr: sp.Expr) -> T:
+        """``expr`` evaluated unit by unit (over every unit of its operands for a stage that then sums them)."""
+        ...
+
+    def mean(self, st: Reduce, value: T) -> T:
+        """``(1/n_a) Σ_i value_i``: one number per row."""
+        ...
+
+
+@dataclass(frozen=True)
+class Linear:
+    """``name = weight [inputs…] + bias``: one matrix product over the concatenated inputs (bias may be None);
+    ``units`` rows ("n_a", or "n_x" for a node the size of the input)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: str
+    bias: str | None
+    units: str = "n_a"
+
+    expressions: ClassVar[tuple[sp.Expr, ...]] = ()
+    unitwise: ClassVar[bool] = False
+    sums_units: ClassVar[bool] = False
+    unit_expr: ClassVar[None] = None
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return self.inputs
+
+    def compose(self, ops: StageOps[T]) -> T:
+        return ops.product(self)
+
+    def map_expressions(self, f: Callable[[sp.Expr], sp.Expr]) -> Linear:
+        return self
+
+    def fingerprint(self) -> str:
+        return repr(self)
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """``name = expr``, evaluated unit by unit; ``expr`` is written in the symbols of earlier nodes."""
+
+    name: str
+    expr: sp.Expr
+    reads: tuple[str, ...]
+
+    unitwise: ClassVar[bool] = True
+    sums_units: ClassVar[bool] = False
+
+    @property
+    def expressions(self) -> tuple[sp.Expr, ...]:
+        return (self.expr,)
+
+    @property
+    def unit_expr(self) -> sp.Expr:
+        """Unit i's value: ∂name_i/∂v_i is its derivative."""
+        return self.expr
+
+    def compose(self, ops: StageOps[T]) -> T:
+        return ops.unitwise(self, self.expr)
+
+    def map_expressions(self, f: Callable[[sp.Expr], sp.Expr]) -> Elementwise:
+        return replace(self, expr=f(self.expr))
+
+    def fingerprint(self) -> str:
+        return repr((self.name, sp.srepr(self.expr), self.reads))
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """``name = (1/n_a) Σ_i expr_i``: the mean over the units of one row of a per-unit expression."""
+
+    name: str
+    expr: sp.Expr
+    reads: tuple[str, ...]
+
+    unitwise: ClassVar[bool] = False
+    sums_units: ClassVar[bool] = True
+
+    @property
+    def expressions(self) -> tuple[sp.Expr, ...]:
+        return (self.expr,)
+
+    @property
+    def unit_expr(self) -> sp.Expr:
+        """Unit i's share of the mean: ∂μ/∂v_i = (1/n_a) ∂expr_i/∂v_i."""
+        return self.expr / N_A
+
+    def compose(self, ops: StageOps[T]) -> T:
+        return ops.mean(self, ops.unitwise(self, self.expr))
+
+    def map_expressions(self, f: Callable[[sp.Expr], sp.Expr]) -> Reduce:
+        return replace(self, expr=f(self.expr))
+
+    def fingerprint(self) -> str:
+        return repr((self.name, sp.srepr(self.expr), self.reads))
+
+
+Stage = Linear | Elementwise | Reduce
