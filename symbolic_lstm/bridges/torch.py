@@ -22,8 +22,6 @@ to ours and back, and :meth:`RecurrentLayer.from_checkpoint` loads a ``train --c
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -32,12 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..codegen.backends import BACKENDS, DEFAULT, Backend
 from ..codegen.loader import module_for
 from ..engine.cell import Cell
 from ..engine.cells import as_cell
-from ..runtime.threads import blas_threads
-from .torch_on_jax import jax_backward as _jax_backward
-from .torch_on_jax import jax_forward as _jax_forward
+from .exchange import EXCHANGES, Exchange
 
 __all__ = [
     "RecurrentLayer",
@@ -48,8 +45,12 @@ __all__ = [
 ]
 
 _DTYPES = (torch.float32, torch.float64)
-#: What may run CPU tensors (other devices always run the array-API module).
-BACKENDS = ("numpy", "jax")
+
+
+def _trainable() -> tuple[str, ...]:
+    """The backends a layer may be given: those whose modules train (the array-API module runs a NumPy layer's
+    tensors on other devices)."""
+    return tuple(name for name, b in BACKENDS.items() if b.trains)
 
 
 class _Kernels(torch.autograd.Function):
@@ -59,14 +60,16 @@ class _Kernels(torch.autograd.Function):
     (T, B, n_a each): the output, then the states that are not the output (``Cell.returns``).  The
     kernels' backward consumes the forward cache (it stores the gate gradients in place, and the next forward
     reuses the buffers); a graph backpropagated again (``retain_graph=True``, ``gradcheck``) reruns the forward
-    from the saved inputs first.
+    from the saved inputs first.  How the tensors reach the module is the backend's (:mod:`.exchange`).
     """
 
     @staticmethod
     def forward(ctx, layer: RecurrentLayer, x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        out = _run(layer, x, rest)
-        seqs = tuple(torch.from_numpy(o) for o in out[:-1]) if _on_numpy(layer, x) else tuple(out[:-1])
-        ctx.layer, ctx.cache, ctx.n_inputs = layer, out[-1], 1 + len(rest)
+        exchange, module = layer.runner(x.device)
+        n = len(layer.states)
+        out = exchange.forward(module, layer, x, rest[:n], rest[n:])
+        seqs = tuple(out[:-1])
+        ctx.layer, ctx.runner, ctx.cache, ctx.n_inputs = layer, (exchange, module), out[-1], 1 + len(rest)
         # references, no copies: the inputs for a second backward over this graph, and the outputs, which are
         # views of the buffers backward reads, so that torch refuses a backward after they were edited in place
         ctx.save_for_backward(x, *rest, *seqs)
@@ -75,58 +78,18 @@ class _Kernels(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        layer = ctx.layer
+        layer, (exchange, module) = ctx.layer, ctx.runner
         x, *rest = ctx.saved_tensors[: ctx.n_inputs]
-        cache = ctx.cache if ctx.cache is not None else _run(layer, x, rest)[-1]
+        n = len(layer.states)
+        cache = ctx.cache if ctx.cache is not None else exchange.forward(module, layer, x, rest[:n], rest[n:])[-1]
         ctx.cache = None  # consumed by the kernels' backward below
         names, out = layer.cell.returns, layer.cell.output
         seeds = dict(zip(names, grads, strict=True))
         if seeds[out] is None:  # only another state's last value is used: no gradient from the outputs
             seeds[out] = torch.zeros((x.shape[0], x.shape[1], layer.hidden_size), dtype=x.dtype, device=x.device)
-        if layer.backend == "jax":
-            g = _jax_backward(layer, seeds, cache)
-        elif x.device.type == "cpu":
-            extra = {f"d{s}": None if seeds[s] is None else _np(seeds[s]) for s in names[1:]}
-            with _threads(layer, x):
-                g = layer.kernels.backward(_np(seeds[out]), cache, **extra, check_finite=False)
-            g = {key: torch.from_numpy(v) for key, v in g.items()}
-        else:
-            extra = {f"d{s}": seeds[s] for s in names[1:]}
-            g = layer.array_api.backward(seeds[out], cache, **extra)
+        g = exchange.backward(module, layer, seeds, cache)
         inp = layer.cell.inputs[0]
         return (None, g[inp], *(g[f"{s}0"] for s in layer.states), *(g[name] for name in layer.param_names))
-
-
-def _run(layer: RecurrentLayer, x: torch.Tensor, rest: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> list:
-    """The kernels' forward on (x, *initial states, *parameters): the NumPy module on CPU memory (shared, no
-    copies), the array-API module on the tensors elsewhere.  Returns the states' sequences and the cache."""
-    n = len(layer.states)
-    initial, params = rest[:n], rest[n:]
-    names = layer.param_names
-    if layer.backend == "jax":
-        return _jax_forward(layer, x, initial, params)
-    if x.device.type == "cpu":
-        p = {name: _np(t) for name, t in zip(names, params, strict=True)}
-        init = {f"{s}0": _np(t) for s, t in zip(layer.states, initial, strict=True)}
-        with _threads(layer, x):
-            return list(layer.kernels.forward(_np(x), p, **init, check_finite=False))
-    p = dict(zip(names, params, strict=True))
-    init = {f"{s}0": t for s, t in zip(layer.states, initial, strict=True)}
-    return list(layer.array_api.forward(x, p, **init))
-
-
-def _on_numpy(layer: RecurrentLayer, x: torch.Tensor) -> bool:
-    return layer.backend == "numpy" and x.device.type == "cpu"
-
-
-def _threads(layer: RecurrentLayer, x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """BLAS threads for the layer's products at this batch (:mod:`symbolic_lstm.runtime.threads`)."""
-    return blas_threads(x.shape[1], layer.input_size, layer.hidden_size, len(layer.cell.linear_stages))
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    """A CPU tensor's memory as a NumPy array (no copy); ``detach`` only drops the autograd record."""
-    return t.detach().numpy()
 
 
 class RecurrentLayer(nn.Module):
@@ -155,13 +118,14 @@ class RecurrentLayer(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         seed: int = 0,
-        backend: str = "numpy",
+        backend: str | Backend = DEFAULT,
     ) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-        if backend == "jax" and importlib.util.find_spec("jax") is None:
-            raise ImportError("backend='jax' needs JAX: pip install -e '.[jax]' (or pip install jax)")
+        backend = backend.name if isinstance(backend, Backend) else backend
+        if backend not in _trainable():
+            raise ValueError(f"backend must be one of {', '.join(map(repr, _trainable()))}, got {backend!r}")
+        if (missing := BACKENDS[backend].missing()) is not None:
+            raise ImportError(f"backend={backend!r} needs {missing}")
         cell = as_cell(cell)
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -171,9 +135,7 @@ class RecurrentLayer(nn.Module):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.cell, self.input_size, self.hidden_size, self.batch_first = cell, input_size, hidden_size, batch_first
         self.backend = backend
-        self.kernels: ModuleType = module_for(cell).module
-        self._array_api: ModuleType | None = None
-        self.jax_module: ModuleType | None = module_for(cell, backend="jax").module if backend == "jax" else None
+        self._load_modules()
         init = self.kernels.init_params(input_size, hidden_size, seed=seed, dtype=np.dtype(str(dtype).split(".")[-1]))
         for name, value in init.items():
             self.register_parameter(name, nn.Parameter(torch.as_tensor(value, device=device)))
@@ -183,13 +145,18 @@ class RecurrentLayer(nn.Module):
         """Everything but the imported kernel modules (a module does not pickle): the cell (its definition,
         which pickles by value) is kept, and the modules are found again — or regenerated — on unpickling."""
         state = dict(super().__getstate__() if hasattr(nn.Module, "__getstate__") else self.__dict__)
-        state.update(kernels=None, _array_api=None, jax_module=None)
+        state.update(kernels=None, _kernel_modules=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        self.kernels = module_for(self.cell).module
-        self.jax_module = module_for(self.cell, backend="jax").module if self.backend == "jax" else None
+        self._load_modules()
+
+    def _load_modules(self) -> None:
+        """The NumPy module (the parameters' names and initial values) and the backend's, found or generated."""
+        self.kernels: ModuleType = module_for(self.cell, backend=DEFAULT).module
+        self._kernel_modules: dict[str, ModuleType] = {DEFAULT: self.kernels}
+        self.module_on(BACKENDS[self.backend])
 
     # -- what the layer is ---------------------------------------------------------------------------
     @property
@@ -208,18 +175,35 @@ class RecurrentLayer(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    @property
-    def array_api(self) -> ModuleType:
-        """The cell's array-API module (for tensors that are not on the CPU), generated on first use if needed."""
-        if self._array_api is None:
-            self._array_api = module_for(self.cell, backend="array-api").module
-        return self._array_api
+    def module_on(self, backend: Backend) -> ModuleType:
+        """The cell's module of ``backend``, found or generated on first use."""
+        if backend.name not in self._kernel_modules:
+            self._kernel_modules[backend.name] = module_for(self.cell, backend=backend).module
+        return self._kernel_modules[backend.name]
+
+    def runner(self, device: torch.device) -> tuple[Exchange, ModuleType]:
+        """How tensors on ``device`` reach which module: the layer's backend where its hand-over reaches that
+        device, else the backend it names for elsewhere (NumPy → the array-API module on CUDA).
+
+        Raises:
+            ValueError: the backend's modules run CPU tensors only and name no other for ``device``.
+        """
+        backend = BACKENDS[self.backend]
+        exchange = EXCHANGES[backend.tensors]
+        if exchange.cpu_only and device.type != "cpu":
+            if backend.elsewhere is None:
+                raise ValueError(
+                    f"backend={backend.name!r} runs CPU tensors, got x on {device}; use backend={DEFAULT!r} there"
+                )
+            backend = BACKENDS[backend.elsewhere]
+            exchange = EXCHANGES[backend.tensors]
+        return exchange, self.module_on(backend)
 
     def extra_repr(self) -> str:
         return (
             f"{self.cell.spec}, {self.input_size}, {self.hidden_size}, states={self.states}"
             + (", batch_first=True" if self.batch_first else "")
-            + (f", backend={self.backend!r}" if self.backend != "numpy" else "")
+            + (f", backend={self.backend!r}" if self.backend != DEFAULT else "")
         )
 
     # -- running ------------------------------------------------------------------------------------
@@ -253,8 +237,7 @@ class RecurrentLayer(nn.Module):
             raise TypeError(f"x has dtype {x.dtype} but the layer's parameters are {self.dtype}")
         if x.device != self.device:
             raise ValueError(f"x is on {x.device} but the layer's parameters are on {self.device}")
-        if self.backend == "jax" and x.device.type != "cpu":
-            raise ValueError(f"backend='jax' runs CPU tensors, got x on {x.device}; use backend='numpy' there")
+        self.runner(x.device)  # refuses a device the backend's modules cannot reach, before any work
         seq = x.transpose(0, 1) if self.batch_first else x
         if not seq.is_contiguous():
             seq = seq.contiguous()

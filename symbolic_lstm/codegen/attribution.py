@@ -29,7 +29,7 @@ import numpy as np
 
 from ..check.complex_step import ComplexStep
 from ..engine.cell import Cell
-from .backend import Statement
+from .backend import Backend, Statement
 
 #: A statement's value is wrong when its relative difference from the judge's exceeds this (the problem is small
 #: and benign: a right statement agrees to ~1e-14).
@@ -57,13 +57,12 @@ class Difference:
         )
 
 
-def first_difference(
-    cell: Cell, module: ModuleType, path: str, text: str, statements: list[Statement]
-) -> Difference | None:
-    """Run ``module`` (imported from ``path``, whose text is ``text``) under the tracer: the first statement whose
+def first_difference(cell: Cell, module: ModuleType, path: str, text: str, backend: Backend) -> Difference | None:
+    """Run ``module`` (``backend``'s, imported from ``path``, whose text is ``text``) under the tracer, its lines run
+    one by one (:meth:`~.backend.Backend.line_by_line`): the first statement whose
     result differs from the judge's, or None (the error enters outside the per-step statements, or the module
     does not run)."""
-    blocks = _blocks(text, statements)
+    blocks = _blocks(text, backend.statements(cell))
     if not blocks:
         return None
     T, B, n_x, n_a = SHAPE
@@ -85,7 +84,7 @@ def first_difference(
         return None
     tracer = _Tracer(path, blocks, _phases(text), _watched(cell), text.splitlines())
     try:
-        with tracer.running(module):
+        with backend.line_by_line(), tracer.running():
             out = module.forward(x, p, **init)
             _, da = module.mse_loss(out[0], y)
             module.backward(da, out[-1])
@@ -290,16 +289,10 @@ class _Tracer:
         return self._local if frame.f_code.co_filename == self.path else None
 
     @contextlib.contextmanager
-    def running(self, module: ModuleType) -> Iterator[None]:
-        jit = contextlib.nullcontext()
-        if "jax" in sys.modules and getattr(module, "BACKEND", "") == "jax":
-            import jax
-
-            jit = jax.disable_jit()
+    def running(self) -> Iterator[None]:
         old = sys.gettrace()
-        with jit:
-            sys.settrace(self._global)
-            try:
-                yield
-            finally:
-                sys.settrace(old)
+        sys.settrace(self._global)
+        try:
+            yield
+        finally:
+            sys.settrace(old)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import marshal
 import sys
@@ -57,6 +58,11 @@ class Backend:
             ``predict``, ``predict_proba``): ``train --backend`` offers it.
         imports: the modules a generated module imports beyond NumPy (``array_api_compat``).
         needs: a line naming them and how to install them ("" for nothing).
+        tensors: how another framework's tensors reach the module — ``"shared memory"`` (CPU arrays whose memory
+            the module reads and writes in place: NumPy's buffer protocol), ``"dlpack"`` (CPU arrays handed over
+            by DLPack, no copy) or ``"themselves"`` (the module runs on the tensors, on any device).
+        elsewhere: the backend whose modules run this one's work on devices its own ``tensors`` cannot reach
+            (NumPy → the array-API module on CUDA), or None: such tensors are refused.
     """
 
     name: ClassVar[str]
@@ -67,6 +73,8 @@ class Backend:
     trains: ClassVar[bool] = False
     imports: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[str] = ""
+    tensors: ClassVar[str] = "themselves"
+    elsewhere: ClassVar[str | None] = None
 
     def module_name(self, cell: Cell) -> str:
         """The generated module's name (and file stem) for ``cell``."""
@@ -83,6 +91,15 @@ class Backend:
     def statements(self, cell: Cell) -> list[Statement]:
         """Every statement the module prints from a stage of ``cell``."""
         raise NotImplementedError
+
+    def missing(self) -> str | None:
+        """What must be installed before a module of this backend can run (:attr:`needs`), or None."""
+        return self.needs if any(importlib.util.find_spec(m) is None for m in self.imports) else None
+
+    def line_by_line(self) -> contextlib.AbstractContextManager[None]:
+        """Context in which a module of this backend runs its own Python lines one by one (a smoke-run failure
+        is attributed to the line and stage it came from): nothing to do unless a compiler would trace them."""
+        return contextlib.nullcontext()
 
     def importing(self) -> contextlib.AbstractContextManager[None]:
         """Context in which a module of this backend is imported for its smoke run (a stand-in for an optional

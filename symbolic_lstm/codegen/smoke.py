@@ -70,7 +70,7 @@ def _at_fault(
     """Where the error enters: the first statement whose result differs from the judge's
     (:mod:`.attribution`); failing that, the stages the wrong gradients enter backward through (a weight's or
     bias's linear stage, the stages reading a unit parameter, the input or a previous state)."""
-    found = first_difference(cell, module, str(path), text, backend.statements(cell))
+    found = first_difference(cell, module, str(path), text, backend)
     if found is not None:
         return f"; {found}"
     if not report.forward_ok:

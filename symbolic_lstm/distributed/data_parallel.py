@@ -21,9 +21,9 @@ from .tasks import HeadLoss, KernelSource, Select, add_gradients, identity, miss
 def _check_imports(client: Any, kernels: ModuleType) -> None:
     """A ValueError naming the workers that cannot import what ``kernels``' backend needs (JAX), before any
     work: not a failed task in the middle of a run."""
-    from ..codegen.backends import BACKENDS
+    from ..codegen.backends import BACKENDS, DEFAULT
 
-    backend = BACKENDS.get(getattr(kernels, "BACKEND", "numpy"))  # every module says it; older NumPy ones did not
+    backend = BACKENDS.get(getattr(kernels, "BACKEND", DEFAULT))  # every module says it; older NumPy ones did not
     if backend is None or not backend.imports:
         return
     missing = {w: m for w, m in client.run(missing_imports, backend.imports).items() if m}

@@ -19,6 +19,8 @@ class NumPyBackend(Backend):
     summary = "<cell>.py, fast, NumPy only"
     templates = "numpy"
     trains = True
+    tensors = "shared memory"
+    elsewhere = "array-api"
     keeps_dtype = True  # float32 in, float32 out: every buffer takes the forward pass's dtype
 
     def render(self, cell: Cell) -> str:

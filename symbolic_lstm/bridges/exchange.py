@@ -1,0 +1,143 @@
+"""How torch tensors reach a generated module and come back: one way per kind of hand-over, chosen by what the
+backend says of its modules (:attr:`~symbolic_lstm.codegen.backend.Backend.tensors`), never by its name.
+
+* ``"shared memory"`` — CPU tensors whose memory the module reads and writes in place (``tensor.numpy()`` and
+  ``torch.from_numpy`` share it both ways: the outputs are views of the kernels' buffers); BLAS threads chosen
+  for the layer's products (:mod:`symbolic_lstm.runtime.threads`).
+* ``"dlpack"`` — CPU tensors handed over by DLPack (``jax.dlpack.from_dlpack``; JAX copies only a misaligned
+  buffer) and the results back the same way (``torch.from_dlpack``); float64 tensors computed with JAX's x64 on
+  for the call, as the JAX module does.  JAX is imported here, for this hand-over only.
+* ``"themselves"`` — the module runs on the tensors, on whatever device they are (the array-API module).
+
+Each is ``forward(module, layer, x, initial, params)`` → the sequences ``Cell.returns`` as tensors, then the
+cache; ``backward(module, layer, seeds, cache)`` → the gradients by name (the input, ``{state}0``, parameters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from ..runtime.threads import blas_threads
+
+if TYPE_CHECKING:
+    from .torch import RecurrentLayer
+
+Tensors = Sequence[torch.Tensor]
+
+
+class Exchange(Protocol):
+    """One way tensors reach a module; ``cpu_only``: tensors elsewhere are another backend's (or refused)."""
+
+    cpu_only: bool
+
+    def forward(
+        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+    ) -> list: ...
+
+    def backward(
+        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+    ) -> dict[str, torch.Tensor]: ...
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's memory as a NumPy array (no copy); ``detach`` only drops the autograd record."""
+    return t.detach().numpy()
+
+
+def _threads(layer: RecurrentLayer, x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """BLAS threads for the layer's products at this batch."""
+    return blas_threads(x.shape[1], layer.input_size, layer.hidden_size, len(layer.cell.linear_stages))
+
+
+class SharedMemory:
+    """The NumPy module on CPU tensors' own memory."""
+
+    cpu_only = True
+
+    def forward(
+        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+    ) -> list:
+        p = {name: _np(t) for name, t in zip(layer.param_names, params, strict=True)}
+        init = {f"{s}0": _np(t) for s, t in zip(layer.states, initial, strict=True)}
+        with _threads(layer, x):
+            *seqs, cache = module.forward(_np(x), p, **init, check_finite=False)
+        return [*(torch.from_numpy(s) for s in seqs), cache]
+
+    def backward(
+        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+    ) -> dict[str, torch.Tensor]:
+        first, *rest = layer.cell.returns
+        extra = {f"d{s}": None if seeds[s] is None else _np(seeds[s]) for s in rest}
+        with _threads(layer, seeds[first]):
+            g = module.backward(_np(seeds[first]), cache, **extra, check_finite=False)
+        return {key: torch.from_numpy(v) for key, v in g.items()}
+
+
+class Themselves:
+    """The array-API module on the tensors, wherever they are."""
+
+    cpu_only = False
+
+    def forward(
+        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+    ) -> list:
+        p = dict(zip(layer.param_names, params, strict=True))
+        init = {f"{s}0": t for s, t in zip(layer.states, initial, strict=True)}
+        return list(module.forward(x, p, **init))
+
+    def backward(
+        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+    ) -> dict[str, torch.Tensor]:
+        first, *rest = layer.cell.returns
+        return module.backward(seeds[first], cache, **{f"d{s}": seeds[s] for s in rest})
+
+
+class DLPack:
+    """A compiled JAX module on CPU tensors handed over by DLPack."""
+
+    cpu_only = True
+
+    @staticmethod
+    def _to(t: torch.Tensor) -> object:
+        import jax
+
+        return jax.dlpack.from_dlpack(t.detach().contiguous())
+
+    @staticmethod
+    def _x64(x: torch.Tensor) -> contextlib.AbstractContextManager:
+        import jax
+
+        return jax.enable_x64(True) if x.dtype == torch.float64 else contextlib.nullcontext()
+
+    def forward(
+        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+    ) -> list:
+        with self._x64(x):
+            xs = self._to(x)
+            p = {name: self._to(t) for name, t in zip(layer.param_names, params, strict=True)}
+            init = tuple(self._to(t) for t in initial)
+            seq = module._forward(xs, p, init)
+            return [*(torch.from_dlpack(seq[name]) for name in layer.cell.returns), (xs, p, init, seq)]
+
+    def backward(
+        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+    ) -> dict[str, torch.Tensor]:
+        xs, p, init, seq = cache  # type: ignore[misc]
+        out = layer.cell.output
+        with self._x64(seeds[out]):
+            given = {s: self._to(g) for s, g in seeds.items() if g is not None and s != out}
+            grads, dx, d0 = module._backward(self._to(seeds[out]), given, xs, p, init, seq)
+        g = {name: torch.from_dlpack(v) for name, v in grads.items()}
+        g[layer.cell.inputs[0]] = torch.from_dlpack(dx)
+        g.update({f"{s}0": torch.from_dlpack(v) for s, v in zip(layer.states, d0, strict=True)})
+        return g
+
+
+#: Each way of handing tensors over, by the name a backend gives it.
+EXCHANGES: dict[str, Exchange] = {"shared memory": SharedMemory(), "dlpack": DLPack(), "themselves": Themselves()}
