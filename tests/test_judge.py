@@ -30,6 +30,7 @@ JUDGE_MAY_IMPORT = {
     "symbolic_lstm.engine.functions",
     "symbolic_lstm.engine.notation",
     "symbolic_lstm.engine.reserved",
+    "symbolic_lstm.engine.stages",  # the stage kinds (were in engine.cell): what a stage computes, no printing
 }
 
 
