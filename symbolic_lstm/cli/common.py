@@ -1,8 +1,11 @@
-"""What every ``symbolic-lstm`` command shares: the group, the --cell option, Dask options, the kernels of a cell,
+"""What every ``symbolic-lstm`` command shares: the group, the options several commands take (--cell, --backend,
+--seed, --loss, Dask's), options gathered into the small dataclasses a command takes, the kernels of a cell,
 and writing outputs (atomically, never over a file that is not ours)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
 import stat
@@ -13,8 +16,10 @@ from types import ModuleType
 
 import click
 
+from ..codegen.backends import BACKENDS, DEFAULT, Backend
 from ..engine.cell import Cell
 from ..engine.cells import BUILTIN, get_cell
+from ..engine.derivation import LOSS_MODES
 from ..runtime.files import write_atomic
 from ..runtime.version import __version__
 
@@ -82,14 +87,75 @@ CELL = click.option(
 )
 
 
+def backend_option(help: str, offered: Callable[[Backend], bool] = lambda b: True) -> Callable[[Callable], Callable]:
+    """--backend NAME, among the backends ``offered``: the command is given the :class:`Backend` itself (the name
+    becomes the object here, at the edge; nothing past the command line compares backend names)."""
+
+    def to_backend(ctx: click.Context, param: click.Parameter, value: str) -> Backend:
+        return BACKENDS[value]
+
+    return click.option(
+        "--backend",
+        type=click.Choice([name for name, b in BACKENDS.items() if offered(b)]),
+        default=DEFAULT,
+        show_default=True,
+        callback=to_backend,
+        help=help,
+    )
+
+
+def seed_option(help: str | None = None) -> Callable[[Callable], Callable]:
+    """--seed N: a seed of NumPy's generators (0 by default)."""
+    return click.option("--seed", type=SEED, default=0, show_default=True, help=help)
+
+
+def loss_option(*more: str, default: str = "many-to-many") -> Callable[[Callable], Callable]:
+    """--loss: many-to-many or many-to-one (and ``more`` choices: prove's ``both``)."""
+    return click.option("--loss", type=click.Choice([*LOSS_MODES, *more]), default=default, show_default=True)
+
+
+def gathered(cls: type, name: str) -> Callable[[Callable], Callable]:
+    """Hand the command its options named like ``cls``'s fields as one ``cls`` (the argument ``name``), so a
+    command with many options takes a few small dataclasses instead of a parameter each.  Put it right above the
+    function (below the options it gathers)."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def command(*args: object, **kwargs: object) -> object:
+            kwargs[name] = cls(**{n: kwargs.pop(n) for n in fields})
+            return f(*args, **kwargs)
+
+        return command
+
+    return decorate
+
+
+@dataclasses.dataclass(frozen=True)
+class Dask:
+    """Where the work runs: a local Dask cluster of ``workers`` processes, the scheduler at ``scheduler``, or
+    neither (this process)."""
+
+    workers: int | None
+    scheduler: str | None
+
+    def client(self) -> object | None:
+        return dask_client(self.workers, self.scheduler)
+
+    def where(self, client: object) -> str:
+        return where(client, self.scheduler)
+
+
 #: The most local worker processes --workers starts (each is a Python process; more is a typo, not a cluster).
 MOST_WORKERS = 512
 
 
 def dask_options(what: str) -> Callable[[Callable], Callable]:
-    """--workers N / --scheduler ADDRESS: run ``what`` on Dask (the [distributed] extra)."""
+    """--workers N / --scheduler ADDRESS: run ``what`` on Dask (the [distributed] extra); the command is given
+    them as one :class:`Dask` (the argument ``dask``)."""
 
     def decorate(f: Callable) -> Callable:
+        f = gathered(Dask, "dask")(f)
         f = click.option(
             "--scheduler",
             metavar="ADDRESS",
@@ -155,7 +221,7 @@ def main() -> None:
         raise click.UsageError(str(e)) from None
 
 
-def kernels_of(cell: Cell, directory: Path | None, backend: str = "numpy") -> ModuleType:
+def kernels_of(cell: Cell, directory: Path | None, backend: Backend | str = DEFAULT) -> ModuleType:
     """The cell's generated module (NumPy unless ``backend`` says): from ``directory``, the package (built-in
     cells) or, for a user cell, the user cache, where it is generated on first use (said on standard error)."""
     from ..codegen import CodegenError

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from ..engine.cell import Cell
-from ..engine.derivation import LOSS_MODES
-from .common import CELL, FilePath, emit_output, main
+from .common import CELL, FilePath, emit_output, loss_option, main
 
 
 @main.command(short_help="print the LaTeX derivation of dError/d(target), stage by stage")
@@ -22,7 +21,7 @@ from .common import CELL, FilePath, emit_output, main
     help="Also print one row per step, t = T…1 (at most 200 rows: ~8 s, 2.4 MB of LaTeX; the rows repeat one "
     "rule, which the proof checks for every T).",
 )
-@click.option("--loss", type=click.Choice(LOSS_MODES), default="many-to-many", show_default=True)
+@loss_option()
 @click.option("--standalone", is_flag=True, help="A complete LaTeX document (compiles with pdflatex).")
 @click.option(
     "--head",
@@ -81,7 +80,7 @@ def derive(
 @click.option(
     "--unroll", "-T", type=click.IntRange(min=1, max=50), default=None, help="Draw T steps (default: one step t)."
 )
-@click.option("--loss", type=click.Choice(LOSS_MODES), default="many-to-many", show_default=True)
+@loss_option()
 @click.option(
     "--format",
     "fmt",

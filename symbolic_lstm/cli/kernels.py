@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..codegen.backends import BACKENDS
-from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
+from ..codegen.backends import BACKENDS, Backend
 from ..codegen.stale import verified_freshness
 from ..engine.cell import Cell
-from .common import CELL, SEED, FilePath, PositiveNumber, kernels_of, main
+from .common import CELL, FilePath, PositiveNumber, backend_option, kernels_of, main, seed_option
 
 
 @main.command(short_help="write the kernels derived from the cell (NumPy; array-API or JAX with --backend)")
@@ -25,14 +24,8 @@ from .common import CELL, SEED, FilePath, PositiveNumber, kernels_of, main
     "installed, whose own modules are left as shipped].",
 )
 @click.option("--force", is_flag=True, help="Overwrite a file that symbolic-lstm did not generate.")
-@click.option(
-    "--backend",
-    type=click.Choice(list(BACKENDS)),
-    default=DEFAULT_BACKEND,
-    show_default=True,
-    help="; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values()) + ".",
-)
-def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> None:
+@backend_option("; ".join(f"{b.name}: {b.summary}" for b in BACKENDS.values()) + ".")
+def generate(cell: Cell, out_dir: Path | None, force: bool, backend: Backend) -> None:
     """Write the forward/backward kernels derived from the cell: NumPy (default), array-API or JAX (--backend).
 
     The module is imported and run forward and backward on a tiny problem before it is moved into place: a
@@ -86,7 +79,7 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
 
 @main.command(short_help="check the generated kernels against the complex-step derivative of the cell")
 @CELL
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random problems.")
+@seed_option("Seed of the random problems.")
 @click.option(
     "--tol",
     type=PositiveNumber(),
@@ -113,15 +106,9 @@ def generate(cell: Cell, out_dir: Path | None, force: bool, backend: str) -> Non
     "cell, code generator and templates (runs the cell files named in user-cell modules); exit 1 if any, "
     "3 if none is stale but a module's cell cannot be found (moved or broken), so it is not known fresh.",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(list(BACKENDS)),
-    default=DEFAULT_BACKEND,
-    show_default=True,
-    help="Which generated module of the cell to check.",
-)
+@backend_option("Which generated module of the cell to check.")
 def check(
-    cell: Cell, seed: int, tol: float | None, saturated: bool, directory: Path | None, stale: bool, backend: str
+    cell: Cell, seed: int, tol: float | None, saturated: bool, directory: Path | None, stale: bool, backend: Backend
 ) -> None:
     """Check the generated kernels against the complex-step derivative of the cell's stages (float64), and their
     forward pass against the same interpreter; exit 1 if any error > TOL."""
@@ -161,7 +148,7 @@ def check(
         folder = directory if directory is not None else generated_dir()
         click.echo(
             f"warning: {folder / (module_name(cell, backend) + '.py')} was generated from another version of the cell, "
-            f"code generator or templates; run: {regenerate_command(cell.spec, folder, backend)}",
+            f"code generator or templates; run: {regenerate_command(cell.spec, folder, backend.name)}",
             err=True,
         )
     regime = SATURATED if saturated else NORMAL
@@ -171,7 +158,7 @@ def check(
     except CellNotFiniteError as e:  # the cell's math, not its kernels: no verdict on them
         raise click.BadParameter(str(e), param_hint="--cell") from None
     click.echo(
-        f"cell {cell.name}{'' if backend == DEFAULT_BACKEND else f' ({backend} module)'}: {len(DEFAULT_PROBLEMS)} "
+        f"cell {cell.name}{f' ({backend.name} module)' if backend.suffix else ''}: {len(DEFAULT_PROBLEMS)} "
         "random problems (T, B incl. 1; both loss modes), float64"
         + (", saturated gates (weights x20)" if saturated else "")
     )

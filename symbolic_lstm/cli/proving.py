@@ -13,7 +13,8 @@ import click
 
 from ..engine.cell import Cell
 from ..engine.derivation import LOSS_MODES
-from .common import CELL, SEED, dask_client, dask_options, main, where
+from ..proof.obligations import Comparison
+from .common import CELL, Dask, dask_options, gathered, loss_option, main, seed_option
 
 
 @main.command(short_help="prove the chain-rule engine: the one-step lemma, and induction over time (any T)")
@@ -32,7 +33,7 @@ from .common import CELL, SEED, dask_client, dask_options, main, where
     default=None,
     help="Steps to unroll (implies --unrolled) [default: 3; 1 for cells that normalise over units].",
 )
-@click.option("--loss", type=click.Choice([*LOSS_MODES, "both"]), default="both", show_default=True)
+@loss_option("both", default="both")
 @click.option(
     "--points",
     type=click.IntRange(min=1, max=50),
@@ -40,7 +41,7 @@ from .common import CELL, SEED, dask_client, dask_options, main, where
     show_default=True,
     help="Random rational points to compare at.",
 )
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@seed_option()
 @click.option("--exact", is_flag=True, help="Also expand every difference to 0 (slow: minutes).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: CPUs).")
 @click.option(
@@ -50,6 +51,7 @@ from .common import CELL, SEED, dask_client, dask_options, main, where
     help="Every comparison on a line of its own (size, loss mode, points), not the table of obligations.",
 )
 @dask_options("Prove")
+@gathered(Comparison, "comparison")
 def prove(
     cell: Cell,
     n_a: int | None,
@@ -57,13 +59,10 @@ def prove(
     unrolled: bool,
     unroll: int | None,
     loss: str,
-    points: int,
-    seed: int,
-    exact: bool,
+    comparison: Comparison,
     jobs: int | None,
     verbose: bool,
-    workers: int | None,
-    scheduler: str | None,
+    dask: Dask,
 ) -> None:
     """Prove the engine's backward right for every sequence length: the one-step lemma and induction over T.
 
@@ -81,7 +80,7 @@ def prove(
     """
     from ..proof.obligations import prove_all
 
-    if jobs is not None and (workers is not None or scheduler is not None):
+    if jobs is not None and (dask.workers is not None or dask.scheduler is not None):
         raise click.UsageError("--jobs sets local processes; with Dask (--workers, --scheduler) leave it out")
 
     reduces = bool(cell.scalars)
@@ -96,7 +95,7 @@ def prove(
         sizes = [(n_a or n_x, n_x or n_a)]  # type: ignore[list-item]
     modes = LOSS_MODES if loss == "both" else (loss,)
     if not unrolled and unroll is None:
-        _prove_for_every_t(cell, sizes, modes, points, seed, exact, jobs, workers, scheduler, verbose)
+        _prove_for_every_t(cell, sizes, modes, comparison, jobs, dask, verbose)
         return
     if unroll is None:
         unroll = 1 if reduces else 3
@@ -108,10 +107,8 @@ def prove(
             )
     failed = proved = 0
     progress = ProofProgress(f"unrolled, T = {unroll}")
-    with _proof_executor(jobs, workers, scheduler) as kw:
-        for line in prove_all(
-            cell, sizes, unroll, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw
-        ):
+    with _proof_executor(jobs, dask) as kw:
+        for line in prove_all(cell, sizes, unroll, modes, **comparison.keywords(), progress=progress.callback, **kw):
             progress.clear()
             click.echo(str(line))
             failed += not line.ok
@@ -129,12 +126,9 @@ def _prove_for_every_t(
     cell: Cell,
     sizes: list[tuple[int, int]],
     modes: tuple[str, ...],
-    points: int,
-    seed: int,
-    exact: bool,
+    comparison: Comparison,
     jobs: int | None,
-    workers: int | None,
-    scheduler: str | None,
+    dask: Dask,
     verbose: bool = False,
 ) -> None:
     """The lemma at ``sizes``, the induction's base and step at T = 1, 2, as a table (``verbose``: every line);
@@ -160,19 +154,17 @@ def _prove_for_every_t(
                 where = f"n_a={line.n_a} {line.mode}" if obligation == LEMMA.name else f"T={line.T} {line.mode}"
                 failed[obligation].append(f"{line.gradient} ({where})")
 
-    with _proof_executor(jobs, workers, scheduler) as kw:
+    with _proof_executor(jobs, dask) as kw:
         click.echo(f"{LEMMA.name}: {LEMMA.statement} ({' / '.join(CASES)})")
         for n_a, n_x in sizes:
             progress.label = f"{LEMMA.name}, n_a = {n_a}, n_x = {n_x}"
-            lines = prove_step(cell, n_a, n_x, points=points, seed=seed, exact=exact, progress=progress.callback, **kw)  # type: ignore[arg-type]
+            lines = prove_step(cell, n_a, n_x, **comparison.keywords(), progress=progress.callback, **kw)  # type: ignore[arg-type]
             show(lines, LEMMA.name, f"lemma n_a={n_a}" if n_a == n_x else f"lemma {n_a}x{n_x}")
         da, dx = driver_size(cell)
         click.echo(f"{DRIVER.name}: {DRIVER.statement} (n_a = {da}, n_x = {dx})")
         for T in (1, 2):
             progress.label = f"{DRIVER.name}, T = {T}"
-            lines = prove(
-                cell, da, dx, T, modes, points=points, seed=seed, exact=exact, progress=progress.callback, **kw
-            )  # type: ignore[arg-type]
+            lines = prove(cell, da, dx, T, modes, **comparison.keywords(), progress=progress.callback, **kw)  # type: ignore[arg-type]
             show(lines, DRIVER.name, "base T=1" if T == 1 else "step T=2")
     if not verbose and columns:
         click.echo(obligation_table(columns))
@@ -217,14 +209,14 @@ def obligation_table(columns: dict[str, list]) -> str:
 
 
 @contextlib.contextmanager
-def _proof_executor(jobs: int | None, workers: int | None, scheduler: str | None) -> Iterator[dict]:
+def _proof_executor(jobs: int | None, dask: Dask) -> Iterator[dict]:
     """Where a proof's obligations run — ``{"workers": jobs}`` (local processes) or ``{"executor": …}`` (Dask,
     said on standard error) — for the body; Ctrl-C ends the proof with one line and exit code 130."""
-    client = dask_client(workers, scheduler)
+    client = dask.client()
     if client is not None:
         from ..distributed import DaskExecutor
 
-        click.echo(f"proving on {where(client, scheduler)}", err=True)
+        click.echo(f"proving on {dask.where(client)}", err=True)
     try:
         yield {"executor": DaskExecutor(client)} if client is not None else {"workers": jobs}
     except KeyboardInterrupt:

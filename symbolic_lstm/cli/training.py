@@ -15,25 +15,69 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..codegen.backends import BACKENDS
-from ..codegen.backends import DEFAULT as DEFAULT_BACKEND
+from ..codegen.backends import Backend
 from ..engine.cell import Cell
 from .before_a_run import check_memory, check_outputs
 from .common import (
     CELL,
-    SEED,
+    Dask,
     FilePath,
     PositiveNumber,
-    dask_client,
+    backend_option,
     dask_options,
+    gathered,
     kernels_of,
     main,
-    where,
+    seed_option,
 )
 from .stopping import STOP, interrupt, interrupted
 
 if TYPE_CHECKING:
     from .. import train as tr
+
+
+@dataclasses.dataclass(frozen=True)
+class Given:
+    """The run's settings as the command line gives them (None: the data's default, or the checkpoint's)."""
+
+    data: str
+    window: int | None
+    hidden: int | None
+    epochs: int | None
+    batch: int
+    optimizer: str
+    lr: float
+    clip: float
+    no_clip: bool
+    seed: int
+
+    def settings(self, cell: Cell) -> dict[str, object]:
+        """What a checkpoint records of them (all but the epochs, which a resumed run may extend)."""
+        return {
+            "cell": cell.spec, "data": self.data, "window": self.window, "hidden": self.hidden, "batch": self.batch,
+            "optimizer": self.optimizer, "lr": self.lr, "clip": None if self.no_clip else self.clip, "seed": self.seed,
+        }  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    """What the run writes and shows: the checkpoint (and how often), the plot, samples, the progress bar, and
+    whether a file that is not ours may be replaced."""
+
+    checkpoint: Path | None
+    checkpoint_every: int | None
+    plot_file: Path | None
+    sample_every: int
+    quiet: bool
+    force: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Resuming:
+    """Where the run continues from (a checkpoint), and whether the cell may differ from the one it trained."""
+
+    resume: Path | None
+    cell_changed: bool
 
 
 @main.command(short_help="train a cell on shipped real data (The Tempest, yearly sunspots)")
@@ -64,7 +108,7 @@ if TYPE_CHECKING:
     "--clip", type=PositiveNumber(), default=5.0, show_default=True, help="Gradient-norm clip (--no-clip: none)."
 )
 @click.option("--no-clip", is_flag=True, help="Do not clip the gradient.")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@seed_option()
 @click.option(
     "--checkpoint",
     type=FilePath(path_type=Path),
@@ -103,41 +147,19 @@ if TYPE_CHECKING:
     help="Also write the --checkpoint every E epochs (atomically; Ctrl-C writes the last whole epoch's).",
 )
 @dask_options("Data-parallel training")
-@click.option(
-    "--backend",
-    type=click.Choice([name for name, b in BACKENDS.items() if b.trains]),
-    default=DEFAULT_BACKEND,
-    show_default=True,
-    help="Which generated module trains: numpy (NumPy only) or jax (lax.scan loops compiled by XLA: ahead where "
+@backend_option(
+    "Which generated module trains: numpy (NumPy only) or jax (lax.scan loops compiled by XLA: ahead where "
     "the per-step work is small, such as batch 1; needs jax). The same gradients either way.",
+    offered=lambda b: b.trains,
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is also off when output is not a terminal).")
 @click.option("--force", is_flag=True, help="Overwrite a --checkpoint or --plot file that symbolic-lstm did not write.")
 @click.pass_context
+@gathered(Given, "given")
+@gathered(Outputs, "outputs")
+@gathered(Resuming, "resuming")
 def train(
-    ctx: click.Context,
-    cell: Cell,
-    data: str,
-    window: int | None,
-    hidden: int | None,
-    epochs: int | None,
-    batch: int,
-    optimizer: str,
-    lr: float,
-    clip: float,
-    no_clip: bool,
-    seed: int,
-    checkpoint: Path | None,
-    resume: Path | None,
-    cell_changed: bool,
-    plot_file: Path | None,
-    sample_every: int,
-    checkpoint_every: int | None,
-    workers: int | None,
-    scheduler: str | None,
-    backend: str,
-    quiet: bool,
-    force: bool,
+    ctx: click.Context, cell: Cell, given: Given, outputs: Outputs, resuming: Resuming, dask: Dask, backend: Backend
 ) -> None:
     """Train the cell on real data shipped with the package, with W* = W − α ∂Error/∂W (SGD) or Adam.
 
@@ -162,8 +184,10 @@ def train(
     from ..train.heap import keep_for_run
 
     keep_for_run()  # this process's arrays are allocated afresh every batch: no page faults for them again
+    checkpoint, checkpoint_every, plot_file = outputs.checkpoint, outputs.checkpoint_every, outputs.plot_file
+    resume = resuming.resume
     explicit = {n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE}
-    check_outputs(checkpoint, checkpoint_every, resume, plot_file, force)  # before any work: nothing is lost
+    check_outputs(checkpoint, checkpoint_every, resume, plot_file, outputs.force)  # before any work: nothing is lost
     held = ctx.with_resource(contextlib.ExitStack())  # released when the command ends, however it ends
     if checkpoint is not None:
         try:
@@ -172,18 +196,14 @@ def train(
             raise click.BadParameter(str(e), param_hint="--checkpoint") from None
         if removed:
             click.echo(f"removed {len(removed)} temporary file(s) a killed run left beside {checkpoint}", err=True)
-    given = {
-        "cell": cell.spec, "data": data, "window": window, "hidden": hidden, "batch": batch,
-        "optimizer": optimizer, "lr": lr, "clip": None if no_clip else clip, "seed": seed,
-    }  # fmt: skip
-    cell, config, start = _settings(cell, given, epochs, resume, explicit, cell_changed)
+    cell, config, start = _settings(cell, given.settings(cell), given.epochs, resume, explicit, resuming.cell_changed)
     k = kernels_of(cell, None, backend)
     problem = _problem(cell, config, resume)
     if resume is not None and start is not None:
         _check_start(resume, k, config, problem, start)
     check_memory(k, config, problem)
     first = 0 if start is None else start[0]
-    client = dask_client(workers, scheduler)  # after every check: a bad address fails before any work
+    client = dask.client()  # after every check: a bad address fails before any work
     gradients, parallel = None, None
     if client is not None:
         from ..distributed import DataParallel
@@ -198,24 +218,25 @@ def train(
         f"{config.optimizer} lr {config.lr}, clip {config.clip}; epochs {first + 1}–{config.epochs}"
     )
     if parallel is not None:
-        click.echo(f"data-parallel on {where(client, scheduler)}: each batch of {config.batch} split over them")
+        click.echo(f"data-parallel on {dask.where(client)}: each batch of {config.batch} split over them")
         gradients = parallel.select(parallel.load(tr.load_problem, config.data, config.window, config.holdout))
 
     def run(on_epoch: Callable[[int, float], None], on_sample: Callable[[int, str], None]) -> tr.History:
         return tr.fit(
             k, config, problem, start, on_epoch=on_epoch, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-            gradients=gradients, on_sample=on_sample, sample_every=sample_every,
+            gradients=gradients, on_sample=on_sample, sample_every=outputs.sample_every,
             on_checkpoint_error=lambda message: click.echo(f"\nwarning: {message}; training goes on", err=True),
             lock=False,  # held above, from before any work
         )[0]  # fmt: skip
 
     more = f" --checkpoint-every {checkpoint_every}" if checkpoint_every else ""
-    more += f" --workers {workers}" if workers else f" --scheduler {shlex.quote(scheduler)}" if scheduler else ""
+    more += f" --workers {dask.workers}" if dask.workers else ""
+    more += f" --scheduler {shlex.quote(dask.scheduler)}" if dask.scheduler and not dask.workers else ""
     STOP.clear()
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:  # from here to the exit, Ctrl-C and SIGTERM stop the run the same way: the first one decides
         try:
-            history = _with_progress(run, config.epochs - first, shown=not quiet and sys.stdout.isatty())
+            history = _with_progress(run, config.epochs - first, shown=not outputs.quiet and sys.stdout.isatty())
         except tr.DivergedError as e:
             hint = "a smaller --lr" + ("" if config.clip is not None else " or a --clip")
             click.echo(f"\nerror: training diverged: {e}; try {hint}", err=True)

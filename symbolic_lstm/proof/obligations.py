@@ -110,6 +110,19 @@ class ProofReport(list):
 _DERIVATIONS: dict[tuple, StepDerivation] = {}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """How every identity of a proof is decided: at ``points`` random rational points drawn from ``seed``, and
+    with ``exact`` also expanded to 0 (slow) — what :func:`prove` and :func:`~.step.prove_step` take as keywords."""
+
+    points: int = 3
+    seed: int = 0
+    exact: bool = False
+
+    def keywords(self) -> dict[str, object]:
+        return {"points": self.points, "seed": self.seed, "exact": self.exact}
+
+
 def derivation_of(cell: Cell) -> StepDerivation:
     """``derive(cell)``, once per cell and engine: the lemma and the induction's T = 1, 2 share it."""
     key = (derive, cell.name, cell.stages, cell.inputs, cell.states, cell.output, cell.vectors, cell.scalars)
