@@ -378,9 +378,10 @@ def test_a_check_of_nothing_is_no_success(k):
 # -- a module with wrong gradients is never written ------------------------------------------------------
 
 
-def _broken(text: str, backend: str) -> str:
-    """A generator bug injected: the forget gate's branch of δc<t-1> with its sign flipped."""
-    if backend == "numpy":
+def _broken(text: str, backend: object) -> str:
+    """A generator bug injected: the forget gate's branch of δc<t-1> with its sign flipped (``backend``: the
+    Backend object the command line hands render, or its name)."""
+    if getattr(backend, "name", backend) == "numpy":
         old, new = "np.multiply(Gamma_f, delta_c, out=dc_next)", "np.multiply(Gamma_f, -delta_c, out=dc_next)"
     else:
         old, new = "dc_next = Gamma_f*delta_c", "dc_next = -Gamma_f*delta_c"
