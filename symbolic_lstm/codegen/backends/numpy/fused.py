@@ -22,6 +22,7 @@ import re
 from ....engine.cell import Cell
 from ...lines import (
     Line,
+    ModuleApi,
     template_env,
     uni,
     uni_time,
@@ -38,7 +39,7 @@ __all__ = ["KernelPlan", "render", "statements"]
 TEMPLATE = "numpy/cell_module.py.j2"
 
 
-class KernelPlan(LossCode):
+class KernelPlan(ModuleApi):
     """The schedule of ``cell``, spelled as NumPy for the template: the parts it holds, each given what it reads.
 
     * ``s``: the :class:`~symbolic_lstm.codegen.schedule.Schedule` (gates, products, buffers, δ statements);
@@ -46,9 +47,10 @@ class KernelPlan(LossCode):
       every own name registered when they are made;
     * ``printer``: the kernel printer, printing the own names' symbols (``_tanh_c``) as those names;
     * ``forward`` and ``backward``: :class:`~.forward.ForwardLines` and :class:`~.backward.BackwardLines`, the
-      statements, each given the names and the printer.
+      statements, each given the names and the printer;
+    * ``losses``: the :class:`~.api.LossCode` both layouts print alike.
 
-    The losses and the module API (returns, parameter shapes) are :class:`~.api.LossCode`'s.
+    The module API (returns, parameter shapes) is :class:`~symbolic_lstm.codegen.lines.ModuleApi`'s.
     """
 
     layout = "fused"
@@ -62,6 +64,7 @@ class KernelPlan(LossCode):
         self.printer = OwnPrinter(self.own)
         self.forward = ForwardLines(self.names, self.printer)
         self.backward = BackwardLines(self.names, self.printer)
+        self.losses = LossCode(cell, self.d, self.printer)
 
 
 def _scratch_in(code: list[str]) -> list[str]:
