@@ -237,3 +237,38 @@ def test_every_package_is_installed():
     listed = set(config["options"]["packages"].split())
     found = {_module_name(p) for p in PACKAGE_DIR.rglob("__init__.py") if "__pycache__" not in p.parts}
     assert found <= listed, f"add to setup.cfg [options] packages: {sorted(found - listed)}"
+
+
+def _codegen_classes() -> list[type]:
+    """Every class the codegen package defines (each of its modules imported)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import symbolic_lstm.codegen as codegen
+
+    modules = [codegen] + [
+        importlib.import_module(m.name)
+        for m in pkgutil.walk_packages(codegen.__path__, prefix="symbolic_lstm.codegen.")
+    ]
+    return [
+        cls
+        for module in modules
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == module.__name__
+    ]
+
+
+def _own_depth(cls: type) -> int:
+    """Levels of inheritance counting the class itself, ``object`` not: only those defined in symbolic_lstm where
+    the class builds on a third-party one (a SymPy printer, an Exception, ``ABC``)."""
+    return sum(1 for c in cls.__mro__ if c is not object and c.__module__.startswith("symbolic_lstm."))
+
+
+def test_no_codegen_class_is_deeper_than_three():
+    """A plan holds its parts (schedule, names, forward and backward printers, the losses) instead of inheriting
+    them: following ``self.x`` opens at most three classes."""
+    classes = _codegen_classes()
+    assert len(classes) > 10
+    deep = {f"{c.__module__}.{c.__qualname__}": _own_depth(c) for c in classes if _own_depth(c) > 3}
+    assert not deep, f"hold these parts instead of inheriting them: {deep}"

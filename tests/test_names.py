@@ -210,7 +210,7 @@ def test_the_collision_cell_gets_distinct_names():
         assert len(own.names) == len(own._given)
     kp = fused.KernelPlan(cell)
     assert kp.own("W", "c_seq") != kp.own("seq", "W_c")
-    assert {kp.slice(g) for g in kp.s.gates} == {"_f_", "_f_2"}
+    assert {kp.names.slice(g) for g in kp.s.gates} == {"_f_", "_f_2"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

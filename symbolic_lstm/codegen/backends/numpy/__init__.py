@@ -4,6 +4,11 @@ Two layouts print the same schedule (:mod:`symbolic_lstm.codegen.schedule`): the
 (:mod:`.fused`: one product per operand over every gate that reads it, activations in place, the fast one)
 and, for the cells it cannot lay out, stage by stage (:mod:`.stages`, see :func:`.stages.stages_reason`).
 The losses, heads and input checks are shared (:mod:`.api`, ``templates/numpy/_api.py.j2``).
+
+A plan holds its parts rather than inheriting them: :class:`.fused.KernelPlan` holds the schedule, the layout's
+names (:class:`.names.FusedNames`), the forward and backward printers (:class:`.forward.ForwardLines`,
+:class:`.backward.BackwardLines`, each given the names and the printer) and the losses (:class:`.api.LossCode`);
+:class:`.stages.StagePlan` holds the schedule, its names and the losses.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """What both NumPy layouts print alike: the loss and its derivative, the heads' backward statements, and the
 context the shared part of their templates (``numpy/_api.py.j2``: losses, heads, input checks) reads.
+
+Each layout's plan holds a :class:`LossCode` as ``plan.losses``; the templates call ``plan.losses.loss(…)``.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Protocol
 
 import sympy as sp
 
@@ -13,16 +16,20 @@ from ....engine.derivation import StepDerivation
 from ....engine.notation import ERROR, Partial, node, target
 from ....runtime.version import __version__
 from ...head_rules import head_code, regression_dz
-from ...lines import CommentPrinter, ModuleApi
+from ...lines import CommentPrinter
 from ...printer_numpy import KernelPrinter
 
 
-class LossCode(ModuleApi):
-    """The loss and its derivative, from the engine, printed for NumPy (both NumPy layouts print them)."""
+class LossCode:
+    """The loss and its derivative, from the engine, printed for NumPy (both NumPy layouts print them).
 
-    cell: Cell
-    d: StepDerivation
-    printer: KernelPrinter
+    ``cell`` and ``d`` (its step derivation) say what the loss is; ``printer`` is the layout's kernel printer.
+    """
+
+    def __init__(self, cell: Cell, d: StepDerivation, printer: KernelPrinter) -> None:
+        self.cell = cell
+        self.d = d
+        self.printer = printer
 
     @property
     def loss_is_half_square(self) -> bool:
@@ -45,16 +52,25 @@ class LossCode(ModuleApi):
         return self.printer.doprint(e.xreplace(names)), self.printer.doprint(de.xreplace(names))
 
 
-def api_context(plan: LossCode, source_hash: str) -> dict[str, object]:
+class NumPyPlan(Protocol):
+    """What the shared template part reads of either layout's plan: the cell, the layout's name (``"fused"`` or
+    ``"stages"``) and the losses it holds."""
+
+    cell: Cell
+    layout: str
+    losses: LossCode
+
+
+def api_context(plan: NumPyPlan, source_hash: str) -> dict[str, object]:
     """What the shared part of both layouts (``numpy/_api.py.j2``: losses, heads, checks) reads."""
-    cell = plan.cell
+    losses = plan.losses
     return {
         "version": __version__,
-        "cell": cell,
+        "cell": plan.cell,
         "source_hash": source_hash,
         "backend": "numpy",
         "plan": plan,
-        "loss_text": CommentPrinter().doprint(plan.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
-        "head": head_code(plan.printer),
-        "regression_dz": regression_dz(plan.printer),
+        "loss_text": CommentPrinter().doprint(losses.d.loss(sp.Symbol("a"), sp.Symbol("â"))),
+        "head": head_code(losses.printer),
+        "regression_dz": regression_dz(losses.printer),
     }

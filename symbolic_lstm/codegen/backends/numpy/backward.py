@@ -16,12 +16,23 @@ from ...lines import (
     uni,
     uni_time,
 )
+from ...printer_numpy import KernelPrinter
 from ...schedule import Gate, Group, Product
-from .forward import ForwardLines
+from .inplace import inplace_lines
+from .names import FusedNames
 
 
-class BackwardLines(ForwardLines):
-    """The backward statements of one step, and the weight gradients after the loop."""
+class BackwardLines:
+    """The backward statements of one step, and the weight gradients after the loop, in the fused layout's
+    ``names``, printed by ``printer`` (the kernel printer that prints the own names' symbols)."""
+
+    def __init__(self, names: FusedNames, printer: KernelPrinter) -> None:
+        self.names = names
+        self.cell = names.cell
+        self.s = names.s
+        self.d = names.d
+        self.own = names.own
+        self.printer = printer
 
     # -- backward -----------------------------------------------------------------------------------
     @cached_property
@@ -44,22 +55,22 @@ class BackwardLines(ForwardLines):
     @property
     def full_copy(self) -> bool:
         """Whether a step's backward copies all of _dS to the row-major _dSr (for a product over every gate)."""
-        return self.regroup and any(pr.all_gates for pr in self.recurrent_products)
+        return self.names.regroup and any(pr.all_gates for pr in self.names.recurrent_products)
 
     @property
     def split_products(self) -> list[Product]:
         """Recurrent products whose gates are not adjacent: their δsum gets a row-major scratch of its own."""
-        return [pr for pr in self.recurrent_products if not pr.contiguous]
+        return [pr for pr in self.names.recurrent_products if not pr.contiguous]
 
     def _delta_in(self, pr: Product) -> tuple[str, list[Line]]:
         """The row-major δsum (B, k·n_a) of the product's gates, and the copies that make it."""
         if pr.count == 1:  # one gate: its block of _dS, contiguous
-            return f"_dS[{self.gate_index(pr)}]", []
+            return f"_dS[{self.names.gate_index(pr)}]", []
         if pr.all_gates:  # every gate: the row-major copy of _dS that BLAS reads as one (B, G·n_a) matrix
             return "_dSr", [Line("np.copyto(_dSr_by_gate, _dS)", "δsum_g<t> into the row-major _dSr")]
-        idx = self.gate_index(pr)
+        idx = self.names.gate_index(pr)
         if pr.contiguous:
-            return f"_dSr[:, {self.rows(pr)}]", [Line(f"np.copyto(_dSr_by_gate[{idx}], _dS[{idx}])")]
+            return f"_dSr[:, {self.names.rows(pr)}]", [Line(f"np.copyto(_dSr_by_gate[{idx}], _dS[{idx}])")]
         dsr = self.own("dSr", pr.operand)
         view = f"{dsr}.reshape(B, {pr.count}, n_a).transpose(1, 0, 2)"
         return dsr, [Line(f"np.copyto({view}, _dS[{idx}])")]
@@ -70,7 +81,7 @@ class BackwardLines(ForwardLines):
         for delta in self.s.deltas():
             v = delta.node
             value = self._with_sigmoid_primes(delta.value.xreplace(aux))
-            comment = self.comment(v)
+            comment = self.names.comment(v)
             target_var = delta.target
             if delta.products:
                 (pr,) = delta.products
@@ -85,12 +96,12 @@ class BackwardLines(ForwardLines):
                 if value == 0:
                     lines.append(Line(f"np.matmul({lhs}, {rhs}, out={target_var})", comment, stage=v))
                 else:
-                    lines += self._inplace(value, target_var, comment)
+                    lines += inplace_lines(value, target_var, comment, self.printer)
                     lines.append(Line(f"{target_var} += {lhs} @ {rhs}", stage=v))
             elif v in self.cell.scalars:  # δ of a row scalar: a (B, 1) array
                 lines.append(Line(f"{target_var} = {self.printer.doprint(value)}", comment, stage=v))
             else:
-                lines += self._inplace(value, target_var, comment)
+                lines += inplace_lines(value, target_var, comment, self.printer)
             if delta.optional:
                 lines.append(
                     Line(
@@ -103,30 +114,30 @@ class BackwardLines(ForwardLines):
 
     def end_of_step(self) -> str:
         """Step t's δsum into the row-major gradient buffer the weight products read after the loop."""
-        if not self.regroup:
+        if not self.names.regroup:
             return "_dgates[t] = _dS[0]"
         if self.full_copy:
             return "_dgates[t] = _dSr"
-        return f"np.copyto(_dgates[t].reshape(B, {self.G}, n_a).transpose(1, 0, 2), _dS)"
+        return f"np.copyto(_dgates[t].reshape(B, {self.names.G}, n_a).transpose(1, 0, 2), _dS)"
 
     def _all_steps(self, pr: Product) -> str:
         """The product's operand for every step, stacked as (T·B, size)."""
         k = pr.operand
         state = self.cell.state_of_prev(k)
         if state:
-            return f"{self.seq(state)}[:-1].reshape(T * B, n_a)"
+            return f"{self.names.seq(state)}[:-1].reshape(T * B, n_a)"
         if pr.kind == "input":
             return f"{k}.reshape(T * B, n_x)"
         if k in self.cell.states:  # a state read after its update in the same step: steps 1 … T
-            return f"{self.seq(k)}[1:].reshape(T * B, n_a)"
-        return f"{self.seq(k)}.reshape(T * B, n_a)"
+            return f"{self.names.seq(k)}[1:].reshape(T * B, n_a)"
+        return f"{self.names.seq(k)}.reshape(T * B, n_a)"
 
     def _delta_all_steps(self, pr: Product) -> str:
         if pr.all_gates:
             return "_dS2"
         if pr.contiguous:
-            return f"_dS2[:, {self.rows(pr)}]"
-        return f"_dS2.reshape(T * B, {self.G}, n_a)[:, {self.gate_index(pr)}].reshape(T * B, -1)"
+            return f"_dS2[:, {self.names.rows(pr)}]"
+        return f"_dS2.reshape(T * B, {self.names.G}, n_a)[:, {self.names.gate_index(pr)}].reshape(T * B, -1)"
 
     @property
     def uniform(self) -> bool:
@@ -139,7 +150,9 @@ class BackwardLines(ForwardLines):
         lines = []
         if self.uniform:
             width = self.s.weight_width(self.s.gates[0].stage)
-            lines.append(Line(f"_dW = np.empty(({self.GN}, {width}), _dtype)", "every gate's ∂E/∂W_g, gate by gate"))
+            lines.append(
+                Line(f"_dW = np.empty(({self.names.GN}, {width}), _dtype)", "every gate's ∂E/∂W_g, gate by gate")
+            )
         for pr in self.s.products:
             rules = self.d.rules[self.s.gates[pr.start].stage.name]
             k = pr.operand
@@ -157,7 +170,7 @@ class BackwardLines(ForwardLines):
             if pr.count > 1:
                 lines.append(Line(f"{self.own('dW_by_gate', k)} = {dW}.reshape({pr.count}, n_a, {pr.size})"))
         if self.uniform:
-            lines.append(Line(f"_dW_by_gate = _dW.reshape({self.G}, n_a, -1)"))
+            lines.append(Line(f"_dW_by_gate = _dW.reshape({self.names.G}, n_a, -1)"))
         if self.s.has_bias:
             rules = self.d.rules[self.s.gates[0].stage.name]
             code = self.printer.doprint(rules.bias.xreplace({rules.D: matrix_symbol("_dS2")}))
@@ -174,12 +187,12 @@ class BackwardLines(ForwardLines):
     def weight_gradient(self, g: Gate) -> str:
         """∂E/∂W_g: the gate's block of each product's weight gradient, side by side in its columns' order."""
         if self.uniform:
-            return f"_dW_by_gate[{self.slice(g)}]"
+            return f"_dW_by_gate[{self.names.slice(g)}]"
         blocks = []
         for pr in self.s.products_of(g):
             if pr.count == 1:
                 blocks.append(self.own("dW", pr.operand))
             else:
-                at = self.slice(g) if pr.all_gates else str(pr.local(g.index))
+                at = self.names.slice(g) if pr.all_gates else str(pr.local(g.index))
                 blocks.append(f"{self.own('dW_by_gate', pr.operand)}[{at}]")
         return blocks[0] if len(blocks) == 1 else f"np.concatenate([{', '.join(blocks)}], axis=1)"

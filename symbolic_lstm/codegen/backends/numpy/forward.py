@@ -15,25 +15,35 @@ from ...lines import (
     uni_time,
     unpacking,
 )
+from ...printer_numpy import KernelPrinter, StageCode
 from ...schedule import Gate, Group, Product
-from .inplace import inplace, sigmoid_of_scaled
-from .names import SCRATCH, FusedNames
+from .inplace import SCRATCH, inplace, inplace_lines, sigmoid_of_scaled
+from .names import FusedNames
 
 
-class ForwardLines(FusedNames):
-    """The forward statements of one step (and the hoisted products before the loop)."""
+class ForwardLines:
+    """The forward statements of one step (and the hoisted products and buffers before the loop), in the fused
+    layout's ``names``, printed by ``printer`` (the kernel printer that prints the own names' symbols)."""
+
+    def __init__(self, names: FusedNames, printer: KernelPrinter) -> None:
+        self.names = names
+        self.cell = names.cell
+        self.s = names.s
+        self.own = names.own
+        self.printer = printer
+        self.code = StageCode(printer)
 
     def hoisted_lines(self) -> list[Line]:
         """The input's product for every step at once, into the row-major gate buffer (zeros elsewhere)."""
-        pr, inp, G = self.s.input_product, self.s.input, self.G
-        fold, W = self.fold_of(pr), self.own("W", inp)
+        pr, inp, G = self.s.input_product, self.s.input, self.names.G
+        fold, W = self.names.fold_of(pr), self.own("W", inp)
         lhs = f"{inp}.reshape(T * B, n_x)"
         comment = f"the {inp}<t> half for every t in one product"
         if pr.all_gates:
-            return [Line(f"np.matmul({lhs}, {W}.T{fold}, out=_gates.reshape(T * B, {self.GN}))", comment)]
-        rm = f"_gates.reshape(T * B, {self.GN})"
+            return [Line(f"np.matmul({lhs}, {W}.T{fold}, out=_gates.reshape(T * B, {self.names.GN}))", comment)]
+        rm = f"_gates.reshape(T * B, {self.names.GN})"
         if pr.contiguous:
-            lines = [Line(f"np.matmul({lhs}, {W}.T{fold}, out={rm}[:, {self.rows(pr)}])", comment)]
+            lines = [Line(f"np.matmul({lhs}, {W}.T{fold}, out={rm}[:, {self.names.rows(pr)}])", comment)]
             if pr.start > 0:
                 lines.append(Line(f"{rm}[:, :{pr.start} * n_a] = 0", f"gates that do not read {inp}<t>"))
             if pr.stop < G:
@@ -42,14 +52,11 @@ class ForwardLines(FusedNames):
         others = [i for i in range(G) if i not in pr.gates]
         by = f"_gates.reshape(T * B, {G}, n_a)"
         return [
-            Line(f"{by}[:, {self.gate_index(pr)}] = ({lhs} @ {W}.T{fold}).reshape(T * B, {pr.count}, n_a)", comment),
+            Line(
+                f"{by}[:, {self.names.gate_index(pr)}] = ({lhs} @ {W}.T{fold}).reshape(T * B, {pr.count}, n_a)", comment
+            ),
             Line(f"{by}[:, {others}] = 0", f"gates that do not read {inp}<t>"),
         ]
-
-    @property
-    def recurrent_products(self) -> list[Product]:
-        """Products taken inside the loop (previous states and inner nodes): their forward weights and scratch."""
-        return [pr for pr in self.s.products if pr.kind != "input"]
 
     def scratch(self, pr: Product) -> str:
         return "_SW" if pr.all_gates else self.own("SW", pr.operand)
@@ -67,7 +74,7 @@ class ForwardLines(FusedNames):
         scratch, the row-major sums and the in-place ufuncs' ``scratch``."""
         G, fold = len(self.s.gates), " * _fold" if self.s.folds else ""
         lines: list[Line] = []
-        if self.s.has_bias and self.regroup:
+        if self.s.has_bias and self.names.regroup:
             comment = "+ b_g as each step's sums are regrouped (no pass of its own)"
             lines.append(Line(f"_b_by_gate = (_b_gates{fold}).reshape({G}, 1, n_a)", comment))
         elif self.s.has_bias:
@@ -78,24 +85,21 @@ class ForwardLines(FusedNames):
                 "step t's block, gate by gate (written once its sums are in)",
             )
         )
-        if self.keep_pre:
+        if self.names.keep_pre:
             lines.append(Line('_pre = _buffer("_pre", _by_gate.shape, _dtype)', "pre-activations, read by backward"))
-        for pr in self.recurrent_products:
-            k = pr.operand
-            comment = (
-                f"(n_a, {self.width(pr).replace(' * ', ' ')}): W_g^({uni(k)})ᵀ of the gates that read {uni_time(k)}, "
-                "contiguous for BLAS"
-            )
-            code = f"{self.own('WT', k)} = np.ascontiguousarray({self.own('W', k)}.T){self.fold_of(pr)}"
+        for pr in self.names.recurrent_products:
+            k, width = pr.operand, self.names.width(pr).replace(" * ", " ")
+            comment = f"(n_a, {width}): W_g^({uni(k)})ᵀ of the gates that read {uni_time(k)}, contiguous for BLAS"
+            code = f"{self.own('WT', k)} = np.ascontiguousarray({self.own('W', k)}.T){self.names.fold_of(pr)}"
             lines.append(Line(code, comment))
-        for pr in self.recurrent_products:
+        for pr in self.names.recurrent_products:
             then = ", then the step's sums" if pr.all_gates and self.full_product_first else ""
             comment = f"scratch: the {uni_time(pr.operand)} product{then}"
-            lines.append(Line(f"{self.scratch(pr)} = np.empty((B, {self.width(pr)}), _dtype)", comment))
-        if self.regroup:
+            lines.append(Line(f"{self.scratch(pr)} = np.empty((B, {self.names.width(pr)}), _dtype)", comment))
+        if self.names.regroup:
             if not self.full_product_first:
                 comment = "the step's sums, row-major as the products give them"
-                lines.append(Line(f"_SX = np.empty((B, {self.GN}), _dtype)", comment))
+                lines.append(Line(f"_SX = np.empty((B, {self.names.GN}), _dtype)", comment))
             sums = self.sums_name
             lines.append(Line(f"{sums}_by_gate = {sums}.reshape(B, {G}, n_a).transpose(1, 0, 2)"))
         if scratch:
@@ -117,10 +121,10 @@ class ForwardLines(FusedNames):
         def product(pr: Product, out: str) -> Line:
             s = self.cell.state_of_prev(pr.operand)
             comment = f"W_g^({uni(pr.operand)}) {uni_time(pr.operand)}"
-            code = f"np.matmul({self.seq(s)}[t], {self.own('WT', pr.operand)}, out={out})"
+            code = f"np.matmul({self.names.seq(s)}[t], {self.own('WT', pr.operand)}, out={out})"
             return Line(code, comment, guard=guard(pr))
 
-        if not self.regroup:
+        if not self.names.regroup:
             lines.append(Line("_S = _by_gate[t]"))
             for pr in self.s.state_products:
                 lines.append(product(pr, self.scratch(pr)))
@@ -137,9 +141,9 @@ class ForwardLines(FusedNames):
             for pr in self.s.state_products:
                 lines.append(product(pr, self.scratch(pr)))
                 if pr.contiguous:
-                    add = f"_SX[:, {self.rows(pr)}] += {self.scratch(pr)}"
+                    add = f"_SX[:, {self.names.rows(pr)}] += {self.scratch(pr)}"
                 else:
-                    add = f"_SX_by_gate[{self.gate_index(pr)}] += {self.by_gate(pr, self.scratch(pr))}"
+                    add = f"_SX_by_gate[{self.names.gate_index(pr)}] += {self.names.by_gate(pr, self.scratch(pr))}"
                 lines.append(Line(add, guard=guard(pr)))
             sums = "_SX"
         lines.append(Line("_S = _by_gate[t]"))
@@ -162,7 +166,7 @@ class ForwardLines(FusedNames):
 
     def activation_lines(self, grp: Group) -> list[Line]:
         """One activation run in place on its view of the block (its pre-activations stored first if read)."""
-        view, index = self.own("S", grp), self.group_slice(grp)
+        view, index = self.own("S", grp), self.names.group_slice(grp)
         members = self.s.gates[grp.start : grp.stop]
         values, sums = ", ".join(uni(g.value) for g in members), ", ".join(uni(g.stage.name) for g in members)
         comment = f"{values} = {grp.function}({sums})"
@@ -180,21 +184,21 @@ class ForwardLines(FusedNames):
                 code = []
                 for m in members:
                     one = self.own("S_gate", grp, m)
-                    code.append(f"{one} = _S[{self.slice(m)}]")
+                    code.append(f"{one} = _S[{self.names.slice(m)}]")
                     code += inplace(expr.xreplace({sp.Symbol(view): sp.Symbol(one)}), one, SCRATCH, self.printer)
         stage = members[0].value
         return lines + [Line(c, stage=stage) for c in code]
 
     def gate_aliases(self, gates: list[Gate]) -> Line:
         values = ", ".join(g.value for g in gates)
-        views = ", ".join(f"_S[{self.slice(g)}]" for g in gates)
+        views = ", ".join(f"_S[{self.names.slice(g)}]" for g in gates)
         return Line(f"{values} = {views}")
 
     def forward_lines(self) -> list[Line]:
         """Elementwise stages not fused into the block, in order, writing into their buffers."""
         in_block = {g.act.name for g in self.s.gates if g.act is not None}
         lines: list[Line] = []
-        for g in self.early_gates:  # a gate complete at the step's start that a later product reads
+        for g in self.names.early_gates:  # a gate complete at the step's start that a later product reads
             lines += self._late_lines(g.value)
         written_aux: set[sp.Expr] = set()
         for st in self.cell.stages:
@@ -206,18 +210,18 @@ class ForwardLines(FusedNames):
                     lines += self._aux_lines(f, name)
                     written_aux.add(f)
             expr = expr.xreplace(self.s.aux_names())
-            comment = f"{uni(st.name)}<t> = {self.stage_text(st)}"
+            comment = f"{uni(st.name)}<t> = {self.names.stage_text(st)}"
             if st.name in self.cell.scalars:  # one number per row: a small (B, 1) array, allocated
                 code = st.map_expressions(lambda e: e.xreplace(self.s.aux_names())).compose(self.code)
                 lines.append(Line(f"{st.name} = {code}", comment, stage=st.name))
                 if st.name in self.s.stored_stages:
-                    lines.append(Line(f"{self.seq(st.name)}[t] = {st.name}"))
+                    lines.append(Line(f"{self.names.seq(st.name)}[t] = {st.name}"))
             elif st.name in self.cell.states:
-                lines.append(Line(f"{st.name} = {self.seq(st.name)}[t + 1]"))
-                lines += self._inplace(expr, st.name, comment)
+                lines.append(Line(f"{st.name} = {self.names.seq(st.name)}[t + 1]"))
+                lines += inplace_lines(expr, st.name, comment, self.printer)
             elif st.name in self.s.stored_stages:
-                lines.append(Line(f"{st.name} = {self.seq(st.name)}[t]"))
-                lines += self._inplace(expr, st.name, comment)
+                lines.append(Line(f"{st.name} = {self.names.seq(st.name)}[t]"))
+                lines += inplace_lines(expr, st.name, comment, self.printer)
             else:
                 lines.append(Line(f"{st.name} = {self.printer.doprint(expr)}", comment, stage=st.name))
             # an auxiliary of this stage's output (tanh(c) after c) is computed right after it
@@ -234,12 +238,12 @@ class ForwardLines(FusedNames):
         (a linear stage that reads a linear stage: MinimalRNN's U [h<t-1>, z<t>])."""
         lines: list[Line] = []
         if k in self.s.stored_stages and k in {g.value for g in self.s.gates}:
-            lines.append(Line(f"np.copyto({self.seq(k)}[t], {k})", f"{uni(k)}<t>, kept for the weight gradient"))
+            lines.append(Line(f"np.copyto({self.names.seq(k)}[t], {k})", f"{uni(k)}<t>, kept for the weight gradient"))
         for pr in self.s.inner_products(k):
             names = ", ".join(uni(self.s.gates[i].stage.name) for i in pr.gates)
             code = f"np.matmul({k}, {self.own('WT', k)}, out={self.scratch(pr)})"
             lines.append(Line(code, f"{names} += W^({uni(k)}) {uni_time(k)}"))
-            lines.append(Line(f"_S[{self.gate_index(pr)}] += {self.by_gate(pr, self.scratch(pr))}"))
+            lines.append(Line(f"_S[{self.names.gate_index(pr)}] += {self.names.by_gate(pr, self.scratch(pr))}"))
         for grp in self.s.groups:
             if grp.phase == k:
                 lines += self.activation_lines(grp)
@@ -253,9 +257,4 @@ class ForwardLines(FusedNames):
     def _aux_lines(self, f: sp.Expr, name: str) -> list[Line]:
         """Compute an auxiliary (tanh(c<t>) …) into its buffer."""
         comment = f"{uni_expr(f, self.cell.vectors)}, stored for backward"
-        return [Line(f"{name} = {self.own('aux_seq', f)}[t]"), *self._inplace(f, name, comment)]
-
-    def _inplace(self, expr: sp.Expr, dest: str, comment: str) -> list[Line]:
-        """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: _tmp0, _tmp1 …); comment on the first."""
-        code = inplace(expr, dest, SCRATCH, self.printer)
-        return [Line(c, comment if i == 0 else "", stage=dest) for i, c in enumerate(code)]
+        return [Line(f"{name} = {self.own('aux_seq', f)}[t]"), *inplace_lines(f, name, comment, self.printer)]

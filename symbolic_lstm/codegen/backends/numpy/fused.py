@@ -22,24 +22,36 @@ import re
 from ....engine.cell import Cell
 from ...lines import (
     Line,
+    ModuleApi,
     template_env,
     uni,
     uni_time,
 )
-from ...printer_numpy import StageCode
 from ...schedule import Schedule
-from .api import api_context
+from .api import LossCode, api_context
 from .backward import BackwardLines
-from .inplace import SIGMOID_INNER
-from .names import SCRATCH, OwnPrinter
+from .forward import ForwardLines
+from .inplace import SCRATCH, SIGMOID_INNER
+from .names import FusedNames, OwnPrinter
 
 __all__ = ["KernelPlan", "render", "statements"]
 
 TEMPLATE = "numpy/cell_module.py.j2"
 
 
-class KernelPlan(BackwardLines):
-    """The schedule of ``cell``, spelled as NumPy for the template (slices, statements, buffer names)."""
+class KernelPlan(ModuleApi):
+    """The schedule of ``cell``, spelled as NumPy for the template: the parts it holds, each given what it reads.
+
+    * ``s``: the :class:`~symbolic_lstm.codegen.schedule.Schedule` (gates, products, buffers, δ statements);
+    * ``names``: the fused layout's :class:`~.names.FusedNames` (slices, buffer names, docstrings, cache keys),
+      every own name registered when they are made;
+    * ``printer``: the kernel printer, printing the own names' symbols (``_tanh_c``) as those names;
+    * ``forward`` and ``backward``: :class:`~.forward.ForwardLines` and :class:`~.backward.BackwardLines`, the
+      statements, each given the names and the printer;
+    * ``losses``: the :class:`~.api.LossCode` both layouts print alike.
+
+    The module API (returns, parameter shapes) is :class:`~symbolic_lstm.codegen.lines.ModuleApi`'s.
+    """
 
     layout = "fused"
 
@@ -47,9 +59,12 @@ class KernelPlan(BackwardLines):
         self.cell = cell
         self.s = Schedule(cell)
         self.d = self.s.d
-        self._register_names()
+        self.names = FusedNames(cell, self.s)
+        self.own = self.names.own
         self.printer = OwnPrinter(self.own)
-        self.code = StageCode(self.printer)
+        self.forward = ForwardLines(self.names, self.printer)
+        self.backward = BackwardLines(self.names, self.printer)
+        self.losses = LossCode(cell, self.d, self.printer)
 
 
 def _scratch_in(code: list[str]) -> list[str]:
@@ -61,26 +76,30 @@ def _scratch_in(code: list[str]) -> list[str]:
 def render(cell: Cell, source_hash: str) -> str:
     """The fused gate-buffer module for ``cell``, as text (byte-stable)."""
     plan = KernelPlan(cell)
+    forward, backward = plan.forward, plan.backward
     env = template_env()
     env.filters["add_prefix"] = lambda s, prefix: prefix + s
-    env.filters["prime_of"] = plan.prime_of
+    env.filters["prime_of"] = backward.prime_of
     env.globals["own"] = plan.own
-    forward_lines, backward_lines = plan.forward_lines(), plan.backward_lines()
-    early = [ln for grp in plan.early_groups for ln in plan.activation_lines(grp)]
+    forward_lines, backward_lines = forward.forward_lines(), backward.backward_lines()
+    early = [ln for grp in plan.names.early_groups for ln in forward.activation_lines(grp)]
     forward_code = [ln.code for ln in (*early, *forward_lines)]
     context = {
         **api_context(plan, source_hash),
         "template": TEMPLATE,
         "schedule": plan.s,
+        "names": plan.names,
+        "forward": forward,
+        "backward": backward,
         "gates": plan.s.gates,
         "inner": SIGMOID_INNER,
-        "hoisted": plan.hoisted_lines(),
-        "step_sums": plan.step_sums(),
+        "hoisted": forward.hoisted_lines(),
+        "step_sums": forward.step_sums(),
         "early_activation": early,
         "forward_lines": forward_lines,
         "backward_lines": backward_lines,
-        "after_loop": plan.after_loop(),
-        "loop_buffers": plan.loop_buffers(_scratch_in(forward_code)),
+        "after_loop": backward.after_loop(),
+        "loop_buffers": forward.loop_buffers(_scratch_in(forward_code)),
         "backward_scratch": _scratch_in([ln.code for ln in backward_lines]),
         "uni": uni,
         "uni_time": uni_time,
@@ -91,5 +110,5 @@ def render(cell: Cell, source_hash: str) -> str:
 def statements(cell: Cell) -> list[Line]:
     """Every statement the fused module prints from a stage (for the smoke run's attribution)."""
     kp = KernelPlan(cell)
-    lines = [*kp.forward_lines(), *kp.backward_lines()]
-    return lines + [ln for grp in kp.s.groups for ln in kp.activation_lines(grp)]
+    lines = [*kp.forward.forward_lines(), *kp.backward.backward_lines()]
+    return lines + [ln for grp in kp.s.groups for ln in kp.forward.activation_lines(grp)]

@@ -21,7 +21,11 @@ from __future__ import annotations
 import sympy as sp
 
 from ....engine.functions import logsigmoid, sigmoid, softsign
+from ...lines import Line
 from ...printer_numpy import KernelPrinter, heaviside_at_zero
+
+#: Names of the (B, n_a) scratch buffers in-place statements may use (the fused template allocates those used).
+SCRATCH = [f"_tmp{i}" for i in range(8)]
 
 
 class InplaceError(ValueError):
@@ -40,6 +44,13 @@ def inplace(expr: sp.Expr, dest: str, scratch: list[str], printer: KernelPrinter
         raise InplaceError(f"{dest} = {expr}: the expression reads its destination")
     lowering.into(expr, dest)
     return lowering.lines
+
+
+def inplace_lines(expr: sp.Expr, dest: str, comment: str, printer: KernelPrinter) -> list[Line]:
+    """``dest = expr`` as ufunc calls writing into ``dest`` (scratch: :data:`SCRATCH`), each a statement of the stage
+    ``dest``; ``comment`` on the first."""
+    code = inplace(expr, dest, SCRATCH, printer)
+    return [Line(c, comment if i == 0 else "", stage=dest) for i, c in enumerate(code)]
 
 
 #: σ(x) = ½·tanh(SIGMOID_INNER·x) + ½.  The inner factor is linear in x, so a kernel whose σ arguments are

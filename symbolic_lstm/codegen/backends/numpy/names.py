@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ....engine.cell import Cell
 from ....engine.notation import Partial
 from ....engine.stages import Linear, Stage
 from ....engine.timeline import Timeline
@@ -21,10 +22,7 @@ from ...lines import (
 )
 from ...printer_numpy import KernelPrinter
 from ...schedule import Gate, Group, Product, Schedule
-from .api import LossCode
 
-#: Names of the (B, n_a) scratch buffers in-place statements may use.
-SCRATCH = [f"_tmp{i}" for i in range(8)]
 #: What every product over an operand is called by (its weight, transposed weight, scratch, δsum, weight gradient,
 #: its columns and gates of the gate buffer): registered for every operand.
 PRODUCT_NAMES = ("W", "WT", "SW", "dSr", "dW", "dW_by_gate", "rows", "gates")
@@ -42,17 +40,21 @@ class OwnPrinter(KernelPrinter):
         return self._printed.get(expr.name) or super()._print_Symbol(expr)
 
 
-class FusedNames(LossCode):
-    """What the fused kernels call things (see the module docstring); the statements are :class:`~.forward.
-    ForwardLines` and :class:`~.backward.BackwardLines`."""
+class FusedNames:
+    """What the fused kernels call things (see the module docstring), for one cell and its schedule ``s``: every
+    own name the fused module prints is registered here, once, in one order, when the names are made.
 
-    s: Schedule
-    printer: KernelPrinter
+    The statements that use these names are :class:`~.forward.ForwardLines` and :class:`~.backward.BackwardLines`,
+    each given the names.
+    """
 
-    @property
-    def own(self) -> OwnNames:
-        """The kernels' own names (``_c_seq``, ``_W_x`` …)."""
-        return self.s.own
+    def __init__(self, cell: Cell, s: Schedule) -> None:
+        self.cell = cell
+        self.s = s
+        self.d = s.d
+        #: The kernels' own names (``_c_seq``, ``_W_x`` …): the schedule's, with the fused module's registered.
+        self.own: OwnNames = s.own
+        self._register_names()
 
     def _register_names(self) -> None:
         """Register every own name the fused module prints that stands for something of the cell, in one order."""
@@ -108,6 +110,11 @@ class FusedNames(LossCode):
         """Whether a step's sums are regrouped gate by gate: with one gate the two layouts are the same."""
         return self.G > 1
 
+    @property
+    def recurrent_products(self) -> list[Product]:
+        """Products taken inside the loop (previous states and inner nodes): their forward weights and scratch."""
+        return [pr for pr in self.s.products if pr.kind != "input"]
+
     def gate_index(self, pr: Product) -> str:
         """The gates a product feeds, indexing the gate-major block: one gate's name, or a range / list."""
         if pr.count == 1:
@@ -119,6 +126,7 @@ class FusedNames(LossCode):
         return ":" if pr.all_gates else self.own("rows", pr.operand)
 
     def width(self, pr: Product) -> str:
+        """The product's gates' columns as code: ``n_a`` or ``3 * n_a``."""
         return "n_a" if pr.count == 1 else f"{pr.count} * n_a"
 
     def by_gate(self, pr: Product, rows: str) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ....engine.cell import Cell
 from ....engine.stages import Linear, Stage
-from ...lines import Line, OwnNames, StageText, matrix_symbol, template_env, uni, uni_time
+from ...lines import Line, ModuleApi, OwnNames, StageText, matrix_symbol, template_env, uni, uni_time
 from ...printer_numpy import KernelPrinter, StageCode
 from ...schedule import Schedule
 from .api import LossCode, api_context
@@ -40,8 +40,13 @@ def stages_reason(cell: Cell) -> str | None:
     return None
 
 
-class StagePlan(LossCode):
-    """Forward and backward statements of one step, stage by stage, printed for NumPy."""
+class StagePlan(ModuleApi):
+    """Forward and backward statements of one step, stage by stage, printed for NumPy.
+
+    Holds the schedule (``s``: the δ statements), its own names (``own``, every one registered here), the kernel
+    printer and the losses (``losses``, a :class:`~.api.LossCode`); the module API (returns, parameter shapes) is
+    :class:`~symbolic_lstm.codegen.lines.ModuleApi`'s.
+    """
 
     layout = "stages"
 
@@ -63,6 +68,7 @@ class StagePlan(LossCode):
             self.own.add("seq", n)
         for v in cell.vectors:
             self.own.add("grad", v)
+        self.losses = LossCode(cell, self.d, self.printer)
 
     def seq(self, name: str) -> str:
         """The per-step buffer of a stage (``_c_seq``)."""
