@@ -312,3 +312,24 @@ def test_the_layer_runs_on_the_jax_module_with_the_same_gradients(tmp_path):
 def test_an_unknown_backend_is_named():
     with pytest.raises(ValueError, match="backend must be one of 'numpy', 'jax', got 'tf'"):
         RecurrentLayer("lstm", 3, 4, backend="tf")
+
+
+def test_the_backend_says_how_tensors_reach_its_module():
+    """The layer asks its backend, never its name: CPU tensors reach the NumPy module through shared memory;
+    tensors elsewhere go to the backend it names for them (the
+    array-API module, on the tensors themselves); a backend that names none refuses them, before any work."""
+    pytest.importorskip("array_api_compat")
+    from symbolic_lstm.bridges.exchange import SharedMemory, Themselves
+    from symbolic_lstm.codegen.backends import BACKENDS, JaxBackend
+
+    layer = RecurrentLayer("lstm", 3, 4, dtype=F64)
+    exchange, module = layer.runner(torch.device("cpu"))
+    assert isinstance(exchange, SharedMemory) and module is layer.kernels and module.BACKEND == "numpy"
+    exchange, module = layer.runner(torch.device("meta"))  # any device but the CPU
+    assert isinstance(exchange, Themselves) and module.BACKEND == "array-api"
+    assert BACKENDS["jax"].elsewhere is None and BACKENDS["jax"].tensors == "dlpack"
+    if importlib.util.find_spec("jax") is not None:
+        fast = RecurrentLayer("lstm", 3, 4, dtype=F64, backend=JaxBackend())  # the object as well as its name
+        assert fast.backend == "jax"
+        with pytest.raises(ValueError, match="backend='jax' runs CPU tensors, got x on meta; use backend='numpy'"):
+            fast.runner(torch.device("meta"))

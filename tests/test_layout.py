@@ -272,3 +272,71 @@ def test_no_codegen_class_is_deeper_than_three():
     assert len(classes) > 10
     deep = {f"{c.__module__}.{c.__qualname__}": _own_depth(c) for c in classes if _own_depth(c) > 3}
     assert not deep, f"hold these parts instead of inheriting them: {deep}"
+
+
+#: The few places a stage's kind may be tested outside engine/stages.py, each with its reason (at most 3).
+KIND_TESTS = {
+    "symbolic_lstm/engine/cell.py": "Cell.linear_stages: the typed view of the products (their weights, operands)",
+}
+STAGE_KINDS = {"Linear", "Elementwise", "Reduce"}
+
+
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def test_a_stage_is_asked_what_it_does_not_which_kind_it_is():
+    """Consumers call the stage's own methods (compose, expressions, unitwise …): ``isinstance`` on a stage kind
+    appears only where :data:`KIND_TESTS` says why, ≤ 3 places outside engine/stages.py."""
+    found: dict[str, int] = {}
+    for path in PACKAGE_DIR.rglob("*.py"):
+        rel = str(path.relative_to(PACKAGE_DIR.parent))
+        if rel == "symbolic_lstm/engine/stages.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", "") == "isinstance"
+                and len(node.args) == 2
+                and _names(node.args[1]) & STAGE_KINDS
+            ):
+                found[rel] = found.get(rel, 0) + 1
+    assert set(found) <= set(KIND_TESTS), {k: v for k, v in found.items() if k not in KIND_TESTS}
+    assert sum(found.values()) <= 3, found
+
+
+def test_no_backend_is_named_in_a_comparison_outside_the_backends():
+    """Which backend a module is decides nothing outside codegen/backends/: the backend object says (its
+    ``tensors``, ``elsewhere``, ``line_by_line`` …).  ``"jax" in sys.modules`` asks whether a library is
+    imported, not which backend runs."""
+    names = set(BACKENDS)
+    wrong = []
+    for path in PACKAGE_DIR.rglob("*.py"):
+        rel = str(path.relative_to(PACKAGE_DIR.parent))
+        if rel.startswith("symbolic_lstm/codegen/backends/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            if any(ast.unparse(s) == "sys.modules" for s in sides):
+                continue
+            constants = {
+                c.value for s in sides for c in ast.walk(s) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            }
+            if constants & names:
+                wrong.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    assert not wrong, wrong
+
+
+def test_every_generated_module_says_its_backend():
+    """``BACKEND = "<name>"`` in every committed module, the backend whose module name it has: how the loader,
+    the staleness check and data-parallel training know it (never from a file name)."""
+    from symbolic_lstm.codegen.stale import recorded_backend
+    from symbolic_lstm.engine.cells import BUILTIN
+    from symbolic_lstm.runtime.paths import generated_dir
+
+    for name in BUILTIN:
+        for backend in BACKENDS.values():
+            path = generated_dir() / f"{backend.module_name(get_cell(name))}.py"
+            assert recorded_backend(path.read_text(encoding="utf-8")) == backend.name, path
