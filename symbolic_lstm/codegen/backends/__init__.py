@@ -35,8 +35,9 @@ def get(name: str | Backend) -> Backend:
 
 
 def of_module(stem: str) -> tuple[str, Backend]:
-    """The cell name and backend a generated module's file stem stands for (``lstm_array_api`` → lstm,
-    array-API): the backend with the longest matching suffix."""
+    """The cell name and backend a module's file stem would stand for (``lstm_array_api`` → lstm, array-API): the
+    backend with the longest matching suffix.  A guess from a name, used only to advise on a module that does not
+    exist (which command writes it); a module that exists says its backend on its own ``BACKEND`` line."""
     for b in sorted(BACKENDS.values(), key=lambda b: -len(b.suffix)):
         if b.suffix and stem.endswith(b.suffix):
             return stem[: -len(b.suffix)], b
