@@ -27,6 +27,7 @@ from typing import ClassVar, Protocol, TypeVar
 import sympy as sp
 
 T = TypeVar("T")
+E = TypeVar("E", bound="_OfExpression")
 
 #: The number of units, as it appears in mean stages' derivatives (1/n_a).
 N_A = sp.Symbol("n_a", integer=True, positive=True)
@@ -79,19 +80,30 @@ class Linear:
 
 
 @dataclass(frozen=True)
-class Elementwise:
-    """``name = expr``, evaluated unit by unit; ``expr`` is written in the symbols of earlier nodes."""
+class _OfExpression:
+    """A stage computed from one SymPy expression ``expr`` in the symbols of earlier nodes (``reads``)."""
 
     name: str
     expr: sp.Expr
     reads: tuple[str, ...]
 
-    unitwise: ClassVar[bool] = True
-    sums_units: ClassVar[bool] = False
-
     @property
     def expressions(self) -> tuple[sp.Expr, ...]:
         return (self.expr,)
+
+    def map_expressions(self: E, f: Callable[[sp.Expr], sp.Expr]) -> E:
+        return replace(self, expr=f(self.expr))
+
+    def fingerprint(self) -> str:
+        return repr((self.name, sp.srepr(self.expr), self.reads))
+
+
+@dataclass(frozen=True)
+class Elementwise(_OfExpression):
+    """``name = expr``, evaluated unit by unit; ``expr`` is written in the symbols of earlier nodes."""
+
+    unitwise: ClassVar[bool] = True
+    sums_units: ClassVar[bool] = False
 
     @property
     def unit_expr(self) -> sp.Expr:
@@ -101,27 +113,13 @@ class Elementwise:
     def compose(self, ops: StageOps[T]) -> T:
         return ops.unitwise(self, self.expr)
 
-    def map_expressions(self, f: Callable[[sp.Expr], sp.Expr]) -> Elementwise:
-        return replace(self, expr=f(self.expr))
-
-    def fingerprint(self) -> str:
-        return repr((self.name, sp.srepr(self.expr), self.reads))
-
 
 @dataclass(frozen=True)
-class Reduce:
+class Reduce(_OfExpression):
     """``name = (1/n_a) Σ_i expr_i``: the mean over the units of one row of a per-unit expression."""
-
-    name: str
-    expr: sp.Expr
-    reads: tuple[str, ...]
 
     unitwise: ClassVar[bool] = False
     sums_units: ClassVar[bool] = True
-
-    @property
-    def expressions(self) -> tuple[sp.Expr, ...]:
-        return (self.expr,)
 
     @property
     def unit_expr(self) -> sp.Expr:
@@ -130,12 +128,6 @@ class Reduce:
 
     def compose(self, ops: StageOps[T]) -> T:
         return ops.mean(self, ops.unitwise(self, self.expr))
-
-    def map_expressions(self, f: Callable[[sp.Expr], sp.Expr]) -> Reduce:
-        return replace(self, expr=f(self.expr))
-
-    def fingerprint(self) -> str:
-        return repr((self.name, sp.srepr(self.expr), self.reads))
 
 
 Stage = Linear | Elementwise | Reduce
