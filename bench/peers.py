@@ -24,11 +24,12 @@ warm-up that compiles — so one library's idle threads spinning after its call 
 time.  The table gives min and median (ms) and ``ratio`` = median / the best peer's median (peers: jax-grad,
 torch-loop, torch-lstm; below 1: faster than the best of them); ``ours`` names our faster module (numpy or jax)
 and its ratio.  One JSON line per cell and shape follows.  The NumPy module runs with the BLAS threads ``train``
-would choose for the shape (``symbolic_lstm.runtime.threads``); torch and XLA with their defaults; the header prints the
-threads, the BLAS kernels and the machine's load.  glibc's malloc keeps freed memory for the run
-(``--heap keep``, the default; ``symbolic_lstm/heap.py``): by default it hands large blocks back to the kernel, and a
-library that allocates its workspace afresh each call then pays page faults or not depending on what the process
-freed before — nn.LSTM at 64x100x256 took 57 ms in one run and 76–100 ms in others, which decided who was ahead.
+would choose for the shape (``symbolic_lstm.runtime.threads``); torch and XLA with their defaults; the header
+prints the threads, the BLAS kernels and the machine's load.  glibc's malloc keeps freed memory for the run
+(``--heap keep``, the default; ``symbolic_lstm/train/heap.py``): by default it hands large blocks back to the
+kernel, and a library that allocates its workspace afresh each call then pays page faults or not depending on what
+the process freed before — nn.LSTM at 64x100x256 took 57 ms in one run and 76–100 ms in others, which decided
+who was ahead.
 ``--heap default`` times with glibc's defaults; MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ set in the environment
 win over both.  ``--processes K`` times each implementation in K fresh processes of its own (``timing.in_processes``),
 ``--reps`` calls in each: a library's speed can be the luck of its process — nn.LSTM's two OpenMP threads ran some

@@ -7,8 +7,8 @@ In one process, on the same inputs and weights, forward + MSE loss + backward of
 timed in blocks (``bench/timing.py``: five repetitions in a row, then the next implementation, the order
 rotating), so that a noisy machine slows them alike and no library's spinning threads land on another's
 time; the table reports min and median.  glibc's malloc keeps freed memory for the run (``--heap keep``, the
-default; see ``symbolic_lstm/heap.py``), so no library's time depends on whether its workspace is page-faulted in
-afresh.  Ratios use medians:
+default; see ``symbolic_lstm/train/heap.py``), so no library's time depends on whether its workspace is
+page-faulted in afresh.  Ratios use medians:
 
 * ``ratio_vs_torch`` = generated / torch.nn.LSTM (below 1: we are faster);
 * ``fraction_of_gemm_bound`` = GEMM bound / generated (1.0 would be matrix products only);

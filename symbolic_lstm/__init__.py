@@ -27,7 +27,9 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import ClassVar
 
-#: Public module paths → the module each names in its role's package.
+#: Public module paths → the module each names in its role's package: the paths the docs, README and notebooks
+#: named before the package was laid out by role, and the modules whose classes pickles made then refer to
+#: (a ``torch.save``'d layer holds ``symbolic_lstm.cell.Cell``, ``symbolic_lstm.functions.sigmoid`` …).
 PUBLIC_PATHS = {
     "symbolic_lstm.torch": "symbolic_lstm.bridges.torch",
     "symbolic_lstm.jax": "symbolic_lstm.bridges.jax",
@@ -35,6 +37,16 @@ PUBLIC_PATHS = {
     "symbolic_lstm.gradcheck": "symbolic_lstm.check.gradcheck",
     "symbolic_lstm.cells": "symbolic_lstm.engine.cells",
     "symbolic_lstm.heads": "symbolic_lstm.engine.heads",
+    "symbolic_lstm.notebook": "symbolic_lstm.document.notebook",
+    "symbolic_lstm.emit_latex": "symbolic_lstm.document.emit_latex",
+    "symbolic_lstm.proof_step": "symbolic_lstm.proof.step",
+    "symbolic_lstm.threads": "symbolic_lstm.runtime.threads",
+    "symbolic_lstm.trust": "symbolic_lstm.runtime.trust",
+    "symbolic_lstm.run_code": "symbolic_lstm.runtime.run_code",
+    "symbolic_lstm.heap": "symbolic_lstm.train.heap",
+    "symbolic_lstm.cell": "symbolic_lstm.engine.cell",
+    "symbolic_lstm.functions": "symbolic_lstm.engine.functions",
+    "symbolic_lstm.notation": "symbolic_lstm.engine.notation",
 }
 
 
@@ -47,7 +59,13 @@ def _home(name: str) -> str | None:
 
 
 class _PublicPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports a public path as the module it names: one module object under two names, never run twice."""
+    """Imports a public path as the module it names: one module object under two names, never run twice.
+
+    (While the alias is imported — a few bytecodes under the import lock — the module's ``__spec__`` is the
+    alias's; :meth:`exec_module` puts its own back.)"""
+
+    #: How a finder installed by an earlier import of this package (``importlib.reload``) is recognised.
+    symbolic_lstm_public_paths = True
 
     #: importlib sets the alias's spec on the module it is handed; :meth:`exec_module` puts the module's own back.
     _specs: ClassVar[dict[int, ModuleSpec | None]] = {}
@@ -64,8 +82,17 @@ class _PublicPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__spec__ = self._specs.pop(id(module), module.__spec__)
 
 
-if not any(isinstance(f, _PublicPaths) for f in sys.meta_path):
+if not any(getattr(f, "symbolic_lstm_public_paths", False) for f in sys.meta_path):
     sys.meta_path.insert(0, _PublicPaths())
+
+
+def __getattr__(name: str) -> ModuleType:
+    """A public path as an attribute (``symbolic_lstm.loader.module_for`` after ``import symbolic_lstm``),
+    imported on first use."""
+    if f"symbolic_lstm.{name}" in PUBLIC_PATHS:
+        return importlib.import_module(f"symbolic_lstm.{name}")
+    raise AttributeError(f"module 'symbolic_lstm' has no attribute {name!r}")
+
 
 from .codegen.loader import load  # noqa: E402
 from .engine.cell import Cell, CellBuilder, CellError  # noqa: E402

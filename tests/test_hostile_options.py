@@ -68,8 +68,8 @@ def _no_work():
     with pytest.MonkeyPatch.context() as m:
         m.setattr("symbolic_lstm.train.fit", _stop)
         m.setattr("symbolic_lstm.gradcheck.check_module", _stop)
-        m.setattr("symbolic_lstm.proof.prove_all", _stop)
-        m.setattr("symbolic_lstm.proof.prove", _stop)
+        m.setattr("symbolic_lstm.proof.obligations.prove_all", _stop)
+        m.setattr("symbolic_lstm.proof.obligations.prove", _stop)
         m.setattr("symbolic_lstm.proof.step.prove_step", _stop)
         m.setattr("symbolic_lstm.distributed.cluster._identify", _stop)  # the address checked first
         m.setattr("distributed.Client", _stop)  # no cluster started, whatever --workers says

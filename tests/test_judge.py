@@ -238,3 +238,23 @@ def test_the_forward_allowance_follows_the_cells_own_conditioning():
     far, near = a[1:], a[:1]  # each value judged on its own
     assert relative_error(far * (1 + 1e-6), far, allowance[1]) > 1e-7  # away from the pole an error shows
     assert relative_error(near * (1 + 1e-6), near, allowance[0]) == 0  # by the pole, one rounding of s does this
+
+
+def test_a_mean_over_a_kink_has_its_kink_arguments_read_unit_by_unit():
+    """mean_i |s_i|: the judge collects the kink argument s_i at every unit, before the mean sums them (it once
+    broadcast them to the mean's one number per row and raised); a point away from the kink is no kink."""
+    from symbolic_lstm import CellBuilder
+    from symbolic_lstm.check.complex_step import ComplexStep
+
+    b = CellBuilder("mean_abs", states=("a",))
+    s = b.linear("s", [b.prev("a"), "x"], weight="W", bias="b")
+    m = b.mean("m", sp.Abs(s))
+    b.stage("a", sp.tanh(s) * m)
+    cell = b.build()
+    arrays, _ = _problem(cell)
+    x = arrays.pop(cell.inputs[0])
+    init = {k: arrays.pop(k) for k in list(arrays) if k.endswith("0")}
+    judge = ComplexStep(cell)
+    _, args = judge.reference.run(x, arrays, init, kinks=True)
+    assert args.size == x.shape[0] * x.shape[1] * 4  # T · B · n_a: one per unit at every step
+    assert judge.at_kink(x, arrays, init) is False

@@ -203,7 +203,7 @@ class RecurrentLayer(nn.Module):
         return (
             f"{self.cell.spec}, {self.input_size}, {self.hidden_size}, states={self.states}"
             + (", batch_first=True" if self.batch_first else "")
-            + (f", backend={self.backend!r}" if self.backend != DEFAULT else "")
+            + (f", backend={self.backend!r}" if BACKENDS[self.backend].suffix else "")  # not the plain <cell> module
         )
 
     # -- running ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""SymPy's NumPy printer, taught the few things kernels need: the printer every kernel backend, the
-complex-step check and the reference forward pass build on.
+"""SymPy's NumPy printer, taught the few things kernels need: the printer every kernel backend builds on (the
+judge — the reference interpreter and the complex-step check — prints nothing, so it shares none of this).
 
 * ``np.`` instead of ``numpy.`` (the generated module does ``import numpy as np``);
 * the package's own functions (σ, softsign, rsqrt, Σ_i) print themselves (``_numpycode`` in

@@ -47,6 +47,7 @@ from ..engine.derivation import LOSS_MODES
 from .exact import for_proof
 from .net import UnrolledNet, engine_gradients, symbol_vector
 from .obligations import (
+    Comparison,
     Executor,
     LocalProcesses,
     Progress,
@@ -89,9 +90,9 @@ def prove_step(
     cell: Cell,
     n_a: int = 1,
     n_x: int = 1,
-    points: int = 3,
-    seed: int = 0,
-    exact: bool = False,
+    points: int = Comparison.points,
+    seed: int = Comparison.seed,
+    exact: bool = Comparison.exact,
     workers: int | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # symbolic_lstm/, this file being in kernels/
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # symbolic_lstm/, this file being in runtime/
 
 
 def _find(name: str) -> Path:
