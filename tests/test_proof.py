@@ -178,3 +178,23 @@ def test_a_power_of_a_square_is_one_value_however_sympy_spells_it():
     b.stage("a", sp.tanh((g**2) ** softsign(a_prev) + s))
     lines = proof.prove(b.build(), n_a=1, n_x=1, T=2, points=2, workers=1)
     assert lines and all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def test_the_engine_side_substitutes_unrolled_values_as_written():
+    """A Piecewise whose condition reads a state that is itself a Piecewise once unrolled: the engine's side puts
+    it in as written — no piecewise_fold, no ITE rewrite, no sign decided by assumptions (what made such a cell's
+    proof take minutes) — and the value at every point is SymPy's own."""
+    from sympy.logic.boolalg import ITE
+
+    from symbolic_lstm.proof.net import _at
+
+    x, y, u = sp.symbols("x y u", real=True)
+    inner = sp.Piecewise((x, x > 0), (-x / 2, True))
+    outer = sp.Piecewise((sp.Min(u, y) ** u, y < sp.Rational(1, 2)), (sp.Max(u, 2 * y), True))
+    built = _at(outer, {y: [inner]}, 0, 1)
+    assert built.has(sp.Piecewise) and not built.has(ITE)
+    assert isinstance(built.args[0].cond.lhs, sp.Piecewise)  # the condition holds the state's Piecewise itself
+    evaluated = outer.xreplace({y: inner})
+    for xv, uv in [(sp.Rational(1, 3), sp.Rational(2, 5)), (sp.Rational(-3, 2), sp.Rational(1, 7)), (2, 3)]:
+        at = {x: sp.Integer(xv) if isinstance(xv, int) else xv, u: uv}
+        assert sp.nsimplify(built.subs(at)) == sp.nsimplify(evaluated.subs(at))

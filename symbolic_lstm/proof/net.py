@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 
 from ..engine.cell import Cell
 from ..engine.derivation import LinearRules, LossMode, StepDerivation
@@ -205,9 +206,27 @@ def _at(expr: sp.Expr, env: dict[sp.Symbol, list[sp.Expr]], i: int, n_a: int, me
     elif not expr.args:
         out = expr
     else:
-        out = expr.func(*(_at(a, env, i, n_a, memo) for a in expr.args))
+        out = _rebuilt(expr, [_at(a, env, i, n_a, memo) for a in expr.args])
     memo[(expr, i)] = out
     return out
+
+
+def _rebuilt(expr: sp.Basic, args: list[sp.Basic]) -> sp.Basic:
+    """``expr``'s node over ``args``, as written.  SymPy's constructors would decide again what they can decide of
+    the unrolled values: a Piecewise condition holding a Piecewise is folded and rewritten as ITE, a relation or
+    a Min/Max compares its sides (their signs, by assumptions), a power with a symbolic exponent factors it —
+    minutes for a cell whose Piecewise reads a state.  The proof evaluates every node exactly at its points
+    (:class:`~.exact.Evaluator`: a branch by its conditions, Min/Max by their values), so the node as written is
+    all it needs; arithmetic is still evaluated (constants fold, so do the n_a copies of Σ_i)."""
+    if isinstance(expr, ExprCondPair):
+        return sp.Tuple.__new__(ExprCondPair, *args)
+    if isinstance(expr, sp.Piecewise):
+        return sp.Basic.__new__(sp.Piecewise, *args)
+    if isinstance(expr, sp.core.relational.Relational | sp.Min | sp.Max):
+        return expr.func(*args, evaluate=False)
+    if isinstance(expr, sp.Pow) and not expr.exp.is_Number:
+        return sp.Pow(*args, evaluate=False)
+    return expr.func(*args)
 
 
 def _dims(rules: LinearRules, net: UnrolledNet) -> dict[sp.Expr, int]:
