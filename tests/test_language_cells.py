@@ -224,17 +224,34 @@ def _slstm_with(e0: object, e1: object, a_extra: object = 0) -> object:
     return b.build()
 
 
-@pytest.mark.xfail(strict=True, reason="prover: DiracDelta(0)·0 is called a kink, so the point is not judged")
 def test_a_jump_whose_argument_does_not_move_is_decided():
     """Heaviside(Heaviside(4·e0/…, 0)) with e0 ∈ {0, 1}: where e0 = 0 the inner argument is 0 and does not move,
-    so the derivative is 0 there; the direct side's DiracDelta(0)·0 makes every point 'a pole or a kink' and the
-    proof undecided (a correct cell not proved). Found by a random draw of the slow suite."""
-    cell = _slstm_with(
+    so the derivative is 0 there; the direct side's DiracDelta(0)·0 once made every point 'a pole or a kink' and
+    the proof undecided (a correct cell not proved). Found by a random draw of the slow suite."""
+    lines = proof.prove(_jump_of_a_constant(), n_a=1, n_x=1, T=2, points=2, workers=1)
+    assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def _jump_of_a_constant() -> object:
+    return _slstm_with(
         lambda a, s0, g0: sp.Heaviside(2 * a + s0, 1),
         lambda e0, s0, g0: sp.Heaviside(sp.Heaviside(4 * e0 / (9 * (sigmoid(s0) + sp.Float(1.5)) ** 2), 0)),
     )
-    lines = proof.prove(cell, n_a=1, n_x=1, T=2, points=2, workers=1)
-    assert all(ln.ok for ln in lines), [str(ln) for ln in lines if not ln.ok]
+
+
+def test_a_jump_whose_argument_does_not_move_still_fails_a_wrong_engine(monkeypatch):
+    """The same cell with one of δm's branches dropped from the engine: not proved (a DiracDelta(0) whose
+    argument does not move counts 0, and nothing else does)."""
+    real = proof.derive
+
+    def wrong(cell):
+        d = real(cell)
+        d.chain["m"] = sp.Add(*d.chain["m"].args[1:])
+        return d
+
+    monkeypatch.setattr(proof, "derive", wrong)
+    lines = proof.prove(_jump_of_a_constant(), n_a=1, n_x=1, T=2, points=2, workers=1)
+    assert any("differs from direct differentiation" in str(ln) for ln in lines), [str(ln) for ln in lines]
 
 
 @pytest.mark.xfail(strict=True, reason="judge: a tiny positive kink argument (g0**16) is taken for a tie")

@@ -202,9 +202,14 @@ class Evaluator:
             out = self.value(self._branch(e))
         elif isinstance(e, (sp.sign, sp.Heaviside, sp.DiracDelta)):
             a = self.value(e.args[0])
-            if a == 0 and isinstance(e, sp.DiracDelta):
-                raise UnjudgedPointError("kink")  # the derivative of a jump, at the jump
-            out = self._exact(e.func(sp.Rational(a.numerator, a.denominator), *e.args[1:]))
+            if a == 0 and isinstance(e, sp.DiracDelta) and len(e.args) == 1:
+                # the derivative of a jump, at the jump: a kink where its argument moves; where it does not (every
+                # partial 0: a Heaviside's output, constant nearby), the jump is never crossed and δ(g)·g′ is 0
+                if self._moves(e.args[0]):
+                    raise UnjudgedPointError("kink")
+                out = Fraction(0)
+            else:
+                out = self._exact(e.func(sp.Rational(a.numerator, a.denominator), *e.args[1:]))
         else:  # an indeterminate (an activation's application, a root, a symbolic power): the point's value
             out = self._exact(e)
         self._values[e] = out
@@ -234,6 +239,10 @@ class Evaluator:
         if cond in (sp.true, sp.false):
             return bool(cond)
         return bool(self.point.at(cond))
+
+    def _moves(self, e: sp.Basic) -> bool:
+        """Does ``e`` change, to first order, with any symbol it depends on at this point?"""
+        return any(self.derivative(e, s) != 0 for s in sorted(self._depends(e), key=str))
 
     def derivative(self, e: sp.Basic, wrt: sp.Symbol) -> Fraction:
         memo = self._derivatives.setdefault(wrt, {})

@@ -246,6 +246,8 @@ def point_sets(atoms: list[sp.Expr], rng: random.Random, points: int) -> Callabl
 def line_verdict(found: list[bool | None], points: int, exact: bool) -> tuple[bool, str]:
     """A line's verdict from its entries' (True, False, or None where no point could judge one) and how it was
     reached, as the line prints it."""
+    if False in found:  # one point where the sides differ disproves the identity, whatever the others say
+        return False, f"differs from direct differentiation at a random rational point (of {points})"
     return all(v is True for v in found), method_of(points, exact, judged=None not in found)
 
 
