@@ -12,14 +12,14 @@ import numpy as np
 import sympy as sp
 
 from symbolic_lstm.engine.cell import Cell, Linear, Reduce
-from symbolic_lstm.engine.functions import rsqrt, sigmoid, softsign
+from symbolic_lstm.engine.functions import rsqrt, softsign
 
 
 def definitions(expr: sp.Expr) -> sp.Expr:
-    """The package's functions written out as their definitions in SymPy's own functions (log σ as torch's own
-    ``logsigmoid``, exact in the tails as ours is), and constant subexpressions (tanh(1), √2) as floats: torch's
-    functions take tensors, not Python numbers."""
-    expr = expr.replace(sigmoid, lambda z: 1 / (1 + sp.exp(-z)))
+    """The package's functions written out as their definitions in SymPy's own functions (σ and log σ as torch's
+    own ``sigmoid`` and ``logsigmoid``, exact in the tails as ours are: 1/(1 + e^{−z}) overflows in its backward
+    for z ≪ 0, inf/inf = NaN), and constant subexpressions (tanh(1), √2) as floats: torch's functions take
+    tensors, not Python numbers."""
     expr = expr.replace(softsign, lambda z: z / (1 + sp.Abs(z))).replace(rsqrt, lambda z: 1 / sp.sqrt(z))
     return expr.replace(lambda e: e.is_number and not e.is_Atom, lambda e: sp.Float(e.evalf(30), 30))
 
@@ -65,6 +65,9 @@ def _printer():
                 v = _f64(self._print(value))
                 out = v if cond is sp.true else f"torch.where(torch.as_tensor({self._print(cond)}), {v}, {out})"
             return out
+
+        def _print_sigmoid(self, e: sp.Expr) -> str:
+            return f"torch.sigmoid({_f64(self._print(e.args[0]))})"
 
         def _print_logsigmoid(self, e: sp.Expr) -> str:
             return f"torch.nn.functional.logsigmoid({_f64(self._print(e.args[0]))})"
