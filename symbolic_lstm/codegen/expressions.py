@@ -13,7 +13,7 @@ import sympy as sp
 from ..engine.cell import Cell
 from ..engine.derivation import StepDerivation
 from ..engine.stages import Linear, Stage
-from .lines import ModuleApi, OwnNames, StageText, template_env, uni, uni_time, unpacking
+from .lines import ModuleApi, OwnNames, stage_text, template_env, uni, uni_time, unpacking
 from .printer_numpy import KernelPrinter, heaviside_at_zero
 from .schedule import Schedule
 
@@ -97,7 +97,7 @@ class ExpressionPlan(ModuleApi):
     def forward(self) -> list[Step]:
         out = []
         for st in self.cell.stages:
-            text = st.compose(StageText(self.cell.vectors))
+            text = stage_text(st, self.cell.vectors)
             out.append(Step(st.name, st.compose(_ArrayCode(self)), f"{uni_time(st.name)} = {text}", st.name))
         return out
 

@@ -285,6 +285,11 @@ class StageText:
         return f"mean_i({value})"
 
 
+def stage_text(st: Stage, shared: tuple[str, ...] = ()) -> str:
+    """A stage's right-hand side as the kernels' comments and the graph picture write it (:class:`StageText`)."""
+    return st.compose(StageText(shared))
+
+
 class CommentPrinter(sp.printing.str.StrPrinter):
     """Compact text for comments: ∂c<t>/∂Γ_f<t>, δc<t+1>, σ(…), products with '·', squares with '²'; chain order
     kept.  Unambiguous read as Python reads it (``·`` as ``*``, ``²`` as ``**2``) and as a person reads it: a

@@ -15,7 +15,7 @@ import unicodedata
 
 import sympy as sp
 
-from ..codegen.lines import CommentPrinter, StageText, uni, uni_time
+from ..codegen.lines import CommentPrinter, stage_text, uni, uni_time
 from ..engine.cell import Cell
 from ..engine.derivation import LOSS_MODES, LossMode, derive
 from ..engine.notation import ERROR, Partial, node
@@ -138,7 +138,7 @@ def graph_with_legend(
         for st in cell.stages:
             fork = g.is_fork(st.name)
             head = f"{uni(st.name)}<{when(t)}>" + ("  (fork)" if fork else "")
-            text = f"{head}\n= {st.compose(StageText(cell.vectors))}"
+            text = f"{head}\n= {stage_text(st, cell.vectors)}"
             if st.expressions:
                 declare(ident(st.name, t), text, shape="ellipse", peripheries="2" if fork else "1")
             else:  # a product

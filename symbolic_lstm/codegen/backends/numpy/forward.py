@@ -204,15 +204,15 @@ class ForwardLines:
         for st in self.cell.stages:
             if not st.expressions or st.name in in_block:  # products are the block's; so are its activations
                 continue
-            expr = st.expr
             for f, name in self.s.aux.items():
-                if f in expr.atoms(sp.Function) and f not in written_aux:
+                if f in st.expr.atoms(sp.Function) and f not in written_aux:
                     lines += self._aux_lines(f, name)
                     written_aux.add(f)
-            expr = expr.xreplace(self.s.aux_names())
+            rewritten = st.map_expressions(lambda e: e.xreplace(self.s.aux_names()))  # tanh(c) read as _tanh_c
+            expr = rewritten.expr
             comment = f"{uni(st.name)}<t> = {self.names.stage_text(st)}"
             if st.name in self.cell.scalars:  # one number per row: a small (B, 1) array, allocated
-                code = st.map_expressions(lambda e: e.xreplace(self.s.aux_names())).compose(self.code)
+                code = rewritten.compose(self.code)
                 lines.append(Line(f"{st.name} = {code}", comment, stage=st.name))
                 if st.name in self.s.stored_stages:
                     lines.append(Line(f"{self.names.seq(st.name)}[t] = {st.name}"))

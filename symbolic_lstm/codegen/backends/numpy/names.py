@@ -16,7 +16,7 @@ from ....engine.timeline import Timeline
 from ...lines import (
     CommentPrinter,
     OwnNames,
-    StageText,
+    stage_text,
     uni,
     uni_time,
 )
@@ -190,7 +190,7 @@ class FusedNames:
         return f"about (n_x + {n_a}·n_a)·T·B"
 
     def stage_text(self, st: Stage) -> str:
-        return st.compose(StageText(self.cell.vectors))
+        return stage_text(st, self.cell.vectors)
 
     def seq_width(self, name: str) -> str:
         """Columns of a stored node's per-step buffer: 1 for a row scalar, n_a otherwise."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ....engine.cell import Cell
 from ....engine.stages import Linear, Stage
-from ...lines import Line, ModuleApi, OwnNames, StageText, matrix_symbol, template_env, uni, uni_time
+from ...lines import Line, ModuleApi, OwnNames, matrix_symbol, stage_text, template_env, uni, uni_time
 from ...printer_numpy import KernelPrinter, StageCode
 from ...schedule import Schedule
 from .api import LossCode, api_context
@@ -88,7 +88,7 @@ class StagePlan(ModuleApi):
         return [st.name for st in self.cell.stages if st.name not in self.cell.states]
 
     def stage_text(self, st: Stage) -> str:
-        return st.compose(StageText(self.cell.vectors))
+        return stage_text(st, self.cell.vectors)
 
     def columns(self, st: Linear, operand: str) -> str:
         start, stop = self.s.columns(st, operand)
