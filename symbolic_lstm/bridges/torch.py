@@ -56,7 +56,8 @@ def _trainable() -> tuple[str, ...]:
 class _Kernels(torch.autograd.Function):
     """One node of torch's graph for the whole sequence: forward and backward are the generated kernels.
 
-    Inputs: (layer, x, *initial states, *parameters); outputs: the sequences the kernels' forward returns
+    Inputs: (layer, its runner for x's device — :meth:`RecurrentLayer.runner` —, x, *initial states, *parameters);
+    outputs: the sequences the kernels' forward returns
     (T, B, n_a each): the output, then the states that are not the output (``Cell.returns``).  The
     kernels' backward consumes the forward cache (it stores the gate gradients in place, and the next forward
     reuses the buffers); a graph backpropagated again (``retain_graph=True``, ``gradcheck``) reruns the forward
@@ -64,12 +65,14 @@ class _Kernels(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, layer: RecurrentLayer, x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        exchange, module = layer.runner(x.device)
+    def forward(  # type: ignore[override]
+        ctx, layer: RecurrentLayer, runner: tuple[Exchange, ModuleType], x: torch.Tensor, *rest: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        exchange, module = runner
         n = len(layer.states)
         out = exchange.forward(module, layer, x, rest[:n], rest[n:])
         seqs = tuple(out[:-1])
-        ctx.layer, ctx.runner, ctx.cache, ctx.n_inputs = layer, (exchange, module), out[-1], 1 + len(rest)
+        ctx.layer, ctx.runner, ctx.cache, ctx.n_inputs = layer, runner, out[-1], 1 + len(rest)
         # references, no copies: the inputs for a second backward over this graph, and the outputs, which are
         # views of the buffers backward reads, so that torch refuses a backward after they were edited in place
         ctx.save_for_backward(x, *rest, *seqs)
@@ -89,7 +92,7 @@ class _Kernels(torch.autograd.Function):
             seeds[out] = torch.zeros((x.shape[0], x.shape[1], layer.hidden_size), dtype=x.dtype, device=x.device)
         g = exchange.backward(module, layer, seeds, cache)
         inp = layer.cell.inputs[0]
-        return (None, g[inp], *(g[f"{s}0"] for s in layer.states), *(g[name] for name in layer.param_names))
+        return (None, None, g[inp], *(g[f"{s}0"] for s in layer.states), *(g[name] for name in layer.param_names))
 
 
 class RecurrentLayer(nn.Module):
@@ -237,14 +240,14 @@ class RecurrentLayer(nn.Module):
             raise TypeError(f"x has dtype {x.dtype} but the layer's parameters are {self.dtype}")
         if x.device != self.device:
             raise ValueError(f"x is on {x.device} but the layer's parameters are on {self.device}")
-        self.runner(x.device)  # refuses a device the backend's modules cannot reach, before any work
+        runner = self.runner(x.device)  # refuses a device the backend's modules cannot reach, before any work
         seq = x.transpose(0, 1) if self.batch_first else x
         if not seq.is_contiguous():
             seq = seq.contiguous()
         B = seq.shape[1]
         initial = self._initial(state, B)
         params = [getattr(self, name) for name in self.param_names]
-        seqs = dict(zip(self.cell.returns, _Kernels.apply(self, seq, *initial, *params), strict=True))
+        seqs = dict(zip(self.cell.returns, _Kernels.apply(self, runner, seq, *initial, *params), strict=True))
         out = seqs[self.cell.output]
         last = tuple(seqs[s][-1] for s in self.states) if seq.shape[0] else tuple(initial)
         return (out.transpose(0, 1) if self.batch_first else out), last
