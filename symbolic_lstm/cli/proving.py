@@ -13,7 +13,7 @@ import click
 
 from ..engine.cell import Cell
 from ..engine.derivation import LOSS_MODES
-from ..proof.obligations import Comparison
+from ..proof.comparison import Comparison
 from .common import CELL, Dask, dask_options, gathered, loss_option, main, seed_option
 
 

@@ -26,6 +26,7 @@ import sympy as sp
 
 from ..engine.cell import Cell
 from ..engine.derivation import LOSS_MODES, LossMode, StepDerivation, derive
+from .comparison import Comparison
 from .exact import Evaluator, UnjudgedPointError, exact_constants, for_proof, polynomial_zero
 from .net import UnrolledNet, accumulate, boundary, engine_gradients, explicit, step_backward
 from .points import Point, indeterminates, random_point
@@ -108,19 +109,6 @@ class ProofReport(list):
 
 
 _DERIVATIONS: dict[tuple, StepDerivation] = {}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """How every identity of a proof is decided: at ``points`` random rational points drawn from ``seed``, and
-    with ``exact`` also expanded to 0 (slow) — what :func:`prove` and :func:`~.step.prove_step` take as keywords."""
-
-    points: int = 3
-    seed: int = 0
-    exact: bool = False
-
-    def keywords(self) -> dict[str, object]:
-        return {"points": self.points, "seed": self.seed, "exact": self.exact}
 
 
 def derivation_of(cell: Cell) -> StepDerivation:

@@ -44,10 +44,10 @@ import sympy as sp
 
 from ..engine.cell import Cell
 from ..engine.derivation import LOSS_MODES
+from .comparison import Comparison
 from .exact import for_proof
 from .net import UnrolledNet, engine_gradients, symbol_vector
 from .obligations import (
-    Comparison,
     Executor,
     LocalProcesses,
     Progress,
