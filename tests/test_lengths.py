@@ -174,3 +174,36 @@ def test_the_derivation_document_shows_the_select():
     section = body[body.index(r"\section*{Batches of different lengths}") :]
     assert r"c^{<t>} &= m^{<t>}\, \tilde{c}^{<t>} + (1 - m^{<t>})\, c^{<t-1>}" in section
     assert r"\delta c^{<t-1>} \mathrel{+}= (1 - m^{<t>})\, \delta c^{<t>}" in section
+
+
+def test_the_jax_bridge_takes_lengths_under_jit_vmap_and_grad():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    from symbolic_lstm.jax import recurrent
+
+    run, lengths = recurrent("lstm"), [4, 1, 3]
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        p = {n: jnp.asarray(v) for n, v in load("lstm").init_params(2, 3, seed=0).items()}
+        x, y = jnp.asarray(rng.normal(size=(4, 3, 2))), jnp.asarray(rng.normal(size=(4, 3, 3)))
+
+        def loss(p, x, y, lengths=None):
+            return jnp.sum((run(p, x, lengths=lengths) - y) ** 2)
+
+        g_p, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(p, x, y, jnp.asarray(lengths))
+        total = {n: np.zeros(v.shape) for n, v in p.items()}
+        for b, n in enumerate(lengths):
+            a_p, a_x = jax.grad(loss, argnums=(0, 1))(p, x[:n, b : b + 1], y[:n, b : b + 1])
+            for name in p:
+                total[name] += np.asarray(a_p[name])
+            np.testing.assert_allclose(np.asarray(g_x[:n, b]), np.asarray(a_x[:, 0]), **TOL)
+            assert not np.asarray(g_x[n:, b]).any()
+        for name in p:
+            np.testing.assert_allclose(np.asarray(g_p[name]), total[name], **TOL, err_msg=name)
+        both = jax.vmap(lambda x, L: run(p, x, lengths=L))(jnp.stack([x, x]), jnp.asarray([lengths, [1, 4, 4]]))
+        np.testing.assert_allclose(np.asarray(both[0]), np.asarray(run(p, x, lengths=jnp.asarray(lengths))), **TOL)
+        assert not np.asarray(both[1][1:, 0]).any() and np.asarray(both[1][:, 1]).all()
+        with pytest.raises(ValueError, match=r"lengths must have shape \(B,\) = \(3,\)"):
+            run(p, x, lengths=jnp.asarray([4, 1]))
+        with pytest.raises(TypeError, match="lengths must be integers"):
+            run(p, x, lengths=jnp.asarray([4.0, 1.0, 3.0]))

@@ -1,8 +1,11 @@
 """A derived cell inside JAX: a ``jax.custom_vjp`` function whose backward is the derived one (the ``[jax]`` extra).
 
-``recurrent(cell)`` returns ``run(params, x, *initial_states) -> outputs``: ``params`` a dict with our names
-(``W_f``, ``b_f`` …), ``x`` (T, B, n_x), initial states optional (zeros by default, in the cell's state order),
-outputs (T, B, n_a).  Forward and backward are the cell's generated JAX module (``--backend jax``): each a
+``recurrent(cell)`` returns ``run(params, x, *initial_states, lengths=None) -> outputs``: ``params`` a dict with
+our names (``W_f``, ``b_f`` …), ``x`` (T, B, n_x), initial states optional (zeros by default, in the cell's state
+order), outputs (T, B, n_a).  ``lengths`` (B,) ints in 1..T: a padded batch of sequences of different lengths —
+each sequence's outputs are 0 after its end and its gradients are those of running it alone.
+
+Forward and backward are the cell's generated JAX module (``--backend jax``): each a
 ``lax.scan`` over the steps, so ``run`` works under ``jax.jit`` with a compile time that does not grow with T,
 under ``jax.vmap``, and ``jax.grad`` of a loss through it differentiates with the derived backward, not JAX's
 own.  Enable float64 with ``jax.config.update("jax_enable_x64", True)`` to compare to round-off.
@@ -24,8 +27,9 @@ __all__ = ["recurrent"]
 
 
 def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
-    """``run(params, x, *initial_states) -> outputs (T, B, n_a)`` for ``cell`` (a name, ``path.py:NAME`` or a
-    :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the module docstring)."""
+    """``run(params, x, *initial_states, lengths=None) -> outputs (T, B, n_a)`` for ``cell`` (a name,
+    ``path.py:NAME`` or a :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the module
+    docstring)."""
     cell = as_cell(cell)
     m = module_for(cell, backend="jax").module
     states = cell.states
@@ -43,21 +47,43 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
         zeros = tuple(jnp.zeros((x.shape[1], n_a), x.dtype) for _ in states[len(initial) :])
         return params, (*initial, *zeros)
 
+    def checked(lengths: Any, x: jax.Array) -> jax.Array | None:
+        """``lengths`` as an int array (B,), or None; its values are the caller's to keep in 1..T (under jit they
+        are not known here)."""
+        if lengths is None:
+            return None
+        lengths = jnp.asarray(lengths)
+        if lengths.shape != (x.shape[1],):
+            raise ValueError(
+                f"lengths must have shape (B,) = ({x.shape[1]},), one length per sequence, got {lengths.shape}"
+            )
+        if not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise TypeError(f"lengths must be integers (numbers of steps), got dtype {lengths.dtype}")
+        return lengths
+
     @jax.custom_vjp
-    def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> jax.Array:
+    def scan(
+        params: Mapping[str, jax.Array], x: jax.Array, lengths: jax.Array | None, *initial: jax.Array
+    ) -> jax.Array:
         params, init = start(params, x, initial)
-        return m.scan_forward(x, params, init)[cell.output]
+        return m.scan_forward(x, params, init, lengths)[cell.output]
 
-    def run_fwd(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> tuple[jax.Array, Any]:
+    def scan_fwd(
+        params: Mapping[str, jax.Array], x: jax.Array, lengths: jax.Array | None, *initial: jax.Array
+    ) -> tuple[jax.Array, Any]:
         params, init = start(params, x, initial)
-        seq = m.scan_forward(x, params, init)
-        return seq[cell.output], (params, x, init, seq, len(initial))
+        seq = m.scan_forward(x, params, init, lengths)
+        return seq[cell.output], (params, x, lengths, init, seq, len(initial))
 
-    def run_bwd(residuals: Any, dy: jax.Array) -> tuple:
-        params, x, init, seq, given = residuals
-        grads, dx, d0 = m.scan_backward(dy, {}, x, params, init, seq)
-        return ({name: grads[name] for name in params}, dx, *d0[:given])
+    def scan_bwd(residuals: Any, dy: jax.Array) -> tuple:
+        params, x, lengths, init, seq, given = residuals
+        grads, dx, d0 = m.scan_backward(dy, {}, x, params, init, seq, lengths)
+        return ({name: grads[name] for name in params}, dx, None, *d0[:given])
 
-    run.defvjp(run_fwd, run_bwd)
+    scan.defvjp(scan_fwd, scan_bwd)
+
+    def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array, lengths: Any = None) -> jax.Array:
+        return scan(params, x, checked(lengths, x), *initial)
+
     run.__doc__ = f"The {cell.name} cell over a sequence; backward: the generated one. {recurrent.__doc__}"
     return run

@@ -87,8 +87,8 @@ def not_finite(cell: Cell, found: NotFinite, scale: float) -> str:
     )
 
 
-def module_forward(k: ModuleType, x: np.ndarray, p: dict, init: dict) -> tuple:
-    """``k.forward(x, p, **init)`` without a warning from every ufunc on the way where its values are not finite
+def module_forward(k: ModuleType, x: np.ndarray, p: dict, init: dict, **kw: object) -> tuple:
+    """``k.forward(x, p, **init, **kw)`` without a warning from every ufunc on the way where its values are not finite
     (the comparison with the judge says so)."""
     with np.errstate(all="ignore"):
-        return k.forward(x, p, **init)
+        return k.forward(x, p, **init, **kw)
