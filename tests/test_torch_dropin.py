@@ -5,9 +5,12 @@ converters both ways; dropout sits between layers only; bad input is named."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import inspect
 import io
 import itertools
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -386,3 +389,48 @@ def test_bad_settings_are_named(tmp_path, monkeypatch):
     RecurrentLayer(clash, 3, 4)  # one direction: no clash
     with pytest.raises(ValueError, match=r"take the same names in two layers or directions \(\['W_reverse'\]\)"):
         RecurrentLayer(clash, 3, 4, bidirectional=True)
+
+
+STACKED_ON_JAX = r"""
+import sys
+import numpy as np, torch
+from torch.nn.utils.rnn import pack_padded_sequence
+from symbolic_lstm.torch import RecurrentLayer
+
+packed = sys.argv[1] == "packed"
+for cell in ("lstm", "gru_torch"):
+    layers = [
+        RecurrentLayer(cell, 3, 4, num_layers=2, bidirectional=True, dtype=torch.float64, seed=2, backend=b)
+        for b in ("numpy", "jax")
+    ]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, 3, dtype=torch.float64, generator=g)
+    got = []
+    for layer in layers:
+        X = x.clone().requires_grad_()
+        inp = pack_padded_sequence(X, torch.tensor([2, 5, 4]), enforce_sorted=False) if packed else X
+        out, h_n = layer(inp)
+        out = out.data if packed else out
+        h_n = (h_n,) if isinstance(h_n, torch.Tensor) else h_n
+        loss = (out ** 2).sum() + sum((h ** 3).sum() for h in h_n)
+        got.append([out, *h_n, *torch.autograd.grad(loss, [X, *layer.parameters()])])
+    for a, b in zip(*got):
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-10, atol=1e-12)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed (pip install '.[jax]')")
+# XLA compiles two cells at two input sizes for seconds: the packed case (lengths through DLPack) in the fast tests
+@pytest.mark.parametrize(
+    "packed",
+    [pytest.param(False, marks=pytest.mark.slow), pytest.param(True, marks=needs_lengths)],
+    ids=["padded", "packed"],
+)
+def test_stacked_bidirectional_layers_on_the_jax_module(packed, tmp_path):
+    """backend="jax" gives the NumPy module's outputs and gradients for two layers, both directions (and packed
+    sequences: the lengths reach the JAX module too).  In a child process (JAX starts threads)."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    arg = "packed" if packed else "padded"
+    done = subprocess.run([sys.executable, "-c", STACKED_ON_JAX, arg], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

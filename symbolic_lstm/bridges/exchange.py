@@ -11,7 +11,7 @@ backend says of its modules (:attr:`~symbolic_lstm.codegen.backend.Backend.tenso
 
 Each is ``forward(module, run, x, initial, params, lengths)`` → the sequences ``Cell.returns`` as tensors, then
 the cache; ``backward(module, run, seeds, cache)`` → the gradients by name (the input, ``{state}0``, parameters).
-``run`` (:class:`~symbolic_lstm.bridges.torch.Run`) says what one call runs: the cell, its sizes and the
+``run`` (:class:`~symbolic_lstm.bridges.autograd.Run`) says what one call runs: the cell, its sizes and the
 module's parameter names.  ``lengths`` — each sequence's length, a CPU int64 tensor (B,) — reaches the module as
 its ``lengths=`` only when given (None: every sequence runs all T steps, the modules' plain path); the module
 keeps it in its cache for the backward.
@@ -30,7 +30,7 @@ import torch
 from ..runtime.threads import blas_threads
 
 if TYPE_CHECKING:
-    from .torch import Run
+    from .autograd import Run
 
 Tensors = Sequence[torch.Tensor]
 Lengths = torch.Tensor | None
