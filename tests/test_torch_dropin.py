@@ -67,9 +67,9 @@ def _parity(kind: str, num_layers: int, bidirectional: bool, batch_first: bool, 
     hx = tuple(torch.randn(D * num_layers, B, H, dtype=F64, requires_grad=True) for _ in layer.states)
     h0 = hx[0] if len(hx) == 1 else hx
     lengths = torch.tensor([T, 2, 4])  # unsorted: the packed batch is reordered and back
-    inp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False) if packed else x
     results = []
-    for m in (module, layer):
+    for m in (module, layer):  # each packs its own: the two gradients run through two graphs
+        inp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False) if packed else x
         out, h_n = m(inp, h0)
         if packed:
             assert torch.equal(out.batch_sizes, inp.batch_sizes) and torch.equal(out.sorted_indices, inp.sorted_indices)
