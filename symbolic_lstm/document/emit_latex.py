@@ -18,6 +18,7 @@ import sympy as sp
 
 from ..engine.cell import Cell
 from ..engine.derivation import LOSS_MODES, LossMode, derive
+from ..engine.lengths import MASK, carry_over
 from ..engine.notation import Partial, future, node
 from ..engine.timeline import Timeline
 from .latex_layout import COLUMN, LINE, layout, layout_parts
@@ -329,6 +330,7 @@ class DerivationDocument:
                 r"\maketitle",
                 self.body(keys),
                 every_t(self.cell),
+                lengths_section(self.cell),
                 r"\end{document}",
                 "",
             ]
@@ -365,6 +367,48 @@ def every_t(cell: Cell) -> str:
             "",
         ]
     )
+
+
+def lengths_section(cell: Cell) -> str:
+    """The carry-over select of a padded batch (:mod:`symbolic_lstm.engine.lengths`) and its δ rule, as the engine
+    derives it, for each of the cell's states and its output."""
+    mask = r"m^{<t>}"
+    lines = [
+        r"\section*{Batches of different lengths}",
+        r"A sequence of $L$ steps in a batch padded to $T$ steps has the mask $%s = [\,t \le L\,]$. "
+        r"After the cell's step $\tilde{s}^{<t>}$ every state $s$ and the output pass through a select, "
+        r"differentiated like any stage:" % mask,
+        r"\begin{align*}",
+    ]
+    for sel in carry_over(cell.states, cell.output):
+        name = cell.latex_name(sel.name)
+        m = {MASK: sp.Symbol(mask)}
+        if sel.output:
+            lines.append(r"\bar{%s}^{<t>} &= %s\, %s^{<t>} & " % (name, mask, name))
+            coef = _factor(sel.rule[sel.step] / sel.delta, m)
+            lines.append(r"\delta %s^{<t>} &= %s\, \delta\bar{%s}^{<t>} \\" % (name, coef, name))
+            continue
+        lines.append(r"%s^{<t>} &= %s\, \tilde{%s}^{<t>} + (1 - %s)\, %s^{<t-1>} & " % (name, mask, name, mask, name))
+        step, prev = (_factor(sel.rule[o] / sel.delta, m) for o in (sel.step, sel.prev))
+        lines.append(
+            r"\delta\tilde{%s}^{<t>} &= %s\, \delta %s^{<t>}, \quad " % (name, step, name)
+            + r"\delta %s^{<t-1>} \mathrel{+}= %s\, \delta %s^{<t>} \\" % (name, prev, name)
+        )
+    lines[-1] = lines[-1].removesuffix(r" \\")
+    lines += [
+        r"\end{align*}",
+        r"So a sequence's gradients are those of running it alone: after its end the step receives no $\delta$, "
+        r"a state's $\delta$ reaches its value at the end unchanged, and the output's seeds there are dropped.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _factor(e: sp.Expr, names: dict[sp.Expr, sp.Expr]) -> str:
+    """A δ rule's factor as LaTeX, in parentheses when it is a sum (``(1 - m^{<t>})``)."""
+    e = sp.simplify(e)
+    tex = sp.latex(e.subs(names))
+    return f"({tex})" if e.is_Add else tex
 
 
 def html_safe(tex: str) -> str:
