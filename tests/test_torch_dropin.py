@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import inspect
 import io
 import itertools
 import subprocess
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbolic_lstm import CellBuilder, load, sigmoid
+from symbolic_lstm import CellBuilder, sigmoid
 
 torch = pytest.importorskip("torch", reason="torch not installed (pip install '.[torch]')")
 
@@ -28,9 +27,6 @@ from symbolic_lstm.bridges.torch import RecurrentLayer, from_torch, suffix, to_t
 
 F64 = torch.float64
 TORCH = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-#: the generated modules take per-sequence lengths (what a PackedSequence of unequal lengths needs)
-LENGTHS = "lengths" in inspect.signature(load("lstm").forward).parameters
-needs_lengths = pytest.mark.skipif(not LENGTHS, reason="the generated modules take no lengths= yet")
 
 
 def _tuple(h):
@@ -118,7 +114,7 @@ FAST = {
     [
         pytest.param(
             *case,
-            marks=[*(() if case in FAST else (pytest.mark.slow,)), *((needs_lengths,) if case[-1] else ())],
+            marks=() if case in FAST else (pytest.mark.slow,),
             id="-".join(map(str, case)),
         )
         for case in GRID
@@ -275,7 +271,6 @@ def test_dropout_with_one_layer_does_nothing_and_says_so():
 
 
 # -- lengths, packed sequences -------------------------------------------------------------------------------
-@needs_lengths
 @pytest.mark.parametrize("kind", TORCH)
 def test_padded_with_lengths_equals_packed(kind):
     """``lengths=`` over a padded tensor computes what a PackedSequence does: zeros after each length, the state
@@ -310,8 +305,8 @@ def _tiny_cell():
     "cell, packed",
     [
         ("peephole", False),
-        pytest.param("peephole", True, marks=needs_lengths),
-        pytest.param(_tiny_cell(), True, marks=needs_lengths),
+        ("peephole", True),
+        (_tiny_cell(), True),
         (_tiny_cell(), False),
     ],
     ids=["peephole", "peephole-packed", "builder-packed", "builder"],
@@ -424,7 +419,7 @@ print("ok")
 # XLA compiles two cells at two input sizes for seconds: the packed case (lengths through DLPack) in the fast tests
 @pytest.mark.parametrize(
     "packed",
-    [pytest.param(False, marks=pytest.mark.slow), pytest.param(True, marks=needs_lengths)],
+    [pytest.param(False, marks=pytest.mark.slow), True],
     ids=["padded", "packed"],
 )
 def test_stacked_bidirectional_layers_on_the_jax_module(packed, tmp_path):
