@@ -429,3 +429,27 @@ def test_stacked_bidirectional_layers_on_the_jax_module(packed, tmp_path):
     arg = "packed" if packed else "padded"
     done = subprocess.run([sys.executable, "-c", STACKED_ON_JAX, arg], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("kind", TORCH)
+def test_the_array_api_hand_over_takes_lengths(kind, monkeypatch):
+    """What CUDA tensors run — the array-API module on the tensors themselves — here on CPU tensors: the same
+    outputs and gradients as the NumPy module for two layers, both directions, packed sequences."""
+    pytest.importorskip("array_api_compat")
+    from symbolic_lstm.bridges.exchange import EXCHANGES
+    from symbolic_lstm.codegen.backends import BACKENDS
+
+    torch.manual_seed(10)
+    layer = from_torch(TORCH[kind](3, 4, num_layers=2, bidirectional=True, dtype=F64))
+    other = copy.deepcopy(layer)
+    module = other.module_on(BACKENDS["array-api"])
+    monkeypatch.setattr(other, "runner", lambda device: (EXCHANGES["themselves"], module))
+    x = torch.randn(5, 3, 3, dtype=F64)
+    got = []
+    for m in (layer, other):
+        X = x.clone().requires_grad_()
+        out, h_n = m(pack_padded_sequence(X, torch.tensor([2, 5, 4]), enforce_sorted=False))
+        loss = (out.data**2).sum() + sum((h**3).sum() for h in _tuple(h_n))
+        got.append([out.data, *_tuple(h_n), *torch.autograd.grad(loss, [X, *m.parameters()])])
+    for a, b in zip(*got, strict=True):
+        np.testing.assert_allclose(b.detach(), a.detach(), rtol=1e-10, atol=1e-12)
