@@ -79,6 +79,12 @@ LEMMA = Obligation(
     "one step: the engine's δ's of states<t-1>, x<t> and the step's parameter contributions equal the direct "
     "derivatives of L = Σ_s ⟨λ_s, s<t>⟩ + [E<t>] for free adjoints λ_s from the future",
 )
+EVERY_N = Obligation(
+    "every n",
+    "each stage kind's rule, as the engine produces it, equals its vector–Jacobian product at symbolic sizes (n "
+    "units, m_i columns per operand, B rows: index notation, decided exactly) — once per kind and operand pattern, "
+    "cached, cited by every cell",
+)
 DRIVER = Obligation(
     "induction",
     "base and step of the induction: BPTT over T = 1 and T = 2 (boundary λ<T> = 0, contributions summed over "
