@@ -16,7 +16,7 @@ What the engine and the schedule ask besides:
   fan out to every unit);
 * :attr:`~Linear.unit_expr` — what one unit contributes, whose derivative by an operand is the stage's local
   partial (None for a product, whose reverse rule is matrix calculus: :class:`~.derivation.LinearRules`);
-* :attr:`~Linear.rule` — the name of the kind's vector–Jacobian rule, which :mod:`symbolic_lstm.proof.sizes` proves
+* :attr:`~Linear.rule` — the name of the kind's vector–Jacobian rule, which :mod:`symbolic_lstm.proof.rules` proves
   at symbolic sizes once per kind and operand pattern ("linear", "elementwise", "mean");
 * :meth:`Linear.columns` — where an operand's block of columns lies in the weight.
 """
