@@ -167,7 +167,8 @@ class JaxPlan(ExpressionPlan):
         for step in super().forward():
             st = next((s for s in self.hoisted if s.name == step.target), None)
             if st is not None:
-                terms = [self.product(st, k) for k in st.inputs if k not in self.cell.inputs] + [self.own("XW", st.name)]
+                terms = [self.product(st, k) for k in st.inputs if k not in self.cell.inputs]
+                terms.append(self.own("XW", st.name))
                 step = Step(step.target, " + ".join(terms), step.comment, step.stage)
             out.append(step)
         return out
