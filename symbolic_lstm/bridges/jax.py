@@ -1,11 +1,13 @@
 """A derived cell inside JAX: a ``jax.custom_vjp`` function whose backward is the derived one (the ``[jax]`` extra).
 
-``recurrent(cell)`` returns ``run(params, x, *initial_states) -> outputs``: ``params`` a dict with our names
-(``W_f``, ``b_f`` …), ``x`` (T, B, n_x), initial states optional (zeros by default, in the cell's state order),
-outputs (T, B, n_a).  Forward and backward are the cell's generated JAX module (``--backend jax``): each a
-``lax.scan`` over the steps, so ``run`` works under ``jax.jit`` with a compile time that does not grow with T,
-under ``jax.vmap``, and ``jax.grad`` of a loss through it differentiates with the derived backward, not JAX's
-own.  Enable float64 with ``jax.config.update("jax_enable_x64", True)`` to compare to round-off.
+``recurrent(cell)`` returns ``run(params, x, *initial_states, **other_inputs) -> outputs``: ``params`` a dict with
+our names (``W_f``, ``b_f`` …), ``x`` (T, B, n_x), initial states optional (zeros by default, in the cell's state
+order), every further per-step input of the cell by keyword, required (``run(params, x, z=z)``, z (T, B, n_z)),
+outputs (T, B, n_a); the gradient flows to every input.  Forward and backward are the cell's generated JAX module
+(``--backend jax``): each a ``lax.scan`` over the steps, so ``run`` works under ``jax.jit`` with a compile time
+that does not grow with T, under ``jax.vmap``, and ``jax.grad`` of a loss through it differentiates with the
+derived backward, not JAX's own.  Enable float64 with ``jax.config.update("jax_enable_x64", True)`` to compare to
+round-off.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ __all__ = ["recurrent"]
 
 
 def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
-    """``run(params, x, *initial_states) -> outputs (T, B, n_a)`` for ``cell`` (a name, ``path.py:NAME`` or a
-    :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the module docstring)."""
+    """``run(params, x, *initial_states, **other_inputs) -> outputs (T, B, n_a)`` for ``cell`` (a name,
+    ``path.py:NAME`` or a :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the module
+    docstring).  ``other_inputs``: the cell's inputs after the first, by name (each (T, B, its width)), required."""
     cell = as_cell(cell)
     m = module_for(cell, backend="jax").module
     states = cell.states
+    others = cell.inputs[1:]
 
     def start(params: Mapping[str, jax.Array], x: jax.Array, initial: tuple[jax.Array, ...]) -> tuple:
         """The parameters as a dict and every initial state (zeros for those not given)."""
@@ -43,21 +47,43 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
         zeros = tuple(jnp.zeros((x.shape[1], n_a), x.dtype) for _ in states[len(initial) :])
         return params, (*initial, *zeros)
 
+    def further(x: jax.Array, given: Mapping[str, jax.Array]) -> tuple[jax.Array, ...]:
+        """The further inputs in the cell's order, each checked against x's steps and batch."""
+        missing, extra = [i for i in others if i not in given], [i for i in given if i not in others]
+        if missing or extra:
+            want = ", ".join(f"{i}= (T, B, {cell.width(i)})" for i in others) or "none"
+            raise ValueError(
+                f"cell {cell.name} takes its inputs after the first by keyword: {want}; missing {missing}, "
+                f"unexpected {extra}"
+            )
+        for i in others:
+            shape = jnp.shape(given[i])
+            if len(shape) != 3 or tuple(shape[:2]) != tuple(x.shape[:2]):
+                raise ValueError(
+                    f"{i} must have shape (T, B, {cell.width(i)}) with the T and B of x {tuple(x.shape[:2])}, got "
+                    f"{tuple(shape)}"
+                )
+        return tuple(given[i] for i in others)
+
     @jax.custom_vjp
-    def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> jax.Array:
+    def core(params: Mapping[str, jax.Array], x: jax.Array, more: tuple, *initial: jax.Array) -> jax.Array:
         params, init = start(params, x, initial)
-        return m.scan_forward(x, params, init)[cell.output]
+        return m.scan_forward(x, params, init, *more)[cell.output]
 
-    def run_fwd(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array) -> tuple[jax.Array, Any]:
+    def core_fwd(params: Mapping[str, jax.Array], x: jax.Array, more: tuple, *initial: jax.Array) -> tuple:
         params, init = start(params, x, initial)
-        seq = m.scan_forward(x, params, init)
-        return seq[cell.output], (params, x, init, seq, len(initial))
+        seq = m.scan_forward(x, params, init, *more)
+        return seq[cell.output], (params, x, more, init, seq, len(initial))
 
-    def run_bwd(residuals: Any, dy: jax.Array) -> tuple:
-        params, x, init, seq, given = residuals
-        grads, dx, d0 = m.scan_backward(dy, {}, x, params, init, seq)
-        return ({name: grads[name] for name in params}, dx, *d0[:given])
+    def core_bwd(residuals: Any, dy: jax.Array) -> tuple:
+        params, x, more, init, seq, given = residuals
+        grads, dx, d0, *dmore = m.scan_backward(dy, {}, x, params, init, seq, *more)
+        return ({name: grads[name] for name in params}, dx, tuple(dmore), *d0[:given])
 
-    run.defvjp(run_fwd, run_bwd)
+    core.defvjp(core_fwd, core_bwd)
+
+    def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array, **other_inputs: jax.Array) -> jax.Array:
+        return core(params, x, further(x, other_inputs), *initial)
+
     run.__doc__ = f"The {cell.name} cell over a sequence; backward: the generated one. {recurrent.__doc__}"
     return run

@@ -155,7 +155,7 @@ def _prove_for_every_t(
                 failed[obligation].append(f"{line.gradient} ({where})")
 
     with _proof_executor(jobs, dask) as kw:
-        click.echo(f"{LEMMA.name}: {LEMMA.statement} ({' / '.join(CASES)})")
+        click.echo(f"{LEMMA.name}: {LEMMA.about(cell)} ({' / '.join(CASES)})")
         for n_a, n_x in sizes:
             progress.label = f"{LEMMA.name}, n_a = {n_a}, n_x = {n_x}"
             lines = prove_step(cell, n_a, n_x, **comparison.keywords(), progress=progress.callback, **kw)  # type: ignore[arg-type]

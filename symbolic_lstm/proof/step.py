@@ -25,6 +25,11 @@ uses).  Many-to-one scores E<T> only.  What the induction rests on besides the l
 driver's, the same code for every T; it is checked against direct differentiation of the unrolled Error at
 T = 1 and T = 2 (every gradient, both loss modes), the smallest lengths that exercise each piece.
 
+**Several inputs.**  A cell that reads further per-step inputs (a decoder's context z<t> beside x<t>) has the
+lemma for each: the engine's δz<t> equals ∂L/∂z<t> as its δx<t> equals ∂L/∂x<t>, and the induction hands
+∂E/∂z<t> the step's δz as it hands ∂E/∂x<t> the step's δx.  Every further input is given n_x units in the
+proof (its own width is a size like n_x: the matrix rules are derived at symbolic sizes).
+
 **Every n.**  Elementwise stages act unit by unit, with no unit reading another's value; their partials are
 the same expressions at every n, so the lemma at one size proves those for every n.  Linear stages couple
 units only through the matrix rules (δoperand = δsum·W, ∂E/∂W = δsumᵀ·[operands], ∂E/∂b = Σ δsum), which
@@ -72,6 +77,10 @@ class Obligation:
 
     name: str
     statement: str
+
+    def about(self, cell: Cell) -> str:
+        """The statement for ``cell``: its per-step inputs named where the statement says x<t> (``x<t>, z<t>``)."""
+        return self.statement.replace("x<t>", ", ".join(f"{i}<t>" for i in cell.inputs))
 
 
 LEMMA = Obligation(
