@@ -61,7 +61,7 @@ def test_widths_and_names():
     assert cell.param_shapes(2, 4, {"n_z": 5}) == {
         "W_u": (4, 11), "b_u": (4,), "W_r": (4, 5), "b_r": (4,), "W_h": (4, 11), "b_h": (4,),
     }  # fmt: skip
-    with pytest.raises(ValueError, match=r"n_z=…; missing \['n_z'\]"):
+    with pytest.raises(ValueError, match=r"n_z=…; missing \[.n_z.\]"):
         cell.param_shapes(2, 4)
     with pytest.raises(CellError, match="input 'x''s width would be 'n_x'"):
         CellBuilder("bad", inputs=("u", "x"))  # n_x is the first input's width

@@ -116,7 +116,7 @@ class Cell:
     @property
     def extra_widths(self) -> tuple[str, ...]:
         """The widths of the inputs after the first (``("n_z",)``): ``init_params``'s keyword-only sizes."""
-        return tuple(input_width(self.inputs, i) for i in self.inputs[1:])
+        return tuple(self.input_widths.values())[1:]
 
     @property
     def uniform_widths(self) -> bool:
@@ -181,20 +181,13 @@ class Cell:
         return (*out, *self.vectors)
 
     def sizes(self, n_x: int, n_a: int, widths: Mapping[str, int] | None = None) -> dict[str, int]:
-        """Every width's number of units: n_a, n_x, 1 and each further input's (``widths``: ``{"n_z": 5}``).
-
-        Raises:
-            ValueError: a further input's width is missing from ``widths`` (or one is given the cell has not).
-        """
-        given = dict(widths or {})
-        missing = [w for w in self.extra_widths if w not in given]
-        unknown = [w for w in given if w not in self.extra_widths]
-        if missing or unknown:
-            want = ", ".join(f"{w}=…" for w in self.extra_widths) or "none"
-            raise ValueError(
-                f"cell {self.name!r}: the widths of its inputs after the first are {want}; "
-                f"missing {missing}, unexpected {unknown}"
-            )
+        """Every width's number of units: n_a, n_x, 1 and each further input's (``widths``: ``{"n_z": 5}``); a
+        ValueError where ``widths`` misses one of them or names one the cell has not."""
+        given, extra = dict(widths or {}), self.extra_widths
+        if set(given) != set(extra):
+            missing, unknown = [w for w in extra if w not in given], [w for w in given if w not in extra]
+            want = ", ".join(f"{w}=…" for w in extra) or "none"
+            raise ValueError(f"cell {self.name!r}: widths {want}; missing {missing}, unexpected {unknown}")
         return {"n_a": n_a, "n_x": n_x, "1": 1, **given}
 
     def size(self, node: str, n_x: int, n_a: int, widths: Mapping[str, int] | None = None) -> int:
