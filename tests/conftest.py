@@ -43,3 +43,14 @@ def by_name(expr: sp.Expr) -> dict[str, sp.Expr]:
 def same(a: sp.Expr, b: sp.Expr) -> bool:
     """a and b are the same function (their difference expands to 0)."""
     return sp.expand(a - b) == 0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_proof_cache(tmp_path_factory):
+    """No test reads or writes the user's cache of proved rules (``prove``'s every-n obligations): one folder of
+    its own for the session, subprocesses included."""
+    import os
+
+    from symbolic_lstm.proof.cache import FOLDER_VARIABLE
+
+    os.environ[FOLDER_VARIABLE] = str(tmp_path_factory.mktemp("proof-cache"))

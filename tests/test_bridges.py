@@ -33,8 +33,13 @@ F64 = torch.float64
 def _inputs(layer, T=3, B=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(T, B, layer.input_size, dtype=F64, generator=g)
-    init = tuple(0.5 * torch.randn(B, layer.hidden_size, dtype=F64, generator=g) for _ in layer.states)
+    init = tuple(0.5 * torch.randn(1, B, layer.hidden_size, dtype=F64, generator=g) for _ in layer.states)
     return x, init
+
+
+def _tuple(h):
+    """The final states as a tuple: a one-state cell's come back as a tensor, as nn.GRU's h_n."""
+    return (h,) if isinstance(h, torch.Tensor) else h
 
 
 @pytest.mark.parametrize("cell", [*sorted(BUILTIN), f"{PAPERS}:mi_rnn"])
@@ -52,7 +57,7 @@ def test_gradcheck_through_the_derived_backward(cell):
     def f(x, *rest):
         state, ps = rest[: len(init)], rest[len(init) :]
         out, last = functional_call(layer, dict(zip(names, ps, strict=True)), (x, state))
-        return out, *last  # the outputs and every state's last value
+        return out, *_tuple(last)  # the outputs and every state's last value
 
     assert torch.autograd.gradcheck(f, (x, *init, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
 
@@ -72,9 +77,9 @@ def test_lstm_equals_nn_lstm_and_converts_both_ways():
     x, (a0, c0) = _inputs(layer, T=7, B=4)
     x.requires_grad_()
     out, (_, cT) = layer(x, (a0, c0))
-    ref, (_, c) = lstm(x, (a0[None], c0[None]))
+    ref, (_, c) = lstm(x, (a0, c0))  # h_0, c_0 and h_n, c_n shaped as nn.LSTM's: (1, B, H)
     np.testing.assert_allclose(out.detach(), ref.detach(), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(cT.detach(), c[0].detach(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cT.detach(), c.detach(), rtol=1e-12, atol=1e-14)
     w = torch.randn_like(out)
     (out * w).sum().backward()
     g_x = x.grad.clone()
@@ -96,10 +101,10 @@ def test_gru_torch_equals_nn_gru_and_converts_both_ways():
     layer = RecurrentLayer("gru_torch", 3, 4, dtype=F64, batch_first=True)
     layer.load_params(from_torch_gru(gru))
     x = torch.randn(2, 6, 3, dtype=F64, requires_grad=True)  # (B, T, n_x)
-    out, (h,) = layer(x)
+    out, h = layer(x)  # one state: h_n a tensor (1, B, H), as nn.GRU's
     ref, h_ref = gru(x)
     np.testing.assert_allclose(out.detach(), ref.detach(), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(h.detach(), h_ref[0].detach(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h.detach(), h_ref.detach(), rtol=1e-12, atol=1e-14)
     out.square().sum().backward()
     g_x = x.grad.clone()
     x.grad = None
@@ -133,7 +138,7 @@ def test_cpu_tensors_are_not_copied(monkeypatch):
 def test_layers_stack_and_an_initial_state_learns():
     torch.manual_seed(2)
     first, second = RecurrentLayer("lstm", 3, 6, dtype=F64), RecurrentLayer("rnn", 6, 2, dtype=F64)
-    h0 = torch.nn.Parameter(torch.zeros(4, 6, dtype=F64))
+    h0 = torch.nn.Parameter(torch.zeros(1, 4, 6, dtype=F64))
     x, y = torch.randn(5, 4, 3, dtype=F64), torch.randn(5, 4, 2, dtype=F64)
     opt = torch.optim.Adam([*first.parameters(), *second.parameters(), h0], lr=0.05)
     losses = []
@@ -162,12 +167,13 @@ def test_float32_and_bad_input():
     layer = RecurrentLayer("lstm", 3, 4)  # torch's default dtype
     assert layer.dtype == torch.float32 and layer.W_f.shape == (4, 7)
     out, (_, c) = layer(torch.randn(5, 2, 3))
-    assert out.dtype == torch.float32 and out.shape == (5, 2, 4) and c.shape == (2, 4)
-    with pytest.raises(ValueError, match=r"\(T, B, n_x\) with n_x = 3"):
+    assert out.dtype == torch.float32 and out.shape == (5, 2, 4) and c.shape == (1, 2, 4)
+    shape = r"\(T, B, input_size\) \(or \(T, input_size\) unbatched\) with input_size = 3, got \(5, 2, 4\)"
+    with pytest.raises(ValueError, match=shape):
         layer(torch.randn(5, 2, 4))
     with pytest.raises(TypeError, match=r"float64 but the layer's parameters are torch\.float32"):
         layer(torch.randn(5, 2, 3, dtype=F64))
-    with pytest.raises(ValueError, match="state must hold 2 tensors"):
+    with pytest.raises(ValueError, match=r"hx must hold 2 tensors \(a, c\), got 1"):
         layer(torch.randn(5, 2, 3), (torch.zeros(2, 4),))
     with pytest.raises(ValueError, match="hidden_size must be a positive integer"):
         RecurrentLayer("lstm", 3, 0)
@@ -272,11 +278,12 @@ for cell in sys.argv[1:]:
         assert "backend='jax'" in repr(fast)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(4, 6, 3, dtype=dtype, generator=g)
-        h0 = tuple(torch.randn(4, 5, dtype=dtype, generator=g) for _ in ours.states)
+        h0 = tuple(torch.randn(1, 4, 5, dtype=dtype, generator=g) for _ in ours.states)
         got = []
         for layer in (ours, fast):
             X, H = x.clone().requires_grad_(), tuple(h.clone().requires_grad_() for h in h0)
             out, last = layer(X, H)
+            last = (last,) if isinstance(last, torch.Tensor) else last
             assert out.dtype == dtype and out.shape == (4, 6, 5)
             # the output and every state's last value reach the loss: the other states' seeds are used too
             loss = (out ** 2).sum() + sum((s ** 3).sum() for s in last)
@@ -288,7 +295,7 @@ layer = RecurrentLayer("lstm", 2, 3, dtype=torch.float64, backend="jax")
 x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
 assert torch.autograd.gradcheck(lambda x: layer(x)[0], (x,))
 out, last = layer(torch.zeros(0, 2, 2, dtype=torch.float64))  # an empty sequence: the initial state comes back
-assert out.shape == (0, 2, 3) and all(s.shape == (2, 3) for s in last)
+assert out.shape == (0, 2, 3) and all(s.shape == (1, 2, 3) for s in last)
 out, _ = layer(x)
 loss = out.sum()
 with torch.no_grad():

@@ -257,18 +257,19 @@ def test_torch_bridge_gradcheck(name, tmp_path, monkeypatch):
     layer = RecurrentLayer(spec(name), n_x, n_a, dtype=torch.float64, seed=1)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 2, n_x, dtype=torch.float64, generator=g).requires_grad_()
-    init = tuple(0.5 * torch.randn(2, n_a, dtype=torch.float64, generator=g).requires_grad_() for _ in layer.states)
+    init = tuple(0.5 * torch.randn(1, 2, n_a, dtype=torch.float64, generator=g).requires_grad_() for _ in layer.states)
     names = layer.param_names
     params = tuple((getattr(layer, n).detach() + 0.1).clone().requires_grad_() for n in names)
 
     def f(x, *rest):
         state, ps = rest[: len(init)], rest[len(init) :]
         out, last = functional_call(layer, dict(zip(names, ps, strict=True)), (x, state))
-        return out, *last
+        return out, *((last,) if isinstance(last, torch.Tensor) else last)  # one state: h_n a tensor
 
     assert torch.autograd.gradcheck(f, (x, *init, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
     out, last = layer(x.detach())
-    assert out.shape == (3, 2, n_a) and len(last) == len(layer.states)
+    last = (last,) if isinstance(last, torch.Tensor) else last
+    assert out.shape == (3, 2, n_a) and len(last) == len(layer.states) and last[0].shape == (1, 2, n_a)
 
 
 JAX_CHECK = """

@@ -36,6 +36,7 @@ def test_every_builtin_proves_for_every_t(cell):
     assert r.exit_code == 0, r.output
     assert "lemma: one step" in r.output and "induction: base and step" in r.output
     assert "proved for every T" in r.output and "✗" not in r.output
+    assert r.output.strip().splitlines()[-1].startswith("proved for every T and every n:")
     # the table: a row per gradient, a column per obligation, every mark ✓
     head = next(ln for ln in r.output.splitlines() if ln.startswith("gradient"))
     assert head.split()[1:] == ["lemma", "n_a=1", "lemma", "n_a=2", "base", "T=1", "step", "T=2"] or cell == "layernorm"
@@ -67,7 +68,7 @@ def test_a_failing_obligation_is_a_cross_in_its_column():
 def test_the_deep_paper_cells_prove_for_every_t(name):
     r = prove_cli("--cell", f"{PAPERS}:{name}")
     assert r.exit_code == 0, r.output
-    assert "proved for every T" in r.output
+    assert r.output.strip().splitlines()[-1].startswith("proved for every T and every n:")
 
 
 def test_the_lemma_names_what_it_compares():

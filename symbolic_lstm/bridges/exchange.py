@@ -9,8 +9,12 @@ backend says of its modules (:attr:`~symbolic_lstm.codegen.backend.Backend.tenso
   for the call, as the JAX module does.  JAX is imported here, for this hand-over only.
 * ``"themselves"`` — the module runs on the tensors, on whatever device they are (the array-API module).
 
-Each is ``forward(module, layer, x, initial, params)`` → the sequences ``Cell.returns`` as tensors, then the
-cache; ``backward(module, layer, seeds, cache)`` → the gradients by name (the input, ``{state}0``, parameters).
+Each is ``forward(module, run, x, initial, params, lengths)`` → the sequences ``Cell.returns`` as tensors, then
+the cache; ``backward(module, run, seeds, cache)`` → the gradients by name (the input, ``{state}0``, parameters).
+``run`` (:class:`~symbolic_lstm.bridges.autograd.Run`) says what one call runs: the cell, its sizes and the
+module's parameter names.  ``lengths`` — each sequence's length, a CPU int64 tensor (B,) — reaches the module as
+its ``lengths=`` only when given (None: every sequence runs all T steps, the modules' plain path); the module
+keeps it in its cache for the backward.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import torch
 from ..runtime.threads import blas_threads
 
 if TYPE_CHECKING:
-    from .torch import RecurrentLayer
+    from .autograd import Run
 
 Tensors = Sequence[torch.Tensor]
+Lengths = torch.Tensor | None
 
 
 class Exchange(Protocol):
@@ -37,11 +42,11 @@ class Exchange(Protocol):
     cpu_only: bool
 
     def forward(
-        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
     ) -> list: ...
 
     def backward(
-        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+        self, module: ModuleType, run: Run, seeds: Mapping[str, torch.Tensor | None], cache: object
     ) -> dict[str, torch.Tensor]: ...
 
 
@@ -50,9 +55,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _threads(layer: RecurrentLayer, x: torch.Tensor) -> contextlib.AbstractContextManager:
+def _threads(run: Run, x: torch.Tensor) -> contextlib.AbstractContextManager:
     """BLAS threads for the layer's products at this batch."""
-    return blas_threads(x.shape[1], layer.input_size, layer.hidden_size, len(layer.cell.linear_stages))
+    return blas_threads(x.shape[1], run.input_size, run.hidden_size, len(run.cell.linear_stages))
 
 
 class SharedMemory:
@@ -61,20 +66,21 @@ class SharedMemory:
     cpu_only = True
 
     def forward(
-        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
     ) -> list:
-        p = {name: _np(t) for name, t in zip(layer.param_names, params, strict=True)}
-        init = {f"{s}0": _np(t) for s, t in zip(layer.states, initial, strict=True)}
-        with _threads(layer, x):
-            *seqs, cache = module.forward(_np(x), p, **init, check_finite=False)
+        p = {name: _np(t) for name, t in zip(run.param_names, params, strict=True)}
+        init = {f"{s}0": _np(t) for s, t in zip(run.states, initial, strict=True)}
+        given = {} if lengths is None else {"lengths": lengths.numpy()}
+        with _threads(run, x):
+            *seqs, cache = module.forward(_np(x), p, **init, **given, check_finite=False)
         return [*(torch.from_numpy(s) for s in seqs), cache]
 
     def backward(
-        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+        self, module: ModuleType, run: Run, seeds: Mapping[str, torch.Tensor | None], cache: object
     ) -> dict[str, torch.Tensor]:
-        first, *rest = layer.cell.returns
+        first, *rest = run.cell.returns
         extra = {f"d{s}": None if seeds[s] is None else _np(seeds[s]) for s in rest}
-        with _threads(layer, seeds[first]):
+        with _threads(run, seeds[first]):
             g = module.backward(_np(seeds[first]), cache, **extra, check_finite=False)
         return {key: torch.from_numpy(v) for key, v in g.items()}
 
@@ -85,16 +91,17 @@ class Themselves:
     cpu_only = False
 
     def forward(
-        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
     ) -> list:
-        p = dict(zip(layer.param_names, params, strict=True))
-        init = {f"{s}0": t for s, t in zip(layer.states, initial, strict=True)}
-        return list(module.forward(x, p, **init))
+        p = dict(zip(run.param_names, params, strict=True))
+        init = {f"{s}0": t for s, t in zip(run.states, initial, strict=True)}
+        given = {} if lengths is None else {"lengths": lengths.to(x.device)}
+        return list(module.forward(x, p, **init, **given))
 
     def backward(
-        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+        self, module: ModuleType, run: Run, seeds: Mapping[str, torch.Tensor | None], cache: object
     ) -> dict[str, torch.Tensor]:
-        first, *rest = layer.cell.returns
+        first, *rest = run.cell.returns
         return module.backward(seeds[first], cache, **{f"d{s}": seeds[s] for s in rest})
 
 
@@ -116,26 +123,28 @@ class DLPack:
         return jax.enable_x64(True) if x.dtype == torch.float64 else contextlib.nullcontext()
 
     def forward(
-        self, module: ModuleType, layer: RecurrentLayer, x: torch.Tensor, initial: Tensors, params: Tensors
+        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
     ) -> list:
         with self._x64(x):
             xs = self._to(x)
-            p = {name: self._to(t) for name, t in zip(layer.param_names, params, strict=True)}
+            p = {name: self._to(t) for name, t in zip(run.param_names, params, strict=True)}
             init = tuple(self._to(t) for t in initial)
-            seq = module._forward(xs, p, init)
-            return [*(torch.from_dlpack(seq[name]) for name in layer.cell.returns), (xs, p, init, seq)]
+            # int32: JAX without x64 (float32 runs) has no int64 arrays
+            given = {} if lengths is None else {"lengths": self._to(lengths.to(torch.int32))}
+            seq = module._forward(xs, p, init, **given)
+            return [*(torch.from_dlpack(seq[name]) for name in run.cell.returns), (xs, p, init, seq, given)]
 
     def backward(
-        self, module: ModuleType, layer: RecurrentLayer, seeds: Mapping[str, torch.Tensor | None], cache: object
+        self, module: ModuleType, run: Run, seeds: Mapping[str, torch.Tensor | None], cache: object
     ) -> dict[str, torch.Tensor]:
-        xs, p, init, seq = cache  # type: ignore[misc]
-        out = layer.cell.output
+        xs, p, init, seq, given = cache  # type: ignore[misc]
+        out = run.cell.output
         with self._x64(seeds[out]):
-            given = {s: self._to(g) for s, g in seeds.items() if g is not None and s != out}
-            grads, dx, d0 = module._backward(self._to(seeds[out]), given, xs, p, init, seq)
+            seeded = {s: self._to(g) for s, g in seeds.items() if g is not None and s != out}
+            grads, dx, d0 = module._backward(self._to(seeds[out]), seeded, xs, p, init, seq, **given)
         g = {name: torch.from_dlpack(v) for name, v in grads.items()}
-        g[layer.cell.inputs[0]] = torch.from_dlpack(dx)
-        g.update({f"{s}0": torch.from_dlpack(v) for s, v in zip(layer.states, d0, strict=True)})
+        g[run.cell.inputs[0]] = torch.from_dlpack(dx)
+        g.update({f"{s}0": torch.from_dlpack(v) for s, v in zip(run.states, d0, strict=True)})
         return g
 
 

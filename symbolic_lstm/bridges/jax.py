@@ -1,13 +1,16 @@
 """A derived cell inside JAX: a ``jax.custom_vjp`` function whose backward is the derived one (the ``[jax]`` extra).
 
-``recurrent(cell)`` returns ``run(params, x, *initial_states, **other_inputs) -> outputs``: ``params`` a dict with
-our names (``W_f``, ``b_f`` …), ``x`` (T, B, n_x), initial states optional (zeros by default, in the cell's state
-order), every further per-step input of the cell by keyword, required (``run(params, x, z=z)``, z (T, B, n_z)),
-outputs (T, B, n_a); the gradient flows to every input.  Forward and backward are the cell's generated JAX module
-(``--backend jax``): each a ``lax.scan`` over the steps, so ``run`` works under ``jax.jit`` with a compile time
-that does not grow with T, under ``jax.vmap``, and ``jax.grad`` of a loss through it differentiates with the
-derived backward, not JAX's own.  Enable float64 with ``jax.config.update("jax_enable_x64", True)`` to compare to
-round-off.
+``recurrent(cell)`` returns ``run(params, x, *initial_states, lengths=None, **other_inputs) -> outputs``: ``params``
+a dict with our names (``W_f``, ``b_f`` …), ``x`` (T, B, n_x), initial states optional (zeros by default, in the
+cell's state order), every further per-step input of the cell by keyword, required (``run(params, x, z=z)``, z
+(T, B, n_z); the gradient flows to it), outputs (T, B, n_a).  ``lengths`` (B,) ints in 1..T: a padded batch of
+sequences of different lengths — each sequence's outputs are 0 after its end and its gradients are those of
+running it alone.
+
+Forward and backward are the cell's generated JAX module (``--backend jax``): each a
+``lax.scan`` over the steps, so ``run`` works under ``jax.jit`` with a compile time that does not grow with T,
+under ``jax.vmap``, and ``jax.grad`` of a loss through it differentiates with the derived backward, not JAX's
+own.  Enable float64 with ``jax.config.update("jax_enable_x64", True)`` to compare to round-off.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ __all__ = ["recurrent"]
 
 
 def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
-    """``run(params, x, *initial_states, **other_inputs) -> outputs (T, B, n_a)`` for ``cell`` (a name,
-    ``path.py:NAME`` or a :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the module
-    docstring).  ``other_inputs``: the cell's inputs after the first, by name (each (T, B, its width)), required."""
+    """``run(params, x, *initial_states, lengths=None, **other_inputs) -> outputs (T, B, n_a)`` for ``cell`` (a
+    name, ``path.py:NAME`` or a :class:`~symbolic_lstm.Cell`), differentiated by the generated backward (see the
+    module docstring).  ``other_inputs``: the cell's inputs after the first, by name (each (T, B, its width))."""
     cell = as_cell(cell)
     m = module_for(cell, backend="jax").module
     states = cell.states
@@ -46,6 +49,20 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
         n_a = params[m.N_A_FROM].shape[0]
         zeros = tuple(jnp.zeros((x.shape[1], n_a), x.dtype) for _ in states[len(initial) :])
         return params, (*initial, *zeros)
+
+    def checked(lengths: Any, x: jax.Array) -> jax.Array | None:
+        """``lengths`` as an int array (B,), or None; its values are the caller's to keep in 1..T (under jit they
+        are not known here)."""
+        if lengths is None:
+            return None
+        lengths = jnp.asarray(lengths)
+        if lengths.shape != (x.shape[1],):
+            raise ValueError(
+                f"lengths must have shape (B,) = ({x.shape[1]},), one length per sequence, got {lengths.shape}"
+            )
+        if not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise TypeError(f"lengths must be integers (numbers of steps), got dtype {lengths.dtype}")
+        return lengths
 
     def further(x: jax.Array, given: Mapping[str, jax.Array]) -> tuple[jax.Array, ...]:
         """The further inputs in the cell's order, each checked against x's steps and batch."""
@@ -66,24 +83,30 @@ def recurrent(cell: str | Cell) -> Callable[..., jax.Array]:
         return tuple(given[i] for i in others)
 
     @jax.custom_vjp
-    def core(params: Mapping[str, jax.Array], x: jax.Array, more: tuple, *initial: jax.Array) -> jax.Array:
+    def scan(
+        params: Mapping[str, jax.Array], x: jax.Array, lengths: jax.Array | None, more: tuple, *initial: jax.Array
+    ) -> jax.Array:
         params, init = start(params, x, initial)
-        return m.scan_forward(x, params, init, *more)[cell.output]
+        return m.scan_forward(x, params, init, lengths, *more)[cell.output]
 
-    def core_fwd(params: Mapping[str, jax.Array], x: jax.Array, more: tuple, *initial: jax.Array) -> tuple:
+    def scan_fwd(
+        params: Mapping[str, jax.Array], x: jax.Array, lengths: jax.Array | None, more: tuple, *initial: jax.Array
+    ) -> tuple[jax.Array, Any]:
         params, init = start(params, x, initial)
-        seq = m.scan_forward(x, params, init, *more)
-        return seq[cell.output], (params, x, more, init, seq, len(initial))
+        seq = m.scan_forward(x, params, init, lengths, *more)
+        return seq[cell.output], (params, x, lengths, more, init, seq, len(initial))
 
-    def core_bwd(residuals: Any, dy: jax.Array) -> tuple:
-        params, x, more, init, seq, given = residuals
-        grads, dx, d0, *dmore = m.scan_backward(dy, {}, x, params, init, seq, *more)
-        return ({name: grads[name] for name in params}, dx, tuple(dmore), *d0[:given])
+    def scan_bwd(residuals: Any, dy: jax.Array) -> tuple:
+        params, x, lengths, more, init, seq, given = residuals
+        grads, dx, d0, *dmore = m.scan_backward(dy, {}, x, params, init, seq, lengths, *more)
+        return ({name: grads[name] for name in params}, dx, None, tuple(dmore), *d0[:given])
 
-    core.defvjp(core_fwd, core_bwd)
+    scan.defvjp(scan_fwd, scan_bwd)
 
-    def run(params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array, **other_inputs: jax.Array) -> jax.Array:
-        return core(params, x, further(x, other_inputs), *initial)
+    def run(
+        params: Mapping[str, jax.Array], x: jax.Array, *initial: jax.Array, lengths: Any = None, **other_inputs: Any
+    ) -> jax.Array:
+        return scan(params, x, checked(lengths, x), further(x, other_inputs), *initial)
 
     run.__doc__ = f"The {cell.name} cell over a sequence; backward: the generated one. {recurrent.__doc__}"
     return run

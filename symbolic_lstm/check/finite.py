@@ -89,13 +89,13 @@ def not_finite(cell: Cell, found: NotFinite, scale: float) -> str:
     )
 
 
-def module_forward(k: ModuleType, x: Inputs, p: dict, init: dict) -> tuple:
-    """``k.forward(x, p, **init)`` without a warning from every ufunc on the way where its values are not finite
-    (the comparison with the judge says so).  ``x``: the one input's array, or every input by name (the first
-    passed first, the others by keyword: ``forward(x, p, a0=…, z=…)``)."""
+def module_forward(k: ModuleType, x: Inputs, p: dict, init: dict, **kw: object) -> tuple:
+    """``k.forward(x, p, **init, **kw)`` without a warning from every ufunc on the way where its values are not
+    finite (the comparison with the judge says so).  ``x``: the one input's array, or every input by name (the
+    first passed first, the others by keyword: ``forward(x, p, a0=…, z=…)``)."""
     if isinstance(x, dict):
         first, *others = x
         with np.errstate(all="ignore"):
-            return k.forward(x[first], p, **init, **{i: x[i] for i in others})
+            return k.forward(x[first], p, **init, **{i: x[i] for i in others}, **kw)
     with np.errstate(all="ignore"):
-        return k.forward(x, p, **init)
+        return k.forward(x, p, **init, **kw)

@@ -30,6 +30,10 @@ resolves in the sums that make the gradient.
 The module's forward pass is compared with the interpreter's too (outputs and every state, relative 1e-10):
 a kernel that computes the wrong function fails even where its backward pass matches its own forward.
 
+A module whose ``forward`` takes ``lengths`` is judged on a padded batch too (:func:`padded_batch`): sequences of
+4, 1 and 3 steps in one batch against the reference run on each sequence alone — outputs 0 after a sequence's
+end, states carried, gradients the per-sequence ones.
+
 Cells with kinks (``NONSMOOTH``: relu, |x|, clipping, a Piecewise) are differentiable everywhere but on a
 set of measure zero, and the kernels take PyTorch's derivative there (relu′(0) = 0).  The complex step
 takes the branch the point lies on and never crosses a kink; a problem whose point lies within round-off
@@ -49,6 +53,7 @@ seeds of every built-in).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -61,6 +66,7 @@ from .finite import fitting_scale, module_forward, scaled
 
 if TYPE_CHECKING:
     from ..engine.cell import Cell
+    from .complex_step import ComplexStep
 
 #: (T, B, n_x, n_a, loss mode, pass dc); an input after the first is :func:`further_widths` wide.
 Problem = tuple[int, int, int, int, str, bool]
@@ -73,6 +79,10 @@ DEFAULT_PROBLEMS: tuple[Problem, ...] = (
     (5, 3, 2, 2, "many-to-many", True),
     (6, 2, 4, 3, "many-to-one", False),
 )
+
+#: The padded batch every check adds where the module takes ``lengths``: three sequences of 4, 1 and 3 steps, judged
+#: against the reference run on each sequence alone (many-to-many, a seed on every state).
+PADDED_LENGTHS = (4, 1, 3)
 
 H = 1e-3
 FLOOR = 1e-6
@@ -272,8 +282,10 @@ def comparisons(
     problems: Sequence[Problem] = DEFAULT_PROBLEMS,
     regime: Regime = NORMAL,
     cell: Cell | None = None,
+    padded: bool = True,
 ) -> Iterator[Comparison]:
-    """Run every problem through the module and through the complex-step reference (see :func:`check_module`)."""
+    """Run every problem through the module and through the complex-step reference (see :func:`check_module`);
+    with ``padded`` (and a module whose ``forward`` takes ``lengths``) one more: :func:`padded_batch`."""
     from .complex_step import ComplexStep
 
     if cell is None:  # the cell the header names: a cell file only as check --stale runs one (read once, checked)
@@ -341,6 +353,72 @@ def comparisons(
         if numeric is not None:
             allowance = max(allowance, ROUNDOFF * max(float(np.max(np.abs(v), initial=0.0)) for v in numeric.values()))
         yield Comparison(problem, grads, numeric, allowance, forward, scale)
+    if padded and problems and "lengths" in inspect.signature(k.forward).parameters:
+        _, _, n_x, n_a, _, _ = problems[-1]
+        yield padded_batch(k, cell, ref, rng, regime, n_x, n_a)
+
+
+def padded_batch(
+    k: ModuleType, cell: Cell, ref: ComplexStep, rng: np.random.Generator, regime: Regime, n_x: int, n_a: int
+) -> Comparison:
+    """The module on a batch of sequences of different lengths (:data:`PADDED_LENGTHS`, padded to the longest)
+    beside the reference run on each sequence alone: its outputs, 0 after a sequence's end, and every state,
+    carried from there; its gradients, the per-sequence ones (parameters summed over the batch, 0 for the padding
+    of the input), with a state's seeds after the end reaching the state at the end."""
+    L = np.array(PADDED_LENGTHS)
+    T, B = int(L.max()), len(L)
+    others = cell.returns[1:]
+    drawn = _init_params(k, cell, n_x, n_a, int(rng.integers(1 << 30)))
+    p = {name: regime.weight_scale * v for name, v in drawn.items()}
+    for name in cell.vectors:
+        p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
+    xs = draw_inputs(cell, T, B, n_x, n_a, rng)
+    init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
+    y = rng.normal(size=(T, B, n_a))
+    seeds = {s: rng.normal(size=(T, B, n_a)) for s in others}
+    scale = fitting_scale(cell, xs, p, init, ref.reference)
+    xs, p, init = scaled(scale, xs, p, init)
+    arrays = {**p, **xs, **init}
+    expected = [np.zeros((T, B, n_a)) for _ in (cell.output, *others)]
+    sensitivity = [np.zeros((T, B, n_a)) for _ in (cell.output, *others)]
+    numeric: dict[str, np.ndarray] | None = {key: np.zeros(v.shape) for key, v in arrays.items()}
+    for b, n in enumerate(L):
+        xb, ib = {i: v[:n, b : b + 1] for i, v in xs.items()}, {key: v[b : b + 1] for key, v in init.items()}
+        for i, (o, d) in enumerate(
+            zip(ref.outputs(xb, p, ib, others), ref.sensitivity(xb, p, ib, others), strict=True)
+        ):
+            expected[i][:n, b], sensitivity[i][:n, b] = o[:, 0], d[:, 0]
+            if i:  # a state other than the output keeps its value after the end
+                expected[i][n:, b], sensitivity[i][n:, b] = o[-1, 0], d[-1, 0]
+        if numeric is None or ref.at_kink(xb, p, ib):
+            numeric = None
+            continue
+        alone = {s: d[:n, b : b + 1].copy() for s, d in seeds.items()}
+        for s, d in alone.items():
+            d[-1] += seeds[s][n:, b].sum(axis=0)  # seeds on the carried state reach it at the end
+        g = ref.gradients({**p, **xb, **ib}, y[:n, b : b + 1], "many-to-many", alone)
+        for name in p:
+            numeric[name] += g[name]
+        for i in xs:
+            numeric[i][:n, b] = g[i][:, 0]
+        for key in init:
+            numeric[key][b] = g[key][0]
+    out = module_forward(k, xs if len(xs) > 1 else xs[cell.inputs[0]], p, init, lengths=L)
+    finite = all(np.isfinite(np.asarray(o)).all() for o in out[:-1])
+    forward = max(
+        relative_error(np.asarray(o), e, FORWARD_ROUNDOFF * d)
+        for o, e, d in zip(out[:-1], expected, sensitivity, strict=True)
+    )
+    if finite:
+        E, da = k.mse_loss(out[0], y)
+        grads = k.backward(da, out[-1], **{f"d{s}": d for s, d in seeds.items()})
+        grads = {key: np.asarray(grads[key]) for key in arrays}
+    else:
+        E, forward, grads = 0.0, np.inf, {key: np.full(arr.shape, np.nan) for key, arr in arrays.items()}
+    allowance = regime.atol * max(1.0, abs(E))
+    if numeric is not None:
+        allowance = max(allowance, ROUNDOFF * max(float(np.max(np.abs(v), initial=0.0)) for v in numeric.values()))
+    return Comparison((T, B, n_x, n_a, "many-to-many", bool(others)), grads, numeric, allowance, forward, scale)
 
 
 def _init_params(k: ModuleType, cell: Cell, n_x: int, n_a: int, seed: int) -> dict[str, np.ndarray]:
@@ -365,6 +443,7 @@ def check_module(
     problems: Sequence[Problem] = DEFAULT_PROBLEMS,
     regime: Regime = NORMAL,
     cell: Cell | None = None,
+    padded: bool = True,
 ) -> CheckReport:
     """Check every gradient ``k.backward`` returns against the complex-step derivative of the cell's stages,
     and ``k.forward`` against the same interpreter.
@@ -384,7 +463,7 @@ def check_module(
     forward, compared, scale = 0.0, 0, 1.0
     B, n_x, n_a = (max((pr[i] for pr in problems), default=1) for i in (1, 2, 3))
     with blas_threads(B, n_x, n_a):  # small problems: one BLAS thread
-        found = list(comparisons(k, seed, problems, regime, cell))
+        found = list(comparisons(k, seed, problems, regime, cell, padded))
     for c in found:
         forward = max(forward, c.forward)
         scale = min(scale, c.scale)

@@ -159,7 +159,7 @@ def check(
         raise click.BadParameter(str(e), param_hint="--cell") from None
     click.echo(
         f"cell {cell.name}{f' ({backend.name} module)' if backend.suffix else ''}: {len(DEFAULT_PROBLEMS)} "
-        "random problems (T, B incl. 1; both loss modes), float64"
+        "random problems (T, B incl. 1; both loss modes) and a padded batch of lengths 4, 1, 3, float64"
         + (", saturated gates (weights x20)" if saturated else "")
     )
     click.echo(format_table(report))

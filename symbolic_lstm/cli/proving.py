@@ -133,10 +133,13 @@ def _prove_for_every_t(
 ) -> None:
     """The lemma at ``sizes``, the induction's base and step at T = 1, 2, as a table (``verbose``: every line);
     what follows, in words."""
-    from ..proof.obligations import prove
-    from ..proof.step import CASES, DRIVER, LEMMA, driver_size, prove_step
+    from ..proof.cache import ProofCache
+    from ..proof.exact import for_proof
+    from ..proof.obligations import derivation_of, prove
+    from ..proof.sizes import prove_sizes
+    from ..proof.step import CASES, DRIVER, EVERY_N, LEMMA, driver_size, prove_step
 
-    failed: dict[str, list[str]] = {LEMMA.name: [], DRIVER.name: []}
+    failed: dict[str, list[str]] = {EVERY_N.name: [], LEMMA.name: [], DRIVER.name: []}
     proved = 0
     progress = ProofProgress(LEMMA.name)
 
@@ -154,6 +157,12 @@ def _prove_for_every_t(
                 where = f"n_a={line.n_a} {line.mode}" if obligation == LEMMA.name else f"T={line.T} {line.mode}"
                 failed[obligation].append(f"{line.gradient} ({where})")
 
+    click.echo(f"{EVERY_N.name}: {EVERY_N.statement}")
+    proof_cell = for_proof(cell)
+    rules = prove_sizes(proof_cell, derivation_of(proof_cell), ProofCache())
+    for rule in rules:
+        click.echo(f"  {rule}")
+        failed[EVERY_N.name] += [] if rule.ok else [f"{rule.name} ({', '.join(rule.differs)})"]
     with _proof_executor(jobs, dask) as kw:
         click.echo(f"{LEMMA.name}: {LEMMA.about(cell)} ({' / '.join(CASES)})")
         for n_a, n_x in sizes:
@@ -169,17 +178,45 @@ def _prove_for_every_t(
     if not verbose and columns:
         click.echo(obligation_table(columns))
     if any(failed.values()):
-        what = "; ".join(f"the {name} fails for {', '.join(lines)}" for name, lines in failed.items() if lines)
-        click.echo(f"{what}: nothing follows for other T", err=True)
+        what = "; ".join(
+            f"the {name} obligation fails for {', '.join(lines)}"
+            if name == EVERY_N.name
+            else f"the {name} fails for {', '.join(lines)}"
+            for name, lines in failed.items()
+            if lines
+        )
+        follows = (
+            "nothing follows for other T"
+            if failed[LEMMA.name] or failed[DRIVER.name]
+            else ("nothing follows for other n")
+        )
+        click.echo(f"{what}: {follows}", err=True)
         sys.exit(1)
     if not proved:
         click.echo("no gradient was compared: nothing is proved", err=True)
         sys.exit(1)
+    click.echo(conclusion(sizes, rules.uncovered))
+
+
+def conclusion(sizes: list[tuple[int, int]], uncovered: list[str]) -> str:
+    """The proof's last line: what follows from the obligations — for every T and every n, or for every T and
+    the sizes checked, naming the stages no symbolic-size rule covers."""
     where = "; ".join(f"n_a = n_x = {a}" if a == x else f"n_a = {a}, n_x = {x}" for a, x in sizes)
-    click.echo(
-        f"proved for every T: one step's backward is the step's vector–Jacobian product ({where}); BPTT's "
-        "boundary, sums over steps and loss modes hold at T = 1, 2; by induction over the steps, every gradient "
-        "is exact for any sequence length (README: why the proof is a proof)"
+    every_t = (
+        "BPTT's boundary, sums over steps and loss modes hold at T = 1, 2; by induction over the steps, every "
+        "gradient is exact for any sequence length"
+    )
+    if uncovered:
+        return (
+            f"proved for every T at the sizes checked ({where}); not for every n: no symbolic-size rule covers "
+            f"{', '.join(uncovered)}, so the width rests on those sizes — one step's backward is the step's "
+            f"vector–Jacobian product there; {every_t} (README: why the proof is a proof)"
+        )
+    return (
+        "proved for every T and every n: every stage's rule is its vector–Jacobian product at symbolic sizes (the "
+        "every-n obligations above); one step's backward — those rules composed along the step's graph, forks "
+        f"adding, the same expression at every size — is the step's vector–Jacobian product ({where}), which "
+        f"decides the composition; {every_t} and any widths n_a, n_x (README: why the proof is a proof)"
     )
 
 

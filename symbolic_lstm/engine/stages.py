@@ -15,7 +15,10 @@ What the engine and the schedule ask besides:
 * :attr:`~Linear.sums_units` — it reads every unit of its operands into one number per row (its operands' δ
   fan out to every unit);
 * :attr:`~Linear.unit_expr` — what one unit contributes, whose derivative by an operand is the stage's local
-  partial (None for a product, whose reverse rule is matrix calculus: :class:`~.derivation.LinearRules`).
+  partial (None for a product, whose reverse rule is matrix calculus: :class:`~.derivation.LinearRules`);
+* :attr:`~Linear.rule` — the name of the kind's vector–Jacobian rule, which :mod:`symbolic_lstm.proof.rules` proves
+  at symbolic sizes once per kind and operand pattern ("linear", "elementwise", "mean");
+* :meth:`Linear.columns` — where an operand's block of columns lies in the weight.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sympy as sp
 
 T = TypeVar("T")
 E = TypeVar("E", bound="_OfExpression")
+W = TypeVar("W", int, sp.Expr)
 
 #: The number of units, as it appears in mean stages' derivatives (1/n_a).
 N_A = sp.Symbol("n_a", integer=True, positive=True)
@@ -64,10 +68,18 @@ class Linear:
     unitwise: ClassVar[bool] = False
     sums_units: ClassVar[bool] = False
     unit_expr: ClassVar[None] = None
+    rule: ClassVar[str] = "linear"  # δu_k = δsum·W_{:, block k}, δW = δsumᵀ[u₁, …], δb = Σ_rows δsum
 
     @property
     def reads(self) -> tuple[str, ...]:
         return self.inputs
+
+    def columns(self, operand: str, width: Callable[[str], W]) -> tuple[W, W]:
+        """(start, stop) of ``operand``'s block of columns in the weight: the operands before it, in the order they
+        are listed, then its own (``width``: an operand's number of units — a number or a SymPy size)."""
+        i = self.inputs.index(operand)
+        start = sum((width(k) for k in self.inputs[:i]), 0)
+        return start, start + width(operand)  # type: ignore[return-value]
 
     def compose(self, ops: StageOps[T]) -> T:
         return ops.product(self)
@@ -104,6 +116,7 @@ class Elementwise(_OfExpression):
 
     unitwise: ClassVar[bool] = True
     sums_units: ClassVar[bool] = False
+    rule: ClassVar[str] = "elementwise"  # δv_i = δname_i · ∂expr/∂v at unit i (a row scalar v: Σ_i of those)
 
     @property
     def unit_expr(self) -> sp.Expr:
@@ -120,6 +133,7 @@ class Reduce(_OfExpression):
 
     unitwise: ClassVar[bool] = False
     sums_units: ClassVar[bool] = True
+    rule: ClassVar[str] = "mean"  # δv_i = δname · (1/n_a) ∂expr/∂v at unit i
 
     @property
     def unit_expr(self) -> sp.Expr:

@@ -4,7 +4,9 @@
 * :mod:`.exact`, :mod:`.points` — identity decided exactly, at random rational points;
 * :mod:`.obligations` — the obligations of one proof, decided in processes (:func:`prove`, :func:`prove_all`);
 * :mod:`.comparison` — how each identity is decided (points, seed, exact);
-* :mod:`.step` — the one-step lemma and induction over time: a proof for every T.
+* :mod:`.step` — the one-step lemma and induction over time: a proof for every T;
+* :mod:`.rules`, :mod:`.sizes`, :mod:`.indices` — each stage kind's rule at symbolic sizes: a proof for every n;
+* :mod:`.cache` — the rules proved before (JSON, keyed by a hash of the rule).
 """
 
 from __future__ import annotations

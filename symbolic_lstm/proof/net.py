@@ -265,12 +265,9 @@ def explicit(
 
 
 def _columns(net: UnrolledNet, st: Linear, operand: str) -> sp.Matrix:
-    start = 0
-    for k in st.inputs:
-        if k == operand:
-            return net.params[st.weight][:, start : start + net.size_of(k)]
-        start += net.size_of(k)
-    raise KeyError(operand)
+    """The columns of ``st``'s weight that multiply ``operand``: the engine's block (:meth:`Linear.columns`)."""
+    start, stop = st.columns(operand, net.size_of)
+    return net.params[st.weight][:, start:stop]
 
 
 def symbol_vector(name: str, n: int) -> sp.Matrix:

@@ -30,14 +30,13 @@ lemma for each: the engine's δz<t> equals ∂L/∂z<t> as its δx<t> equals ∂
 ∂E/∂z<t> the step's δz as it hands ∂E/∂x<t> the step's δx.  Every further input is given n_x units in the
 proof (its own width is a size like n_x: the matrix rules are derived at symbolic sizes).
 
-**Every n.**  Elementwise stages act unit by unit, with no unit reading another's value; their partials are
-the same expressions at every n, so the lemma at one size proves those for every n.  Linear stages couple
-units only through the matrix rules (δoperand = δsum·W, ∂E/∂W = δsumᵀ·[operands], ∂E/∂b = Σ δsum), which
-the engine derives by matrix calculus at symbolic sizes (:func:`~symbolic_lstm.engine.derivation.linear_rules`); a
-size of 2 makes every index pattern of those products appear (i = j and i ≠ j).  A mean over units couples
-every unit through a sum whose derivative carries 1/n_a; it is proved at the sizes tried.  So: the
-lemma is proved at the sizes tried (n_a = n_x ∈ {1, 2} by default), which exercise every pattern of the
-stages; the claim for other n rests on that argument, not on a check.
+**Every n.**  What makes the step's backward depend on the width is inside the stage rules — the matrix rules
+over n units and m_i columns, a unit reading its own unit, a mean's Σ and 1/n.  Those are proved at symbolic
+sizes, as the engine produces them, by :mod:`.rules` (once per kind and operand pattern, cached).  The lemma
+checks the *wiring* — the derivation's chain expressions, derived once with no size in them, which compose the
+rules along the graph with forks adding — at the sizes tried (n_a = n_x ∈ {1, 2}; n_a = 2 for a cell with a
+mean); a wrong wiring is a wrong name in an expression that is the same at every size, so it shows there.
+Together: every T and every n (docs/internals.md, "For every n").
 """
 
 from __future__ import annotations
@@ -87,6 +86,12 @@ LEMMA = Obligation(
     "lemma",
     "one step: the engine's δ's of states<t-1>, x<t> and the step's parameter contributions equal the direct "
     "derivatives of L = Σ_s ⟨λ_s, s<t>⟩ + [E<t>] for free adjoints λ_s from the future",
+)
+EVERY_N = Obligation(
+    "every n",
+    "each stage kind's rule, as the engine produces it, equals its vector–Jacobian product at symbolic sizes (n "
+    "units, m_i columns per operand, B rows: index notation, decided exactly) — once per kind and operand pattern, "
+    "cached, cited by every cell",
 )
 DRIVER = Obligation(
     "induction",

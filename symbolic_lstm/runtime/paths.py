@@ -37,3 +37,15 @@ def is_checkout() -> bool:
 def data_dir() -> Path:
     """Folder of the datasets ``symbolic-lstm train`` uses (shipped, never downloaded)."""
     return _find("data")
+
+
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME/symbolic-lstm`` (``~/.cache/symbolic-lstm`` when XDG_CACHE_HOME is unset, empty or
+    relative: the XDG Base Directory specification says a relative path there is invalid and to be ignored) — the
+    rule :func:`symbolic_lstm.codegen.loader.cache_dir` follows for the user cells' modules."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = str(Path.home() / ".cache")
+    return Path(base) / "symbolic-lstm"
