@@ -84,15 +84,20 @@ def _printer():
 
 
 def torch_reference(
-    cell: Cell, p: dict, x: np.ndarray, init: dict, y: np.ndarray, extra: dict | None = None
+    cell: Cell, p: dict, x: np.ndarray | dict, init: dict, y: np.ndarray, extra: dict | None = None
 ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """The forward sequences (output, then the other states) and every gradient, by torch autograd in float64."""
+    """The forward sequences (output, then the other states) and every gradient, by torch autograd in float64.
+
+    ``x``: the one input's array (T, B, n_x), or every input of the cell by name (``{"x": …, "z": …}``); the
+    gradients then hold every input's."""
     import torch
 
     printer = _printer()
     extra = extra or {}
+    xs = x if isinstance(x, dict) else {cell.inputs[0]: x}
+    assert set(xs) == set(cell.inputs), (sorted(xs), cell.inputs)
     tp = {n: torch.tensor(v, requires_grad=True) for n, v in p.items()}
-    tx = torch.tensor(x, requires_grad=True)
+    tx = {i: torch.tensor(v, requires_grad=True) for i, v in xs.items()}
     ti = {n: torch.tensor(v, requires_grad=True) for n, v in init.items()}
     fns = {
         st.name: sp.lambdify(
@@ -104,8 +109,9 @@ def torch_reference(
     state = {s: ti[f"{s}0"] for s in cell.states}
     seqs: dict[str, list] = {n: [] for n in cell.returns}
     E = 0
-    for t in range(x.shape[0]):
-        env = {f"{s}_prev": state[s] for s in cell.states} | {cell.inputs[0]: tx[t]} | {v: tp[v] for v in cell.vectors}
+    for t in range(xs[cell.inputs[0]].shape[0]):
+        env = {f"{s}_prev": state[s] for s in cell.states} | {i: v[t] for i, v in tx.items()}
+        env |= {v: tp[v] for v in cell.vectors}
         for st in cell.stages:
             if isinstance(st, Linear):
                 z = torch.cat([env[i] for i in st.inputs], 1) @ tp[st.weight].T
@@ -121,7 +127,8 @@ def torch_reference(
         for s, v in extra.items():
             E = E + (env[s] * torch.tensor(v[t])).sum()
     E.backward()
-    grads = {n: _grad(v) for n, v in tp.items()} | {cell.inputs[0]: _grad(tx)} | {n: _grad(v) for n, v in ti.items()}
+    grads = {n: _grad(v) for n, v in tp.items()} | {i: _grad(v) for i, v in tx.items()}
+    grads |= {n: _grad(v) for n, v in ti.items()}
     return [torch.stack(seqs[n]).detach().numpy() for n in cell.returns], grads
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..engine.cell import Cell
 from ..engine.functions import NONSMOOTH
-from .reference import Reference
+from .reference import Inputs, Reference
 
 #: The imaginary step: far below round-off of any value it is added to, far above underflow of its products.
 H = 1e-20
@@ -44,13 +44,13 @@ DIRECTIONS = 3
 
 
 def _moved(
-    x: np.ndarray,
+    x: Inputs,
     p: Mapping[str, np.ndarray],
     init: Mapping[str, np.ndarray],
     seed: int,
     relative: bool,
     copies: int | None = None,
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[Inputs, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """x, p and init each stepped by iH along one random direction of all of them at once (weights in ±[0.5, 1.5],
     times |a| where ``relative``, times |a| + 1 otherwise); ``copies`` such directions along a new leading axis."""
     rng = np.random.default_rng(seed)
@@ -61,7 +61,8 @@ def _moved(
         size = np.abs(a) if relative else np.abs(a) + 1
         return a + 1j * H * size * rng.uniform(0.5, 1.5, shape) * rng.choice((-1, 1), shape)
 
-    return moved(x), {k: moved(v) for k, v in p.items()}, {k: moved(v) for k, v in init.items()}
+    xs = {k: moved(v) for k, v in x.items()} if isinstance(x, Mapping) else moved(x)
+    return xs, {k: moved(v) for k, v in p.items()}, {k: moved(v) for k, v in init.items()}
 
 
 class ComplexStep:
@@ -81,14 +82,14 @@ class ComplexStep:
         return any(e.has(*NONSMOOTH) for st in self.cell.stages for e in st.expressions)
 
     def outputs(
-        self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray], states: Sequence[str]
+        self, x: Inputs, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray], states: Sequence[str]
     ) -> list[np.ndarray]:
         """The output a<1..T> and then each of ``states`` over the steps, (T, B, n_a) each, in float64."""
         steps, _ = self.reference.run(x, p, init)
         return [np.stack([env[n] for env in steps]) for n in (self.cell.output, *states)]
 
     def sensitivity(
-        self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray], states: Sequence[str]
+        self, x: Inputs, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray], states: Sequence[str]
     ) -> list[np.ndarray]:
         """How much the output and each of ``states`` move, (T, B, n_a) each, when every input, parameter and
         initial state moves by a relative amount of order 1 (random weights in ±[0.5, 1.5]): the largest |dv/dε|
@@ -100,7 +101,7 @@ class ComplexStep:
         # each node (DIRECTIONS, B, n_a) per step: stacked to (T, DIRECTIONS, B, n_a), the largest over directions
         return [np.abs(np.stack([env[n] for env in steps]).imag).max(axis=1) / H for n in (self.cell.output, *states)]
 
-    def at_kink(self, x: np.ndarray, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray]) -> bool:
+    def at_kink(self, x: Inputs, p: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray]) -> bool:
         """Does some kink argument lie within round-off of its kink at this point — and move there?
 
         An argument that ties (a Max over two nodes one of which clamps to the other's value, |u| of a u that is
@@ -119,7 +120,7 @@ class ComplexStep:
 
     def loss(
         self,
-        x: np.ndarray,
+        x: Inputs,
         p: Mapping[str, np.ndarray],
         init: Mapping[str, np.ndarray],
         y: np.ndarray,
@@ -148,15 +149,15 @@ class ComplexStep:
     ) -> dict[str, np.ndarray]:
         """∂loss/∂arrays[key] for every key, each entry by one complex step.
 
-        ``arrays``: the parameters, the input (T, B, n_x) under its name and ``{state}0`` (B, n_a), float64.
+        ``arrays``: the parameters, every input (T, B, its width) under its name and ``{state}0`` (B, n_a), float64.
         """
-        inp = self.cell.inputs[0]
+        inputs = self.cell.inputs
 
         def loss(step: Mapping[str, np.ndarray]) -> np.ndarray:
             moved = {k: arrays[k] + step[k] if k in step else arrays[k] for k in arrays}
-            p = {k: v for k, v in moved.items() if k != inp and not _is_initial(k, self.cell)}
+            p = {k: v for k, v in moved.items() if k not in inputs and not _is_initial(k, self.cell)}
             init = {k: v for k, v in moved.items() if _is_initial(k, self.cell)}
-            return self.loss(moved[inp], p, init, y, mode, extra)
+            return self.loss({i: moved[i] for i in inputs}, p, init, y, mode, extra)
 
         return complex_gradient({k: v.shape for k, v in arrays.items()}, loss)
 
@@ -170,12 +171,12 @@ class ComplexStep:
         """δv<t> = ∂loss/∂v<t> for every node v of every step t (a list over the steps of ``{node: array}``,
         each the node's shape (B, units)): the loss's sensitivity to the node's value where step t computes it
         (to a previous state or an input as step t reads it), all later branches included."""
-        inp = self.cell.inputs[0]
-        p = {k: v for k, v in arrays.items() if k != inp and not _is_initial(k, self.cell)}
+        inputs = {i: arrays[i] for i in self.cell.inputs}
+        p = {k: v for k, v in arrays.items() if k not in inputs and not _is_initial(k, self.cell)}
         init = {k: v for k, v in arrays.items() if _is_initial(k, self.cell)}
-        steps, _ = self.reference.run(arrays[inp], p, init)
+        steps, _ = self.reference.run(inputs, p, init)
         shapes = {(t, n): np.shape(v) for t, env in enumerate(steps) for n, v in env.items() if n in self._nodes}
-        grads = complex_gradient(shapes, lambda step: self.loss(arrays[inp], p, init, y, mode, extra, perturb=step))
+        grads = complex_gradient(shapes, lambda step: self.loss(inputs, p, init, y, mode, extra, perturb=step))
         return [{n: grads[(t, n)] for n in self._nodes} for t in range(len(steps))]
 
     @property

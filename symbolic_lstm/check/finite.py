@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .reference import LIMIT, NotFinite
+from .reference import LIMIT, Inputs, NotFinite
 
 if TYPE_CHECKING:
     from ..engine.cell import Cell
@@ -32,7 +32,7 @@ class CellNotFiniteError(ValueError):
 SCALE_STEPS = 10
 
 
-def fitting_scale(cell: Cell, x: np.ndarray, p: dict, init: dict, reference: Reference | None = None) -> float:
+def fitting_scale(cell: Cell, x: Inputs, p: dict, init: dict, reference: Reference | None = None) -> float:
     """The largest of 1, ½, ¼, … 2^-SCALE_STEPS by which the parameters, the input and the initial states can be
     multiplied so that the cell's own math (the judge's interpreter, in float64) stays finite and within float32's
     range on this problem: a cell like a<t> = exp(W [a<t-1>, x<t>] + b) − 1 grows without bound at random scale
@@ -57,11 +57,13 @@ def fitting_scale(cell: Cell, x: np.ndarray, p: dict, init: dict, reference: Ref
     raise CellNotFiniteError(not_finite(cell, first, 1.0))
 
 
-def scaled(scale: float, x: np.ndarray, p: dict, init: dict) -> tuple[np.ndarray, dict, dict]:
-    """The problem with the parameters, the input and the initial states multiplied by ``scale``."""
+def scaled(scale: float, x: Inputs, p: dict, init: dict) -> tuple[Inputs, dict, dict]:
+    """The problem with the parameters, the inputs (one array, or every input by name) and the initial states
+    multiplied by ``scale``."""
     if scale == 1.0:
         return x, p, init
-    return scale * x, {k: scale * v for k, v in p.items()}, {k: scale * v for k, v in init.items()}
+    moved = {k: scale * v for k, v in x.items()} if isinstance(x, dict) else scale * x
+    return moved, {k: scale * v for k, v in p.items()}, {k: scale * v for k, v in init.items()}
 
 
 def not_finite(cell: Cell, found: NotFinite, scale: float) -> str:
@@ -87,8 +89,13 @@ def not_finite(cell: Cell, found: NotFinite, scale: float) -> str:
     )
 
 
-def module_forward(k: ModuleType, x: np.ndarray, p: dict, init: dict, **kw: object) -> tuple:
-    """``k.forward(x, p, **init, **kw)`` without a warning from every ufunc on the way where its values are not finite
-    (the comparison with the judge says so)."""
+def module_forward(k: ModuleType, x: Inputs, p: dict, init: dict, **kw: object) -> tuple:
+    """``k.forward(x, p, **init, **kw)`` without a warning from every ufunc on the way where its values are not
+    finite (the comparison with the judge says so).  ``x``: the one input's array, or every input by name (the
+    first passed first, the others by keyword: ``forward(x, p, a0=…, z=…)``)."""
+    if isinstance(x, dict):
+        first, *others = x
+        with np.errstate(all="ignore"):
+            return k.forward(x[first], p, **init, **{i: x[i] for i in others}, **kw)
     with np.errstate(all="ignore"):
         return k.forward(x, p, **init, **kw)

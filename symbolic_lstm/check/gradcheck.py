@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from ..engine.cell import Cell
     from .complex_step import ComplexStep
 
-#: (T, B, n_x, n_a, loss mode, pass dc)
+#: (T, B, n_x, n_a, loss mode, pass dc); an input after the first is :func:`further_widths` wide.
 Problem = tuple[int, int, int, int, str, bool]
 
 DEFAULT_PROBLEMS: tuple[Problem, ...] = (
@@ -112,6 +112,19 @@ FORWARD_TOL = 1e-10
 FORWARD_ROUNDOFF = 1e-13
 #: The problems a generated module must pass before it is written (see :mod:`symbolic_lstm.codegen.smoke`).
 SMOKE_PROBLEMS: tuple[Problem, ...] = ((3, 2, 3, 4, "many-to-many", True), (2, 1, 2, 3, "many-to-one", False))
+
+
+def further_widths(cell: Cell, n_x: int, n_a: int) -> dict[str, int]:
+    """The widths of a problem's inputs after the first (``{"n_z": 4}``): the k-th is 1 + (n_x + k) mod 4 — 1 in
+    some problems, never n_x in the problem where it is 1 — so a kernel that mixes the inputs' widths or columns
+    fails; n_a for a square cell (its inputs are read unit by unit beside n_a units)."""
+    return {w: n_a if cell.square else 1 + (n_x + k) % 4 for k, w in enumerate(cell.extra_widths, start=1)}
+
+
+def draw_inputs(cell: Cell, T: int, B: int, n_x: int, n_a: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Every input of a problem, N(0, 1), by name: the first (T, B, n_x), the others (T, B, their width)."""
+    sizes = {"n_x": n_x, **further_widths(cell, n_x, n_a)}
+    return {i: rng.normal(size=(T, B, sizes[w])) for i, w in cell.input_widths.items()}
 
 
 @dataclass(frozen=True)
@@ -304,7 +317,8 @@ def comparisons(
         }
         for name in cell.vectors:  # distinct per unit, even where init_params starts them equal
             p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
-        x = rng.normal(size=(T, B, n_x))
+        xs = draw_inputs(cell, T, B, n_x, n_a, rng)
+        x = xs if len(xs) > 1 else xs[cell.inputs[0]]  # one input: its array, as the check has always drawn it
         init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
         y = rng.normal(size=(T, B, n_a) if mode == "many-to-many" else (B, n_a))
         others = cell.returns[1:]  # the states that are not the output: their seeds are optional
@@ -312,7 +326,7 @@ def comparisons(
 
         scale = fitting_scale(cell, x, p, init, ref.reference)  # CellNotFiniteError: the cell's math, said as such
         x, p, init = scaled(scale, x, p, init)
-        arrays = {**p, cell.inputs[0]: x, **init}
+        arrays = {**p, **(x if isinstance(x, dict) else {cell.inputs[0]: x}), **init}
         expected, sensitivity = ref.outputs(x, p, init, others), ref.sensitivity(x, p, init, others)
         out = module_forward(k, x, p, init)
         finite = all(np.isfinite(np.asarray(o)).all() for o in out[:-1])
@@ -332,8 +346,8 @@ def comparisons(
                 raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
         at_kink = ref.at_kink(x, p, init)  # which side the kernels land on is round-off: not judged
         numeric = None if at_kink else ref.gradients(arrays, y, mode, {s[1:]: v for s, v in extra.items()})
-        # the parameters' order, then x, then initial states; as NumPy arrays, so the comparison is NumPy's float64
-        # arithmetic whatever the module's library (a JAX array's subtraction would run in float32 without x64)
+        # the parameters' order, then the inputs, then initial states; as NumPy arrays, so the comparison is NumPy's
+        # float64 arithmetic whatever the module's library (a JAX array's subtraction would run in float32 without x64)
         grads = {key: np.asarray(grads[key]) for key in arrays}
         allowance = regime.atol * max(1.0, abs(E))
         if numeric is not None:
@@ -353,23 +367,23 @@ def padded_batch(
     of the input), with a state's seeds after the end reaching the state at the end."""
     L = np.array(PADDED_LENGTHS)
     T, B = int(L.max()), len(L)
-    inp, others = cell.inputs[0], cell.returns[1:]
+    others = cell.returns[1:]
     drawn = _init_params(k, cell, n_x, n_a, int(rng.integers(1 << 30)))
     p = {name: regime.weight_scale * v for name, v in drawn.items()}
     for name in cell.vectors:
         p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
-    x = rng.normal(size=(T, B, n_x))
+    xs = draw_inputs(cell, T, B, n_x, n_a, rng)
     init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
     y = rng.normal(size=(T, B, n_a))
     seeds = {s: rng.normal(size=(T, B, n_a)) for s in others}
-    scale = fitting_scale(cell, x, p, init, ref.reference)
-    x, p, init = scaled(scale, x, p, init)
-    arrays = {**p, inp: x, **init}
+    scale = fitting_scale(cell, xs, p, init, ref.reference)
+    xs, p, init = scaled(scale, xs, p, init)
+    arrays = {**p, **xs, **init}
     expected = [np.zeros((T, B, n_a)) for _ in (cell.output, *others)]
     sensitivity = [np.zeros((T, B, n_a)) for _ in (cell.output, *others)]
     numeric: dict[str, np.ndarray] | None = {key: np.zeros(v.shape) for key, v in arrays.items()}
     for b, n in enumerate(L):
-        xb, ib = x[:n, b : b + 1], {key: v[b : b + 1] for key, v in init.items()}
+        xb, ib = {i: v[:n, b : b + 1] for i, v in xs.items()}, {key: v[b : b + 1] for key, v in init.items()}
         for i, (o, d) in enumerate(
             zip(ref.outputs(xb, p, ib, others), ref.sensitivity(xb, p, ib, others), strict=True)
         ):
@@ -382,13 +396,14 @@ def padded_batch(
         alone = {s: d[:n, b : b + 1].copy() for s, d in seeds.items()}
         for s, d in alone.items():
             d[-1] += seeds[s][n:, b].sum(axis=0)  # seeds on the carried state reach it at the end
-        g = ref.gradients({**p, inp: xb, **ib}, y[:n, b : b + 1], "many-to-many", alone)
+        g = ref.gradients({**p, **xb, **ib}, y[:n, b : b + 1], "many-to-many", alone)
         for name in p:
             numeric[name] += g[name]
-        numeric[inp][:n, b] = g[inp][:, 0]
+        for i in xs:
+            numeric[i][:n, b] = g[i][:, 0]
         for key in init:
             numeric[key][b] = g[key][0]
-    out = module_forward(k, x, p, init, lengths=L)
+    out = module_forward(k, xs if len(xs) > 1 else xs[cell.inputs[0]], p, init, lengths=L)
     finite = all(np.isfinite(np.asarray(o)).all() for o in out[:-1])
     forward = max(
         relative_error(np.asarray(o), e, FORWARD_ROUNDOFF * d)
@@ -408,14 +423,16 @@ def padded_batch(
 
 def _init_params(k: ModuleType, cell: Cell, n_x: int, n_a: int, seed: int) -> dict[str, np.ndarray]:
     """The module's ``init_params`` (the NumPy module's), or the same U(−1/√n_a, 1/√n_a) draw from the cell
-    for a module without one (the array-API module); unit parameters start at their stated value."""
+    for a module without one (the array-API module); unit parameters start at their stated value.  The inputs
+    after the first are :func:`further_widths` wide."""
+    widths = further_widths(cell, n_x, n_a)
     if hasattr(k, "init_params"):
-        return k.init_params(n_x, n_a, seed=seed)
+        return k.init_params(n_x, n_a, seed=seed, **widths)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(n_a)
     return {
         name: np.full(shape, cell.vector_init[name]) if name in cell.vector_init else rng.uniform(-bound, bound, shape)
-        for name, shape in cell.param_shapes(n_x, n_a).items()
+        for name, shape in cell.param_shapes(n_x, n_a, widths).items()
     }
 
 
@@ -467,8 +484,9 @@ def check_module(
 
 
 def _shape_name(key: str, k: ModuleType) -> str:
-    if key == getattr(k, "INPUT", "x"):
-        return "(T, B, n_x)"
+    inputs = getattr(k, "INPUTS", (getattr(k, "INPUT", "x"),))
+    if key in inputs:
+        return "(T, B, n_x)" if key == inputs[0] else f"(T, B, n_{key})"
     if key.endswith("0") and key[:-1] in k.STATES:
         return "(B, n_a)"
     if key in getattr(k, "PARAM_SHAPES", {}):  # the stage-by-stage layout: rows of n_x units too

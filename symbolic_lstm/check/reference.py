@@ -35,6 +35,8 @@ from ..engine.functions import logsigmoid, rsqrt, sigmoid, softsign
 from ..engine.stages import Linear, Stage
 
 Arrays = Mapping[str, np.ndarray]
+#: A problem's per-step inputs: the first input's array (a cell with one input), or every input by name.
+Inputs = np.ndarray | Mapping[str, np.ndarray]
 Value = np.ndarray | float
 Compiled = Callable[[Arrays], Value]
 #: (step, node) → an array added to that node's value at that step (its leading axes are independent copies).
@@ -43,6 +45,23 @@ Perturbation = Mapping[tuple[int, str], np.ndarray]
 
 class JudgeError(ValueError):
     """The reference cannot evaluate an expression (a construct outside the cell language)."""
+
+
+def inputs_of(cell: Cell, x: Inputs) -> dict[str, np.ndarray]:
+    """Every per-step input of a problem by name, (…, T, B, width) each: ``x`` itself where it names them, or the
+    one input's array.
+
+    Raises:
+        ValueError: ``x`` is one array but the cell reads several inputs, or a mapping that misses one.
+    """
+    if isinstance(x, Mapping):
+        missing = [i for i in cell.inputs if i not in x]
+        if missing:
+            raise ValueError(f"cell {cell.name!r} reads the inputs {cell.inputs}; missing {missing}")
+        return {i: x[i] for i in cell.inputs}
+    if len(cell.inputs) != 1:
+        raise ValueError(f"cell {cell.name!r} reads the inputs {cell.inputs}: pass every one by name, not one array")
+    return {cell.inputs[0]: x}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -302,9 +321,10 @@ class Reference:
         return (*self.cell.leaves, *(st.name for st in self.cell.stages))
 
     def run(
-        self, x: np.ndarray, p: Arrays, init: Arrays, kinks: bool = False, perturb: Perturbation | None = None
+        self, x: Inputs, p: Arrays, init: Arrays, kinks: bool = False, perturb: Perturbation | None = None
     ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
-        """Every node's value at every step (x: (T, B, n_x); init: ``{state}0`` arrays (B, n_a)) and, with
+        """Every node's value at every step (x: (T, B, n_x), or every input by name, each (T, B, its width);
+        init: ``{state}0`` arrays (B, n_a)) and, with
         ``kinks``, the value of every kink argument at every step and unit, flattened into one array (complex on
         complex arrays: its imaginary part carries the argument's derivative).
 
@@ -316,11 +336,12 @@ class Reference:
         """
         cell = self.cell
         perturb = perturb or {}
+        inputs = inputs_of(cell, x)
         state = {s: np.asarray(init[f"{s}0"]) for s in cell.states}
         steps, found = [], []
-        for t in range(x.shape[-3]):
+        for t in range(inputs[cell.inputs[0]].shape[-3]):
             env: dict[str, np.ndarray] = {f"{s}_prev": state[s] for s in cell.states}
-            env.update({i: x[..., t, :, :] for i in cell.inputs})
+            env.update({i: v[..., t, :, :] for i, v in inputs.items()})
             for leaf in cell.leaves:
                 if (t, leaf) in perturb:
                     env[leaf] = env[leaf] + perturb[(t, leaf)]
@@ -335,7 +356,7 @@ class Reference:
             state = {s: env[s] for s in cell.states}
         return steps, (np.concatenate(found) if found else np.zeros(0))
 
-    def first_not_finite(self, x: np.ndarray, p: Arrays, init: Arrays, limit: float = LIMIT) -> NotFinite | None:
+    def first_not_finite(self, x: Inputs, p: Arrays, init: Arrays, limit: float = LIMIT) -> NotFinite | None:
         """The first stage (in step order) whose value is NaN, infinite or beyond ``limit`` on this real problem,
         and whether that is an overflow (the stage evaluated again with floating-point errors raised says
         "overflow", or its value is merely too large) or a domain error (an invalid operation, a division by 0)."""

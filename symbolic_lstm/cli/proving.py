@@ -164,7 +164,7 @@ def _prove_for_every_t(
         click.echo(f"  {rule}")
         failed[EVERY_N.name] += [] if rule.ok else [f"{rule.name} ({', '.join(rule.differs)})"]
     with _proof_executor(jobs, dask) as kw:
-        click.echo(f"{LEMMA.name}: {LEMMA.statement} ({' / '.join(CASES)})")
+        click.echo(f"{LEMMA.name}: {LEMMA.about(cell)} ({' / '.join(CASES)})")
         for n_a, n_x in sizes:
             progress.label = f"{LEMMA.name}, n_a = {n_a}, n_x = {n_x}"
             lines = prove_step(cell, n_a, n_x, **comparison.keywords(), progress=progress.callback, **kw)  # type: ignore[arg-type]

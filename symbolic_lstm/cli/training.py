@@ -183,6 +183,13 @@ def train(
     from .. import train as tr
     from ..train.heap import keep_for_run
 
+    if len(cell.inputs) > 1:  # before any work: the datasets give one sequence per step
+        raise click.BadParameter(
+            f"cell {cell.name} reads {len(cell.inputs)} per-step inputs ({', '.join(cell.inputs)}); train feeds one "
+            "(the dataset's sequence): train a cell with one input, or call its module's forward(x, p, …, "
+            f"{', '.join(f'{i}=…' for i in cell.inputs[1:])}) yourself",
+            param_hint="--cell",
+        )
     keep_for_run()  # this process's arrays are allocated afresh every batch: no page faults for them again
     checkpoint, checkpoint_every, plot_file = outputs.checkpoint, outputs.checkpoint_every, outputs.plot_file
     resume = resuming.resume

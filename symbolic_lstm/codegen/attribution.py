@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..check.complex_step import ComplexStep
+from ..check.gradcheck import draw_inputs, further_widths
 from ..engine.cell import Cell
 from .backend import Backend, Statement
 
@@ -71,21 +72,22 @@ def first_difference(cell: Cell, module: ModuleType, path: str, text: str, backe
     rng = np.random.default_rng(7)
     p = {
         name: cell.vector_init.get(name, 0.0) + rng.uniform(-0.5, 0.5, size=shape)
-        for name, shape in cell.param_shapes(n_x, n_a).items()
+        for name, shape in cell.param_shapes(n_x, n_a, further_widths(cell, n_x, n_a)).items()
     }
-    x = rng.normal(size=(T, B, n_x))
+    xs = draw_inputs(cell, T, B, n_x, n_a, rng)
+    x = xs[cell.inputs[0]]
     init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in cell.states}
     y = rng.normal(size=(T, B, n_a))
     judge = ComplexStep(cell)
     with np.errstate(all="ignore"):
-        forward = judge.reference.run(x, p, init)[0]
-        deltas = judge.node_gradients({**p, cell.inputs[0]: x, **init}, y, "many-to-many", {})
+        forward = judge.reference.run(xs, p, init)[0]
+        deltas = judge.node_gradients({**p, **xs, **init}, y, "many-to-many", {})
     if not all(np.isfinite(v).all() for env in forward for v in env.values()):
         return None
     tracer = _Tracer(path, blocks, _phases(text), _watched(cell), text.splitlines())
     try:
         with backend.line_by_line(), tracer.running():
-            out = module.forward(x, p, **init)
+            out = module.forward(x, p, **init, **{i: xs[i] for i in cell.inputs[1:]})
             _, da = module.mse_loss(out[0], y)
             module.backward(da, out[-1])
     except Exception:  # the module does not even run here: the caller's message says enough

@@ -56,8 +56,9 @@ class ExpressionPlan(ModuleApi):
         self.d: StepDerivation = self.schedule.d
         self.p = ExpressionPrinter()
         self.own: OwnNames = self.schedule.own
-        self.own.add("all", self.input)
-        self.own.add("d", self.input)
+        for i in cell.inputs:
+            self.own.add("all", i)
+            self.own.add("d", i)
         self.register_names()
 
     def register_names(self) -> None:
@@ -124,11 +125,30 @@ class ExpressionPlan(ModuleApi):
 
     @property
     def input_delta(self) -> str:
-        """∂E/∂x<t>: its elementwise branches (SRU's highway (1 − r) ⊙ x, the Mogrifier's 2σ(Q h) ⊙ x), then the
+        """∂E/∂x<t> of the first input (see :meth:`delta_of`)."""
+        return self.delta_of(self.input)
+
+    def delta_of(self, inp: str) -> str:
+        """∂E/∂inp<t>: its elementwise branches (SRU's highway (1 − r) ⊙ x, the Mogrifier's 2σ(Q h) ⊙ x), then the
         products of every linear stage that reads the input."""
-        value = self.schedule.elementwise_delta(self.input)
-        terms = ([] if value == 0 else [self.p.doprint(value)]) + self.through_linear(self.input)
-        return " + ".join(terms) if terms else f"xp.zeros_like({self.input})"
+        value = self.schedule.elementwise_delta(inp)
+        terms = ([] if value == 0 else [self.p.doprint(value)]) + self.through_linear(inp)
+        return " + ".join(terms) if terms else f"xp.zeros_like({inp})"
+
+    @property
+    def all_inputs(self) -> str:
+        """The inputs' every-step arrays, in order, as code: ``_x_all`` or ``_x_all, _z_all``."""
+        return ", ".join(self.own("all", i) for i in self.cell.inputs)
+
+    def all_inputs_after(self, middle: str) -> str:
+        """The first input's every-step array, ``middle``, then the further inputs' (``_x_all, p, _initial, _z_all``):
+        the traceable cores take the further inputs last."""
+        return ", ".join([self.own("all", self.input), middle, *(self.own("all", i) for i in self.cell.inputs[1:])])
+
+    @property
+    def widths_args(self) -> str:
+        """The further inputs' widths as trailing arguments (``, n_z``; "" for one input)."""
+        return "".join(f", {w}" for w in self.cell.extra_widths)
 
     def weight_width(self, st: Linear) -> str:
         return self.schedule.weight_width(st)

@@ -214,8 +214,33 @@ class ModuleApi:
         return output_argument(self.cell)
 
     def width(self, name: str) -> str:
-        """A node's width as code: "n_a", "n_x" or "1"."""
+        """A node's width as code: "n_a", "n_x", "n_<input>" or "1"."""
         return self.cell.width(name)
+
+    @property
+    def extra_inputs(self) -> tuple[str, ...]:
+        """The per-step inputs after the first (``forward`` takes each by keyword, required)."""
+        return self.cell.inputs[1:]
+
+    @property
+    def inputs_doc(self) -> str:
+        """Every input's shape for a docstring: ``x (T, B, n_x)``, ``x (T, B, n_x), z (T, B, n_z)``."""
+        return ", ".join(f"{i} (T, B, {w})" for i, w in self.cell.input_widths.items())
+
+    @property
+    def sizes_keywords(self) -> str:
+        """``init_params``' keyword-only widths of the further inputs (``, *, n_z: int``; "" for one input)."""
+        return "".join((", *" if k == 0 else "") + f", {w}: int" for k, w in enumerate(self.cell.extra_widths))
+
+    @property
+    def inputs_keywords(self) -> str:
+        """``forward``'s keyword-only further inputs (``, *, z=None``, each required; "" for one input)."""
+        return "".join((", *" if k == 0 else "") + f", {i}=None" for k, i in enumerate(self.extra_inputs))
+
+    @property
+    def sizes_text(self) -> str:
+        """The sizes as an f-string's text for messages: ``n_a = {n_a}, n_x = {n_x}`` (+ ``, n_z = {n_z}``)."""
+        return ", ".join(f"{w} = {{{w}}}" for w in ("n_a", *self.cell.input_widths.values()))
 
     @property
     def param_shapes(self) -> dict[str, str]:

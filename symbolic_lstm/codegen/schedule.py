@@ -8,9 +8,9 @@ decisions it makes change no mathematics:
   stage whose only consumer is a one-argument activation of it (σ(sum_f)) has that activation applied in
   place, so the block holds Γ_f; other gates hold their sums.
 * **Products grouped by operand.**  ``sum_g = Σ_k W_g^(k) z_k + b_g`` is split into one matrix product per
-  operand z_k, over every gate that reads it: an *input* (x<t>) is one product for all steps, hoisted out
-  of the time loop; a *state* (a<t-1>) one product per step, at its start; an *inner* node (GRU's
-  Γ_r·a<t-1>) one product per step once that node is computed.  Gates that read an inner node are *late*:
+  operand z_k, over every gate that reads it: an *input* (x<t>, and every further input) is one product for all
+  steps, hoisted out of the time loop; a *state* (a<t-1>) one product per step, at its start; an *inner* node
+  (GRU's Γ_r·a<t-1>) one product per step once that node is computed.  Gates that read an inner node are *late*:
   their activation waits for their last inner node.  The built-in LSTM's four gates read [a<t-1>, x<t>]:
   one hoisted input product and one recurrent product per step, as before; PyTorch's GRU, whose candidate
   reads W_in x<t> and W_hn a<t-1> separately, gets the same two products over different gates.
@@ -154,10 +154,7 @@ class Schedule:
 
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
-        if len(cell.inputs) != 1:
-            raise CodegenError(
-                f"cell {cell.name!r}: the kernels take exactly one per-step input (x), got {', '.join(cell.inputs)}"
-            )
+        #: The first per-step input (``forward``'s first argument); :attr:`Cell.inputs` are all of them.
         self.input = cell.inputs[0]
         self.d: StepDerivation = derive(cell, scored=(cell.output, *[s for s in cell.states if s != cell.output]))
         for st in cell.linear_stages:
@@ -166,7 +163,7 @@ class Schedule:
         self.gates = self._order(self._found())
         self.products = self._products()
         #: The kernels' own names (every backend's plan registers the ones it prints).
-        self.own = OwnNames(avoid={*cell.widths, *cell.params, *derived_names(cell.states, cell.output)})
+        self.own = OwnNames(avoid={*cell.widths, *cell.params, *derived_names(cell.states, cell.output, cell.inputs)})
         self.aux = self._auxiliaries()
         self.backward_reads = self._backward_reads()
 
@@ -276,7 +273,13 @@ class Schedule:
 
     @property
     def input_product(self) -> Product:
+        """The first input's product (hoisted over all steps; it writes the gate buffer the others add to)."""
         return next(pr for pr in self.products if pr.kind == "input")
+
+    @property
+    def input_products(self) -> list[Product]:
+        """Every input's product, in the cell's order of its inputs (each hoisted over all steps)."""
+        return [pr for pr in self.products if pr.kind == "input"]
 
     @property
     def state_products(self) -> list[Product]:

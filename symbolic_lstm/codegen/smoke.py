@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..check.finite import CellNotFiniteError, fitting_scale, module_forward, scaled
-from ..check.gradcheck import SMOKE_PROBLEMS, CheckReport, check_module
+from ..check.gradcheck import SMOKE_PROBLEMS, CheckReport, check_module, draw_inputs, further_widths
 from ..engine.cell import Cell
 from ..runtime.run_code import run_module
 from .attribution import first_difference
@@ -90,10 +90,14 @@ def _cast(arrays: dict[str, np.ndarray], dtype: type) -> dict[str, np.ndarray]:
     return {k: v.astype(dtype) for k, v in arrays.items()}
 
 
+def _cast_inputs(x: np.ndarray | dict[str, np.ndarray], dtype: type) -> np.ndarray | dict[str, np.ndarray]:
+    return _cast(x, dtype) if isinstance(x, dict) else x.astype(dtype)
+
+
 def _params(cell: Cell, n_x: int, n_a: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {
         name: cell.vector_init.get(name, 0.0) + rng.uniform(-0.5, 0.5, size=shape)
-        for name, shape in cell.param_shapes(n_x, n_a).items()
+        for name, shape in cell.param_shapes(n_x, n_a, further_widths(cell, n_x, n_a)).items()
     }
 
 
@@ -103,14 +107,15 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: Backend, dtype: typ
         n_x = n_a
     rng = np.random.default_rng(0)
     p = _params(cell, n_x, n_a, rng)
-    x = rng.normal(size=(T, B, n_x))
+    xs = draw_inputs(cell, T, B, n_x, n_a, rng)
+    x = xs if len(xs) > 1 else xs[cell.inputs[0]]  # every input by name, or the one input's array
     init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in cell.states}
     y = rng.normal(size=(T, B, n_a)).astype(dtype)
     extra = {f"d{s}": rng.normal(size=(T, B, n_a)).astype(dtype) for s in cell.states if s != cell.output}
-    out = module_forward(module, x.astype(dtype), _cast(p, dtype), _cast(init, dtype))  # broken code fails here
+    out = module_forward(module, _cast_inputs(x, dtype), _cast(p, dtype), _cast(init, dtype))  # broken code fails here
     scale = fitting_scale(cell, x, p, init)  # CellNotFiniteError (the cell's own math): said by smoke_run
     x, p, init = scaled(scale, x, p, init)
-    x, p, init = x.astype(dtype), _cast(p, dtype), _cast(init, dtype)
+    x, p, init = _cast_inputs(x, dtype), _cast(p, dtype), _cast(init, dtype)
     if scale != 1.0:
         out = module_forward(module, x, p, init)
     if not all(np.isfinite(np.asarray(o)).all() for o in out[:-1]):
@@ -123,7 +128,7 @@ def _exercise(module: types.ModuleType, cell: Cell, backend: Backend, dtype: typ
         raise CodegenError(f"forward returned {len(out)} values, expected {', '.join(names)} and the cache")
     _E, da = module.mse_loss(out[0], y)
     grads = module.backward(da, out[-1], **extra)
-    want = {**p, cell.inputs[0]: x, **init}
+    want = {**p, **(x if isinstance(x, dict) else {cell.inputs[0]: x}), **init}
     for key, arr in want.items():
         g = np.asarray(grads.get(key))
         if g.shape != arr.shape:

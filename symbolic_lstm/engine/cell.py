@@ -12,10 +12,12 @@ A cell is a list of stages, each producing one named vector per time step:
   variance.  The engine differentiates ``expr`` like any stage; the sum over units appears in the δ of the
   scalar (its branches fan out to every unit).
 
-Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  Inputs have n_x
-units; a linear stage has n_a units unless declared with ``units="n_x"`` (the Mogrifier's Q h); an elementwise
-stage has the units of what it reads.  An elementwise stage may read nodes of n_x and of n_a units side by
-side only in a cell declared ``square=True`` (n_x = n_a, checked when it runs): SRU's highway (1 − r) ⊙ x.
+Recurrent state ``s`` produced at step t is read at step t+1 as the node ``s_prev``.  The first input has n_x
+units, every other input its own width ``n_<name>`` (``n_z`` for an input z: a decoder's context beside x<t>); a
+linear stage may read any of them, its weight's column blocks in the order of its operands.  A linear stage has
+n_a units unless declared with ``units="n_x"`` (the Mogrifier's Q h); an elementwise stage has the units of what
+it reads.  An elementwise stage may read nodes of different widths (n_x and n_a) side by side only in a cell
+declared ``square=True`` (every input as wide as n_a, checked when it runs): SRU's highway (1 − r) ⊙ x.
 Nothing here knows any derivative: the chain rule lives in :mod:`symbolic_lstm.engine.derivation`, which
 differentiates these expressions.
 """
@@ -29,7 +31,7 @@ import sympy as sp
 
 from .functions import canonical, diff_real
 from .notation import latex_symbol, one_line
-from .reserved import derived_names, first_problem, problem
+from .reserved import derived_names, first_problem, input_width, problem
 from .stages import Elementwise, Linear, Reduce, Stage
 
 
@@ -37,7 +39,8 @@ class CellError(ValueError):
     """A cell definition is inconsistent; the message names the stage at fault."""
 
 
-#: The widths a node may have: n_a units, n_x units, or one number per row (a row scalar).
+#: The widths a node may have: n_a units, n_x units, or one number per row (a row scalar); an input after the
+#: first has its own, ``n_<name>`` (:func:`~symbolic_lstm.engine.reserved.input_width`).
 WIDTHS = ("n_a", "n_x", "1")
 
 
@@ -58,7 +61,8 @@ class Cell:
 
     Attributes:
         name: identifier, used for the generated module's file name.
-        inputs: per-step external inputs (size n_x each), e.g. ``("x",)``.
+        inputs: per-step external inputs, e.g. ``("x",)`` or ``("x", "z")``: the first n_x wide, every other
+            ``n_<name>`` wide (:meth:`input_widths`).
         states: recurrent states (size n_a), e.g. ``("a", "c")``; each is a stage output.
         stages: the functional stages in forward order.
         output: the node the loss scores (the article's a<t>).
@@ -67,7 +71,8 @@ class Cell:
         origin: how ``--cell`` names it: the built-in name, or ``/abs/path/file.py:NAME`` for a user cell.
         vectors: unit parameters (shape (n_a,)) that elementwise stages read, e.g. ``("p_f", "p_u", "p_o")``.
         scalars: row-scalar nodes (one number per batch row): mean stages and stages that read only those.
-        widths: every node's width: "n_a", "n_x" (inputs, nodes declared or derived with n_x units) or "1".
+        widths: every node's width: "n_a", "n_x" (the first input, nodes declared or derived with n_x units),
+            "n_<name>" (another input, nodes derived from it alone) or "1".
         square: the cell reads nodes of n_x and n_a units side by side, so it needs n_x = n_a.
     """
 
@@ -96,17 +101,27 @@ class Cell:
         _refuse(first_problem(self.name, self.inputs, self.states, self.output, named))
 
     def width(self, node: str) -> str:
-        """``node``'s width: "n_a", "n_x" or "1" (a row scalar)."""
+        """``node``'s width: "n_a", "n_x", "n_<input>" (an input after the first) or "1" (a row scalar)."""
         if node in self.scalars:
             return "1"
         if node in self.inputs:
-            return "n_x"
+            return input_width(self.inputs, node)
         return self.widths.get(node, "n_a")
+
+    @property
+    def input_widths(self) -> dict[str, str]:
+        """Each input's width, in order: ``{"x": "n_x", "z": "n_z"}``."""
+        return {i: input_width(self.inputs, i) for i in self.inputs}
+
+    @property
+    def extra_widths(self) -> tuple[str, ...]:
+        """The widths of the inputs after the first (``("n_z",)``): ``init_params``'s keyword-only sizes."""
+        return tuple(self.input_widths.values())[1:]
 
     @property
     def uniform_widths(self) -> bool:
         """Every node but the inputs has n_a units (or one per row), and the inputs enter only linear stages."""
-        return all(w != "n_x" for n, w in self.widths.items() if n not in self.inputs) and not any(
+        return all(w in ("n_a", "1") for n, w in self.widths.items() if n not in self.inputs) and not any(
             i in st.reads for st in self.stages if st.expressions for i in self.inputs
         )
 
@@ -165,17 +180,29 @@ class Cell:
             out += [st.weight] if st.bias is None else [st.weight, st.bias]
         return (*out, *self.vectors)
 
-    def size(self, node: str, n_x: int, n_a: int) -> int:
-        """``node``'s number of units for these sizes (1 for a row scalar)."""
-        return {"n_a": n_a, "n_x": n_x, "1": 1}[self.width(node)]
+    def sizes(self, n_x: int, n_a: int, widths: Mapping[str, int] | None = None) -> dict[str, int]:
+        """Every width's number of units: n_a, n_x, 1 and each further input's (``widths``: ``{"n_z": 5}``); a
+        ValueError where ``widths`` misses one of them or names one the cell has not."""
+        given, extra = dict(widths or {}), self.extra_widths
+        if set(given) != set(extra):
+            missing, unknown = [w for w in extra if w not in given], [w for w in given if w not in extra]
+            want = ", ".join(f"{w}=…" for w in extra) or "none"
+            raise ValueError(f"cell {self.name!r}: widths {want}; missing {missing}, unexpected {unknown}")
+        return {"n_a": n_a, "n_x": n_x, "1": 1, **given}
 
-    def param_shapes(self, n_x: int, n_a: int) -> dict[str, tuple[int, ...]]:
+    def size(self, node: str, n_x: int, n_a: int, widths: Mapping[str, int] | None = None) -> int:
+        """``node``'s number of units for these sizes (1 for a row scalar); ``widths``: the further inputs'
+        (``{"n_z": 5}``), required where the cell has them."""
+        return self.sizes(n_x, n_a, widths)[self.width(node)]
+
+    def param_shapes(self, n_x: int, n_a: int, widths: Mapping[str, int] | None = None) -> dict[str, tuple[int, ...]]:
         """Every parameter's shape, in ``params`` order: a weight (its stage's units, Σ operand units), a bias
-        (its stage's units,), a unit parameter (n_a,)."""
+        (its stage's units,), a unit parameter (n_a,).  ``widths``: the further inputs' (``{"n_z": 5}``)."""
+        size = self.sizes(n_x, n_a, widths)
         shapes: dict[str, tuple[int, ...]] = {}
         for st in self.linear_stages:
-            rows = self.size(st.name, n_x, n_a)
-            shapes[st.weight] = (rows, sum(self.size(k, n_x, n_a) for k in st.inputs))
+            rows = size[self.width(st.name)]
+            shapes[st.weight] = (rows, sum(size[self.width(k)] for k in st.inputs))
             if st.bias is not None:
                 shapes[st.bias] = (rows,)
         shapes.update({v: (n_a,) for v in self.vectors})
@@ -231,8 +258,11 @@ class CellBuilder:
         self._vector_init: dict[str, float] = {}
         self._scalars: set[str] = set()
         self._square = bool(square)
-        self._widths: dict[str, str] = {**{prev(s): "n_a" for s in self._states}, **{i: "n_x" for i in self._inputs}}
-        self._derived = derived_names(self._states, output)
+        self._widths: dict[str, str] = {
+            **{prev(s): "n_a" for s in self._states},
+            **{i: input_width(self._inputs, i) for i in self._inputs},
+        }
+        self._derived = derived_names(self._states, output, self._inputs)
 
     # -- nodes ---------------------------------------------------------------------------------
     def prev(self, state: str) -> sp.Symbol:
@@ -329,8 +359,10 @@ class CellBuilder:
         st = self._stages.pop()
         if all(r in self._scalars for r in st.reads):
             raise CellError(f"stage {name!r}: a mean over units needs a per-unit input, got only row scalars")
-        if self._widths[name] == "n_x" and not self._square:
-            raise CellError(f"stage {name!r}: a mean is over n_a units; {name!r} reads nodes of n_x units")
+        if self._widths[name] != "n_a" and not self._square:
+            raise CellError(
+                f"stage {name!r}: a mean is over n_a units; {name!r} reads nodes of {self._widths[name]} units"
+            )
         self._stages.append(Reduce(st.name, st.expr, st.reads))
         self._scalars.add(name)
         return sp.Symbol(name)
@@ -352,9 +384,10 @@ class CellBuilder:
         for n in (*self._states, self._output):
             if n in self._scalars:
                 raise CellError(f"cell {self.name!r}: {n!r} is a row scalar; states and the output need n_a units")
-            if self._widths.get(n) == "n_x" and not self._square:
+            if self._widths.get(n, "n_a") != "n_a" and not self._square:
+                w = self._widths[n]
                 raise CellError(
-                    f"cell {self.name!r}: {n!r} has n_x units (it reads only nodes of n_x units); states and the "
+                    f"cell {self.name!r}: {n!r} has {w} units (it reads only nodes of {w} units); states and the "
                     "output need n_a units"
                 )
         return Cell(
@@ -384,18 +417,21 @@ class CellBuilder:
         return sp.Symbol(st.name)
 
     def _width_of(self, stage: str, reads: list[str]) -> str:
-        """The units of an elementwise stage: those of the nodes it reads (unit parameters have n_a)."""
+        """The units of an elementwise stage: those of the nodes it reads (unit parameters have n_a); nodes of
+        different widths side by side only in a square cell (every width n_a)."""
         widths = {r: ("n_a" if r in self._vectors else self._widths[r]) for r in reads}
         found = set(widths.values())
         if len(found) <= 1:
             return found.pop() if found else "n_a"
         if self._square:
             return "n_a"
-        nx = next(r for r, w in widths.items() if w == "n_x")
-        na = next(r for r, w in widths.items() if w == "n_a")
+        one = next(r for r, w in widths.items() if w != "n_a")  # n_x (or another input's width) first
+        others = [r for r, w in widths.items() if w != widths[one]]
+        two = next((r for r in others if widths[r] == "n_a"), others[0])
+        w1, w2 = widths[one], widths[two]
         raise CellError(
-            f"stage {stage!r} reads {nx!r} (n_x units) and {na!r} (n_a units) unit by unit: the sizes agree only "
-            f"when n_x = n_a; declare that with CellBuilder({self.name!r}, …, square=True) (as SRU's highway "
+            f"stage {stage!r} reads {one!r} ({w1} units) and {two!r} ({w2} units) unit by unit: the sizes agree only "
+            f"when {w1} = {w2}; declare that with CellBuilder({self.name!r}, …, square=True) (as SRU's highway "
             "(1 − r) ⊙ x needs), or bring the input in through a linear stage"
         )
 

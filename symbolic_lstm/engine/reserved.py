@@ -54,9 +54,18 @@ def state_names(state: str) -> tuple[str, str, str]:
     return f"{state}0", f"d{state}", f"d{state}_next"
 
 
-def derived_names(states: Sequence[str], output: str) -> dict[str, str]:
-    """Every name the cell's states and output give the generated code, mapped to what it is."""
+def input_width(inputs: Sequence[str], name: str) -> str:
+    """The width of the per-step input ``name`` as the generated code names it: ``n_x`` for the first input
+    (whatever its name), ``n_<name>`` for every other (``n_z`` for z)."""
+    return "n_x" if name == inputs[0] else f"n_{name}"
+
+
+def derived_names(states: Sequence[str], output: str, inputs: Sequence[str] = ()) -> dict[str, str]:
+    """Every name the cell's states, output and inputs give the generated code, mapped to what it is (an input
+    after the first gives its width ``n_<name>``: ``init_params``'s keyword, a size the kernels read)."""
     out: dict[str, str] = {}
+    for i in tuple(inputs)[1:]:
+        out.setdefault(input_width(inputs, i), f"input {i!r}'s width")
     for s in states:
         first, seed, carry = state_names(s)
         out.setdefault(first, f"state {s!r}'s initial value ({first}=…)")
@@ -66,7 +75,7 @@ def derived_names(states: Sequence[str], output: str) -> dict[str, str]:
     return out
 
 
-def derived_clash(states: Sequence[str], output: str) -> str | None:
+def derived_clash(states: Sequence[str], output: str, inputs: Sequence[str] = ()) -> str | None:
     """Why the names the states and the output give the generated code (:func:`derived_names`) cannot be used —
     two states giving one name (``a`` and ``a_next``: ``da_next``), a keyword (a state ``ef``: ``def``), a name on
     the list or a δ's name — or None."""
@@ -74,7 +83,7 @@ def derived_clash(states: Sequence[str], output: str) -> str | None:
     for owner, name in [*((s, n) for s in states for n in state_names(s)), (output, f"d{output}")]:
         if seen.setdefault(name, owner) != owner:
             return f"{seen[name]!r} and {owner!r} would both give the generated code the name {name!r}"
-    for name, what in derived_names(states, output).items():
+    for name, what in derived_names(states, output, inputs).items():
         if keyword.iskeyword(name):
             return f"{what} would be {name!r}, a Python keyword"
         if name in RESERVED or name.startswith("delta_"):
@@ -146,14 +155,14 @@ def first_problem(
         found = problem(n, "input" if n in inputs else "state" if n in states else "output", {}, taken)
         if found:
             return found
-    clash = derived_clash(states, output)
+    clash = derived_clash(states, output, inputs)
     if clash is not None:
         return f"cell {cell!r}: {clash}; rename one"
     names = [*prev, *inputs, *states]
     twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
     if twice is not None:
         return f"cell {cell!r}: the name {twice!r} is used twice among the states, the inputs and s<t-1>'s (s_prev)"
-    derived = derived_names(states, output)
+    derived = derived_names(states, output, inputs)
     whats = [*((n, "node") for n in prev), *((n, "input") for n in inputs), *((s, "state") for s in states)]
     for n, what in [*whats, (output, "output"), *named]:
         found = problem(n, what, derived, taken)

@@ -62,7 +62,7 @@ class UnrolledNet:
                 self.params[st.bias] = symbol_vector(st.bias, n)
         for name in cell.vectors:
             self.params[name] = symbol_vector(name, n_a)
-        self.inputs = {i: [symbol_vector(f"{i}<{t}>", n_x) for t in range(1, T + 1)] for i in cell.inputs}
+        self.inputs = {i: [symbol_vector(f"{i}<{t}>", self.size_of(i)) for t in range(1, T + 1)] for i in cell.inputs}
         self.initial = {s: symbol_vector(f"{s}<0>", n_a) for s in cell.states}
         self.hat = [symbol_vector(f"{cell.output}_hat<{t}>", n_a) for t in range(1, T + 1)]
         self.steps = self._forward()
@@ -70,8 +70,9 @@ class UnrolledNet:
         self.step_errors = [self._error(t) for t in range(T)]
 
     def size_of(self, name: str) -> int:
-        """Units of a node (or a unit parameter): n_a, n_x or 1 (a row scalar)."""
-        return self.cell.size(name, self.n_x, self.n_a)
+        """Units of a node (or a unit parameter): n_a, n_x or 1 (a row scalar); an input after the first has n_x
+        units here too (the proof's sizes are n_a and n_x)."""
+        return self.cell.size(name, self.n_x, self.n_a, {w: self.n_x for w in self.cell.extra_widths})
 
     def scored(self, t: int, mode: LossMode) -> bool:
         """Is the output of step t (1-based) scored by the loss?"""

@@ -25,6 +25,11 @@ uses).  Many-to-one scores E<T> only.  What the induction rests on besides the l
 driver's, the same code for every T; it is checked against direct differentiation of the unrolled Error at
 T = 1 and T = 2 (every gradient, both loss modes), the smallest lengths that exercise each piece.
 
+**Several inputs.**  A cell that reads further per-step inputs (a decoder's context z<t> beside x<t>) has the
+lemma for each: the engine's δz<t> equals ∂L/∂z<t> as its δx<t> equals ∂L/∂x<t>, and the induction hands
+∂E/∂z<t> the step's δz as it hands ∂E/∂x<t> the step's δx.  Every further input is given n_x units in the
+proof (its own width is a size like n_x: the matrix rules are derived at symbolic sizes).
+
 **Every n.**  What makes the step's backward depend on the width is inside the stage rules — the matrix rules
 over n units and m_i columns, a unit reading its own unit, a mean's Σ and 1/n.  Those are proved at symbolic
 sizes, as the engine produces them, by :mod:`.rules` (once per kind and operand pattern, cached).  The lemma
@@ -71,6 +76,10 @@ class Obligation:
 
     name: str
     statement: str
+
+    def about(self, cell: Cell) -> str:
+        """The statement for ``cell``: its per-step inputs named where the statement says x<t> (``x<t>, z<t>``)."""
+        return self.statement.replace("x<t>", ", ".join(f"{i}<t>" for i in cell.inputs))
 
 
 LEMMA = Obligation(

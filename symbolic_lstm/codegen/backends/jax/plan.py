@@ -42,19 +42,29 @@ class JaxPlan(ExpressionPlan):
             own.add("all", f"{s}_prev")
         for v in self.cell.vectors:
             own.add("D", v)
-        own.add("d_own", self.input)
+        for i in self.cell.inputs:
+            own.add("d_own", i)
         for operands in self._weight_groups().values():
             own.add("DW", *operands, text="DW_" + "_".join(operands))
 
     @property
     def hoisted(self) -> list[Linear]:
-        """Linear stages that read the input: their input product (and bias) is taken over all steps at once."""
-        return [st for st in self.cell.linear_stages if self.input in st.inputs]
+        """Linear stages that read an input: their input products (and bias) are taken over all steps at once."""
+        return [st for st in self.cell.linear_stages if set(self.cell.inputs) & set(st.inputs)]
 
     def hoisted_code(self, st: Linear) -> str:
-        """``_x_all`` times the input's columns of W, plus the bias: (T, B, rows)."""
-        code = f"{self.own('all', self.input)} @ xp.matrix_transpose({st.weight}[:, {self.columns(st, self.input)}])"
-        return code + (f" + {st.bias}" if st.bias else "")
+        """``_x_all`` (and every further input read) times the input's columns of W, plus the bias: (T, B, rows)."""
+        terms = [
+            f"{self.own('all', i)} @ xp.matrix_transpose({st.weight}[:, {self.columns(st, i)}])"
+            for i in st.inputs
+            if i in self.cell.inputs
+        ]
+        return " + ".join(terms) + (f" + {st.bias}" if st.bias else "")
+
+    @property
+    def hoisted_inputs(self) -> str:
+        """The inputs a hoisted product reads, as the comment writes them: ``x`` or ``x, z``."""
+        return ", ".join(self.cell.inputs)
 
     @cached_property
     def grouped(self) -> dict[str, list[Linear]]:
@@ -101,7 +111,10 @@ class JaxPlan(ExpressionPlan):
         """(stage, operand) of every per-step product that is not grouped: a state only one stage reads, or an
         inner node (MGU's Γ_f·a<t-1>)."""
         return [
-            (st, k) for st in self.cell.linear_stages for k in st.inputs if k != self.input and k not in self.grouped
+            (st, k)
+            for st in self.cell.linear_stages
+            for k in st.inputs
+            if k not in self.cell.inputs and k not in self.grouped
         ]
 
     def weights_forward(self) -> list[tuple[str, str]]:
@@ -124,7 +137,7 @@ class JaxPlan(ExpressionPlan):
     def product(self, st: Linear, k: str) -> str:
         """A grouped operand's term is a slice of the step's one product; any other, its own product with the
         weight block sliced before the scan."""
-        if k == self.input:
+        if k in self.cell.inputs:
             return super().product(st, k)
         if k not in self.grouped:
             return f"{k} @ {self.own('WT_single', st.name, k)}"
@@ -134,7 +147,7 @@ class JaxPlan(ExpressionPlan):
     def through_linear(self, v: str) -> list[str]:
         """δ of a grouped operand through its readers: one product, [δsum of each reader] · _WS_<v>; of another,
         a product per reader with the weight block sliced before the scan."""
-        if v == self.input:
+        if v in self.cell.inputs:
             return super().through_linear(v)
         if v not in self.grouped:
             return [f"delta_{st.name} @ {self.own('WS_single', st.name, v)}" for st in self.d.graph.linear_consumers(v)]
@@ -154,7 +167,8 @@ class JaxPlan(ExpressionPlan):
         for step in super().forward():
             st = next((s for s in self.hoisted if s.name == step.target), None)
             if st is not None:
-                terms = [self.product(st, k) for k in st.inputs if k != self.input] + [self.own("XW", st.name)]
+                terms = [self.product(st, k) for k in st.inputs if k not in self.cell.inputs]
+                terms.append(self.own("XW", st.name))
                 step = Step(step.target, " + ".join(terms), step.comment, step.stage)
             out.append(step)
         return out
@@ -193,8 +207,22 @@ class JaxPlan(ExpressionPlan):
     @property
     def input_elementwise(self) -> str | None:
         """∂E/∂x<t>'s branches that are not products (SRU's highway), per step; None when it has none."""
-        value = self.schedule.elementwise_delta(self.input)
+        return self.elementwise_of(self.input)
+
+    def elementwise_of(self, inp: str) -> str | None:
+        """∂E/∂inp<t>'s branches that are not products, per step; None when it has none."""
+        value = self.schedule.elementwise_delta(inp)
         return None if value == 0 else self.p.doprint(value)
+
+    @property
+    def elementwise_inputs(self) -> list[str]:
+        """The inputs whose δ has branches that are not products (stacked by the backward scan), in order."""
+        return [i for i in self.cell.inputs if self.elementwise_of(i) is not None]
+
+    @property
+    def elementwise_code(self) -> str:
+        """Every input's per-step branches that are not products, as code (what the scan's statements read)."""
+        return " ".join(self.elementwise_of(i) or "" for i in self.cell.inputs)
 
     @cached_property
     def delta_rows(self) -> dict[str, tuple[str, str]]:
@@ -294,10 +322,13 @@ class JaxPlan(ExpressionPlan):
 
     @property
     def input_after_scan(self) -> str:
-        """∂E/∂x over all steps: the δsum of the stages that read the input times their input columns (one
+        """∂E/∂x over all steps (see :meth:`after_scan_of`)."""
+        return self.after_scan_of(self.input)
+
+    def after_scan_of(self, inp: str) -> str:
+        """∂E/∂inp over all steps: the δsum of the stages that read the input times their input columns (one
         product when they lie side by side in ``_D_all``), plus the branches that are not products, stacked by
         the scan."""
-        inp = self.input
         readers = self.readers(inp)
         both = self.delta_all(readers) if len(readers) > 1 else None
         if both is not None:
@@ -305,15 +336,15 @@ class JaxPlan(ExpressionPlan):
             terms = [f"{both} @ xp.concat([{columns}], axis=0)"]
         else:
             terms = [f"{self.delta_all([st])} @ {st.weight}[:, {self.columns(st, inp)}]" for st in readers]
-        if self.input_elementwise is not None:
+        if self.elementwise_of(inp) is not None:
             terms.append(self.own("d_own", inp))
         return " + ".join(terms) if terms else f"xp.zeros_like({self.own('all', inp)})"
 
     def step_reads(self) -> list[tuple[str, str]]:
         """(name, code) of what one backward step reads of the sequences — the input, the previous states and the
         stored stages — only those its statements use (XLA would drop the rest; the reader need not see them)."""
-        code = " ".join(step.code for step in self.backward()) + " " + (self.input_elementwise or "")
-        names = [(self.input, f"{self.own('all', self.input)}[t]")]
+        code = " ".join(step.code for step in self.backward()) + " " + self.elementwise_code
+        names = [(i, f"{self.own('all', i)}[t]") for i in self.cell.inputs]
         names += [(f"{s}_prev", f"{self.own('all', f'{s}_prev')}[t]") for s in self.cell.states]
         names += [(n, f'_seq["{n}"][t]') for n in self.stored]
         return [(n, c) for n, c in names if re.search(rf"\b{re.escape(n)}\b", code)]
@@ -326,7 +357,7 @@ class JaxPlan(ExpressionPlan):
         names = [st.name for st in self.cell.stages]
         needed = {*self.cell.returns, *self.cell.states}
         needed |= {k for st in self.cell.linear_stages for k in st.inputs if k in names}
-        code = " ".join(step.code for step in self.backward()) + " " + (self.input_elementwise or "")
+        code = " ".join(step.code for step in self.backward()) + " " + self.elementwise_code
         needed |= {n for n in names if re.search(rf"\b{re.escape(n)}\b", code)}
         return [n for n in names if n in needed]
 
@@ -341,7 +372,7 @@ class JaxPlan(ExpressionPlan):
 
     def operand_all(self, k: str) -> str:
         """The sequence (T, B, ·) of a linear stage's operand over all steps."""
-        if k == self.input or self.cell.state_of_prev(k) is not None:
+        if k in self.cell.inputs or self.cell.state_of_prev(k) is not None:
             return self.own("all", k)
         return f'_seq["{k}"]'
 

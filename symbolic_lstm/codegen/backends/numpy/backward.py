@@ -127,7 +127,7 @@ class BackwardLines:
         if state:
             return f"{self.names.seq(state)}[:-1].reshape(T * B, n_a)"
         if pr.kind == "input":
-            return f"{k}.reshape(T * B, n_x)"
+            return f"{k}.reshape(T * B, {self.cell.width(k)})"
         if k in self.cell.states:  # a state read after its update in the same step: steps 1 … T
             return f"{self.names.seq(k)}[1:].reshape(T * B, n_a)"
         return f"{self.names.seq(k)}.reshape(T * B, n_a)"
@@ -146,7 +146,7 @@ class BackwardLines:
         return len({g.stage.inputs for g in self.s.gates}) == 1
 
     def after_loop(self) -> list[Line]:
-        """Weight, bias and input gradients: one product over all steps each."""
+        """Weight, bias and input gradients (every input's): one product over all steps each."""
         lines = []
         if self.uniform:
             width = self.s.weight_width(self.s.gates[0].stage)
@@ -175,13 +175,13 @@ class BackwardLines:
             rules = self.d.rules[self.s.gates[0].stage.name]
             code = self.printer.doprint(rules.bias.xreplace({rules.D: matrix_symbol("_dS2")}))
             lines.append(Line(f"_db = {code}", "∂E/∂b_g = Σ_t δsum_g<t>"))
-        pr = self.s.input_product
-        k = pr.operand
-        rules = self.d.rules[self.s.gates[pr.start].stage.name]
-        bind = {rules.D: matrix_symbol(self._delta_all_steps(pr)), rules.W[k]: matrix_symbol(self.own("W", k))}
-        code = self.printer.doprint(rules.operand[k].xreplace(bind))
-        comment = f"∂E/∂{k}<t> = Σ_g δsum_g<t>·∂sum_g<t>/∂{k}<t>, every t at once"
-        lines.append(Line(f"{self.own('d', k)} = ({code}).reshape(T, B, n_x)", comment))
+        for pr in self.s.input_products:
+            k = pr.operand
+            rules = self.d.rules[self.s.gates[pr.start].stage.name]
+            bind = {rules.D: matrix_symbol(self._delta_all_steps(pr)), rules.W[k]: matrix_symbol(self.own("W", k))}
+            code = self.printer.doprint(rules.operand[k].xreplace(bind))
+            comment = f"∂E/∂{k}<t> = Σ_g δsum_g<t>·∂sum_g<t>/∂{k}<t>, every t at once"
+            lines.append(Line(f"{self.own('d', k)} = ({code}).reshape(T, B, {self.cell.width(k)})", comment))
         return lines
 
     def weight_gradient(self, g: Gate) -> str:

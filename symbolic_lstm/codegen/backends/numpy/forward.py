@@ -34,10 +34,31 @@ class ForwardLines:
         self.code = StageCode(printer)
 
     def hoisted_lines(self) -> list[Line]:
-        """The input's product for every step at once, into the row-major gate buffer (zeros elsewhere)."""
-        pr, inp, G = self.s.input_product, self.s.input, self.names.G
+        """The first input's product for every step at once, into the row-major gate buffer (zeros elsewhere);
+        every further input's product added to its gates' columns."""
+        lines = self._first_input_lines()
+        G = self.names.G
+        for pr in self.s.input_products[1:]:
+            k = pr.operand
+            lhs = f"{k}.reshape(T * B, {self.cell.width(k)}) @ {self.own('W', k)}.T{self.names.fold_of(pr)}"
+            comment = f"+ the {k}<t> product for every t in one product"
+            rm = f"_gates.reshape(T * B, {self.names.GN})"
+            if pr.all_gates:
+                lines.append(Line(f"{rm}[:] += {lhs}", comment))
+            elif pr.contiguous:
+                lines.append(Line(f"{rm}[:, {self.names.rows(pr)}] += {lhs}", comment))
+            else:
+                by = f"_gates.reshape(T * B, {G}, n_a)"
+                add = f"{by}[:, {self.names.gate_index(pr)}] += ({lhs}).reshape(T * B, {pr.count}, n_a)"
+                lines.append(Line(add, comment))
+        return lines
+
+    def _first_input_lines(self) -> list[Line]:
+        """The first input's product for every step at once, into the row-major gate buffer (zeros elsewhere)."""
+        pr, G = self.s.input_product, self.names.G
+        inp = pr.operand
         fold, W = self.names.fold_of(pr), self.own("W", inp)
-        lhs = f"{inp}.reshape(T * B, n_x)"
+        lhs = f"{inp}.reshape(T * B, {self.cell.width(inp)})"
         comment = f"the {inp}<t> half for every t in one product"
         if pr.all_gates:
             return [Line(f"np.matmul({lhs}, {W}.T{fold}, out=_gates.reshape(T * B, {self.names.GN}))", comment)]

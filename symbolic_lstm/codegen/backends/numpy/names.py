@@ -77,7 +77,8 @@ class FusedNames:
             own.symbol("prime", g.value)
         for v in self.cell.vectors:
             own.add("grad", v)
-        own.add("d", self.s.input)
+        for i in self.cell.inputs:
+            own.add("d", i)
 
     def seq(self, name: str) -> str:
         """The per-step buffer of a state or stored stage (``_c_seq``)."""
@@ -187,7 +188,8 @@ class FusedNames:
     def cache_doc(self) -> str:
         """Size of the forward cache per step and batch row, in words for the docstring."""
         n_a = self.G * (2 if self.keep_pre else 1) + len(self.s.aux) + len(self.s.stored_stages) + len(self.cell.states)
-        return f"about (n_x + {n_a}·n_a)·T·B"
+        inputs = " + ".join(self.cell.input_widths.values())
+        return f"about ({inputs} + {n_a}·n_a)·T·B"
 
     def stage_text(self, st: Stage) -> str:
         return stage_text(st, self.cell.vectors)
@@ -258,7 +260,8 @@ class FusedNames:
 
     @property
     def cache_keys(self) -> list[str]:
-        keys = [self.s.input, *(self.own("W", pr.operand) for pr in self.s.products), *self.cell.vectors, "_gates"]
+        keys = [*self.cell.inputs, *(self.own("W", pr.operand) for pr in self.s.products), *self.cell.vectors]
+        keys += ["_gates"]
         keys += ["_pre"] if self.keep_pre else []
         keys += [self.seq(s) for s in self.cell.states]
         return keys + [seq for _, seq in self.aux_buffers] + [self.seq(n) for n in self.s.stored_stages]
@@ -273,7 +276,16 @@ class FusedNames:
 
     @property
     def x_weight(self) -> tuple[str, str]:
-        """A weight that reads the input, and its non-input columns as code (to name n_x in messages)."""
-        g = self.s.gates[self.s.input_product.start]
-        rest = [self.s.width_of(k) for k in g.stage.inputs if k not in self.cell.inputs]
-        return g.stage.weight, (" + ".join(rest) or "0")
+        """A weight that reads the first input, and its other columns as code (to name n_x in messages)."""
+        return self.input_weights[0][1:]
+
+    @property
+    def input_weights(self) -> list[tuple[str, str, str]]:
+        """For every input: (the input, a weight that reads it, that weight's other columns as code) — to name the
+        input's width in messages."""
+        out = []
+        for pr in self.s.input_products:
+            g = self.s.gates[pr.start]
+            rest = [self.s.width_of(k) for k in g.stage.inputs if k != pr.operand]
+            out.append((pr.operand, g.stage.weight, " + ".join(rest) or "0"))
+        return out

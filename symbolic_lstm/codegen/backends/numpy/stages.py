@@ -29,14 +29,16 @@ TEMPLATE = "numpy/stages_module.py.j2"
 
 def stages_reason(cell: Cell) -> str | None:
     """Why ``cell`` needs the stage-by-stage kernels (None: the fused ones take it)."""
-    nx = [n for n in cell.widths if cell.width(n) == "n_x" and n not in cell.inputs]
+    nx = [n for n in cell.widths if cell.width(n) not in ("n_a", "1") and n not in cell.inputs]
     if nx:
-        return f"has nodes of n_x units ({', '.join(nx)})"
+        widths = sorted({cell.width(n) for n in nx})
+        return f"has nodes of {' and '.join(widths)} units ({', '.join(nx)})"
     elementwise = [st.name for st in cell.stages if st.expressions and set(st.reads) & set(cell.inputs)]
     if elementwise:
         return f"reads its input unit by unit (stage {', '.join(elementwise)})"
-    if not any(set(st.inputs) & set(cell.inputs) for st in cell.linear_stages):
-        return "reads its input through no linear stage"
+    unread = [i for i in cell.inputs if not any(i in st.inputs for st in cell.linear_stages)]
+    if unread:
+        return f"reads its input {', '.join(unread)} through no linear stage"
     return None
 
 
@@ -58,8 +60,9 @@ class StagePlan(ModuleApi):
         self.printer = KernelPrinter()
         self.code = StageCode(self.printer)
         self.own: OwnNames = self.s.own
-        self.own.add("all", self.input)
-        self.own.add("d_all", self.input)
+        for i in cell.inputs:
+            self.own.add("all", i)
+            self.own.add("d_all", i)
         for st in cell.linear_stages:
             for k in st.inputs:
                 self.own.add("Wk", st.name, k, text=f"Wk_{st.name}_{k}")
@@ -73,6 +76,11 @@ class StagePlan(ModuleApi):
     def seq(self, name: str) -> str:
         """The per-step buffer of a stage (``_c_seq``)."""
         return self.own("seq", name)
+
+    @property
+    def all_inputs(self) -> str:
+        """The inputs' every-step arrays, in order, as code: ``_x_all`` or ``_x_all, _z_all``."""
+        return ", ".join(self.own("all", i) for i in self.cell.inputs)
 
     @property
     def why(self) -> str:
@@ -113,31 +121,38 @@ class StagePlan(ModuleApi):
 
     # -- forward --------------------------------------------------------------------------------------
     def hoisted(self) -> list[Line]:
-        """Every linear stage's product over the input, for all steps at once, into the stage's buffer."""
-        inp, lines = self.input, []
+        """Every linear stage's products over the inputs, for all steps at once, into the stage's buffer."""
+        lines = []
         for st in self.cell.linear_stages:
-            if inp in st.inputs:
-                rows = st.units
+            read = [i for i in self.cell.inputs if i in st.inputs]
+            for n, inp in enumerate(read):
+                rows, width = st.units, self.width(inp)
+                product = f"{self.own('all', inp)}.reshape(T * B, {width}) @ {self.block(st, inp)}.T"
+                comment = f"{st.weight}^({inp}) {inp}<t> for every t in one product"
+                if n:
+                    lines.append(Line(f"{self.seq(st.name)} += ({product}).reshape(T, B, {rows})", comment))
+                    continue
                 lines.append(
                     Line(
-                        f"np.matmul({self.own('all', inp)}.reshape(T * B, n_x), {self.block(st, inp)}.T, "
+                        f"np.matmul({self.own('all', inp)}.reshape(T * B, {width}), {self.block(st, inp)}.T, "
                         f"out={self.seq(st.name)}.reshape(T * B, {rows}))",
-                        f"{st.weight}^({inp}) {inp}<t> for every t in one product",
+                        comment,
                     )
                 )
+            if read:
                 if st.bias is not None:
                     lines.append(Line(f'{self.seq(st.name)} += _arrays["{st.bias}"]'))
         return lines
 
     def forward_lines(self) -> list[Line]:
-        cell, inp, out = self.cell, self.input, []
+        cell, out = self.cell, []
         for st in cell.stages:
             buf = f"{self.seq(st.name)}[t + 1]" if st.name in cell.states else f"{self.seq(st.name)}[t]"
             out.append(Line(f"{st.name} = {buf}"))
-            if not st.expressions:  # a product: its matmuls, the input's hoisted out of the loop
+            if not st.expressions:  # a product: its matmuls, the inputs' hoisted out of the loop
                 text = self.stage_text(st)
-                rest = [k for k in st.inputs if k != inp]
-                hoisted = inp in st.inputs
+                rest = [k for k in st.inputs if k not in cell.inputs]
+                hoisted = any(k in cell.inputs for k in st.inputs)
                 for i, k in enumerate(rest):
                     product = f"{k} @ {self.block(st, k)}.T"
                     if i == 0 and not hoisted:
@@ -187,10 +202,11 @@ class StagePlan(ModuleApi):
                 )
             if self.d.graph.is_linear(v):
                 lines.append(Line(f"{self.own('dsum', v)}[t] = delta_{v}", "kept for the weight gradient"))
-        value = self.s.elementwise_delta(self.input)
-        terms = ([] if value == 0 else [self.printer.doprint(value)]) + self.through_linear(self.input)
-        target = f"{self.own('d_all', self.input)}[t]"
-        lines.append(Line(f"{target} = {' + '.join(terms)}", f"∂E/∂{uni_time(self.input)}", stage=self.input))
+        for inp in self.cell.inputs:
+            value = self.s.elementwise_delta(inp)
+            terms = ([] if value == 0 else [self.printer.doprint(value)]) + self.through_linear(inp)
+            target = f"{self.own('d_all', inp)}[t]"
+            lines.append(Line(f"{target} = {' + '.join(terms)}", f"∂E/∂{uni_time(inp)}", stage=inp))
         return lines
 
     def operand_all(self, k: str) -> str:
@@ -199,7 +215,7 @@ class StagePlan(ModuleApi):
         state = self.cell.state_of_prev(k)
         if state:
             return f"{self.seq(state)}[:-1].reshape(T * B, {w})"
-        if k == self.input:
+        if k in self.cell.inputs:
             return f"{self.own('all', k)}.reshape(T * B, {w})"
         if k in self.cell.states:  # read after its update within the step: steps 1 … T
             return f"{self.seq(k)}[1:].reshape(T * B, {w})"
