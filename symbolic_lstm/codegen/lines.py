@@ -84,6 +84,9 @@ FIXED: frozenset[str] = frozenset({
     "_check_cache", "_head_inputs", "_labels", "_check", "_stack", "_initial_state", "_param_shape", "_outer",
     "_precision", "_scored_steps", "_scatter", "_forward", "_backward", "_CACHE_KEYS", "_FLOATS", "_SPARE",
     "_WIDTH",
+    # per-sequence lengths: the checked lengths, the carry-over select and the folded seeds
+    "_L", "_lengths", "_ends", "_by_length", "_sorted", "_seqs", "_after_end", "_past", "_moved",
+    "_output_seed", "_state_seed", "_live", "_live_all", "_live_mask", "_returned", "_zero",
 })  # fmt: skip
 #: How each kind of the kernels' own names that stands for something of the cell is spelled: ``"seq"`` of the node
 #: ``c`` is ``_c_seq``.  A name's key is its kind and what it stands for (``("seq", "c")``).

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 RESERVED_BY_KIND: dict[str, tuple[str, ...]] = {
     "imports": ("np", "xp", "jax", "lax", "contextlib", "array_namespace", "device"),
     "loop and sizes": ("p", "t", "T", "B", "n_a", "n_x"),
-    "arguments": ("cache", "check_finite", "keep_cache"),
+    "arguments": ("cache", "check_finite", "keep_cache", "lengths"),
     "constants": (
         "CELL", "CELL_SPEC", "BACKEND", "SOURCE_HASH", "PARAMS", "STATES", "INPUT", "OUTPUT", "RETURNS", "WEIGHTS",
         "WEIGHT_COLUMNS", "PARAM_SHAPES", "UNIT_PARAMS", "REDUCES_OVER_UNITS", "NONSMOOTH", "SQUARE", "LAYOUT",
