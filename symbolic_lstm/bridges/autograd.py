@@ -7,6 +7,7 @@ How the tensors reach the module is the backend's (:mod:`.exchange`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -35,18 +36,23 @@ class Run:
     def states(self) -> tuple[str, ...]:
         return self.cell.states
 
+    @property
+    def others(self) -> tuple[str, ...]:
+        """The cell's per-step inputs after the first (a decoder's context z), each a tensor (T, B, its width)."""
+        return self.cell.inputs[1:]
+
 
 class _Kernels(torch.autograd.Function):
     """One node of torch's graph for one layer and direction over the whole sequence: forward and backward are
     the generated kernels.
 
     Inputs: (the :class:`Run`, its runner for x's device — :meth:`RecurrentLayer.runner` —, the lengths (a CPU
-    int64 tensor (B,), or None for all T), x (T, B, n_x), *initial states (B, n_a), *parameters (the module's
-    order)); outputs: the sequences the kernels' forward returns (T, B, n_a each): the output, then the states
-    that are not the output (``Cell.returns``).  The kernels' backward consumes the forward cache (it stores the
-    gate gradients in place, and the next forward reuses the buffers); a graph backpropagated again
-    (``retain_graph=True``, ``gradcheck``) reruns the forward from the saved inputs first.  How the tensors reach
-    the module is the backend's (:mod:`.exchange`).
+    int64 tensor (B,), or None for all T), x (T, B, n_x), *the further inputs (T, B, width each, ``Run.others``),
+    *initial states (B, n_a), *parameters (the module's order)); outputs: the sequences the kernels' forward
+    returns (T, B, n_a each): the output, then the states that are not the output (``Cell.returns``).  The
+    kernels' backward consumes the forward cache (it stores the gate gradients in place, and the next forward
+    reuses the buffers); a graph backpropagated again (``retain_graph=True``, ``gradcheck``) reruns the forward
+    from the saved inputs first.  How the tensors reach the module is the backend's (:mod:`.exchange`).
     """
 
     @staticmethod
@@ -59,8 +65,8 @@ class _Kernels(torch.autograd.Function):
         *rest: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         exchange, module = runner
-        n = len(run.states)
-        out = exchange.forward(module, run, x, rest[:n], rest[n:], lengths)
+        m, n = len(run.others), len(run.others) + len(run.states)
+        out = exchange.forward(module, run, x, rest[m:n], rest[n:], lengths, rest[:m])
         seqs = tuple(out[:-1])
         ctx.run, ctx.runner, ctx.lengths, ctx.cache, ctx.n_inputs = run, runner, lengths, out[-1], 1 + len(rest)
         # references, no copies: the inputs for a second backward over this graph, and the outputs, which are
@@ -73,9 +79,9 @@ class _Kernels(torch.autograd.Function):
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         run, (exchange, module) = ctx.run, ctx.runner
         x, *rest = ctx.saved_tensors[: ctx.n_inputs]
-        n = len(run.states)
+        m, n = len(run.others), len(run.others) + len(run.states)
         if ctx.cache is None:
-            cache = exchange.forward(module, run, x, rest[:n], rest[n:], ctx.lengths)[-1]
+            cache = exchange.forward(module, run, x, rest[m:n], rest[n:], ctx.lengths, rest[:m])[-1]
         else:
             cache = ctx.cache
         ctx.cache = None  # consumed by the kernels' backward below
@@ -84,8 +90,8 @@ class _Kernels(torch.autograd.Function):
         if seeds[out] is None:  # only another state's last value is used: no gradient from the outputs
             seeds[out] = torch.zeros((x.shape[0], x.shape[1], run.hidden_size), dtype=x.dtype, device=x.device)
         g = exchange.backward(module, run, seeds, cache)
-        inp = run.cell.inputs[0]
-        return (None, None, None, g[inp], *(g[f"{s}0"] for s in run.states), *(g[p] for p in run.param_names))
+        inputs = (g[i] for i in run.cell.inputs)
+        return (None, None, None, *inputs, *(g[f"{s}0"] for s in run.states), *(g[p] for p in run.param_names))
 
 
 def run_kernels(
@@ -95,9 +101,11 @@ def run_kernels(
     x: torch.Tensor,
     initial: list[torch.Tensor],
     params: list[torch.Tensor],
+    others: Sequence[torch.Tensor] = (),
 ) -> dict[str, torch.Tensor]:
     """The sequences the kernels return (each (T, B, n_a)) by name (``Cell.returns``): ``run`` over ``x``
-    (T, B, n_x, contiguous) from ``initial`` (B, n_a each, the cell's state order) with ``params`` (the module's
-    order), each sequence ``lengths`` long (None: all T); one node of torch's graph."""
-    seqs = _Kernels.apply(run, runner, lengths, x, *initial, *params)
+    (T, B, n_x, contiguous) and ``others`` (the further inputs, ``Run.others``' order, (T, B, width) each,
+    contiguous) from ``initial`` (B, n_a each, the cell's state order) with ``params`` (the module's order), each
+    sequence ``lengths`` long (None: all T); one node of torch's graph."""
+    seqs = _Kernels.apply(run, runner, lengths, x, *others, *initial, *params)
     return dict(zip(run.cell.returns, seqs, strict=True))

@@ -42,7 +42,14 @@ class Exchange(Protocol):
     cpu_only: bool
 
     def forward(
-        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
+        self,
+        module: ModuleType,
+        run: Run,
+        x: torch.Tensor,
+        initial: Tensors,
+        params: Tensors,
+        lengths: Lengths,
+        others: Tensors = (),
     ) -> list: ...
 
     def backward(
@@ -66,11 +73,19 @@ class SharedMemory:
     cpu_only = True
 
     def forward(
-        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
+        self,
+        module: ModuleType,
+        run: Run,
+        x: torch.Tensor,
+        initial: Tensors,
+        params: Tensors,
+        lengths: Lengths,
+        others: Tensors = (),
     ) -> list:
         p = {name: _np(t) for name, t in zip(run.param_names, params, strict=True)}
         init = {f"{s}0": _np(t) for s, t in zip(run.states, initial, strict=True)}
         given = {} if lengths is None else {"lengths": lengths.numpy()}
+        given.update({i: _np(t) for i, t in zip(run.cell.inputs[1:], others, strict=True)})
         with _threads(run, x):
             *seqs, cache = module.forward(_np(x), p, **init, **given, check_finite=False)
         return [*(torch.from_numpy(s) for s in seqs), cache]
@@ -91,11 +106,19 @@ class Themselves:
     cpu_only = False
 
     def forward(
-        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
+        self,
+        module: ModuleType,
+        run: Run,
+        x: torch.Tensor,
+        initial: Tensors,
+        params: Tensors,
+        lengths: Lengths,
+        others: Tensors = (),
     ) -> list:
         p = dict(zip(run.param_names, params, strict=True))
         init = {f"{s}0": t for s, t in zip(run.states, initial, strict=True)}
         given = {} if lengths is None else {"lengths": lengths.to(x.device)}
+        given.update(zip(run.cell.inputs[1:], others, strict=True))
         return list(module.forward(x, p, **init, **given))
 
     def backward(
@@ -123,15 +146,22 @@ class DLPack:
         return jax.enable_x64(True) if x.dtype == torch.float64 else contextlib.nullcontext()
 
     def forward(
-        self, module: ModuleType, run: Run, x: torch.Tensor, initial: Tensors, params: Tensors, lengths: Lengths
+        self,
+        module: ModuleType,
+        run: Run,
+        x: torch.Tensor,
+        initial: Tensors,
+        params: Tensors,
+        lengths: Lengths,
+        others: Tensors = (),
     ) -> list:
         with self._x64(x):
             xs = self._to(x)
             p = {name: self._to(t) for name, t in zip(run.param_names, params, strict=True)}
             init = tuple(self._to(t) for t in initial)
             # int32: JAX without x64 (float32 runs) has no int64 arrays
-            given = {} if lengths is None else {"lengths": self._to(lengths.to(torch.int32))}
-            seq = module._forward(xs, p, init, **given)
+            given = (None if lengths is None else self._to(lengths.to(torch.int32)), *map(self._to, others))
+            seq = module._forward(xs, p, init, *given)  # lengths, then the further inputs in the cell's order
             return [*(torch.from_dlpack(seq[name]) for name in run.cell.returns), (xs, p, init, seq, given)]
 
     def backward(
@@ -141,9 +171,10 @@ class DLPack:
         out = run.cell.output
         with self._x64(seeds[out]):
             seeded = {s: self._to(g) for s, g in seeds.items() if g is not None and s != out}
-            grads, dx, d0 = module._backward(self._to(seeds[out]), seeded, xs, p, init, seq, **given)
+            grads, dx, d0, *d_others = module._backward(self._to(seeds[out]), seeded, xs, p, init, seq, *given)
         g = {name: torch.from_dlpack(v) for name, v in grads.items()}
         g[run.cell.inputs[0]] = torch.from_dlpack(dx)
+        g.update({i: torch.from_dlpack(v) for i, v in zip(run.cell.inputs[1:], d_others, strict=True)})
         g.update({f"{s}0": torch.from_dlpack(v) for s, v in zip(run.states, d0, strict=True)})
         return g
 

@@ -21,9 +21,19 @@ from ..codegen.backends import BACKENDS, DEFAULT, Backend
 from ..codegen.loader import module_for
 from ..engine.cell import Cell
 from ..engine.cells import as_cell
+from ..engine.reserved import input_width
 from .autograd import Run, run_kernels
 from .exchange import EXCHANGES, Exchange
-from .sequences import State, as_padded, checked_lengths, initial_states, last_steps, reverse_within, unpack
+from .sequences import (
+    State,
+    as_padded,
+    checked_lengths,
+    further_inputs,
+    initial_states,
+    last_steps,
+    reverse_within,
+    unpack,
+)
 
 __all__ = ["RecurrentLayer", "suffix", "without_biases"]
 
@@ -43,6 +53,24 @@ def without_biases(cell: Cell) -> Cell:
     linear = cell.linear_stages  # the typed view of the products: the stages with a bias to drop
     stages = tuple(replace(st, bias=None) if st in linear else st for st in cell.stages)
     return replace(cell, stages=stages)
+
+
+def _input_sizes(cell: Cell, given: Mapping[str, int] | None) -> dict[str, int]:
+    """The widths of the cell's per-step inputs after the first, checked: one positive int for each, in the cell's
+    order (ValueError naming a missing or unknown one)."""
+    given = dict(given or {})
+    names = cell.inputs[1:]
+    missing, extra = [n for n in names if n not in given], [n for n in given if n not in names]
+    if missing or extra:
+        want = "{" + ", ".join(f"{n!r}: width" for n in names) + "}" if names else "none (it reads one input)"
+        raise ValueError(
+            f"input_sizes must give the width of each further input of cell {cell.name!r}: {want}; "
+            f"missing {missing}, unexpected {extra}"
+        )
+    for n, v in given.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"input_sizes[{n!r}] must be a positive integer, got {v!r}")
+    return {n: given[n] for n in names}
 
 
 def suffix(layer: int, reverse: bool) -> str:
@@ -72,6 +100,9 @@ class RecurrentLayer(nn.Module):
         device: where the parameters live; CUDA runs the array-API module.
         seed: seed of the initial parameters (the generated module's ``init_params``; layer 0 forward's are
             those of a one-layer layer of the same seed).
+        input_sizes: the width of each of the cell's per-step inputs after the first (``{"z": 16}`` for a decoder
+            cell reading x<t> and a context z<t>); every layer and direction reads them beside its own input, and
+            ``forward`` takes them by keyword (``layer(x, z=z)``).
 
     Parameters are ``nn.Parameter`` s named as the cell's (``W_f`` (n_a, n_a + n_x), ``b_f`` (n_a,) …) for
     layer 0 forward, with :func:`suffix` ``_l{k}`` and ``_reverse`` for the others, in ``nn.LSTM``'s order
@@ -93,6 +124,7 @@ class RecurrentLayer(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         seed: int = 0,
+        input_sizes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         backend = backend.name if isinstance(backend, Backend) else backend
@@ -119,6 +151,7 @@ class RecurrentLayer(nn.Module):
         dtype = torch.get_default_dtype() if dtype is None else dtype
         if dtype not in _DTYPES:
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.input_sizes = _input_sizes(cell, input_sizes)
         self.cell = cell if bias else without_biases(cell)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
@@ -144,7 +177,8 @@ class RecurrentLayer(nn.Module):
             for d in range(self.directions):
                 j = k * self.directions + d
                 s = seed if j == 0 else int(np.random.SeedSequence([seed, k, d]).generate_state(1)[0])
-                init = self.kernels.init_params(self.layer_input_size(k), hidden_size, seed=s, dtype=np_dtype)
+                widths = {input_width(cell.inputs, i): n for i, n in self.input_sizes.items()}
+                init = self.kernels.init_params(self.layer_input_size(k), hidden_size, seed=s, dtype=np_dtype, **widths)
                 for name in own:
                     value = torch.as_tensor(init[name], device=device)
                     self.register_parameter(name + suffix(k, bool(d)), nn.Parameter(value))
@@ -159,7 +193,9 @@ class RecurrentLayer(nn.Module):
 
     def __setstate__(self, state: dict) -> None:
         # a layer pickled before the drop-in (one layer, one direction) has none of its settings
-        for key, value in (("num_layers", 1), ("bias", True), ("dropout", 0.0), ("bidirectional", False)):
+        for key, value in (
+            ("num_layers", 1), ("bias", True), ("dropout", 0.0), ("bidirectional", False), ("input_sizes", {})
+        ):  # fmt: skip
             state.setdefault(key, value)
         super().__setstate__(state)
         self._load_modules()
@@ -244,6 +280,7 @@ class RecurrentLayer(nn.Module):
         hx: State | None = None,
         *,
         lengths: Sequence[int] | torch.Tensor | np.ndarray | None = None,
+        **other_inputs: torch.Tensor | PackedSequence,
     ) -> tuple[torch.Tensor | PackedSequence, State]:
         """Run the layers over ``input`` as ``nn.LSTM`` does.
 
@@ -256,6 +293,9 @@ class RecurrentLayer(nn.Module):
                 more (the LSTM's ``(h_0, c_0)``); None for zeros.
             lengths: for a padded tensor, each sequence's length (B,), 1 ≤ L_b ≤ T (None: all T); a
                 ``PackedSequence`` carries its own.
+            other_inputs: the cell's per-step inputs after the first, by name (``z=z``), each given as ``input``
+                is — (T, B, width) or batch-first, (T, width) unbatched, or a ``PackedSequence`` of the same
+                lengths and order — with the width ``input_sizes`` says.
 
         Returns:
             (output, h_n): the output state at every step of the last layer, both directions side by side,
@@ -277,13 +317,16 @@ class RecurrentLayer(nn.Module):
             raise TypeError(f"input has dtype {x.dtype} but the layer's parameters are {self.dtype}")
         if x.device != self.device:
             raise ValueError(f"input is on {x.device} but the layer's parameters are on {self.device}")
+        others = further_inputs(
+            other_inputs, self.input_sizes, x, input if packed else None, self.batch_first, unbatched
+        )
         runner = self.runner(x.device)  # refuses a device the backend's modules cannot reach, before any work
         T, B = x.shape[0], x.shape[1]
         # every sequence as long as the batch: the kernels' plain path, which is the same computation
         ragged = None if lens is None or bool((lens == T).all()) else lens
         shape = (self.num_layers * self.directions, B, self.hidden_size)
         initial = initial_states(hx, self.states, self.cell.name, shape, self.dtype, self.device, unbatched)
-        output, finals = self._layers(x, initial, ragged, runner)
+        output, finals = self._layers(x, initial, ragged, runner, others)
         h_n = tuple(torch.stack(f) for f in finals)
         if unbatched:
             output, h_n = output[:, 0], tuple(h[:, 0] for h in h_n)
@@ -302,22 +345,25 @@ class RecurrentLayer(nn.Module):
         initial: list[torch.Tensor],
         lengths: torch.Tensor | None,
         runner: tuple[Exchange, ModuleType],
+        others: list[torch.Tensor],
     ) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
-        """Every layer and direction over ``x`` (T, B, n_x): the last layer's output (T, B, D·n_a) and, per state,
-        its last value (B, n_a) of every layer and direction in ``hx``'s order."""
+        """Every layer and direction over ``x`` (T, B, n_x) and the further inputs ``others`` (each layer reads
+        them): the last layer's output (T, B, D·n_a) and, per state, its last value (B, n_a) of every layer and
+        direction in ``hx``'s order."""
         states, D = self.states, self.directions
         finals: list[list[torch.Tensor]] = [[] for _ in states]
         seq = x
         for k in range(self.num_layers):
             run = Run(self.cell, self.layer_input_size(k), self.hidden_size, tuple(self.kernels.PARAMS))
             outs = []
+            backwards = [reverse_within(o, lengths).contiguous() for o in others] if D == 2 else []
             for d in range(D):
                 j = k * D + d
                 inp = seq if d == 0 else reverse_within(seq, lengths)
                 inp = inp if inp.is_contiguous() else inp.contiguous()
                 init = [h[j] for h in initial]
                 params = [getattr(self, n) for n in self.names_of(k, bool(d))]
-                seqs = run_kernels(run, runner, lengths, inp, init, params)
+                seqs = run_kernels(run, runner, lengths, inp, init, params, others if d == 0 else backwards)
                 out = seqs[self.cell.output]
                 outs.append(out if d == 0 else reverse_within(out, lengths))
                 for f, s, h0 in zip(finals, states, init, strict=True):

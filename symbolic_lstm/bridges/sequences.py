@@ -3,6 +3,7 @@ of different lengths run through it.
 
 * :func:`as_padded` / :func:`unpack`: the input (a tensor, batch-first or not, batched or one sequence, or a
   ``PackedSequence``) as the kernels' (T, B, n_x), with each sequence's length where they differ;
+* :func:`further_inputs`: a cell's per-step inputs after the first (a decoder's context z), given as the input is;
 * :func:`checked_lengths`, :func:`initial_states`: ``lengths=`` and ``hx`` checked (ValueError / TypeError naming
   what is wrong and what was expected);
 * :func:`reverse_within` and :func:`last_steps`: the reverse direction reads each sequence reversed within its own
@@ -17,7 +18,10 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
-__all__ = ["State", "as_padded", "checked_lengths", "initial_states", "last_steps", "reverse_within", "unpack"]
+__all__ = [
+    "State", "as_padded", "checked_lengths", "further_inputs", "initial_states", "last_steps", "reverse_within",
+    "unpack",
+]  # fmt: skip
 
 
 def as_padded(x: object, input_size: int, batch_first: bool) -> tuple[torch.Tensor, bool]:
@@ -45,6 +49,52 @@ def unpack(packed: PackedSequence, input_size: int) -> tuple[torch.Tensor, torch
             f"got {tuple(data.shape)}"
         )
     return pad_packed_sequence(packed)
+
+
+def further_inputs(
+    given: dict[str, object],
+    sizes: dict[str, int],
+    x: torch.Tensor,
+    packed: PackedSequence | None,
+    batch_first: bool,
+    unbatched: bool,
+) -> list[torch.Tensor]:
+    """The cell's inputs after the first, in the order of ``sizes`` ({name: width}), each as the kernels take it:
+    (T, B, width), contiguous, with x's (T, B, n_x) steps, batch, dtype and device.  Each is given as the input is:
+    a ``PackedSequence`` of the same batch sizes and order for a packed input, else a tensor (T, B, width) —
+    (B, T, width) with ``batch_first``, (T, width) for one unbatched sequence."""
+    missing, extra = [n for n in sizes if n not in given], [n for n in given if n not in sizes]
+    if missing or extra:
+        want = ", ".join(f"{n}= (…, {w})" for n, w in sizes.items()) or "none"
+        raise TypeError(f"the cell's further per-step inputs are {want}; missing {missing}, unexpected {extra}")
+    T, B = x.shape[0], x.shape[1]
+    out = []
+    for name, width in sizes.items():
+        v = given[name]
+        if packed is not None:
+            if not isinstance(v, PackedSequence):
+                raise TypeError(f"{name} must be a PackedSequence like the input, got {type(v).__name__}")
+            same_order = (v.sorted_indices is None) == (packed.sorted_indices is None) and (
+                v.sorted_indices is None or torch.equal(v.sorted_indices, packed.sorted_indices)
+            )
+            if not torch.equal(v.batch_sizes, packed.batch_sizes) or not same_order:
+                raise ValueError(f"{name} must be packed from sequences of the input's lengths, in the input's order")
+            if v.data.dim() != 2 or v.data.shape[-1] != width:
+                got = tuple(v.data.shape)
+                raise ValueError(f"{name}'s packed data must have shape (Σ lengths, {width}), got {got}")
+            t = pad_packed_sequence(v, total_length=T)[0]
+        else:
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor like the input, got {type(v).__name__}")
+            order = "(T, width)" if unbatched else "(B, T, width)" if batch_first else "(T, B, width)"
+            want = (T, width) if unbatched else (B, T, width) if batch_first else (T, B, width)
+            if tuple(v.shape) != want:
+                raise ValueError(f"{name} must have shape {order} = {want} like the input, got {tuple(v.shape)}")
+            t = v[:, None] if unbatched else v.transpose(0, 1) if batch_first else v
+        if t.dtype != x.dtype or t.device != x.device:
+            raise TypeError(f"{name} must be {x.dtype} on {x.device} like the input, got {t.dtype} on {t.device}")
+        out.append(t if t.is_contiguous() else t.contiguous())
+    return out
 
 
 def checked_lengths(lengths: object, T: int, B: int, unbatched: bool) -> torch.Tensor:
