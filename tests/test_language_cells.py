@@ -66,15 +66,21 @@ def language_cells(draw: st.DrawFn):
     """A valid cell over the language (module docstring)."""
     two = draw(st.booleans())
     slstm = draw(st.booleans())
+    several = draw(st.booleans())  # a second per-step input z<t> of its own width (a decoder's context)
     states = ("a", *(("c",) if two or slstm else ()), *(("n", "m") if slstm else ()))
-    b = _Tracked(CellBuilder("language_cell", inputs=("x",), states=states, output="a"))
+    b = _Tracked(CellBuilder("language_cell", inputs=("x", "z") if several else ("x",), states=states, output="a"))
     x = b.b.input("x")
+    z = [b.b.input("z")] if several else []
     prev = {s: b.b.prev(s) for s in states}
     leaves = [prev["a"], *([prev["c"]] if "c" in prev else [])]
     gates, pre = [], []
-    for i in range(draw(st.integers(1, 3))):
-        ops = draw(st.lists(st.sampled_from([x, *leaves]), min_size=1, unique=True))
+    count, read_z = draw(st.integers(1, 3)), False
+    for i in range(count):
+        ops = draw(st.lists(st.sampled_from([x, *z, *leaves]), min_size=1, unique=True))
         ops = ops if i or x in ops else [x, *ops]
+        if z and i == count - 1 and not read_z and z[0] not in ops:
+            ops = [*ops, *z]  # every input is read by some product
+        read_z = read_z or (bool(z) and z[0] in ops)
         s = b.linear(f"s{i}", ops, weight=f"W{i}", bias=draw(st.sampled_from([f"b{i}", None])))
         pre.append(s)
         gates.append(b.stage(f"g{i}", sigmoid(s)))  # a gate: in (0, 1), positive for the trees
@@ -147,9 +153,13 @@ def slstm_pattern() -> object:
 
 
 def _problem(cell, T=4, B=3, n_x=3, n_a=4, seed=5):
+    """Parameters, the inputs (x's array; every input by name for a cell with several, z 2 wide), initial states,
+    targets and seeds of the other states."""
     rng = np.random.default_rng(seed)
-    p = {n: rng.uniform(-0.8, 0.8, size=s) for n, s in cell.param_shapes(n_x, n_a).items()}
-    x, y = rng.normal(size=(T, B, n_x)), rng.normal(size=(T, B, n_a))
+    widths = {f"n_{i}": 2 for i in cell.inputs[1:]}
+    p = {n: rng.uniform(-0.8, 0.8, size=s) for n, s in cell.param_shapes(n_x, n_a, widths).items()}
+    xs = {i: rng.normal(size=(T, B, n_x if i == cell.inputs[0] else 2)) for i in cell.inputs}
+    x, y = (xs if len(xs) > 1 else xs[cell.inputs[0]]), rng.normal(size=(T, B, n_a))
     init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in cell.states}
     if "n0" in init:
         init["n0"] = np.abs(init["n0"]) + 0.5  # a normaliser starts positive, as the sLSTM's does
@@ -173,7 +183,8 @@ def _proved_checked_and_agree(cell, tmp_path_factory) -> None:
             assert report.ok, f"{backend}\n{described}\n{report}\n{report.verdict()}"
         if theirs is None:
             continue
-        got = k.forward(x, p, **init)
+        further = {i: v for i, v in x.items() if i != cell.inputs[0]} if isinstance(x, dict) else {}
+        got = k.forward(x[cell.inputs[0]] if further else x, p, **init, **further)
         grads = k.backward(k.mse_loss(got[0], y)[1], got[-1], **{f"d{s}": v for s, v in extra.items()})
         for ours_seq, their_seq in zip(got[:-1], theirs[0], strict=True):
             np.testing.assert_allclose(np.asarray(ours_seq), their_seq, rtol=1e-10, atol=1e-12, err_msg=described)
