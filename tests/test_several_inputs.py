@@ -9,8 +9,8 @@ import importlib.util
 
 import numpy as np
 import pytest
+import several_input_cells as cells
 from autodiff import assert_agrees, torch_reference
-from cells import several_inputs as cells
 from click.testing import CliRunner
 
 from symbolic_lstm import CellBuilder, load

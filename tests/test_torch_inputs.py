@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cells import several_inputs as cells
+import several_input_cells as cells
 
 torch = pytest.importorskip("torch")
 
