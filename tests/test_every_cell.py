@@ -381,7 +381,8 @@ def test_smoke_run_accepts_every_builtin():
 # -- what the kernels cannot take: a usage error naming it ----------------------------------------------
 
 
-def test_two_inputs_is_a_usage_error_naming_them(tmp_path):
+def test_two_inputs_generate_from_the_command_line(tmp_path):
+    """Formerly refused ("the kernels take exactly one per-step input"); now q<t> is an input of its own width."""
     f = tmp_path / "two.py"
     f.write_text(
         "from symbolic_lstm import CellBuilder\nimport sympy as sp\n\ndef build():\n"
@@ -390,7 +391,9 @@ def test_two_inputs_is_a_usage_error_naming_them(tmp_path):
         "    b.stage('a', sp.tanh(s))\n    return b.build()\n"
     )
     r = CliRunner().invoke(main, ["generate", "--cell", f"{f}:build", "--out", str(tmp_path / "o")])
-    assert r.exit_code == 2 and "exactly one per-step input" in r.output and "x, q" in r.output
+    assert r.exit_code == 0, r.output
+    k = load("two", tmp_path / "o")
+    assert k.INPUTS == ("x", "q") and k.init_params(2, 3, n_q=4)["W"].shape == (3, 3 + 2 + 4)
 
 
 def test_parameter_named_like_a_kernel_variable_is_refused_when_the_cell_is_built():
