@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .autograd import Run
 
 Tensors = Sequence[torch.Tensor]
-Lengths = torch.Tensor | None
+Lengths = Optional[torch.Tensor]  # noqa: UP045 (typing's form: `|` fails on the docs build's mocked torch)
 
 
 class Exchange(Protocol):

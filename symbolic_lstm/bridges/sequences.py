@@ -12,11 +12,13 @@ of different lengths run through it.
 
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-State = torch.Tensor | tuple[torch.Tensor, ...]
+State = Union[torch.Tensor, tuple[torch.Tensor, ...]]  # noqa: UP007 (typing's form: `|` fails on the docs build's mocked torch)
 
 __all__ = [
     "State", "as_padded", "checked_lengths", "further_inputs", "initial_states", "last_steps", "reverse_within",

@@ -7,6 +7,7 @@ direction (``_l0``, ``_l1_reverse`` …); :mod:`.torch` puts whole modules toget
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Union
 
 import numpy as np
 import torch
@@ -125,8 +126,10 @@ def to_torch_gru(params: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, t
     return _gru_to(params, "_l0")
 
 
-From = Callable[[Mapping[str, torch.Tensor | np.ndarray], str, bool], dict[str, np.ndarray]]
-To = Callable[[Mapping[str, np.ndarray | torch.Tensor], str], dict[str, torch.Tensor]]
+# typing's Union, not `|`: the docs build imports this module with torch mocked, where `|` on torch.Tensor fails
+Params = Mapping[str, Union[torch.Tensor, np.ndarray]]  # noqa: UP007
+From = Callable[[Params, str, bool], dict[str, np.ndarray]]
+To = Callable[[Params, str], dict[str, torch.Tensor]]
 
 #: What each torch module converts through: its class, our cell, and one layer-direction's converters.
 LAYOUTS: dict[str, tuple[type[nn.Module], str, From, To]] = {

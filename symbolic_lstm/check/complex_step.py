@@ -37,7 +37,11 @@ from .reference import Inputs, Reference
 H = 1e-20
 #: Perturbed copies run at once (bounds the memory of one run to CHUNK problems).
 CHUNK = 512
-#: A kink argument within this of 0, relative to the largest |argument|, puts the point at the kink.
+#: A kink argument within this of its kink, measured along the inputs — |value| ≤ KINK_BAND · |its change when every
+#: input moves by (|input| + 1) along a random direction| — puts the point at the kink: there the side a
+#: computation lands on is round-off.  In the inputs' terms, not the argument's: a product of small factors
+#: (g**16 = 1e-16 of a gate g = 0.1) is tiny and far from its kink (a relative change of g of order 1 moves it by
+#: its own size), while a difference that cancels to round-off (s − μ ≈ 1e-16 of terms of order 1) moves by order 1.
 KINK_BAND = 1e-9
 #: Random directions along which :meth:`ComplexStep.sensitivity` moves every input at once.
 DIRECTIONS = 3
@@ -114,9 +118,8 @@ class ComplexStep:
         _, args = self.reference.run(*_moved(x, p, init, seed=0, relative=False), kinks=True)
         if args.size == 0:
             return False
-        value, slope = np.real(args), np.imag(args)
-        ties = np.abs(value) <= KINK_BAND * max(1.0, float(np.max(np.abs(value))))
-        return bool(np.any(ties & (slope != 0)))
+        value, slope = np.real(args), np.imag(args) / H  # slope: its change along the direction
+        return bool(np.any((np.abs(value) <= KINK_BAND * np.abs(slope)) & (slope != 0)))
 
     def loss(
         self,
