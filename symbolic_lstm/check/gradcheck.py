@@ -205,12 +205,7 @@ def comparisons(
     rng = np.random.default_rng(seed)
     for problem in problems:
         T, B, n_x, n_a, mode, with_dc = problem
-        p = {
-            name: regime.weight_scale * v
-            for name, v in _init_params(k, cell, n_x, n_a, seed=int(rng.integers(1 << 30))).items()
-        }
-        for name in cell.vectors:  # distinct per unit, even where init_params starts them equal
-            p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
+        p = _draw_params(k, cell, n_x, n_a, rng, regime)
         xs = draw_inputs(cell, T, B, n_x, n_a, rng)
         x = xs if len(xs) > 1 else xs[cell.inputs[0]]  # one input: its array, as the check has always drawn it
         init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
@@ -223,30 +218,10 @@ def comparisons(
         arrays = {**p, **(x if isinstance(x, dict) else {cell.inputs[0]: x}), **init}
         expected, sensitivity = ref.outputs(x, p, init, others), ref.sensitivity(x, p, init, others)
         out = module_forward(k, x, p, init)
-        finite = all(np.isfinite(np.asarray(o)).all() for o in out[:-1])
-        forward = max(
-            relative_error(np.asarray(o), e, FORWARD_ROUNDOFF * d)
-            for o, e, d in zip(out[:-1], expected, sensitivity, strict=True)
-        )
-        if finite:
-            E, da = k.mse_loss(out[0], y, mode)
-            grads = k.backward(da, out[-1], **extra)
-        else:  # the module's forward pass is not finite where the cell's is: wrong, and nothing to differentiate
-            E, forward, grads = 0.0, np.inf, {key: np.full(arr.shape, np.nan) for key, arr in arrays.items()}
-        if set(grads) != set(arrays):
-            raise AssertionError(f"backward returned keys {sorted(grads)}, expected {sorted(arrays)}")
-        for key, arr in arrays.items():
-            if grads[key].shape != arr.shape:
-                raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
+        E, forward, grads = _module_side(k, out, expected, sensitivity, y, mode, extra, arrays)
         at_kink = ref.at_kink(x, p, init)  # which side the kernels land on is round-off: not judged
         numeric = None if at_kink else ref.gradients(arrays, y, mode, {s[1:]: v for s, v in extra.items()})
-        # the parameters' order, then the inputs, then initial states; as NumPy arrays, so the comparison is NumPy's
-        # float64 arithmetic whatever the module's library (a JAX array's subtraction would run in float32 without x64)
-        grads = {key: np.asarray(grads[key]) for key in arrays}
-        allowance = regime.atol * max(1.0, abs(E))
-        if numeric is not None:
-            allowance = max(allowance, ROUNDOFF * max(float(np.max(np.abs(v), initial=0.0)) for v in numeric.values()))
-        yield Comparison(problem, grads, numeric, allowance, forward, scale)
+        yield Comparison(problem, grads, numeric, _allowance(regime, E, numeric), forward, scale)
     if padded and problems and "lengths" in inspect.signature(k.forward).parameters:
         _, _, n_x, n_a, _, _ = problems[-1]
         yield padded_batch(k, cell, ref, rng, regime, n_x, n_a)
@@ -262,10 +237,7 @@ def padded_batch(
     L = np.array(PADDED_LENGTHS)
     T, B = int(L.max()), len(L)
     others = cell.returns[1:]
-    drawn = _init_params(k, cell, n_x, n_a, int(rng.integers(1 << 30)))
-    p = {name: regime.weight_scale * v for name, v in drawn.items()}
-    for name in cell.vectors:
-        p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
+    p = _draw_params(k, cell, n_x, n_a, rng, regime)
     xs = draw_inputs(cell, T, B, n_x, n_a, rng)
     init = {f"{s}0": 0.5 * rng.normal(size=(B, n_a)) for s in k.STATES}
     y = rng.normal(size=(T, B, n_a))
@@ -298,21 +270,63 @@ def padded_batch(
         for key in init:
             numeric[key][b] = g[key][0]
     out = module_forward(k, xs if len(xs) > 1 else xs[cell.inputs[0]], p, init, lengths=L)
+    extra = {f"d{s}": d for s, d in seeds.items()}
+    E, forward, grads = _module_side(k, out, expected, sensitivity, y, "many-to-many", extra, arrays)
+    problem = (T, B, n_x, n_a, "many-to-many", bool(others))
+    return Comparison(problem, grads, numeric, _allowance(regime, E, numeric), forward, scale)
+
+
+def _draw_params(
+    k: ModuleType, cell: Cell, n_x: int, n_a: int, rng: np.random.Generator, regime: Regime
+) -> dict[str, np.ndarray]:
+    """A problem's parameters: the module's initial draw at the regime's scale, unit parameters made distinct per
+    unit (even where init_params starts them equal)."""
+    drawn = _init_params(k, cell, n_x, n_a, seed=int(rng.integers(1 << 30)))
+    p = {name: regime.weight_scale * v for name, v in drawn.items()}
+    for name in cell.vectors:
+        p[name] = p[name] + rng.uniform(-0.5, 0.5, size=n_a)
+    return p
+
+
+def _module_side(
+    k: ModuleType,
+    out: tuple,
+    expected: Sequence[np.ndarray],
+    sensitivity: Sequence[np.ndarray],
+    y: np.ndarray,
+    mode: str,
+    extra: dict[str, np.ndarray],
+    arrays: dict[str, np.ndarray],
+) -> tuple[float, float, dict[str, np.ndarray]]:
+    """The module's side of a comparison, from its forward's ``out``: its loss E, its forward pass's largest
+    difference from the reference's outputs, and its gradients (nan where its forward pass is not finite) — keyed
+    and shaped as ``arrays``, as NumPy arrays (so the comparison is NumPy's float64 arithmetic whatever the module's
+    library: a JAX array's subtraction would run in float32 without x64)."""
     finite = all(np.isfinite(np.asarray(o)).all() for o in out[:-1])
     forward = max(
         relative_error(np.asarray(o), e, FORWARD_ROUNDOFF * d)
         for o, e, d in zip(out[:-1], expected, sensitivity, strict=True)
     )
     if finite:
-        E, da = k.mse_loss(out[0], y)
-        grads = k.backward(da, out[-1], **{f"d{s}": d for s, d in seeds.items()})
-        grads = {key: np.asarray(grads[key]) for key in arrays}
-    else:
+        E, da = k.mse_loss(out[0], y, mode)
+        grads = k.backward(da, out[-1], **extra)
+    else:  # the module's forward pass is not finite where the cell's is: wrong, and nothing to differentiate
         E, forward, grads = 0.0, np.inf, {key: np.full(arr.shape, np.nan) for key, arr in arrays.items()}
+    if set(grads) != set(arrays):
+        raise AssertionError(f"backward returned keys {sorted(grads)}, expected {sorted(arrays)}")
+    for key, arr in arrays.items():
+        if grads[key].shape != arr.shape:
+            raise AssertionError(f"gradient {key} has shape {grads[key].shape}, expected {arr.shape}")
+    return E, forward, {key: np.asarray(grads[key]) for key in arrays}
+
+
+def _allowance(regime: Regime, E: float, numeric: dict[str, np.ndarray] | None) -> float:
+    """The absolute round-off allowance of a comparison: the regime's atol·max(1, |E|), and ROUNDOFF times the
+    reference's largest derivative of any gradient."""
     allowance = regime.atol * max(1.0, abs(E))
     if numeric is not None:
         allowance = max(allowance, ROUNDOFF * max(float(np.max(np.abs(v), initial=0.0)) for v in numeric.values()))
-    return Comparison((T, B, n_x, n_a, "many-to-many", bool(others)), grads, numeric, allowance, forward, scale)
+    return allowance
 
 
 def _init_params(k: ModuleType, cell: Cell, n_x: int, n_a: int, seed: int) -> dict[str, np.ndarray]:
