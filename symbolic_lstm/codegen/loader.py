@@ -7,14 +7,13 @@ folder is refused before it runs.  A module made from other sources than the cur
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ..runtime.paths import generated_dir
+from ..runtime.paths import cache_home, generated_dir
 from ..runtime.run_code import run_module
 from ..runtime.trust import (
     UntrustedPathError,
@@ -133,11 +132,8 @@ def cache_dir() -> Path:
     """Where modules of user cells are generated on first use: ``$XDG_CACHE_HOME/symbolic-lstm``
     (``~/.cache/symbolic-lstm`` when XDG_CACHE_HOME is unset, empty or relative: the XDG Base Directory
     specification says a relative path there is invalid and to be ignored — it would name a folder of the
-    current directory, a different cache wherever a command runs)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        base = str(Path.home() / ".cache")
-    return Path(base) / "symbolic-lstm"
+    current directory, a different cache wherever a command runs): :func:`~symbolic_lstm.runtime.paths.cache_home`."""
+    return cache_home()
 
 
 #: What to do about a cache folder that is refused.

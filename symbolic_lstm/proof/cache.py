@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 
 from ..runtime.files import write_atomic
 from ..runtime.paths import cache_home
-from ..runtime.trust import UntrustedPathError, private_folder, private_folder_check
+from ..runtime.trust import UntrustedPathError, private_folder, private_folder_check, read_code
 
 #: The environment variable naming the folder of the proof cache (tests point it at a temporary folder).
 FOLDER_VARIABLE = "SYMBOLIC_LSTM_PROOF_CACHE"
@@ -41,20 +40,10 @@ class ProofCache:
         self.entries = self._read()
 
     def _read(self) -> dict[str, dict[str, str]]:
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
+        try:  # read once on its descriptor: a link, another's file or folder, no regular file — proved again
+            data = json.loads(read_code(self.path, "proof cache", own=True).decode("utf-8"))
+        except (OSError, UntrustedPathError, ValueError):  # none, unreadable, not UTF-8, not JSON: proved again
             return {}
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or (hasattr(os, "geteuid") and st.st_uid != os.geteuid()):
-                return {}
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = json.loads(f.read().decode("utf-8"))
-        except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: proved again
-            return {}
-        finally:
-            os.close(fd)
         proved = data.get("proved") if isinstance(data, dict) and data.get("format") == FORMAT else None
         if not isinstance(proved, dict):
             return {}

@@ -41,8 +41,8 @@ def data_dir() -> Path:
 
 def cache_home() -> Path:
     """``$XDG_CACHE_HOME/symbolic-lstm`` (``~/.cache/symbolic-lstm`` when XDG_CACHE_HOME is unset, empty or
-    relative: the XDG Base Directory specification says a relative path there is invalid and to be ignored) — the
-    rule :func:`symbolic_lstm.codegen.loader.cache_dir` follows for the user cells' modules."""
+    relative: the XDG Base Directory specification says a relative path there is invalid and to be ignored) — where
+    the user cells' modules (:func:`symbolic_lstm.codegen.loader.cache_dir`) and the proofs' cache live."""
     import os
 
     base = os.environ.get("XDG_CACHE_HOME", "")
