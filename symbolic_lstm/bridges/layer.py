@@ -353,10 +353,11 @@ class RecurrentLayer(nn.Module):
         states, D = self.states, self.directions
         finals: list[list[torch.Tensor]] = [[] for _ in states]
         seq = x
+        # every layer reads the same further inputs: the reverse direction's, reversed within each length, once
+        backwards = [reverse_within(o, lengths).contiguous() for o in others] if D == 2 else []
         for k in range(self.num_layers):
             run = Run(self.cell, self.layer_input_size(k), self.hidden_size, tuple(self.kernels.PARAMS))
             outs = []
-            backwards = [reverse_within(o, lengths).contiguous() for o in others] if D == 2 else []
             for d in range(D):
                 j = k * D + d
                 inp = seq if d == 0 else reverse_within(seq, lengths)
